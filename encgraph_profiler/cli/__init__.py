@@ -1,0 +1,22 @@
+"""The `encgraph` command line. Each command parses, calls one core function and renders."""
+
+from __future__ import annotations
+
+import typer
+
+from . import graphs, models, profile
+
+app = typer.Typer(
+    name="encgraph",
+    help="How much GPU memory a vision encoder's CUDA graphs hold, budget by budget.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("profile", epilog=profile.EPILOG)(profile.profile)
+app.command("graphs", epilog=graphs.EPILOG)(graphs.graphs)
+app.command("models")(models.models)
+
+
+def main() -> None:
+    app()

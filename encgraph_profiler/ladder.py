@@ -1,0 +1,79 @@
+"""Encoder token budgets, as vLLM counts and captures them. Pure logic, no torch.
+
+A budget counts vision tokens after spatial merge: an image with a patch grid [t, h, w] and merge
+size m costs t * (h / m) * (w / m) tokens. vLLM captures one encoder graph per budget; each graph
+is captured with ``items`` images laid out as k images of grid [1, m, ceil(B / k) * m].
+"""
+
+from __future__ import annotations
+
+from .errors import UsageError
+
+DEFAULT_MAX_BUDGET = 8192
+_SMALLEST_AUTO_BUDGET = 64
+
+
+def parse_budgets(text: str) -> tuple[int, ...]:
+    """Parse "1024,2048,4096" into sorted budgets, rejecting malformed, non-positive or repeated ones."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if not text or any(not p for p in parts):
+        raise UsageError(f"cannot read budgets {text!r}: give comma-separated token counts, e.g. 1024,2048,4096")
+    budgets = []
+    for part in parts:
+        try:
+            value = int(part)
+        except ValueError:
+            raise UsageError(f"budget {part!r} is not a whole number of tokens, e.g. --budgets 1024,2048,4096") from None
+        if value <= 0:
+            raise UsageError(f"budget {value} must be a positive number of tokens")
+        budgets.append(value)
+    duplicates = sorted({b for b in budgets if budgets.count(b) > 1})
+    if duplicates:
+        raise UsageError(f"budget {duplicates[0]} is given twice; list each budget once")
+    return tuple(sorted(budgets))
+
+
+def auto_ladder(max_budget: int) -> tuple[int, ...]:
+    """vLLM's automatic ladder: powers of two from 64 up to max_budget, plus max_budget itself."""
+    if max_budget < _SMALLEST_AUTO_BUDGET:
+        raise UsageError(f"--max-budget {max_budget} is below the smallest automatic budget (64)")
+    ladder = []
+    budget = _SMALLEST_AUTO_BUDGET
+    while budget <= max_budget:
+        ladder.append(budget)
+        budget *= 2
+    if ladder[-1] != max_budget:
+        ladder.append(max_budget)
+    return tuple(ladder)
+
+
+def resolve_budgets(budgets: str | None, max_budget: int | None) -> tuple[int, ...]:
+    """Explicit budgets win; otherwise the auto ladder up to max_budget (default 8192)."""
+    if budgets is not None:
+        if max_budget is not None:
+            raise UsageError("give either --budgets or --max-budget, not both")
+        return parse_budgets(budgets)
+    return auto_ladder(DEFAULT_MAX_BUDGET if max_budget is None else max_budget)
+
+
+def auto_max_items(budgets: tuple[int, ...]) -> int:
+    """vLLM's default images per captured batch: min(max_budget // 64, smallest budget), at least 1."""
+    return max(1, min(max(budgets) // _SMALLEST_AUTO_BUDGET, min(budgets)))
+
+
+def resolve_max_items(budgets: tuple[int, ...], max_items: int | None) -> int:
+    if max_items is None:
+        return auto_max_items(budgets)
+    if max_items <= 0:
+        raise UsageError(f"--max-items {max_items} must be at least 1")
+    if max_items > min(budgets):
+        raise UsageError(
+            f"--max-items {max_items} is larger than the smallest budget ({min(budgets)}): "
+            "each image needs at least one token; lower --max-items or drop the small budget"
+        )
+    return max_items
+
+
+def tokens_per_item(budget: int, items: int) -> int:
+    """Tokens each of ``items`` images gets so that together they cover the budget."""
+    return -(-budget // items)

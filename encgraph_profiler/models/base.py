@@ -1,0 +1,85 @@
+"""What every model-family adapter provides: build the tower, lay out a budget, make its inputs.
+
+Adapters import torch and transformers lazily inside their methods, so that the registry can list
+and resolve models without paying for those imports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import UsageError
+
+DTYPES = {"bfloat16": 2, "float16": 2, "float32": 4}
+DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
+
+
+def canonical_dtype(name: str) -> str:
+    name = DTYPE_ALIASES.get(name.lower(), name.lower())
+    if name not in DTYPES:
+        raise UsageError(f"unknown --dtype {name!r}; choose one of {', '.join(DTYPES)}")
+    return name
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one budget is fed to the tower when its graph is captured."""
+
+    budget: int
+    items: int  # images in the captured batch
+    tokens: int  # vision tokens the batch produces (after spatial merge), >= budget
+    input_patches: int  # patches the tower embeds
+    grids: tuple[tuple[int, int, int], ...] = ()  # [t, h, w] patch grids, dynamic-resolution towers
+
+
+class Adapter:
+    """Base class of the family adapters. Subclasses set the class attributes and the methods."""
+
+    family: str = ""
+    model_types: tuple[str, ...] = ()  # the "model_type" values of full configs this adapter reads
+    dynamic_resolution: bool = True
+    has_language_model: bool = True
+
+    # -- configs -----------------------------------------------------------------------------
+    def config_class(self):
+        raise NotImplementedError
+
+    def full_config(self, data: dict[str, Any]):
+        """The transformers config object of the whole model, from a config.json dict."""
+        data = {k: v for k, v in data.items() if k != "model_type"}
+        return self.config_class()(**data)
+
+    def vision_config(self, full_config):
+        return full_config.vision_config
+
+    # -- modules -----------------------------------------------------------------------------
+    def tower_class(self):
+        raise NotImplementedError
+
+    def full_model_class(self):
+        raise NotImplementedError
+
+    def build_tower(self, vision_config, dtype: str, attn: str):
+        """Random-weight tower on the current default device (graph memory ignores weight values)."""
+        import torch
+
+        return self.tower_class()._from_config(
+            vision_config, dtype=getattr(torch, dtype), attn_implementation=attn
+        ).eval()
+
+    # -- budgets -----------------------------------------------------------------------------
+    def layout(self, vision_config, budget: int, items: int) -> Layout:
+        raise NotImplementedError
+
+    def make_inputs(self, tower, vision_config, layout: Layout, dtype: str, device, generator) -> dict:
+        """Static inputs for one budget, every grid-dependent tensor precomputed outside the graph."""
+        raise NotImplementedError
+
+    def forward(self, tower, inputs: dict):
+        """Run the tower on ``make_inputs``' result; returns the tuple of output tensors."""
+        raise NotImplementedError
+
+    def reference_forward(self, tower, inputs: dict):
+        """The plain forward, with nothing precomputed: what tests compare ``forward`` against."""
+        return self.forward(tower, inputs)

@@ -1,0 +1,30 @@
+"""Parameter and KV-cache figures from a config alone: modules are built on the meta device."""
+
+from __future__ import annotations
+
+from ..report import ModelFacts
+from .base import DTYPES
+from .registry import ModelSpec
+
+
+def _count_parameters(model_class, config) -> int:
+    import torch
+
+    with torch.device("meta"):
+        model = model_class._from_config(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_facts(spec: ModelSpec, dtype: str) -> ModelFacts:
+    adapter = spec.adapter
+    full = adapter.full_config(spec.config)
+    vision = adapter.vision_config(full)
+    tower = _count_parameters(adapter.tower_class(), vision)
+    if not adapter.has_language_model:
+        return ModelFacts(tower, None, None, None, None)
+    total = _count_parameters(adapter.full_model_class(), full)
+    text = full.text_config
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    dtype_bytes = DTYPES[dtype]
+    kv = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * dtype_bytes
+    return ModelFacts(tower, total, total * dtype_bytes, kv, text.max_position_embeddings)

@@ -1,0 +1,44 @@
+"""Fixed-resolution ViTs (SigLIP, CLIP): every image is image_size x image_size, so a budget of B
+tokens is captured as a batch of floor(B / tokens_per_image) whole images."""
+
+from __future__ import annotations
+
+from .base import Adapter, Layout
+from ..errors import UsageError
+
+
+class FixedResolutionAdapter(Adapter):
+    dynamic_resolution = False
+    has_language_model = False
+
+    def patches_per_image(self, vision_config) -> int:
+        return (vision_config.image_size // vision_config.patch_size) ** 2
+
+    def tokens_per_image(self, vision_config) -> int:
+        """Tokens one image contributes to a budget, as vLLM counts them."""
+        return self.patches_per_image(vision_config)
+
+    def layout(self, vision_config, budget: int, items: int) -> Layout:
+        per_image = self.tokens_per_image(vision_config)
+        images = budget // per_image
+        if images == 0:
+            raise UsageError(
+                f"budget {budget} is smaller than one {vision_config.image_size}px image "
+                f"({per_image} tokens); use budgets of at least {per_image}"
+            )
+        return Layout(
+            budget=budget,
+            items=images,
+            tokens=images * per_image,
+            input_patches=images * self.patches_per_image(vision_config),
+        )
+
+    def make_inputs(self, tower, vision_config, layout: Layout, dtype: str, device, generator) -> dict:
+        import torch
+
+        size = vision_config.image_size
+        pixels = torch.randn(layout.items, vision_config.num_channels, size, size, generator=generator)
+        return {"pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype))}
+
+    def forward(self, tower, inputs: dict):
+        return (tower(**inputs).last_hidden_state,)

@@ -1,0 +1,44 @@
+"""Qwen2.5-VL: Qwen2-VL's tower plus window attention (full attention every few blocks).
+
+The window reordering and window segments are precomputed too: ``window_index`` on the device,
+``cu_window_seqlens`` on the host (sdpa splits windows there).
+"""
+
+from __future__ import annotations
+
+from .qwen2_vl import Qwen2VLAdapter
+
+
+class Qwen2_5VLAdapter(Qwen2VLAdapter):
+    family = "qwen2.5-vl"
+    model_types = ("qwen2_5_vl",)
+
+    def config_class(self):
+        from transformers import Qwen2_5_VLConfig
+
+        return Qwen2_5_VLConfig
+
+    def tower_class(self):
+        from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
+
+        return Qwen2_5_VisionTransformerPretrainedModel
+
+    def full_model_class(self):
+        from transformers import Qwen2_5_VLForConditionalGeneration
+
+        return Qwen2_5_VLForConditionalGeneration
+
+    def precompute(self, tower, grid_thw, device) -> dict:
+        import torch
+        from transformers.vision_utils import get_vision_window_index
+
+        inputs = super().precompute(tower, grid_thw, device)
+        window_index, cu_window_seqlens = get_vision_window_index(
+            grid_thw,
+            spatial_merge_size=tower.spatial_merge_size,
+            window_size=tower.window_size,
+            patch_size=tower.patch_size,
+        )
+        inputs["window_index"] = window_index.to(device)
+        inputs["cu_window_seqlens"] = cu_window_seqlens.to(torch.int32)
+        return inputs

@@ -1,0 +1,51 @@
+"""Qwen3-VL: learned position table resampled per image, and DeepStack features from
+intermediate blocks, which the language model consumes: they are graph outputs too."""
+
+from __future__ import annotations
+
+from .qwen2_vl import Qwen2VLAdapter
+
+
+class Qwen3VLAdapter(Qwen2VLAdapter):
+    family = "qwen3-vl"
+    model_types = ("qwen3_vl",)
+
+    def config_class(self):
+        from transformers import Qwen3VLConfig
+
+        return Qwen3VLConfig
+
+    def tower_class(self):
+        from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionModel
+
+        return Qwen3VLVisionModel
+
+    def full_model_class(self):
+        from transformers import Qwen3VLForConditionalGeneration
+
+        return Qwen3VLForConditionalGeneration
+
+    def precompute(self, tower, grid_thw, device) -> dict:
+        from transformers.vision_utils import get_vision_interpolation_indices_and_weights
+
+        inputs = super().precompute(tower, grid_thw, device)
+        indices, weights = get_vision_interpolation_indices_and_weights(
+            grid_thw,
+            num_grid_per_side=tower.num_grid_per_side,
+            mode=tower.interpolation_mode,
+            align_corners=tower.interpolation_align_corners,
+            spatial_merge_size=tower.spatial_merge_size,
+        )
+        inputs["interp_indices"] = indices.to(device)
+        inputs["interp_weights"] = weights.to(device)
+        return inputs
+
+    @staticmethod
+    def _outputs(result):
+        return (result.pooler_output, *result.deepstack_features)
+
+    def forward(self, tower, inputs: dict):
+        return self._outputs(tower(**inputs))
+
+    def reference_forward(self, tower, inputs: dict):
+        return self._outputs(tower(inputs["hidden_states"], inputs["grid_thw"]))

@@ -1,0 +1,115 @@
+"""Find a model by bundled name, alias, Hugging Face id or local path; no torch needed."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from .base import Adapter
+from .clip import ClipAdapter
+from .qwen2_5_vl import Qwen2_5VLAdapter
+from .qwen2_vl import Qwen2VLAdapter
+from .qwen3_vl import Qwen3VLAdapter
+from .siglip import SiglipAdapter
+
+ADAPTERS: tuple[Adapter, ...] = (
+    Qwen2VLAdapter(),
+    Qwen2_5VLAdapter(),
+    Qwen3VLAdapter(),
+    SiglipAdapter(),
+    ClipAdapter(),
+)
+
+# A family name alone picks the size most deployments use.
+ALIASES = {
+    "qwen2-vl": "qwen2-vl-7b",
+    "qwen2.5-vl": "qwen2.5-vl-7b",
+    "qwen3-vl": "qwen3-vl-8b",
+    "siglip": "siglip-so400m-patch14-384",
+    "clip": "clip-vit-large-patch14-336",
+}
+DEFAULT_MODEL = "qwen2-vl-7b"
+
+
+def configs_dir() -> Path:
+    """Bundled configs: inside the installed package, or ``configs/`` beside it in a checkout."""
+    here = Path(__file__).resolve().parent.parent
+    installed = here / "configs"
+    return installed if installed.is_dir() else here.parent / "configs"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    source: Path
+    config: dict[str, Any]
+    adapter: Adapter
+    bundled: bool
+
+
+def bundled_names(include_tiny: bool = False) -> list[str]:
+    root = configs_dir()
+    names = sorted(p.stem for p in root.glob("*.json"))
+    if include_tiny:
+        names += sorted(p.stem for p in (root / "tiny").glob("*.json"))
+    return names
+
+
+def _bundled_path(name: str) -> Path | None:
+    root = configs_dir()
+    for path in (root / f"{name}.json", root / "tiny" / f"{name}.json"):
+        if path.is_file():
+            return path
+    return None
+
+
+def normalize(name: str) -> str:
+    """'Qwen/Qwen2.5-VL-7B-Instruct' -> 'qwen2.5-vl-7b'; 'Qwen2_5-VL' -> 'qwen2.5-vl'."""
+    key = name.strip().lower().rsplit("/", 1)[-1]
+    key = re.sub(r"-(instruct|thinking|chat)$", "", key)
+    key = key.replace("qwen2_5", "qwen2.5").replace("_", "-")
+    return ALIASES.get(key, key)
+
+
+def adapter_for(config: dict[str, Any], source: str) -> Adapter:
+    model_type = config.get("model_type")
+    for adapter in ADAPTERS:
+        if model_type in adapter.model_types:
+            return adapter
+    known = ", ".join(t for a in ADAPTERS for t in a.model_types)
+    raise UsageError(f"{source}: model_type {model_type!r} is not supported; encgraph knows {known}")
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UsageError(f"cannot read model config {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"model config {path} is not a JSON object")
+    return data
+
+
+def resolve(name: str) -> ModelSpec:
+    path = Path(name).expanduser()
+    if path.is_dir():
+        path = path / "config.json"
+        if not path.is_file():
+            raise UsageError(f"{name} is a directory without a config.json; point --model at a Hugging Face model directory")
+    if path.is_file():
+        config = _read_config(path)
+        return ModelSpec(str(name), path, config, adapter_for(config, str(path)), bundled=False)
+    key = normalize(name)
+    bundled = _bundled_path(key)
+    if bundled is None:
+        choices = bundled_names(include_tiny=True) + list(ALIASES)
+        close = difflib.get_close_matches(key, choices, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise UsageError(f"unknown model {name!r}: {hint}`encgraph models` lists the bundled ones; a local config.json path also works")
+    config = _read_config(bundled)
+    return ModelSpec(key, bundled, config, adapter_for(config, str(bundled)), bundled=True)

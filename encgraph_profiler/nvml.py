@@ -1,0 +1,65 @@
+"""The one gateway to NVML. Anything NVML cannot tell becomes None (shown as n/a), never a crash."""
+
+from __future__ import annotations
+
+import os
+
+
+class Nvml:
+    """Device and per-process memory for one GPU, found by PCI bus id so that it is the same
+    device that torch uses whatever CUDA_VISIBLE_DEVICES says."""
+
+    def __init__(self, pci_bus_id: str | None):
+        self.problem: str | None = None
+        self._handle = None
+        try:
+            import pynvml
+
+            self._nvml = pynvml
+            pynvml.nvmlInit()
+            if pci_bus_id:
+                self._handle = pynvml.nvmlDeviceGetHandleByPciBusId(pci_bus_id)
+            else:
+                self._handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        except Exception as err:  # noqa: BLE001 - any NVML failure means "not available"
+            self.problem = f"NVML is not available ({err}); NVML columns show n/a"
+
+    @property
+    def available(self) -> bool:
+        return self._handle is not None
+
+    def _query(self, fn):
+        if self._handle is None:
+            return None
+        try:
+            return fn()
+        except Exception:  # noqa: BLE001
+            return None
+
+    def driver_version(self) -> str | None:
+        def read():
+            version = self._nvml.nvmlSystemGetDriverVersion()
+            return version.decode() if isinstance(version, bytes) else version
+
+        return self._query(read)
+
+    def device_used_bytes(self) -> int | None:
+        """Device-wide used memory, v2 (without the driver-reserved part the v1 figure adds)."""
+
+        def read():
+            info = self._nvml.nvmlDeviceGetMemoryInfo(self._handle, version=self._nvml.nvmlMemory_v2)
+            return int(info.used)
+
+        return self._query(read)
+
+    def process_used_bytes(self) -> int | None:
+        """This process's device memory, or None where the container hides per-process figures."""
+
+        def read():
+            pid = os.getpid()
+            for proc in self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle):
+                if proc.pid == pid and proc.usedGpuMemory is not None:
+                    return int(proc.usedGpuMemory)
+            return None
+
+        return self._query(read)

@@ -1,0 +1,55 @@
+"""Rich tables for the terminal. Rendering only: every figure comes from a Report."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from .report import Report
+from .units import mib
+
+POOL_TITLES = {
+    "encoder_graphs": "encoder graph pool",
+    "default": "default pool",
+    "outside_allocator": "outside the allocator",
+}
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.1f}"
+
+
+def budget_table(report: Report) -> Table:
+    table = Table(title=f"Encoder CUDA graphs per budget: {report.settings.model} ({report.provenance.gpu_name})")
+    for name in ("budget", "items", "patches", "pool growth MiB", "pool total MiB", "static I/O MiB",
+                 "non-alloc MiB", "capture ms", "eager ms", "replay ms", "replay = eager"):
+        table.add_column(name, justify="left" if name == "replay = eager" else "right")
+    for b in report.budgets:
+        table.add_row(
+            f"{b.budget:,}", str(b.items), f"{b.input_patches:,}", mib(b.pool_growth_bytes), mib(b.pool_reserved_bytes),
+            mib(b.static_io_bytes), mib(b.non_allocator_bytes, signed=True), _ms(b.capture_ms), _ms(b.eager_ms),
+            _ms(b.replay_ms), "yes" if b.replay_matches_eager else f"[red]no (max |diff| {b.replay_max_abs_diff:.3g})[/]",
+        )
+    return table
+
+
+def pool_table(report: Report) -> Table:
+    table = Table(title="Memory by pool (rows add up to what NVML reports for this process)")
+    for name in ("pool", "reserved MiB", "live MiB", "segments", "graphs", "made of (MiB)"):
+        table.add_column(name, justify="left" if name in ("pool", "made of (MiB)") else "right")
+    for p in report.pools:
+        parts = ", ".join(f"{k.replace('_', ' ')} {mib(v)}" for k, v in p.parts.items())
+        table.add_row(
+            POOL_TITLES.get(p.pool, p.pool), mib(p.reserved_bytes), mib(p.live_bytes),
+            "" if p.segments is None else str(p.segments), "" if p.graphs is None else str(p.graphs), parts,
+        )
+    table.add_section()
+    table.add_row("total", mib(report.total_bytes), "", "", "", f"NVML process used {mib(report.process_used_bytes)}")
+    return table
+
+
+def totals_line(report: Report) -> str:
+    encoder = report.pool("encoder_graphs")
+    return (
+        f"Encoder graphs hold {mib(encoder.reserved_bytes)} MiB ({encoder.reserved_bytes:,} bytes) in "
+        f"{encoder.graphs} graphs; process total {mib(report.total_bytes)} MiB; wall {report.wall_ms / 1000:.1f} s"
+    )
