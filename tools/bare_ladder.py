@@ -1,0 +1,93 @@
+"""Independent check of `encgraph profile`, and the bare baseline for its wall time.
+
+Written against torch and transformers only (no encgraph code): build the Qwen2-VL tower from the
+bundled config, allocate every budget's inputs and warm each up on the capture stream, then
+synchronize + empty_cache and measure the whole ladder (largest first, one pool) by a different
+method from encgraph's: the caching allocator's reserved-bytes delta and this process's NVML delta.
+
+    python tools/bare_ladder.py configs/qwen2-vl-7b.json 1024,2048,4096,8192 > bare.json
+"""
+
+import json
+import math
+import os
+import sys
+import time
+
+started = time.perf_counter()
+
+import pynvml  # noqa: E402
+import torch  # noqa: E402
+from transformers import Qwen2VLConfig  # noqa: E402
+from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel  # noqa: E402
+from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids  # noqa: E402
+
+
+def process_used(handle):
+    for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+        if proc.pid == os.getpid():
+            return int(proc.usedGpuMemory)
+    raise SystemExit("NVML does not list this process")
+
+
+def main(config_path, budget_text, warmup=2):
+    budgets = sorted((int(b) for b in budget_text.split(",")), reverse=True)
+    items = max(1, min(budgets[0] // 64, budgets[-1]))
+    data = json.load(open(config_path))
+    data.pop("model_type")
+    vision = Qwen2VLConfig(**data).vision_config
+    m = vision.spatial_merge_size
+    with torch.device("cuda"):
+        tower = Qwen2VisionTransformerPretrainedModel._from_config(
+            vision, dtype=torch.bfloat16, attn_implementation="sdpa"
+        ).eval()
+    gen = torch.Generator().manual_seed(0)
+    features = vision.in_channels * vision.temporal_patch_size * vision.patch_size**2
+    stream = torch.cuda.Stream()
+    runs = []
+    for budget in budgets:
+        per_item = math.ceil(budget / items)
+        grid = torch.tensor([[1, m, per_item * m]] * items)
+        kwargs = {
+            "hidden_states": torch.randn(items * m * m * per_item, features, generator=gen).to("cuda", torch.bfloat16),
+            "grid_thw": grid.cuda(),
+            "position_ids": get_vision_position_ids(grid, m).cuda(),
+            "cu_seqlens": get_vision_cu_seqlens(grid).to(torch.int32),
+        }
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream), torch.inference_mode():
+            for _ in range(warmup):
+                tower(**kwargs)
+        runs.append(kwargs)
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    pynvml.nvmlInit()
+    handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
+    reserved0 = torch.cuda.memory_stats()["reserved_bytes.all.current"]
+    used0 = process_used(handle)
+    pool = torch.cuda.graph_pool_handle()
+    graphs = []
+    for kwargs in runs:
+        graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(graph, pool=pool, stream=stream):
+            out = tower(**kwargs).pooler_output
+        graphs.append((graph, out))
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    reserved1 = torch.cuda.memory_stats()["reserved_bytes.all.current"]
+    used1 = process_used(handle)
+    json.dump(
+        {
+            "budgets": budgets,
+            "items": items,
+            "reserved_delta_bytes": reserved1 - reserved0,
+            "nvml_process_delta_bytes": used1 - used0,
+            "wall_s": time.perf_counter() - started,
+        },
+        sys.stdout,
+    )
+    print()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
