@@ -3,7 +3,8 @@
 #   OUT=/tmp/out bash tools/gpu_acceptance.sh
 set -u
 export PYTHONPATH=. PYTHONUNBUFFERED=1
-OUT=${OUT:-/tmp/encgraph-acceptance}
+RESULT=${OUT:-/tmp}
+OUT=$(mktemp -d)/acceptance  # gathered into one archive at the end: the device tool returns few files
 mkdir -p "$OUT"
 LADDER=1024,2048,4096,8192
 
@@ -31,3 +32,5 @@ done
 
 timed pytest python3 -m pytest -q -p no:cacheprovider tests
 python3 tools/acceptance_summary.py "$OUT" | tee "$OUT/summary.txt"
+cp "$OUT/summary.txt" "$OUT/profile1.json" "$RESULT/"
+tar czf "$RESULT/acceptance.tgz" -C "$(dirname "$OUT")" acceptance
