@@ -13,6 +13,8 @@ from rich.console import Console
 from ..errors import EncgraphError, ExitCode
 
 out = Console(highlight=False)  # results: tables, or machine output with no markup
+if not out.is_terminal:
+    out.width = 160  # piped or captured: keep the wide tables readable instead of 80 columns
 err = Console(stderr=True, highlight=False)  # progress, warnings, errors
 
 
