@@ -1,0 +1,92 @@
+"""Config loading, aliases and adapters on tiny configs (CPU)."""
+
+import json
+
+import pytest
+import torch
+
+from encgraph_profiler.errors import UsageError
+from encgraph_profiler.models.facts import model_facts
+from encgraph_profiler.models.registry import bundled_names, resolve
+
+TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-siglip", "tiny-clip"]
+
+
+def test_six_real_models_are_bundled():
+    assert bundled_names() == [
+        "clip-vit-large-patch14-336", "qwen2-vl-2b", "qwen2-vl-7b", "qwen2.5-vl-7b", "qwen3-vl-8b",
+        "siglip-so400m-patch14-384",
+    ]
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("Qwen2-VL", "qwen2-vl-7b"), ("qwen2.5-vl", "qwen2.5-vl-7b"), ("Qwen2_5-VL", "qwen2.5-vl-7b"),
+    ("Qwen/Qwen2-VL-2B-Instruct", "qwen2-vl-2b"), ("QWEN3-VL", "qwen3-vl-8b"), ("SigLIP", "siglip-so400m-patch14-384"),
+])
+def test_aliases_resolve(name, expected):
+    assert resolve(name).name == expected
+
+
+def test_unknown_model_lists_close_names():
+    with pytest.raises(UsageError, match="did you mean qwen2-vl"):
+        resolve("qwen2-vll")
+
+
+def test_local_config_path_and_directory(tmp_path):
+    source = resolve("tiny-qwen2-vl").source
+    (tmp_path / "config.json").write_text(source.read_text())
+    assert resolve(str(tmp_path)).adapter.family == "qwen2-vl"
+    assert resolve(str(tmp_path / "config.json")).adapter.family == "qwen2-vl"
+    (tmp_path / "other.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(UsageError, match="not supported"):
+        resolve(str(tmp_path / "other.json"))
+
+
+# Tower sizes of the real checkpoints, counted on the meta device (../shared/REFERENCE.md).
+@pytest.mark.parametrize("name, tower_millions", [
+    ("qwen2-vl-2b", 665.27), ("qwen2-vl-7b", 675.76), ("qwen2.5-vl-7b", 676.55), ("qwen3-vl-8b", 576.39),
+    ("siglip-so400m-patch14-384", 428.23), ("clip-vit-large-patch14-336", 303.51),
+])
+def test_tower_parameters_match_the_real_checkpoints(name, tower_millions):
+    assert round(model_facts(resolve(name), "bfloat16").tower_parameters / 1e6, 2) == tower_millions
+
+
+def test_kv_bytes_per_token_from_text_config():
+    facts = model_facts(resolve("qwen2-vl-7b"), "bfloat16")
+    assert facts.kv_bytes_per_token == 2 * 28 * 4 * 128 * 2
+    assert facts.weight_bytes == facts.total_parameters * 2
+    assert model_facts(resolve("siglip"), "bfloat16").kv_bytes_per_token is None
+
+
+def test_qwen_layout_is_vllms():
+    spec = resolve("qwen2-vl-7b")
+    vision = spec.adapter.vision_config(spec.adapter.full_config(spec.config))
+    layout = spec.adapter.layout(vision, 1000, 3)
+    assert layout.grids == ((1, 2, 668),) * 3  # [1, m, ceil(B/k) * m]
+    assert layout.tokens == 1002 and layout.input_patches == 3 * 2 * 668
+
+
+def test_fixed_resolution_layout_is_whole_images():
+    spec = resolve("siglip")
+    vision = spec.adapter.vision_config(spec.adapter.full_config(spec.config))
+    assert spec.adapter.layout(vision, 4096, 0).items == 5  # 729 tokens per 384px image
+    with pytest.raises(UsageError, match="smaller than one"):
+        spec.adapter.layout(vision, 512, 0)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_precomputed_forward_equals_plain_forward(name):
+    spec = resolve(name)
+    adapter = spec.adapter
+    vision = adapter.vision_config(adapter.full_config(spec.config))
+    torch.manual_seed(0)
+    tower = adapter.build_tower(vision, "float32", "sdpa")
+    layout = adapter.layout(vision, 256 if adapter.dynamic_resolution else 40, 4)
+    inputs = adapter.make_inputs(tower, vision, layout, "float32", torch.device("cpu"), torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        fast = adapter.forward(tower, inputs)
+        plain = adapter.reference_forward(tower, inputs)
+    assert len(fast) == len(plain) >= 1
+    for a, b in zip(fast, plain):
+        assert torch.equal(a, b)
+    assert fast[0].shape[-2 if not adapter.dynamic_resolution else 0] in (layout.tokens // layout.items + 1, layout.tokens // layout.items, layout.tokens)
