@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import graphs, models, profile
+from . import check, graphs, models, profile
 
 app = typer.Typer(
     name="encgraph",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.command("profile", epilog=profile.EPILOG)(profile.profile)
 app.command("graphs", epilog=graphs.EPILOG)(graphs.graphs)
+app.command("check", epilog=check.EPILOG)(check.check)
 app.command("models")(models.models)
 
 
