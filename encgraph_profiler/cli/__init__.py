@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import check, graphs, models, profile
+from . import check, graphs, models, plan, profile
 
 app = typer.Typer(
     name="encgraph",
@@ -16,6 +16,7 @@ app = typer.Typer(
 app.command("profile", epilog=profile.EPILOG)(profile.profile)
 app.command("graphs", epilog=graphs.EPILOG)(graphs.graphs)
 app.command("check", epilog=check.EPILOG)(check.check)
+app.command("plan", epilog=plan.EPILOG)(plan.plan)
 app.command("models")(models.models)
 
 

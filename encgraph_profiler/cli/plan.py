@@ -1,0 +1,155 @@
+"""`encgraph plan`: capacity planning from a report (no GPU) or from a fresh profile."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from .common import Format, err, handled, out, warn
+
+EPILOG = """\
+Examples:
+
+  encgraph plan --from examples/qwen2-vl-7b.h100.json --gpu H100-80GB
+
+  encgraph plan --from report.json --gpu-memory 80GiB --gpu-memory-utilization 0.85 --max-model-len 8192
+
+  encgraph plan --from report.json --what-if H100-80GB,A100-40GB,L4
+
+  encgraph plan --model Qwen2-VL --budgets 1024,2048,4096      # profiles on this GPU first
+
+Sizes: 80GiB and 81920MiB are binary (GiB = 2^30 bytes); 80GB is decimal (10^9 bytes), as on
+datasheets. Exit codes: 0 fits, 6 does not fit, 2 bad input, 5 unreadable report.
+"""
+
+
+def _table(plan) -> Table:
+    from ..units import gib
+
+    table = Table(title=f"Capacity plan: {plan.model} on {plan.gpu}")
+    table.add_column("", justify="left")
+    table.add_column("term", justify="left")
+    table.add_column("GiB", justify="right")
+    table.add_column("bytes", justify="right")
+    table.add_column("source", justify="left")
+    for i, term in enumerate(plan.terms):
+        table.add_row("" if i == 0 else "-", term.name, gib(term.bytes), f"{term.bytes:,}", term.source)
+    table.add_section()
+    table.add_row("=", "KV cache", gib(plan.kv_cache_bytes), f"{plan.kv_cache_bytes:,}", "derived")
+    if plan.kv_bytes_per_token:
+        table.add_row("/", "KV bytes per token", "", f"{plan.kv_bytes_per_token:,}", "config")
+        table.add_row("=", "KV tokens", "", f"{plan.kv_tokens:,}", "derived")
+        table.add_row("/", "max model len", "", f"{plan.max_model_len:,}", "config or user")
+        table.add_row("=", "concurrent max-length requests", "", f"{plan.concurrency:.2f}", "derived")
+    return table
+
+
+def _plan_dict(plan) -> dict:
+    return {
+        "model": plan.model, "gpu": plan.gpu, "fits": plan.fits, "verdict": plan.verdict,
+        "terms": [{"name": t.name, "bytes": t.bytes, "source": t.source} for t in plan.terms],
+        "kv_cache_bytes": plan.kv_cache_bytes, "kv_bytes_per_token": plan.kv_bytes_per_token,
+        "kv_tokens": plan.kv_tokens, "max_model_len": plan.max_model_len, "concurrency": plan.concurrency,
+        "kv_tokens_per_graph_gib": plan.tokens_per_graph_gib, "shortfall_bytes": plan.shortfall_bytes,
+        "fitting_ladder": plan.fitting_ladder, "vllm_flags": plan.vllm_flags, "notes": list(plan.notes),
+    }
+
+
+def _load_or_profile(report_path, model, budgets, max_budget, max_items, dtype):
+    from .. import report as report_io
+    from ..errors import UsageError
+
+    if (report_path is None) == (model is None):
+        raise UsageError("give --from REPORT.json, or --model (and --budgets) to profile on this GPU first")
+    if report_path is not None:
+        return report_io.load(report_path)
+    from ..ladder import resolve_budgets
+    from ..profile import ProfileRequest, profile
+
+    err.print("profiling first (needs a CUDA device)...")
+    return profile(ProfileRequest(model=model, budgets=resolve_budgets(budgets, max_budget), max_items=max_items, dtype=dtype))
+
+
+@handled
+def plan(
+    report_path: Annotated[Path | None, typer.Option("--from", help="A profile report (JSON). No GPU needed.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Profile this model first (needs a GPU).")] = None,
+    budgets: Annotated[str | None, typer.Option("--budgets", "-b", help="With --model: token budgets.")] = None,
+    max_budget: Annotated[int | None, typer.Option("--max-budget", help="With --model: auto ladder top.")] = None,
+    max_items: Annotated[int | None, typer.Option("--max-items", help="With --model: images per batch.")] = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="With --model: weight dtype.")] = "bfloat16",
+    gpu: Annotated[str | None, typer.Option("--gpu", help="Preset: H100-80GB, H200-141GB, A100-80GB, A100-40GB, L40S, L4, RTX-4090.")] = None,
+    gpu_memory: Annotated[str | None, typer.Option("--gpu-memory", help="Total GPU memory instead of a preset, e.g. 80GiB.")] = None,
+    utilization: Annotated[str, typer.Option("--gpu-memory-utilization", help="vLLM's fraction of GPU memory to use.")] = "0.9",
+    kv_cache_dtype: Annotated[str, typer.Option("--kv-cache-dtype", help="auto (the model dtype), bfloat16, float16, fp8.")] = "auto",
+    max_model_len: Annotated[int | None, typer.Option("--max-model-len", help="Tokens per request. Default: the model's max positions.")] = None,
+    margin: Annotated[str, typer.Option("--margin", help="Extra headroom to keep free, e.g. 1GiB.")] = "0",
+    decoder_graph_memory: Annotated[str | None, typer.Option("--decoder-graph-memory", help="Decoder CUDA-graph memory, e.g. 1.5GiB.")] = None,
+    activation_memory: Annotated[str | None, typer.Option("--activation-memory", help="Activation peak. Default: the measured eager peak of the largest budget.")] = None,
+    what_if: Annotated[str | None, typer.Option("--what-if", help="Compare GPUs or utilizations, e.g. H100-80GB,L4 or 0.8,0.9.")] = None,
+    output_format: Annotated[Format, typer.Option("--format", help="table, or json on stdout.")] = Format.table,
+) -> None:
+    """Plan KV-cache capacity with the measured encoder graphs, and print the vLLM flags."""
+    from ..errors import ExitCode
+    from ..plan import PlanInputs, gpu_memory as resolve_gpu, parse_utilization, plan as make_plan
+    from ..units import parse_size
+
+    label, total, source = resolve_gpu(gpu, gpu_memory)
+    common = dict(
+        kv_cache_dtype=kv_cache_dtype, max_model_len=max_model_len, margin_bytes=parse_size(margin),
+        decoder_graph_bytes=None if decoder_graph_memory is None else parse_size(decoder_graph_memory),
+        activation_bytes=None if activation_memory is None else parse_size(activation_memory),
+    )
+    inputs = PlanInputs(label, total, source, parse_utilization(utilization), **common)
+    scenarios = []
+    if what_if:
+        for item in (p.strip() for p in what_if.split(",")):
+            if item.replace(".", "", 1).isdigit():
+                scenarios.append(PlanInputs(label, total, source, parse_utilization(item), **common))
+            else:
+                scenarios.append(PlanInputs(*resolve_gpu(item, None), inputs.utilization, **common))
+    report = _load_or_profile(report_path, model, budgets, max_budget, max_items, dtype)
+    result = make_plan(report, inputs)
+    compared = [make_plan(report, s) for s in scenarios]
+    if output_format is Format.json:
+        data = _plan_dict(result)
+        if compared:
+            data["what_if"] = [{"utilization": s.utilization, **_plan_dict(p)} for s, p in zip(scenarios, compared)]
+        out.print(json.dumps(data, indent=2), markup=False, highlight=False, soft_wrap=True)
+    else:
+        _render(result, scenarios, compared)
+    raise typer.Exit(int(ExitCode.OK if result.fits else ExitCode.DOES_NOT_FIT))
+
+
+def _render(result, scenarios, compared) -> None:
+    from ..units import gib
+
+    for note in result.notes:
+        warn(note)
+    out.print(_table(result))
+    style = "green" if result.fits else "bold red"
+    out.print(f"[{style}]{result.verdict}[/]")
+    if not result.fits:
+        if result.fitting_ladder:
+            out.print(f"largest ladder of this report that fits (pool estimated): {','.join(map(str, result.fitting_ladder))}")
+        elif result.fitting_ladder == ():
+            out.print("only without encoder graphs would it fit")
+        else:
+            out.print("no ladder of this report fits, nor does running without encoder graphs")
+    if result.tokens_per_graph_gib:
+        out.print(f"each GiB of graph pool costs {result.tokens_per_graph_gib:,} KV tokens")
+    if result.fits:
+        out.print("vLLM flags:", markup=False)
+        out.print(f"  {result.vllm_flags}", markup=False, soft_wrap=True)
+    if compared:
+        table = Table(title="What if")
+        for name in ("GPU", "utilization", "KV cache GiB", "KV tokens", "requests", "verdict"):
+            table.add_column(name)
+        for s, p in zip(scenarios, compared):
+            table.add_row(s.gpu, f"{s.utilization:g}", gib(p.kv_cache_bytes), "" if p.kv_tokens is None else f"{p.kv_tokens:,}",
+                          "" if p.concurrency is None else f"{p.concurrency:.2f}", p.verdict)
+        out.print(table)
