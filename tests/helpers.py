@@ -1,0 +1,26 @@
+"""Reports derived from the committed real one, for tests that need a changed figure."""
+
+import copy
+import json
+
+MiB = 1024**2
+
+
+def grow_largest_pool(data: dict, fraction: float) -> dict:
+    """The largest budget's pool grew by ``fraction``: its budget row, the encoder pool and the total."""
+    data = copy.deepcopy(data)
+    largest = max(data["budgets"], key=lambda b: b["budget"])
+    extra = int(largest["pool_reserved_bytes"] * fraction)
+    for b in data["budgets"]:
+        b["pool_reserved_bytes"] += extra
+    largest["pool_growth_bytes"] += extra
+    pool = next(p for p in data["pools"] if p["pool"] == "encoder_graphs")
+    pool["reserved_bytes"] += extra
+    pool["parts"]["scratch"] += extra
+    data["total_bytes"] += extra
+    return data
+
+
+def write(path, data: dict):
+    path.write_text(json.dumps(data))
+    return path

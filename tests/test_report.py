@@ -1,0 +1,63 @@
+"""The committed real report: schema round trip, invariants, rendering."""
+
+import json
+
+import pytest
+from rich.console import Console
+
+from encgraph_profiler import render, report as report_io
+from encgraph_profiler.errors import ReportError
+
+
+def test_round_trip_is_lossless(recorded_report_path, recorded_report_data, tmp_path):
+    report = report_io.load(recorded_report_path)
+    assert json.loads(report_io.to_json(report)) == recorded_report_data
+    report_io.save(report, tmp_path / "again.json")
+    assert json.loads((tmp_path / "again.json").read_text()) == recorded_report_data
+
+
+def test_recorded_report_adds_up(recorded_report_path):
+    report = report_io.load(recorded_report_path)
+    # The pool rows add up to what NVML reported for the process.
+    assert report.total_bytes == report.process_used_bytes
+    for pool in report.pools:
+        assert sum(pool.parts.values()) == pool.reserved_bytes
+    # Largest first: the largest budget's capture makes the pool; the others fit in it.
+    budgets = sorted(report.budgets, key=lambda b: b.budget)
+    assert budgets[-1].pool_growth_bytes == report.pool("encoder_graphs").reserved_bytes
+    assert all(b.pool_reserved_bytes == budgets[-1].pool_reserved_bytes for b in budgets)
+    assert all(b.replay_matches_eager for b in budgets)
+    assert report.graph_counts.line.endswith("ENCODER=4 (largest=8192)")
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.update(schema_version=99), "schema_version 99"),
+    (lambda d: d.pop("budgets"), "missing report.budgets"),
+    (lambda d: d.update(pools={}), "should be a list"),
+])
+def test_bad_reports_are_refused(recorded_report_data, tmp_path, mutate, message):
+    mutate(recorded_report_data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(recorded_report_data))
+    with pytest.raises(ReportError, match=message):
+        report_io.load(path)
+
+
+def test_truncated_and_missing_files(recorded_report_path, tmp_path):
+    path = tmp_path / "cut.json"
+    path.write_text(recorded_report_path.read_text()[:500])
+    with pytest.raises(ReportError, match="truncated"):
+        report_io.load(path)
+    with pytest.raises(ReportError, match="no such report"):
+        report_io.load(tmp_path / "absent.json")
+
+
+def test_tables_show_the_measured_figures(recorded_report_path):
+    report = report_io.load(recorded_report_path)
+    console = Console(width=200, record=True)
+    console.print(render.budget_table(report))
+    console.print(render.pool_table(report))
+    text = console.export_text()
+    assert "2,526.0" in text and "8,192" in text and "encoder graph pool" in text
+    assert "outside the allocator" in text and "yes" in text
+    assert "2,648,702,976 bytes" in render.totals_line(report)
