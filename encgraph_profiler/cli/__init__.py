@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
+
+# transformers' config warnings about the random-weight configs are noise for this tool.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from . import check, graphs, models, plan, profile
 

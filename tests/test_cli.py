@@ -1,0 +1,114 @@
+"""CLI behaviour through typer's CliRunner: exit codes, messages, output formats."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from encgraph_profiler.cli import app
+
+from helpers import grow_largest_pool, write
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, list(args))
+
+
+def test_help_lists_commands():
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("profile", "graphs", "check", "plan", "models"):
+        assert command in result.output
+
+
+def test_fast_commands_do_not_import_torch(recorded_report_path):
+    code = (
+        "import sys; from encgraph_profiler.cli import app; from typer.testing import CliRunner;"
+        "r = CliRunner();"
+        "assert r.invoke(app, ['--help']).exit_code == 0;"
+        "assert r.invoke(app, ['graphs']).exit_code == 0;"
+        f"assert r.invoke(app, ['check', {str(recorded_report_path)!r}, {str(recorded_report_path)!r}]).exit_code == 0;"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_graphs_line_and_json():
+    result = run("graphs", "--budgets", "1024,2048,4096")
+    assert result.exit_code == 0
+    assert result.output.splitlines()[0] == (
+        "Profiling CUDA graph memory: PIECEWISE=51 (largest=512), FULL=35 (largest=256), ENCODER=3 (largest=4096)"
+    )
+    data = json.loads(run("graphs", "--max-num-seqs", "128", "--format", "json").output)
+    assert [(g["kind"], g["count"], g["largest"]) for g in data["groups"]] == [("PIECEWISE", 35, 256), ("FULL", 19, 128)]
+
+
+@pytest.mark.parametrize("args", [
+    ["--max-num-seqs", "0"], ["--max-num-batched-tokens", "-5"], ["--cudagraph-mode", "MAYBE"],
+    ["--cudagraph-capture-sizes", "1,2,99999"], ["--budgets", "1024,abc"],
+])
+def test_graphs_bad_input_exit_2(args):
+    result = run("graphs", *args)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+
+
+def test_profile_without_gpu_exits_3_with_what_still_works():
+    result = run("profile", "--model", "tiny-qwen2-vl", "--budgets", "64,128")
+    assert result.exit_code == 3
+    assert "no CUDA device" in result.output and "encgraph plan --from" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "qwen9-vl"], "unknown model"), (["--budgets", "1024,1024"], "given twice"),
+    (["--budgets", "0"], "positive"), (["--budgets", "64,128", "--max-items", "65"], "larger than the smallest"),
+    (["--dtype", "int3"], "unknown --dtype"), (["--attn", "magic"], "unknown --attn"),
+])
+def test_profile_bad_input_exit_2_before_gpu(args, message):
+    result = run("profile", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_models_lists_six_with_parameter_counts():
+    result = run("models", "--format", "json")
+    rows = json.loads(result.output)
+    assert len(rows) == 6
+    assert {r["name"]: r["tower_parameters"] for r in rows}["qwen2-vl-7b"] == 675_759_104
+
+
+def test_check_exit_codes(recorded_report_path, recorded_report_data, tmp_path):
+    grown = write(tmp_path / "grown.json", grow_largest_pool(recorded_report_data, 0.10))
+    result = run("check", str(recorded_report_path), str(grown))
+    assert result.exit_code == 1 and "budget 8192 pool_reserved_bytes (+10.0%)" in result.output
+    assert run("check", str(recorded_report_path), str(recorded_report_path)).exit_code == 0
+    bad = tmp_path / "bad.json"
+    bad.write_text(recorded_report_path.read_text()[:300])
+    result = run("check", str(bad), str(grown))
+    assert result.exit_code == 5 and "Traceback" not in result.output
+    assert run("check", str(recorded_report_path), str(grown), "--tolerance", "lots").exit_code == 2
+
+
+def test_check_json_output_is_clean(recorded_report_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "encgraph_profiler", "check", str(recorded_report_path), str(recorded_report_path), "--format", "json"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["passed"] is True
+
+
+def test_plan_exit_codes(recorded_report_path):
+    fits = run("plan", "--from", str(recorded_report_path), "--gpu", "H100-80GB")
+    assert fits.exit_code == 0 and "966,849" in fits.output and "--kv-cache-memory=55442990489" in fits.output
+    tight = run("plan", "--from", str(recorded_report_path), "--gpu", "L4", "--gpu-memory-utilization", "0.5")
+    assert tight.exit_code == 6 and "does not fit" in tight.output and "short by" in tight.output
+    for args in (["--gpu-memory", "eighty"], ["--gpu-memory-utilization", "1.2"], ["--gpu-memory", "-80GiB"]):
+        assert run("plan", "--from", str(recorded_report_path), *args).exit_code == 2
+    assert run("plan").exit_code == 2
+    what_if = run("plan", "--from", str(recorded_report_path), "--what-if", "H100-80GB,L4,0.8", "--format", "json")
+    assert [w["fits"] for w in json.loads(what_if.output)["what_if"]] == [True, False, True]
