@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from encgraph_profiler.cli import app
@@ -57,6 +58,7 @@ def test_graphs_bad_input_exit_2(args):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
 def test_profile_without_gpu_exits_3_with_what_still_works():
     result = run("profile", "--model", "tiny-qwen2-vl", "--budgets", "64,128")
     assert result.exit_code == 3
