@@ -55,22 +55,23 @@ def _split_figure(text: str) -> tuple[str | None, str]:
     return figure, value
 
 
+def _by_figure(items: list[str], parse, default):
+    """A global value (``5%``) and per-figure values (``pool_reserved_bytes=2%``) from one option."""
+    value, by_figure = default, {}
+    for item in items:
+        figure, text = _split_figure(item)
+        if figure is None:
+            value = parse(text)
+        else:
+            by_figure[figure] = parse(text)
+    return value, by_figure
+
+
 def parse_tolerance(relative: list[str], absolute: list[str]) -> Tolerance:
     """``--tolerance 5%`` / ``--tolerance pool_reserved_bytes=2%`` and
     ``--tolerance-abs 16MiB`` / ``--tolerance-abs static_io_bytes=1MiB``, each repeatable."""
-    rel, abs_, rel_by, abs_by = DEFAULT_RELATIVE, DEFAULT_ABSOLUTE_BYTES, {}, {}
-    for item in relative:
-        figure, value = _split_figure(item)
-        if figure is None:
-            rel = _parse_fraction(value)
-        else:
-            rel_by[figure] = _parse_fraction(value)
-    for item in absolute:
-        figure, value = _split_figure(item)
-        if figure is None:
-            abs_ = parse_size(value)
-        else:
-            abs_by[figure] = parse_size(value)
+    rel, rel_by = _by_figure(relative, _parse_fraction, DEFAULT_RELATIVE)
+    abs_, abs_by = _by_figure(absolute, parse_size, DEFAULT_ABSOLUTE_BYTES)
     return Tolerance(rel, abs_, rel_by, abs_by)
 
 

@@ -52,7 +52,7 @@ class ProfileRequest:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Prepared:
     """Everything about a profile that can be known and checked without a GPU."""
 
     spec: ModelSpec
@@ -63,7 +63,7 @@ class Plan:
     graph_counts: GraphCounts
 
 
-def prepare(request: ProfileRequest) -> Plan:
+def prepare(request: ProfileRequest) -> Prepared:
     """Validate a request and lay out every budget. Raises UsageError on bad input."""
     if request.attn not in ATTN_IMPLEMENTATIONS:
         raise UsageError(f"unknown --attn {request.attn!r}; choose one of {', '.join(ATTN_IMPLEMENTATIONS)}")
@@ -76,7 +76,7 @@ def prepare(request: ProfileRequest) -> Plan:
     items = resolve_max_items(request.budgets, request.max_items) if adapter.dynamic_resolution else None
     layouts = tuple(adapter.layout(vision_config, b, items or 0) for b in sorted(request.budgets, reverse=True))
     counts = graph_counts(request.decoder, request.budgets)
-    return Plan(spec, vision_config, dtype, items, layouts, counts)
+    return Prepared(spec, vision_config, dtype, items, layouts, counts)
 
 
 def _graph_counts_report(counts: GraphCounts, decoder: DecoderSettings) -> GraphCountsReport:
@@ -113,15 +113,15 @@ def profile(request: ProfileRequest, progress: Progress | None = None) -> Report
     measured before it, so that nothing measured is lost.
     """
     started = time.perf_counter()
-    plan = prepare(request)
+    setup = prepare(request)
     from . import capture
     from .nvml import Nvml
 
     torch = capture.torch
     device = capture.require_cuda()
     report_progress = progress or (lambda *_: None)
-    steps = 1 + 2 * len(plan.layouts)
-    report_progress(f"building {plan.spec.name} tower", 0, steps)
+    steps = 1 + 2 * len(setup.layouts)
+    report_progress(f"building {setup.spec.name} tower", 0, steps)
 
     warnings: list[str] = []
     nvml = Nvml(capture.pci_bus_id(device))
@@ -133,22 +133,22 @@ def profile(request: ProfileRequest, progress: Progress | None = None) -> Report
         warnings.append("NVML does not report this process's memory here; outside-allocator figures show n/a")
     context_bytes = _diff(context_bytes, capture.reserved_bytes())
 
-    facts = model_facts(plan.spec, plan.dtype)
-    adapter = plan.spec.adapter
+    facts = model_facts(setup.spec, setup.dtype)
+    adapter = setup.spec.adapter
     torch.manual_seed(request.seed)
     generator = torch.Generator().manual_seed(request.seed)  # inputs drawn on the host: see MEASUREMENT 13
     before = capture.allocated_bytes()
     with torch.device(device):
-        tower = adapter.build_tower(plan.vision_config, plan.dtype, request.attn)
+        tower = adapter.build_tower(setup.vision_config, setup.dtype, request.attn)
     capture.settle()
     weights_bytes = capture.allocated_bytes() - before
 
     stream, pool = capture.new_stream(), capture.new_pool()
     prepared = []
-    for done, layout in enumerate(plan.layouts, start=1):
+    for done, layout in enumerate(setup.layouts, start=1):
         report_progress(f"warming up budget {layout.budget}", done, steps)
         before = capture.allocated_bytes()
-        inputs = adapter.make_inputs(tower, plan.vision_config, layout, plan.dtype, device, generator)
+        inputs = adapter.make_inputs(tower, setup.vision_config, layout, setup.dtype, device, generator)
         io_bytes = capture.allocated_bytes() - before
         try:
             reference, eager_ms, peak = capture.warm_up(
@@ -160,12 +160,12 @@ def profile(request: ProfileRequest, progress: Progress | None = None) -> Report
 
     provenance = _provenance(torch, device, nvml)
     settings = Settings(
-        model=plan.spec.name,
+        model=setup.spec.name,
         family=adapter.family,
-        dtype=plan.dtype,
+        dtype=setup.dtype,
         attn=request.attn,
         budgets=tuple(sorted(request.budgets)),
-        max_items=plan.items if plan.items is not None else max(l.items for l in plan.layouts),
+        max_items=setup.items if setup.items is not None else max(l.items for l in setup.layouts),
         seed=request.seed,
     )
     results: list[BudgetResult] = []
@@ -205,7 +205,7 @@ def profile(request: ProfileRequest, progress: Progress | None = None) -> Report
             model=facts,
             budgets=tuple(sorted(results, key=lambda r: r.budget)),
             pools=pools,
-            graph_counts=_graph_counts_report(plan.graph_counts, request.decoder),
+            graph_counts=_graph_counts_report(setup.graph_counts, request.decoder),
             process_used_bytes=process_used,
             wall_ms=(time.perf_counter() - started) * 1000.0,
             warnings=tuple(warnings + notes) + extra_warnings,

@@ -49,8 +49,9 @@ def profile(
     blackwell: common.Blackwell = False,
 ) -> None:
     """Capture one encoder CUDA graph per budget on this GPU and report the memory each holds."""
+    from ..errors import UsageError
     from ..ladder import resolve_budgets
-    from ..profile import ProfileRequest, prepare
+    from ..profile import ProfileRequest
 
     decoder = common.decoder_settings(
         max_num_seqs, max_num_batched_tokens, cudagraph_mode, cudagraph_capture_sizes, max_cudagraph_capture_size,
@@ -60,8 +61,9 @@ def profile(
         model=model, budgets=resolve_budgets(budgets, max_budget), max_items=max_items, dtype=dtype, attn=attn,
         seed=seed, warmup_iterations=warmup, decoder=decoder,
     )
-    prepare(request)  # every input error surfaces here, before any GPU work
-    report = _run(request, json_path)
+    if json_path is not None and not json_path.resolve().parent.is_dir():
+        raise UsageError(f"--json {json_path}: the folder {json_path.parent} does not exist; create it first")
+    report = _run(request, json_path)  # profile() validates every input before any GPU work
     _show(report, output_format)
     if json_path is not None:
         err.print(f"report written to {json_path}")
