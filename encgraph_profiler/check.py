@@ -2,15 +2,21 @@
 
 A figure regresses when current > baseline + max(relative x baseline, absolute), and improves when
 current < baseline - max(relative x baseline, absolute). Defaults: 5% and 8 MiB.
+
+A gate must never pass what it cannot vouch for: a report that is incomplete (budgets not
+measured, a run stopped early), has no budgets, or whose replay differed from eager is refused
+with its own exit code, unless the caller allows it explicitly; a budget the baseline has and the
+current report lacks fails the gate.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
-from .errors import ExitCode, ReportError, UsageError
-from .report import Report
-from .units import parse_size
+from .errors import ExitCode, NotGateable, ReportError, UsageError
+from .report import Report, Settings
+from .units import parse_percent, parse_size
 
 BUDGET_FIGURES = ("pool_reserved_bytes", "pool_growth_bytes", "static_io_bytes", "non_allocator_bytes")
 POOL_FIGURE = "reserved_bytes"
@@ -32,17 +38,6 @@ class Tolerance:
         relative = self.relative_by_figure.get(figure, self.relative)
         absolute = self.absolute_by_figure.get(figure, self.absolute_bytes)
         return max(int(relative * abs(baseline)), absolute)
-
-
-def _parse_fraction(text: str) -> float:
-    text = text.strip()
-    try:
-        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise UsageError(f"cannot read tolerance {text!r}: use a percentage such as 5% (or 0.05)") from None
-    if value < 0:
-        raise UsageError(f"tolerance {text!r} cannot be negative")
-    return value
 
 
 def _split_figure(text: str) -> tuple[str | None, str]:
@@ -70,9 +65,18 @@ def _by_figure(items: list[str], parse, default):
 def parse_tolerance(relative: list[str], absolute: list[str]) -> Tolerance:
     """``--tolerance 5%`` / ``--tolerance pool_reserved_bytes=2%`` and
     ``--tolerance-abs 16MiB`` / ``--tolerance-abs static_io_bytes=1MiB``, each repeatable."""
-    rel, rel_by = _by_figure(relative, _parse_fraction, DEFAULT_RELATIVE)
-    abs_, abs_by = _by_figure(absolute, parse_size, DEFAULT_ABSOLUTE_BYTES)
+    rel, rel_by = _by_figure(relative, lambda text: parse_percent(text, "--tolerance"), DEFAULT_RELATIVE)
+    abs_, abs_by = _by_figure(absolute, lambda text: parse_size(text, "--tolerance-abs"), DEFAULT_ABSOLUTE_BYTES)
     return Tolerance(rel, abs_, rel_by, abs_by)
+
+
+class RowStatus(str, Enum):
+    PASS = "pass"
+    REGRESSION = "regression"
+    IMPROVEMENT = "improvement"
+    NOT_AVAILABLE = "n/a"  # one side could not measure the figure (NVML hidden)
+    ONLY_IN_BASELINE = "only in baseline"  # the current report lacks the budget: fails the gate
+    ONLY_IN_CURRENT = "only in current"
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ class Row:
     baseline: int | None
     current: int | None
     allowed_bytes: int | None
-    status: str  # pass, regression, improvement, n/a, only in baseline, only in current
+    status: RowStatus
 
     @property
     def delta(self) -> int | None:
@@ -99,18 +103,24 @@ class CheckResult:
     rows: tuple[Row, ...]
     fingerprint_mismatches: tuple[str, ...]
     fail_on_improvement: bool
+    allowed_problems: tuple[str, ...] = ()  # what --allow-incomplete let through
 
     @property
     def regressions(self) -> tuple[Row, ...]:
-        return tuple(r for r in self.rows if r.status == "regression")
+        return tuple(r for r in self.rows if r.status is RowStatus.REGRESSION)
 
     @property
     def improvements(self) -> tuple[Row, ...]:
-        return tuple(r for r in self.rows if r.status == "improvement")
+        return tuple(r for r in self.rows if r.status is RowStatus.IMPROVEMENT)
+
+    @property
+    def missing(self) -> tuple[Row, ...]:
+        """Budgets the baseline measured and the current report did not."""
+        return tuple(r for r in self.rows if r.status is RowStatus.ONLY_IN_BASELINE and not self.allowed_problems)
 
     @property
     def passed(self) -> bool:
-        return not self.regressions and not (self.fail_on_improvement and self.improvements)
+        return not self.regressions and not self.missing and not (self.fail_on_improvement and self.improvements)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -118,34 +128,66 @@ class CheckResult:
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        return tuple(f"environment differs (allowed): {m}" for m in self.fingerprint_mismatches)
+        return tuple(f"environment differs (allowed): {m}" for m in self.fingerprint_mismatches) + tuple(
+            f"compared although {p} (allowed)" for p in self.allowed_problems
+        )
+
+
+def gate_problems(report: Report, role: str) -> tuple[str, ...]:
+    """Why a report cannot vouch for its figures: each problem as a clause of one line."""
+    problems = []
+    if not report.budgets:
+        problems.append(f"the {role} report has no measured budgets")
+    if report.stopped_by:
+        problems.append(f"the {role} report's run stopped early ({report.stopped_by})")
+    not_measured = [f"{u.budget} ({u.status.value.replace('_', ' ')})" for u in report.unmeasured]
+    if not_measured:
+        problems.append(f"the {role} report did not measure budget {', '.join(not_measured)}")
+    if report.replay_mismatches:
+        problems.append(f"the {role} report's replay differed from eager at budget {', '.join(map(str, report.replay_mismatches))}")
+    return tuple(problems)
+
+
+def _settings_fingerprint(settings: Settings) -> dict[str, object]:
+    return {"model": settings.model, "dtype": settings.dtype, "attn": settings.attn,
+            "budgets": tuple(settings.budgets), "max_items": settings.max_items}
 
 
 def fingerprint(report: Report) -> dict[str, object]:
-    s, p = report.settings, report.provenance
-    return {
-        "model": s.model, "dtype": s.dtype, "attn": s.attn, "budgets": tuple(s.budgets), "max_items": s.max_items,
-        "gpu": p.gpu_name, "torch": p.torch, "transformers": p.transformers,
-    }
+    """What two reports must share to be compared: the measurement's settings and environment."""
+    p = report.provenance
+    return {**_settings_fingerprint(report.settings), "gpu": p.gpu_name, "torch": p.torch, "transformers": p.transformers}
+
+
+def settings_mismatches(baseline: Report, settings: Settings) -> tuple[str, ...]:
+    """The differences a run with ``settings`` would show against ``baseline``, known before it runs."""
+    base, cur = _settings_fingerprint(baseline.settings), _settings_fingerprint(settings)
+    return tuple(f"{k}: {base[k]} -> {cur[k]}" for k in base if base[k] != cur[k])
 
 
 def _row(scope: str, figure: str, baseline: int | None, current: int | None, tolerance: Tolerance) -> Row:
     if baseline is None or current is None:
-        return Row(scope, figure, baseline, current, None, "n/a")
+        return Row(scope, figure, baseline, current, None, RowStatus.NOT_AVAILABLE)
     allowed = tolerance.allowed_bytes(figure, baseline)
     if current > baseline + allowed:
-        status = "regression"
+        status = RowStatus.REGRESSION
     elif current < baseline - allowed:
-        status = "improvement"
+        status = RowStatus.IMPROVEMENT
     else:
-        status = "pass"
+        status = RowStatus.PASS
     return Row(scope, figure, baseline, current, allowed, status)
 
 
 def compare(
     baseline: Report, current: Report, tolerance: Tolerance = Tolerance(), allow_env_mismatch: bool = False,
-    fail_on_improvement: bool = False,
+    fail_on_improvement: bool = False, allow_incomplete: bool = False,
 ) -> CheckResult:
+    """Compare ``current`` with ``baseline``. Raises NotGateable for a report that cannot vouch for
+    its figures (see ``gate_problems``) unless ``allow_incomplete``, and ReportError for reports
+    made under different conditions unless ``allow_env_mismatch``."""
+    problems = gate_problems(baseline, "baseline") + gate_problems(current, "current")
+    if problems and not allow_incomplete:
+        raise NotGateable(f"{'; '.join(problems)}: a gate cannot pass it; re-run `encgraph profile`, or pass --allow-incomplete to compare what was measured")
     base_fp, cur_fp = fingerprint(baseline), fingerprint(current)
     mismatches = tuple(f"{k}: {base_fp[k]} -> {cur_fp[k]}" for k in base_fp if base_fp[k] != cur_fp[k])
     if mismatches and not allow_env_mismatch:
@@ -159,16 +201,16 @@ def compare(
     for budget in sorted(set(base_budgets) | set(cur_budgets), reverse=True):
         scope = f"budget {budget}"
         if budget not in cur_budgets:
-            rows.append(Row(scope, "pool_reserved_bytes", base_budgets[budget].pool_reserved_bytes, None, None, "only in baseline"))
+            rows.append(Row(scope, "pool_reserved_bytes", base_budgets[budget].pool_reserved_bytes, None, None, RowStatus.ONLY_IN_BASELINE))
             continue
         if budget not in base_budgets:
-            rows.append(Row(scope, "pool_reserved_bytes", None, cur_budgets[budget].pool_reserved_bytes, None, "only in current"))
+            rows.append(Row(scope, "pool_reserved_bytes", None, cur_budgets[budget].pool_reserved_bytes, None, RowStatus.ONLY_IN_CURRENT))
             continue
         for figure in BUDGET_FIGURES:
             rows.append(_row(scope, figure, getattr(base_budgets[budget], figure), getattr(cur_budgets[budget], figure), tolerance))
     base_pools = {p.pool: p for p in baseline.pools}
     for pool in current.pools:
         before = base_pools.get(pool.pool)
-        rows.append(_row(f"pool {pool.pool}", POOL_FIGURE, before.reserved_bytes if before else None, pool.reserved_bytes, tolerance))
+        rows.append(_row(f"pool {pool.pool.value}", POOL_FIGURE, before.reserved_bytes if before else None, pool.reserved_bytes, tolerance))
     rows.append(_row("total", TOTAL_FIGURE, baseline.total_bytes, current.total_bytes, tolerance))
-    return CheckResult(current.settings.model, tuple(rows), mismatches, fail_on_improvement)
+    return CheckResult(current.settings.model, tuple(rows), mismatches, fail_on_improvement, problems)

@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import json
 
-from .check import CheckResult, Row
+from .check import CheckResult, Row, RowStatus
 from .units import mib
 
-STATUS_MARK = {"pass": "✅ pass", "regression": "❌ regression", "improvement": "⬇️ improvement", "n/a": "n/a",
-               "only in baseline": "➖ only in baseline", "only in current": "➕ only in current"}
+STATUS_MARK = {RowStatus.PASS: "✅ pass", RowStatus.REGRESSION: "❌ regression", RowStatus.IMPROVEMENT: "⬇️ improvement",
+               RowStatus.NOT_AVAILABLE: "n/a", RowStatus.ONLY_IN_BASELINE: "➖ only in baseline",
+               RowStatus.ONLY_IN_CURRENT: "➕ only in current"}
 
 
-def _percent(row: Row) -> str:
-    return "" if row.delta_fraction is None else f"{row.delta_fraction:+.1%}"
+def percent(row: Row) -> str:
+    """The change as a percentage of the baseline; "new" where the baseline is 0."""
+    if row.delta is None:
+        return ""
+    if not row.baseline:
+        return "new" if row.delta else ""
+    return f"{row.delta_fraction:+.1%}"
 
 
 def markdown(result: CheckResult) -> str:
@@ -21,7 +27,8 @@ def markdown(result: CheckResult) -> str:
     lines = [
         f"### encgraph check {verdict}: {result.model}",
         "",
-        f"{len(result.regressions)} regression(s), {len(result.improvements)} improvement(s).",
+        f"{len(result.regressions)} regression(s), {len(result.improvements)} improvement(s)"
+        + (f", {len(result.missing)} budget(s) missing." if result.missing else "."),
         "",
         "| status | scope | figure | baseline MiB | current MiB | delta MiB | delta % |",
         "|---|---|---|---:|---:|---:|---:|",
@@ -29,7 +36,7 @@ def markdown(result: CheckResult) -> str:
     for r in result.rows:
         delta = "" if r.delta is None else mib(r.delta, signed=True)
         lines.append(
-            f"| {STATUS_MARK[r.status]} | {r.scope} | `{r.figure}` | {mib(r.baseline)} | {mib(r.current)} | {delta} | {_percent(r)} |"
+            f"| {STATUS_MARK[r.status]} | {r.scope} | `{r.figure}` | {mib(r.baseline)} | {mib(r.current)} | {delta} | {percent(r)} |"
         )
     lines += [f"> {w}" for w in result.warnings]
     return "\n".join(lines) + "\n"
@@ -43,7 +50,7 @@ def as_json(result: CheckResult) -> str:
         "improvements": len(result.improvements),
         "warnings": list(result.warnings),
         "rows": [
-            {"scope": r.scope, "figure": r.figure, "status": r.status, "baseline": r.baseline, "current": r.current,
+            {"scope": r.scope, "figure": r.figure, "status": r.status.value, "baseline": r.baseline, "current": r.current,
              "delta": r.delta, "allowed": r.allowed_bytes}
             for r in result.rows
         ],
@@ -69,7 +76,7 @@ def github_benchmark(result: CheckResult) -> str:
     """github-action-benchmark ``customSmallerIsBetter``: a list of {name, unit, value}."""
     data = [
         {"name": f"{result.model} {r.scope} {r.figure}", "unit": "bytes", "value": r.current,
-         "extra": f"baseline {r.baseline}; status {r.status}"}
+         "extra": f"baseline {r.baseline}; status {r.status.value}"}
         for r in result.rows
         if r.current is not None
     ]

@@ -8,25 +8,27 @@ is captured with ``items`` images laid out as k images of grid [1, m, ceil(B / k
 from __future__ import annotations
 
 from .errors import UsageError
+from .units import parse_int_list
 
 DEFAULT_MAX_BUDGET = 8192
 _SMALLEST_AUTO_BUDGET = 64
+# 2^24 tokens: about 64 million ViT patches at merge size 2, tens of GiB of pixels alone. Larger
+# values are typing slips, and would overflow the int32 segment offsets the towers use.
+MAX_BUDGET = 2**24
 
 
 def parse_budgets(text: str) -> tuple[int, ...]:
-    """Parse "1024,2048,4096" into sorted budgets, rejecting malformed, non-positive or repeated ones."""
-    parts = [p.strip() for p in str(text).split(",")]
-    if not text or any(not p for p in parts):
-        raise UsageError(f"cannot read budgets {text!r}: give comma-separated token counts, e.g. 1024,2048,4096")
-    budgets = []
-    for part in parts:
-        try:
-            value = int(part)
-        except ValueError:
-            raise UsageError(f"budget {part!r} is not a whole number of tokens, e.g. --budgets 1024,2048,4096") from None
+    """Parse "1024,2048,4096" into sorted budgets, rejecting malformed, non-positive, absurdly large
+    or repeated ones."""
+    budgets = parse_int_list(text, "budgets")
+    for value in budgets:
         if value <= 0:
             raise UsageError(f"budget {value} must be a positive number of tokens")
-        budgets.append(value)
+        if value > MAX_BUDGET:
+            raise UsageError(
+                f"budget {value:,} is above {MAX_BUDGET:,} tokens, far beyond what one encoder batch can hold; "
+                "give budgets such as 1024,2048,4096"
+            )
     duplicates = sorted({b for b in budgets if budgets.count(b) > 1})
     if duplicates:
         raise UsageError(f"budget {duplicates[0]} is given twice; list each budget once")
@@ -37,6 +39,8 @@ def auto_ladder(max_budget: int) -> tuple[int, ...]:
     """vLLM's automatic ladder: powers of two from 64 up to max_budget, plus max_budget itself."""
     if max_budget < _SMALLEST_AUTO_BUDGET:
         raise UsageError(f"--max-budget {max_budget} is below the smallest automatic budget (64)")
+    if max_budget > MAX_BUDGET:
+        raise UsageError(f"--max-budget {max_budget:,} is above {MAX_BUDGET:,} tokens; give a budget such as 8192")
     ladder = []
     budget = _SMALLEST_AUTO_BUDGET
     while budget <= max_budget:

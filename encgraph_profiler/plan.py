@@ -11,41 +11,54 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import UsageError
-from .report import Report
+from .report import PoolName, Report
 from .units import parse_size
 
 GiB = 1024**3
 
-# Total memory as CUDA reports it (torch.cuda.get_device_properties().total_memory, also what
-# nvidia-smi prints), not the marketing figure. H100 and H200 read on the lent machines here;
-# the others are the figures nvidia-smi prints for those cards.
+# Total memory as CUDA reports it (cudaDeviceProp.totalGlobalMem, which is
+# torch.cuda.get_device_properties().total_memory), not the datasheet figure and not nvidia-smi's,
+# which is larger (the H100's 81,559 MiB in nvidia-smi is 85,520,809,984 bytes; CUDA reports
+# 85,017,493,504). The figure moves a little with the driver and ECC mode: a report made on the
+# card itself is exact, and `plan --from` uses it unless told otherwise. Sources:
+#   H100-80GB   profile report on an H100 80GB HBM3 (SXM), driver 580.159.04
+#   H200-141GB  143,156 MiB, torch's printed device properties of an H200 (rounded down to MiB)
+#   A100-80GB   deviceQuery on an A100-SXM4-80GB, driver 12.2 (another, driver 12.5: 85,100,068,864)
+#   A100-40GB   deviceQuery on an A100-SXM4-40GB, driver 12.2
+#   L40S        deviceQuery on an L40S, driver 12.4
+#   L4          deviceQuery on an L4, driver 12.0
+#   RTX-4090    deviceQuery on an RTX 4090 under Linux, driver 12.1
 GPU_PRESETS = {
-    "H100-80GB": 81559 * 1024**2,
-    "H200-141GB": 143771 * 1024**2,
-    "A100-80GB": 81920 * 1024**2,
-    "A100-40GB": 40960 * 1024**2,
-    "L40S": 46068 * 1024**2,
-    "L4": 23034 * 1024**2,
-    "RTX-4090": 24564 * 1024**2,
+    "H100-80GB": 85_017_493_504,
+    "H200-141GB": 143_156 * 1024**2,
+    "A100-80GB": 84_987_740_160,
+    "A100-40GB": 42_298_834_944,
+    "L40S": 47_576_711_168,
+    "L4": 23_612_293_120,
+    "RTX-4090": 25_756_696_576,
 }
 
 KV_DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
 
 
-def gpu_memory(preset: str | None, size: str | None) -> tuple[str, int, str]:
-    """(label, total bytes, source) from --gpu or --gpu-memory."""
+def gpu_memory(preset: str | None, size: str | None, report: Report | None = None) -> tuple[str, int, str]:
+    """(label, total bytes, source) from --gpu or --gpu-memory; without either, the GPU the
+    report was measured on."""
     if preset and size:
         raise UsageError("give either --gpu or --gpu-memory, not both")
     if size:
-        total = parse_size(size)
+        total = parse_size(size, "--gpu-memory")
         if total <= 0:
             raise UsageError(f"--gpu-memory {size!r} must be more than zero")
         return size, total, "user"
-    name = preset or "H100-80GB"
-    match = {k.lower(): k for k in GPU_PRESETS}.get(name.lower())
-    if match is None:
-        raise UsageError(f"unknown --gpu {name!r}; presets: {', '.join(GPU_PRESETS)}; or give --gpu-memory 80GiB")
-    return match, GPU_PRESETS[match], "preset"
+    if preset:
+        match = {k.lower(): k for k in GPU_PRESETS}.get(preset.lower())
+        if match is None:
+            raise UsageError(f"unknown --gpu {preset!r}; presets: {', '.join(GPU_PRESETS)}; or give --gpu-memory 80GiB")
+        return match, GPU_PRESETS[match], "preset"
+    if report is None:
+        raise UsageError("give --gpu or --gpu-memory: there is no report to take the GPU from")
+    return report.provenance.gpu_name, report.provenance.gpu_total_bytes, "report"
 
 
 def parse_utilization(text: str) -> float:
@@ -96,6 +109,7 @@ class CapacityPlan:
     shortfall_bytes: int
     fitting_ladder: tuple[int, ...] | None  # largest prefix of the report's budgets that fits (estimated)
     notes: tuple[str, ...]
+    kv_is_upper_bound: bool  # the language model's activation peak is not in the equation
 
     @property
     def vllm_flags(self) -> str:
@@ -110,23 +124,31 @@ class CapacityPlan:
         return " ".join(flags)
 
 
+def check_kv_cache_dtype(kv_cache_dtype: str) -> None:
+    if kv_cache_dtype != "auto" and kv_cache_dtype not in KV_DTYPE_BYTES:
+        raise UsageError(f"unknown --kv-cache-dtype {kv_cache_dtype!r}; choose auto or one of {', '.join(KV_DTYPE_BYTES)}")
+
+
 def _kv_per_token(report: Report, kv_cache_dtype: str) -> int | None:
     per_token = report.model.kv_bytes_per_token
+    check_kv_cache_dtype(kv_cache_dtype)
     if per_token is None or kv_cache_dtype == "auto":
         return per_token
-    if kv_cache_dtype not in KV_DTYPE_BYTES:
-        raise UsageError(f"unknown --kv-cache-dtype {kv_cache_dtype!r}; choose auto or one of {', '.join(KV_DTYPE_BYTES)}")
     model_bytes = {"bfloat16": 2, "float16": 2, "float32": 4}[report.settings.dtype]
     return per_token // model_bytes * KV_DTYPE_BYTES[kv_cache_dtype]
 
 
 def _kv_bytes(inputs: PlanInputs, report: Report, encoder_bytes: int, activation: int) -> tuple[list[Term], int]:
     requested = int(inputs.total_bytes * inputs.utilization)
-    outside = report.pool("outside_allocator").reserved_bytes
+    outside = report.pool(PoolName.OUTSIDE_ALLOCATOR).reserved_bytes
+    activation_term = (
+        Term("activation peak", activation, "user") if inputs.activation_bytes is not None
+        else Term("activation peak: the encoder's alone (the language model's is not included)", activation, "measured")
+    )
     terms = [
         Term(f"requested = {inputs.gpu} total x {inputs.utilization:g}", requested, inputs.total_source),
         Term("weights (parameters x dtype)", report.model.weight_bytes or 0, "config"),
-        Term("activation peak", activation, "user" if inputs.activation_bytes is not None else "measured"),
+        activation_term,
         Term("outside the allocator (context, graph executables)", outside or 0, "measured" if outside is not None else "not measured"),
         Term("decoder graphs", inputs.decoder_graph_bytes or 0, "user" if inputs.decoder_graph_bytes is not None else "not measured"),
         Term("encoder graphs", encoder_bytes, "measured"),
@@ -141,9 +163,11 @@ def plan(report: Report, inputs: PlanInputs) -> CapacityPlan:
         raise UsageError("--max-model-len must be a positive number of tokens")
     if inputs.margin_bytes < 0:
         raise UsageError("--margin cannot be negative")
+    if not report.budgets:
+        raise UsageError(f"{report.settings.model}: the report has no measured budgets to plan with; profile again")
     largest = max(report.budgets, key=lambda b: b.budget)
     activation = inputs.activation_bytes if inputs.activation_bytes is not None else largest.eager_peak_bytes
-    encoder = report.pool("encoder_graphs").reserved_bytes
+    encoder = report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
     terms, kv = _kv_bytes(inputs, report, encoder, activation)
     per_token = _kv_per_token(report, inputs.kv_cache_dtype)
     notes = []
@@ -151,6 +175,15 @@ def plan(report: Report, inputs: PlanInputs) -> CapacityPlan:
         notes.append(f"{report.settings.model} is an encoder only: the plan covers the encoder side, no KV cache")
     if inputs.decoder_graph_bytes is None:
         notes.append("decoder graph memory is not measured by encgraph: pass --decoder-graph-memory to include it")
+    upper_bound = per_token is not None and inputs.activation_bytes is None
+    if upper_bound:
+        notes.append(
+            "the activation term is the encoder's eager peak alone; vLLM's profiling run also holds the language "
+            "model's activations at max_num_batched_tokens, so this KV cache is an upper bound: pass "
+            "--activation-memory with the peak vLLM logs to plan it exactly"
+        )
+    if not report.complete:
+        notes.append("the report is incomplete: budgets it did not measure are not in the encoder term")
     max_len = inputs.max_model_len or report.model.max_position_embeddings
     kv_tokens = None if per_token is None else max(kv, 0) // per_token
     concurrency = None if kv_tokens is None or not max_len else kv_tokens / max_len
@@ -165,11 +198,12 @@ def plan(report: Report, inputs: PlanInputs) -> CapacityPlan:
             f"short by {shortfall / GiB:.2f} GiB"
         )
     else:
-        verdict = "fits" if per_token is None else f"fits: {kv_tokens:,} KV tokens, {concurrency:.2f} max-length requests"
+        at_most = "at most " if upper_bound else ""
+        verdict = "fits" if per_token is None else f"fits: {at_most}{kv_tokens:,} KV tokens, {concurrency:.2f} max-length requests"
     return CapacityPlan(
         model=report.settings.model,
         gpu=inputs.gpu,
-        budgets=tuple(report.settings.budgets),
+        budgets=tuple(b.budget for b in report.budgets),
         max_items=report.settings.max_items,
         terms=tuple(terms),
         kv_cache_bytes=kv,
@@ -183,6 +217,7 @@ def plan(report: Report, inputs: PlanInputs) -> CapacityPlan:
         shortfall_bytes=shortfall,
         fitting_ladder=ladder,
         notes=tuple(notes),
+        kv_is_upper_bound=upper_bound,
     )
 
 
@@ -192,7 +227,7 @@ def _fitting_ladder(report: Report, inputs: PlanInputs, activation: int) -> tupl
     proportion to its largest budget (a largest-first ladder's pool is that of its largest
     budget). The activation term stays: batches above the top budget still run eagerly."""
     budgets = sorted(b.budget for b in report.budgets)
-    full_pool = report.pool("encoder_graphs").reserved_bytes
+    full_pool = report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
     per_token = _kv_per_token(report, inputs.kv_cache_dtype)
     needed = (inputs.max_model_len or report.model.max_position_embeddings or 1) * (per_token or 0)
     for cut in range(len(budgets) - 1, -1, -1):

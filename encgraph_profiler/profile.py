@@ -1,22 +1,27 @@
 """``encgraph profile``: capture one encoder graph per budget and account for every byte.
 
-Flow: resolve and validate everything that needs no GPU (model, budgets, layouts, decoder
-settings) -> build the tower on the GPU -> make each budget's static inputs and warm it up on the
-capture stream -> for each budget, largest first, settle, sample, capture into the one shared pool,
-settle, sample, replay and compare -> final per-pool accounting. ``capture`` and ``nvml`` are the
-only modules that touch the hardware.
+Flow: resolve and validate everything that needs no GPU (model, config, budgets, layouts, decoder
+settings) -> build the tower on the device -> make each budget's static inputs and warm it up on
+the capture stream, smallest first, skipping a budget that the smaller ones show cannot fit ->
+for each budget, largest first, settle, sample, capture into the one shared pool, settle, sample,
+replay and compare -> final per-pool accounting. Only the ``Device`` touches the hardware.
+
+Nothing measured is lost: a budget that runs out of memory is recorded and the ladder goes on; a
+capture failure or a signal (SIGINT, SIGTERM) stops the ladder, and the report still holds every
+budget measured before it, marked incomplete.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from . import __version__
-from .errors import CaptureFailure, UsageError
+from .device import Device, Sample
+from .errors import CaptureFailure, DeviceOutOfMemory, EnvironmentProblem, Terminated, UsageError
 from .graphcounts import DecoderSettings, GraphCounts, graph_counts
 from .ladder import resolve_max_items
 from .models.base import Layout, canonical_dtype
@@ -25,13 +30,18 @@ from .models.registry import ModelSpec, resolve
 from .report import (
     SCHEMA_VERSION,
     BudgetResult,
+    BudgetStatus,
     GraphCountsReport,
     GraphGroupReport,
+    ModelFacts,
+    PoolName,
     PoolUsage,
     Provenance,
     Report,
     Settings,
+    UnmeasuredBudget,
 )
+from .units import gib
 
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 
@@ -57,16 +67,25 @@ class Prepared:
 
     spec: ModelSpec
     vision_config: object
-    dtype: str
-    items: int | None  # images per batch; None for fixed-resolution towers
+    settings: Settings
+    facts: ModelFacts
     layouts: tuple[Layout, ...]  # largest budget first: the capture order
     graph_counts: GraphCounts
 
 
+def _check_attention(attn: str) -> None:
+    if attn not in ATTN_IMPLEMENTATIONS:
+        raise UsageError(f"unknown --attn {attn!r}; choose one of {', '.join(ATTN_IMPLEMENTATIONS)}")
+    if attn == "flash_attention_2":
+        import importlib.util
+
+        if importlib.util.find_spec("flash_attn") is None:
+            raise EnvironmentProblem("--attn flash_attention_2 needs the flash-attn package, which is not installed here; use --attn sdpa")
+
+
 def prepare(request: ProfileRequest) -> Prepared:
     """Validate a request and lay out every budget. Raises UsageError on bad input."""
-    if request.attn not in ATTN_IMPLEMENTATIONS:
-        raise UsageError(f"unknown --attn {request.attn!r}; choose one of {', '.join(ATTN_IMPLEMENTATIONS)}")
+    _check_attention(request.attn)
     if request.warmup_iterations < 1:
         raise UsageError("--warmup must be at least 1: capture needs one eager run on the capture stream first")
     dtype = canonical_dtype(request.dtype)
@@ -76,7 +95,16 @@ def prepare(request: ProfileRequest) -> Prepared:
     items = resolve_max_items(request.budgets, request.max_items) if adapter.dynamic_resolution else None
     layouts = tuple(adapter.layout(vision_config, b, items or 0) for b in sorted(request.budgets, reverse=True))
     counts = graph_counts(request.decoder, request.budgets)
-    return Prepared(spec, vision_config, dtype, items, layouts, counts)
+    settings = Settings(
+        model=spec.name,
+        family=adapter.family,
+        dtype=dtype,
+        attn=request.attn,
+        budgets=tuple(sorted(request.budgets)),
+        max_items=items if items is not None else max(l.items for l in layouts),
+        seed=request.seed,
+    )
+    return Prepared(spec, vision_config, settings, model_facts(spec, dtype), layouts, counts)
 
 
 def _graph_counts_report(counts: GraphCounts, decoder: DecoderSettings) -> GraphCountsReport:
@@ -85,19 +113,20 @@ def _graph_counts_report(counts: GraphCounts, decoder: DecoderSettings) -> Graph
     return GraphCountsReport(counts.line, groups, settings)
 
 
-def _provenance(torch, device, nvml) -> Provenance:
+def _provenance(device: Device) -> Provenance:
+    import torch
     import transformers
 
-    props = torch.cuda.get_device_properties(device)
+    info = device.info()
     return Provenance(
-        gpu_name=props.name,
-        gpu_total_bytes=int(props.total_memory),
-        driver=nvml.driver_version(),
-        cuda=torch.version.cuda,
+        gpu_name=info.name,
+        gpu_total_bytes=info.total_bytes,
+        driver=info.driver,
+        cuda=info.cuda,
         torch=torch.__version__,
         transformers=transformers.__version__,
         encgraph=__version__,
-        allocator_conf=os.environ.get("PYTORCH_CUDA_ALLOC_CONF", os.environ.get("PYTORCH_ALLOC_CONF", "")),
+        allocator_conf=info.allocator_conf,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
 
@@ -106,149 +135,214 @@ def _diff(after: int | None, before: int | None) -> int | None:
     return None if after is None or before is None else after - before
 
 
-def profile(request: ProfileRequest, progress: Progress | None = None) -> Report:
-    """Profile the encoder graphs of ``request.model``; see the module docstring for the protocol.
+@dataclass
+class _Ready:
+    """A budget whose inputs exist and whose warm-up ran: ready to capture."""
 
-    On a capture failure the CaptureFailure raised carries ``partial``: the report of the budgets
-    measured before it, so that nothing measured is lost.
-    """
+    layout: Layout
+    inputs: dict
+    io_bytes: int
+    reference: tuple
+    eager_ms: float
+    peak_bytes: int
+
+
+def _fit_estimate(ready: list[_Ready], layout: Layout) -> int | None:
+    """Bytes the budget's inputs and eager forward need, scaled from the largest budget warmed up
+    so far. Activation memory grows at least in proportion to the tokens, so this undercounts
+    rather than overcounts: a budget it says cannot fit would not have fitted."""
+    if not ready:
+        return None
+    largest = max(ready, key=lambda r: r.layout.tokens)
+    return (largest.io_bytes + largest.peak_bytes) * layout.tokens // largest.layout.tokens
+
+
+def profile(request: ProfileRequest, progress: Progress | None = None, device: Device | None = None,
+            setup: Prepared | None = None) -> Report:
+    """Profile the encoder graphs of ``request.model`` on ``device`` (the current CUDA device by
+    default); see the module docstring for the protocol. ``setup`` is ``prepare(request)`` when the
+    caller already made it. Always returns a report once the tower is built: ``report.complete``
+    says whether every budget was measured."""
     started = time.perf_counter()
-    setup = prepare(request)
-    from . import capture
-    from .nvml import Nvml
+    setup = setup or prepare(request)
+    if device is None:
+        from .cuda_device import CudaDevice
 
-    torch = capture.torch
-    device = capture.require_cuda()
+        device = CudaDevice()
+    import torch
+
     report_progress = progress or (lambda *_: None)
     steps = 1 + 2 * len(setup.layouts)
-    report_progress(f"building {setup.spec.name} tower", 0, steps)
+    report_progress(f"building the {setup.spec.name} tower", 0, steps)
 
-    warnings: list[str] = []
-    nvml = Nvml(capture.pci_bus_id(device))
-    if nvml.problem:
-        warnings.append(nvml.problem)
-    capture.settle()
-    context_bytes = nvml.process_used_bytes()
-    if nvml.available and context_bytes is None:
-        warnings.append("NVML does not report this process's memory here; outside-allocator figures show n/a")
-    context_bytes = _diff(context_bytes, capture.reserved_bytes())
+    warnings: list[str] = list(device.problems)
+    stream, pool = device.new_stream(), device.new_pool()
+    device.settle()
+    start = device.sample(pool)
+    context_bytes = _diff(start.process_used_bytes, start.reserved_bytes)
 
-    facts = model_facts(setup.spec, setup.dtype)
     adapter = setup.spec.adapter
+    dtype = setup.settings.dtype
     torch.manual_seed(request.seed)
-    generator = torch.Generator().manual_seed(request.seed)  # inputs drawn on the host: see MEASUREMENT 13
-    before = capture.allocated_bytes()
-    with torch.device(device):
-        tower = adapter.build_tower(setup.vision_config, setup.dtype, request.attn)
-    capture.settle()
-    weights_bytes = capture.allocated_bytes() - before
+    generator = torch.Generator().manual_seed(request.seed)  # inputs drawn on the host: a failed capture cannot spoil them
+    with torch.device(device.torch_device):
+        tower, weights_bytes = device.measure_allocated(lambda: adapter.build_tower(setup.vision_config, dtype, request.attn))
+    provenance = _provenance(device)
 
-    stream, pool = capture.new_stream(), capture.new_pool()
-    prepared = []
-    for done, layout in enumerate(setup.layouts, start=1):
-        report_progress(f"warming up budget {layout.budget}", done, steps)
-        before = capture.allocated_bytes()
-        inputs = adapter.make_inputs(tower, setup.vision_config, layout, setup.dtype, device, generator)
-        io_bytes = capture.allocated_bytes() - before
-        try:
-            reference, eager_ms, peak = capture.warm_up(
-                lambda inputs=inputs: adapter.forward(tower, inputs), stream, request.warmup_iterations
-            )
-        except torch.OutOfMemoryError as err:
-            raise CaptureFailure(f"out of memory in the eager warm-up of budget {layout.budget}: lower the largest budget") from err
-        prepared.append((layout, inputs, io_bytes, reference, eager_ms, peak))
-
-    provenance = _provenance(torch, device, nvml)
-    settings = Settings(
-        model=setup.spec.name,
-        family=adapter.family,
-        dtype=setup.dtype,
-        attn=request.attn,
-        budgets=tuple(sorted(request.budgets)),
-        max_items=setup.items if setup.items is not None else max(l.items for l in setup.layouts),
-        seed=request.seed,
-    )
+    ready: list[_Ready] = []
     results: list[BudgetResult] = []
-    graphs = []  # every graph must stay referenced until the final sample: each one holds the pool
+    unmeasured: dict[int, UnmeasuredBudget] = {}
+    graphs: list[Any] = []  # every graph must stay referenced until the final sample: each one holds the pool
+    stopped_by: str | None = None
+    failed_captures: list[int] = []  # budgets whose capture ran out of memory, leaving blocks in the pool
+    done = 0
 
-    def build_report(extra_warnings: tuple[str, ...] = ()) -> Report:
-        capture.settle()
-        encoder = capture.pool_bytes(pool)
-        reserved = capture.reserved_bytes()
-        process_used = nvml.process_used_bytes()
-        static_io = sum(p[2] for p in prepared)
-        default_reserved = reserved - encoder.reserved_bytes
-        outside = _diff(process_used, reserved)
-        graph_exec = None if any(r.non_allocator_bytes is None for r in results) else sum(r.non_allocator_bytes for r in results)
-        pools = (
-            PoolUsage(
-                "encoder_graphs", encoder.reserved_bytes, encoder.live_bytes, encoder.segments, len(results),
-                {"live_outputs": encoder.live_bytes, "scratch": encoder.reserved_bytes - encoder.live_bytes},
-            ),
-            PoolUsage(
-                "default", default_reserved, capture.allocated_bytes(), None, None,
-                {"weights": weights_bytes, "static_inputs": static_io,
-                 "workspaces_and_cache": default_reserved - weights_bytes - static_io},
-            ),
-            PoolUsage(
-                "outside_allocator", outside, None, None, None,
-                {"cuda_context": context_bytes, "graph_executables": graph_exec,
-                 "other": None if None in (outside, context_bytes, graph_exec) else outside - context_bytes - graph_exec},
-            ),
-        )
-        mismatched = [r.budget for r in results if not r.replay_matches_eager]
-        notes = [f"replay differs from eager for budget {b}" for b in mismatched]
-        return Report(
-            schema_version=SCHEMA_VERSION,
-            provenance=provenance,
-            settings=settings,
-            model=facts,
-            budgets=tuple(sorted(results, key=lambda r: r.budget)),
-            pools=pools,
-            graph_counts=_graph_counts_report(setup.graph_counts, request.decoder),
-            process_used_bytes=process_used,
-            wall_ms=(time.perf_counter() - started) * 1000.0,
-            warnings=tuple(warnings + notes) + extra_warnings,
+    def forward(inputs):
+        return lambda: adapter.forward(tower, inputs)
+
+    try:
+        for layout in reversed(setup.layouts):  # smallest first, so that each warm-up can judge the next
+            done += 1
+            report_progress(f"warming up budget {layout.budget}", done, steps)
+            device.settle()
+            needed = _fit_estimate(ready, layout)
+            free = device.free_bytes()
+            if needed is not None and needed > free:
+                unmeasured[layout.budget] = UnmeasuredBudget(
+                    layout.budget, BudgetStatus.OUT_OF_MEMORY,
+                    f"not run: the smaller budgets scale to at least {gib(needed)} GiB for its inputs and eager "
+                    f"forward, and {gib(free)} GiB is free",
+                )
+                continue
+            try:
+                inputs, io_bytes = device.measure_allocated(
+                    lambda: adapter.make_inputs(tower, setup.vision_config, layout, dtype, device.torch_device, generator)
+                )
+                warm = device.warm_up(forward(inputs), stream, request.warmup_iterations)
+            except DeviceOutOfMemory as oom:
+                inputs = None
+                device.settle()
+                unmeasured[layout.budget] = UnmeasuredBudget(layout.budget, BudgetStatus.OUT_OF_MEMORY, str(oom), oom.requested_bytes)
+                continue
+            ready.append(_Ready(layout, inputs, io_bytes, warm.reference, warm.eager_ms, warm.peak_bytes))
+
+        for item in sorted(ready, key=lambda r: r.layout.budget, reverse=True):
+            layout = item.layout
+            done += 1
+            report_progress(f"capturing budget {layout.budget}", done, steps)
+            device.settle()
+            before = device.sample(pool)
+            try:
+                captured = device.capture(forward(item.inputs), pool, stream, f"budget {layout.budget}")
+            except DeviceOutOfMemory as oom:
+                unmeasured[layout.budget] = UnmeasuredBudget(layout.budget, BudgetStatus.OUT_OF_MEMORY, str(oom), oom.requested_bytes)
+                failed_captures.append(layout.budget)
+                continue
+            except CaptureFailure as failure:
+                unmeasured[layout.budget] = UnmeasuredBudget(layout.budget, BudgetStatus.CAPTURE_FAILED, str(failure))
+                stopped_by = "capture failure"
+                break
+            device.settle()
+            after = device.sample(pool)
+            replayed = device.replay(captured, item.reference)
+            graphs.append(captured)
+            results.append(_budget_result(item, before, after, captured, replayed))
+            report_progress(f"captured budget {layout.budget}", done, steps)
+    except KeyboardInterrupt as signal:
+        stopped_by = "SIGTERM" if isinstance(signal, Terminated) else "SIGINT"
+
+    measured = {r.budget for r in results}
+    for layout in setup.layouts:
+        if layout.budget not in measured and layout.budget not in unmeasured:
+            reason = f"not run: the ladder stopped ({stopped_by}) before this budget" if stopped_by else "not run"
+            unmeasured[layout.budget] = UnmeasuredBudget(layout.budget, BudgetStatus.NOT_RUN, reason)
+    after_failure = [r.budget for r in results if failed_captures and r.budget < max(failed_captures)]
+    if after_failure:
+        warnings.append(
+            f"the capture of budget {max(failed_captures)} ran out of memory; the pool figures of budgets "
+            f"{', '.join(map(str, after_failure))}, captured after it, include what it left in the pool"
         )
 
-    for done, (layout, inputs, io_bytes, reference, eager_ms, peak) in enumerate(prepared, start=1 + len(prepared)):
-        report_progress(f"capturing budget {layout.budget}", done, steps)
-        capture.settle()
-        reserved0, pool0, used0 = capture.reserved_bytes(), capture.pool_bytes(pool), nvml.process_used_bytes()
-        try:
-            graph, outputs, capture_ms = capture.capture(
-                lambda inputs=inputs: adapter.forward(tower, inputs), pool, stream, f"budget {layout.budget}"
-            )
-        except CaptureFailure as err:
-            if results:
-                try:
-                    err.partial = build_report((f"incomplete: {err}",))
-                except Exception:  # noqa: BLE001 - a broken CUDA context cannot be sampled again
-                    err.partial = None
-            raise
-        capture.settle()
-        reserved1, pool1, used1 = capture.reserved_bytes(), capture.pool_bytes(pool), nvml.process_used_bytes()
-        nvml_delta = _diff(used1, used0)
-        replay_ms, matches, max_diff = capture.replay(graph, outputs, reference)
-        graphs.append((graph, outputs))
-        results.append(
-            BudgetResult(
-                budget=layout.budget,
-                items=layout.items,
-                tokens=layout.tokens,
-                input_patches=layout.input_patches,
-                pool_growth_bytes=pool1.reserved_bytes - pool0.reserved_bytes,
-                pool_reserved_bytes=pool1.reserved_bytes,
-                static_io_bytes=io_bytes,
-                output_bytes=sum(int(t.untyped_storage().nbytes()) for t in outputs),
-                non_allocator_bytes=None if nvml_delta is None else nvml_delta - (reserved1 - reserved0),
-                eager_peak_bytes=peak,
-                capture_ms=capture_ms,
-                eager_ms=eager_ms,
-                replay_ms=replay_ms,
-                replay_matches_eager=matches,
-                replay_max_abs_diff=max_diff,
-            )
+    report_progress("accounting", steps, steps)
+    pools, process_used, pool_warnings = _pools(device, pool, weights_bytes, sum(r.io_bytes for r in ready), context_bytes, results)
+    mismatched = [f"replay differs from eager for budget {b.budget}" for b in results if not b.replay_matches_eager]
+    return Report(
+        schema_version=SCHEMA_VERSION,
+        provenance=provenance,
+        settings=setup.settings,
+        model=setup.facts,
+        budgets=tuple(sorted(results, key=lambda r: r.budget)),
+        pools=pools,
+        graph_counts=_graph_counts_report(setup.graph_counts, request.decoder),
+        process_used_bytes=process_used,
+        wall_ms=(time.perf_counter() - started) * 1000.0,
+        warnings=tuple(warnings + pool_warnings + mismatched),
+        unmeasured=tuple(sorted(unmeasured.values(), key=lambda u: u.budget)),
+        stopped_by=stopped_by,
+    )
+
+
+def _budget_result(item: _Ready, before: Sample, after: Sample, captured, replayed) -> BudgetResult:
+    layout = item.layout
+    nvml_delta = _diff(after.process_used_bytes, before.process_used_bytes)
+    return BudgetResult(
+        budget=layout.budget,
+        items=layout.items,
+        tokens=layout.tokens,
+        input_patches=layout.input_patches,
+        pool_growth_bytes=after.encoder.reserved_bytes - before.encoder.reserved_bytes,
+        pool_reserved_bytes=after.encoder.reserved_bytes,
+        static_io_bytes=item.io_bytes,
+        output_bytes=captured.output_bytes,
+        non_allocator_bytes=None if nvml_delta is None else nvml_delta - (after.reserved_bytes - before.reserved_bytes),
+        eager_peak_bytes=item.peak_bytes,
+        capture_ms=captured.capture_ms,
+        eager_ms=item.eager_ms,
+        replay_ms=replayed.replay_ms,
+        replay_matches_eager=replayed.matches,
+        replay_max_abs_diff=replayed.max_abs_diff,
+    )
+
+
+def _pools(device: Device, pool, weights_bytes: int, static_io_bytes: int, context_bytes: int | None,
+           results: list[BudgetResult]) -> tuple[tuple[PoolUsage, ...], int | None, list[str]]:
+    """The per-pool rows at the end of the run, NVML's figure for the process, and warnings.
+
+    Each pool's reserved and live bytes are summed from its own segments, and what lies outside
+    the allocator is NVML's figure minus the allocator's own reserved counter. So the rows add up
+    to NVML's figure only if the segments add up to the counter: a real check, not a remainder."""
+    device.settle()
+    final = device.sample(pool)
+    warnings = []
+    segments_reserved = final.encoder.reserved_bytes + final.default.reserved_bytes
+    if segments_reserved != final.reserved_bytes:
+        warnings.append(
+            f"the pools' segments add up to {segments_reserved:,} bytes but the allocator reserves "
+            f"{final.reserved_bytes:,}: another private pool holds {final.reserved_bytes - segments_reserved:,} bytes"
         )
-    report_progress("done", steps, steps)
-    return build_report()
+    segments_live = final.encoder.live_bytes + final.default.live_bytes
+    if segments_live != final.allocated_bytes:
+        warnings.append(
+            f"the pools' live blocks add up to {segments_live:,} bytes but the allocator counts "
+            f"{final.allocated_bytes:,} allocated"
+        )
+    outside = _diff(final.process_used_bytes, final.reserved_bytes)
+    graph_exec = None if any(r.non_allocator_bytes is None for r in results) else sum(r.non_allocator_bytes for r in results)
+    encoder, default = final.encoder, final.default
+    pools = (
+        PoolUsage(
+            PoolName.ENCODER_GRAPHS, encoder.reserved_bytes, encoder.live_bytes, encoder.segments, len(results),
+            {"live_outputs": encoder.live_bytes, "scratch": encoder.reserved_bytes - encoder.live_bytes},
+        ),
+        PoolUsage(
+            PoolName.DEFAULT, default.reserved_bytes, default.live_bytes, default.segments, None,
+            {"weights": weights_bytes, "static_inputs": static_io_bytes,
+             "workspaces_and_cache": default.reserved_bytes - weights_bytes - static_io_bytes},
+        ),
+        PoolUsage(
+            PoolName.OUTSIDE_ALLOCATOR, outside, None, None, None,
+            {"cuda_context": context_bytes, "graph_executables": graph_exec,
+             "other": None if None in (outside, context_bytes, graph_exec) else outside - context_bytes - graph_exec},
+        ),
+    )
+    return pools, final.process_used_bytes, warnings

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from .report import Report
+from rich.markup import escape
+
+from .report import PoolName, Report
 from .units import mib
 
 POOL_TITLES = {
-    "encoder_graphs": "encoder graph pool",
-    "default": "default pool",
-    "outside_allocator": "outside the allocator",
+    PoolName.ENCODER_GRAPHS: "encoder graph pool",
+    PoolName.DEFAULT: "default pool",
+    PoolName.OUTSIDE_ALLOCATOR: "outside the allocator",
 }
 
 
@@ -23,13 +25,23 @@ def budget_table(report: Report) -> Table:
     for name in ("budget", "items", "patches", "pool growth MiB", "pool total MiB", "static I/O MiB",
                  "non-alloc MiB", "capture ms", "eager ms", "replay ms", "replay = eager"):
         table.add_column(name, justify="left" if name == "replay = eager" else "right")
-    for b in report.budgets:
+    rows = [(b.budget, b) for b in report.budgets] + [(u.budget, u) for u in report.unmeasured]
+    for _, b in sorted(rows, key=lambda r: r[0]):
+        if not hasattr(b, "pool_reserved_bytes"):  # an unmeasured budget: why, across the row
+            asked = "" if b.requested_bytes is None else f"; {b.requested_bytes:,} bytes requested"
+            table.add_row(f"{b.budget:,}", "", "", f"[red]{b.status.value.replace('_', ' ')}[/]", "", "", "", "", "", "",
+                          f"[red]{escape(b.reason)}{asked}[/]")
+            continue
         table.add_row(
             f"{b.budget:,}", str(b.items), f"{b.input_patches:,}", mib(b.pool_growth_bytes), mib(b.pool_reserved_bytes),
             mib(b.static_io_bytes), mib(b.non_allocator_bytes, signed=True), _ms(b.capture_ms), _ms(b.eager_ms),
-            _ms(b.replay_ms), "yes" if b.replay_matches_eager else f"[red]no (max |diff| {b.replay_max_abs_diff:.3g})[/]",
+            _ms(b.replay_ms), "yes" if b.replay_matches_eager else f"[red]no (max |diff| {_diff(b.replay_max_abs_diff)})[/]",
         )
     return table
+
+
+def _diff(value: float | None) -> str:
+    return "not finite" if value is None else f"{value:.3g}"
 
 
 def pool_table(report: Report) -> Table:
@@ -39,7 +51,7 @@ def pool_table(report: Report) -> Table:
     for p in report.pools:
         parts = ", ".join(f"{k.replace('_', ' ')} {mib(v)}" for k, v in p.parts.items())
         table.add_row(
-            POOL_TITLES.get(p.pool, p.pool), mib(p.reserved_bytes), mib(p.live_bytes),
+            POOL_TITLES[p.pool], mib(p.reserved_bytes), mib(p.live_bytes),
             "" if p.segments is None else str(p.segments), "" if p.graphs is None else str(p.graphs), parts,
         )
     table.add_section()
@@ -48,8 +60,11 @@ def pool_table(report: Report) -> Table:
 
 
 def totals_line(report: Report) -> str:
-    encoder = report.pool("encoder_graphs")
-    return (
+    encoder = report.pool(PoolName.ENCODER_GRAPHS)
+    line = (
         f"Encoder graphs hold {mib(encoder.reserved_bytes)} MiB ({encoder.reserved_bytes:,} bytes) in "
         f"{encoder.graphs} graphs; process total {mib(report.total_bytes)} MiB; wall {report.wall_ms / 1000:.1f} s"
     )
+    if not report.complete:
+        line += f" [incomplete: {len(report.budgets)} of {len(report.settings.budgets)} budgets measured]"
+    return line

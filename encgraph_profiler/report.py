@@ -1,20 +1,43 @@
-"""The profile report: frozen dataclasses and their JSON form. No torch.
+"""The profile report: frozen dataclasses, their JSON form, and validation when read. No torch.
 
 The JSON report is a contract that ``check`` and ``plan`` (and users' dashboards) read. A change
-that breaks readers bumps ``SCHEMA_VERSION``; ``load`` refuses versions it does not know.
+that breaks readers bumps ``SCHEMA_VERSION``; ``load`` refuses versions it does not know and
+migrates the ones it does. Every field is checked when read: byte counts are ints, and only the
+fields in ``SIGNED_BYTES`` may be negative (they are differences of two samples).
+
+Schema history: 1 (encgraph 0.1); 2 adds ``unmeasured`` and ``stopped_by``, and the default
+pool's ``live_bytes`` no longer counts the encoder pool's live outputs a second time.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from .errors import ReportError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+
+class BudgetStatus(str, Enum):
+    """Why a requested budget has no measured row."""
+
+    OUT_OF_MEMORY = "out_of_memory"  # its warm-up or capture did not fit, or it could not fit
+    CAPTURE_FAILED = "capture_failed"  # capture failed for another reason; the ladder stopped there
+    NOT_RUN = "not_run"  # the run stopped (signal, failure) before this budget's turn
+
+
+class PoolName(str, Enum):
+    ENCODER_GRAPHS = "encoder_graphs"
+    DEFAULT = "default"
+    OUTSIDE_ALLOCATOR = "outside_allocator"
 
 
 @dataclass(frozen=True)
@@ -36,7 +59,7 @@ class Settings:
     family: str
     dtype: str
     attn: str
-    budgets: tuple[int, ...]
+    budgets: tuple[int, ...]  # every budget requested, measured or not
     max_items: int
     seed: int
 
@@ -70,14 +93,24 @@ class BudgetResult:
     eager_ms: float
     replay_ms: float
     replay_matches_eager: bool
-    replay_max_abs_diff: float
+    replay_max_abs_diff: float | None  # None where the difference is not finite (NaN or inf in an output)
+
+
+@dataclass(frozen=True)
+class UnmeasuredBudget:
+    """A requested budget with no measurement, and why."""
+
+    budget: int
+    status: BudgetStatus
+    reason: str  # one line
+    requested_bytes: int | None = None  # the allocation that did not fit, when the allocator said
 
 
 @dataclass(frozen=True)
 class PoolUsage:
     """One row of the per-pool table. ``parts`` break ``reserved_bytes`` down and add up to it."""
 
-    pool: str  # "encoder_graphs", "default" or "outside_allocator"
+    pool: PoolName
     reserved_bytes: int | None
     live_bytes: int | None = None
     segments: int | None = None
@@ -106,18 +139,29 @@ class Report:
     provenance: Provenance
     settings: Settings
     model: ModelFacts
-    budgets: tuple[BudgetResult, ...]
+    budgets: tuple[BudgetResult, ...]  # measured budgets, ascending
     pools: tuple[PoolUsage, ...]
     graph_counts: GraphCountsReport
     process_used_bytes: int | None  # NVML, this process, at the end of the run
     wall_ms: float
     warnings: tuple[str, ...] = ()
+    unmeasured: tuple[UnmeasuredBudget, ...] = ()  # requested budgets without a measurement
+    stopped_by: str | None = None  # "SIGINT", "SIGTERM" or "capture failure" when the ladder stopped early
 
-    def pool(self, name: str) -> PoolUsage:
+    def pool(self, name: PoolName | str) -> PoolUsage:
         return next(p for p in self.pools if p.pool == name)
 
     def budget(self, budget: int) -> BudgetResult:
         return next(b for b in self.budgets if b.budget == budget)
+
+    @property
+    def complete(self) -> bool:
+        """Every requested budget was measured."""
+        return not self.unmeasured and self.stopped_by is None
+
+    @property
+    def replay_mismatches(self) -> tuple[int, ...]:
+        return tuple(b.budget for b in self.budgets if not b.replay_matches_eager)
 
     @property
     def total_bytes(self) -> int | None:
@@ -127,9 +171,14 @@ class Report:
 
 
 def to_dict(report: Report) -> dict[str, Any]:
-    data = dataclasses.asdict(report)
+    data = dataclasses.asdict(report, dict_factory=lambda items: {k: _plain(v) for k, v in items})
     data["total_bytes"] = report.total_bytes  # derived, written for readers of the JSON alone
+    data["complete"] = report.complete
     return data
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
 
 
 def to_json(report: Report) -> str:
@@ -137,26 +186,31 @@ def to_json(report: Report) -> str:
 
 
 def save(report: Report, path: Path) -> None:
-    """Write atomically, so an interrupted run never leaves a truncated report behind."""
+    """Write atomically, so an interrupted run never leaves a truncated report behind; a failed
+    write leaves no temporary file either."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(to_json(report))
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(to_json(report))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def _build(cls, data: Any, where: str):
-    """Build dataclass ``cls`` from ``data``, converting nested dataclasses and tuples."""
-    if not isinstance(data, dict):
-        raise ReportError(f"report field {where!r} should be an object")
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in data:
-            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
-                continue
-            raise ReportError(f"report is missing {where}.{f.name}")
-        kwargs[f.name] = _convert(f.type, data[f.name], f"{where}.{f.name}")
-    return cls(**kwargs)
+def check_writable(path: Path) -> None:
+    """Raise OSError now if ``save(…, path)`` would fail for want of a folder or permission."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder")
+    probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
+    probe.write_text("")
+    probe.unlink()
 
+
+# -- reading --------------------------------------------------------------------------------------
+
+# Byte figures that are differences of two samples and so may be negative.
+SIGNED_BYTES = frozenset({"non_allocator_bytes", "workspaces_and_cache", "other"})
 
 _NESTED = {
     "Provenance": Provenance,
@@ -166,51 +220,165 @@ _NESTED = {
 }
 _SEQUENCES = {
     "tuple[BudgetResult, ...]": BudgetResult,
+    "tuple[UnmeasuredBudget, ...]": UnmeasuredBudget,
     "tuple[PoolUsage, ...]": PoolUsage,
     "tuple[GraphGroupReport, ...]": GraphGroupReport,
 }
+_ENUMS = {"BudgetStatus": BudgetStatus, "PoolName": PoolName}
 
 
-def _convert(type_name: str, value: Any, where: str) -> Any:
+def _build(cls, data: Any, where: str):
+    """Build dataclass ``cls`` from ``data``, checking every field's type and range."""
+    if not isinstance(data, dict):
+        raise ReportError(f"{where} should be an object")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                continue
+            raise ReportError(f"{where}.{f.name} is missing")
+        kwargs[f.name] = _convert(f.type, data[f.name], f"{where}.{f.name}", f.name)
+    return cls(**kwargs)
+
+
+def _convert(type_name: str, value: Any, where: str, name: str) -> Any:
+    optional = type_name.endswith(" | None")
+    if optional:
+        if value is None:
+            return None
+        type_name = type_name[: -len(" | None")]
     if type_name in _NESTED:
         return _build(_NESTED[type_name], value, where)
     if type_name in _SEQUENCES:
         if not isinstance(value, list):
-            raise ReportError(f"report field {where!r} should be a list")
+            raise ReportError(f"{where} should be a list")
         return tuple(_build(_SEQUENCES[type_name], item, f"{where}[{i}]") for i, item in enumerate(value))
-    if type_name.startswith("tuple[") and isinstance(value, list):
+    if type_name in _ENUMS:
+        choices = [e.value for e in _ENUMS[type_name]]
+        if value not in choices:
+            raise ReportError(f"{where} is {value!r}; expected one of {', '.join(choices)}")
+        return _ENUMS[type_name](value)
+    if type_name == "int":
+        return _integer(value, where, name)
+    if type_name == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ReportError(f"{where} is {value!r}; expected a finite, non-negative number")
+        return float(value)
+    if type_name == "bool":
+        if not isinstance(value, bool):
+            raise ReportError(f"{where} is {value!r}; expected true or false")
+        return value
+    if type_name == "str":
+        if not isinstance(value, str):
+            raise ReportError(f"{where} is {value!r}; expected a string")
+        return value
+    if type_name == "tuple[int, ...]":
+        if not isinstance(value, list):
+            raise ReportError(f"{where} should be a list")
+        return tuple(_integer(v, f"{where}[{i}]", name) for i, v in enumerate(value))
+    if type_name == "tuple[str, ...]":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ReportError(f"{where} should be a list of strings")
         return tuple(value)
+    if type_name == "dict[str, int | None]":
+        if not isinstance(value, dict):
+            raise ReportError(f"{where} should be an object")
+        return {k: _convert("int | None", v, f"{where}.{k}", k) for k, v in value.items()}
+    if type_name == "dict[str, Any]":
+        if not isinstance(value, dict):
+            raise ReportError(f"{where} should be an object")
+        return value
+    raise AssertionError(f"no reader for field type {type_name}")  # a schema edit without a reader
+
+
+def _integer(value: Any, where: str, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        what = "a whole number of bytes" if name.endswith("bytes") or name in SIGNED_BYTES else "a whole number"
+        raise ReportError(f"{where} is {value!r}; expected {what}")
+    if value < 0 and name not in SIGNED_BYTES and name != "seed":
+        raise ReportError(f"{where} is {value}; it cannot be negative")
     return value
+
+
+def _check_consistency(report: Report) -> None:
+    """What the types alone cannot say: budgets that add up, figures that must be positive."""
+    requested = set(report.settings.budgets)
+    if any(b <= 0 for b in requested):
+        raise ReportError("report.settings.budgets must be positive token counts")
+    measured = [b.budget for b in report.budgets]
+    unmeasured = [u.budget for u in report.unmeasured]
+    if len(set(measured + unmeasured)) != len(measured) + len(unmeasured):
+        raise ReportError("report lists a budget twice (in budgets or unmeasured)")
+    if set(measured) | set(unmeasured) != requested:
+        raise ReportError(
+            "report.budgets and report.unmeasured do not cover report.settings.budgets "
+            f"({sorted(set(measured) | set(unmeasured))} against {sorted(requested)})"
+        )
+    if report.model.kv_bytes_per_token == 0:
+        raise ReportError("report.model.kv_bytes_per_token is 0; a model with a KV cache has a positive figure (null for encoder-only models)")
+    if report.settings.max_items <= 0:
+        raise ReportError("report.settings.max_items must be at least 1")
+    for name in PoolName:
+        if sum(p.pool == name for p in report.pools) != 1:
+            raise ReportError(f"report.pools should have exactly one {name.value!r} row")
+
+
+def _migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring an older report up to this schema, exactly where the old figures allow it."""
+    if data.get("schema_version") == 1:
+        data = json.loads(json.dumps(data))  # a deep copy
+        pools = {p.get("pool"): p for p in data.get("pools", []) if isinstance(p, dict)}
+        encoder, default = pools.get("encoder_graphs"), pools.get("default")
+        # Version 1 took the default pool's live bytes from memory_allocated(), which also counts
+        # the encoder pool's live outputs.
+        if encoder and default and isinstance(encoder.get("live_bytes"), int) and isinstance(default.get("live_bytes"), int):
+            default["live_bytes"] -= encoder["live_bytes"]
+        measured = {b.get("budget") for b in data.get("budgets", []) if isinstance(b, dict)}
+        requested = data.get("settings", {}).get("budgets", [])
+        if isinstance(requested, list):
+            data["unmeasured"] = [
+                {"budget": b, "status": "not_run", "reason": "not in this version 1 report"}
+                for b in requested if b not in measured
+            ]
+        data["schema_version"] = 2
+    return data
 
 
 def from_dict(data: Any) -> Report:
     if not isinstance(data, dict):
-        raise ReportError("report is not a JSON object")
+        raise ReportError("this is not an encgraph report (not a JSON object)")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version is None:
+        raise ReportError("this is not an encgraph report (it has no schema_version); give a report written by `encgraph profile --json`")
+    if version not in READABLE_VERSIONS:
         raise ReportError(
-            f"report has schema_version {version!r}; this encgraph reads version {SCHEMA_VERSION}: "
-            "re-run `encgraph profile` with this version to refresh it"
+            f"report has schema_version {version!r}; this encgraph reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}: re-run `encgraph profile` with this version to refresh it"
         )
-    return _build(Report, data, "report")
+    data = {k: v for k, v in _migrate(data).items() if k not in ("total_bytes", "complete")}
+    report = _build(Report, data, "report")
+    _check_consistency(report)
+    return report
 
 
 def load(path: Path) -> Report:
-    """Read a report, turning every way a file can be unreadable into one ReportError."""
+    """Read a report, turning every way a file can be unreadable or malformed into one ReportError."""
     path = Path(path)
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise ReportError(f"{path}: no such report file") from None
+    except IsADirectoryError:
+        raise ReportError(f"{path}: is a folder, not a report file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ReportError(f"{path}: cannot read report ({err})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise ReportError(f"{path}: not a valid JSON report ({err.msg} at line {err.lineno}); is it truncated?") from None
+    except RecursionError:
+        raise ReportError(f"{path}: not an encgraph report (nested too deeply)") from None
     try:
         return from_dict(data)
     except ReportError as err:
         raise ReportError(f"{path}: {err}") from None
-    except TypeError as err:
-        raise ReportError(f"{path}: malformed report ({err})") from None

@@ -1,10 +1,12 @@
-"""Byte sizes: the one place that parses human sizes and formats bytes for display.
+"""User values: the one place that parses sizes, percentages and integer lists, and formats bytes.
 
-Everything else in encgraph carries bytes as exact ints named ``*_bytes``.
+Everything else in encgraph carries bytes as exact ints named ``*_bytes``. Bad values get the same
+words wherever they are given.
 """
 
 from __future__ import annotations
 
+import math
 import re
 
 from .errors import UsageError
@@ -13,7 +15,6 @@ from .errors import UsageError
 # datasheets use them ("80GB" is 80 * 10**9 bytes). Single letters (K, M, G, T) are read as binary,
 # the way PyTorch and nvidia-smi print sizes.
 _UNITS = {
-    "": 1,
     "b": 1,
     "k": 1024,
     "kib": 1024,
@@ -31,15 +32,47 @@ _UNITS = {
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
-def parse_size(text: str) -> int:
-    """Parse "80GiB", "80GB", "81920MiB", "512M" or a plain byte count into bytes."""
+def parse_size(text: str, what: str = "size") -> int:
+    """Parse "80GiB", "80GB", "81920MiB", "512M" or "1048576B" into bytes.
+
+    A bare number is refused unless it is 0: "80" could mean 80 bytes or 80 GiB, and reading it
+    either way has cost users a plan that was off by a factor of a billion."""
     match = _SIZE.match(str(text))
-    if not match or match.group(2).lower() not in _UNITS:
-        raise UsageError(
-            f"cannot read {text!r} as a size: use a number with a unit such as 80GiB, 80GB, 81920MiB"
-        )
-    value = float(match.group(1)) * _UNITS[match.group(2).lower()]
-    return int(round(value))
+    unit = match.group(2).lower() if match else None
+    if match and not unit and float(match.group(1)) == 0:
+        return 0
+    if not match or unit not in _UNITS:
+        hint = " (a unit is needed: 80 alone could be bytes or GiB)" if match and not unit else ""
+        raise UsageError(f"cannot read {what} {text!r}{hint}: use a number with a unit such as 80GiB, 80GB, 81920MiB or 4096B")
+    return int(round(float(match.group(1)) * _UNITS[unit]))
+
+
+def parse_percent(text: str, what: str = "tolerance") -> float:
+    """Parse "5%" (or the fraction "0.05") into 0.05. A bare number above 1 is refused: "5" could
+    mean 5% or 500%."""
+    text = str(text).strip()
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise UsageError(f"cannot read {what} {text!r}: use a percentage such as 5%") from None
+    if not math.isfinite(value):
+        raise UsageError(f"{what} {text!r} is not a finite number: use a percentage such as 5%")
+    if value < 0:
+        raise UsageError(f"{what} {text!r} cannot be negative")
+    if not text.endswith("%") and value > 1:
+        raise UsageError(f"{what} {text!r} is ambiguous: write {text}% for {text} percent, or a fraction up to 1")
+    return value
+
+
+def parse_int_list(text: str, what: str) -> tuple[int, ...]:
+    """Parse "1,2,4" into whole numbers, refusing empty items and anything that is not a number."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        if not text or any(not p for p in parts):
+            raise ValueError
+        return tuple(int(p) for p in parts)
+    except ValueError:
+        raise UsageError(f"cannot read {what} {text!r}: give comma-separated whole numbers, e.g. 1024,2048,4096") from None
 
 
 def mib(n_bytes: int | None, signed: bool = False) -> str:

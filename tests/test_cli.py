@@ -106,7 +106,7 @@ def test_check_json_output_is_clean(recorded_report_path):
 
 def test_plan_exit_codes(recorded_report_path):
     fits = run("plan", "--from", str(recorded_report_path), "--gpu", "H100-80GB")
-    assert fits.exit_code == 0 and "966,849" in fits.output and "--kv-cache-memory=55442990489" in fits.output
+    assert fits.exit_code == 0 and "958,949" in fits.output and "--kv-cache-memory=54990005657" in fits.output
     tight = run("plan", "--from", str(recorded_report_path), "--gpu", "L4", "--gpu-memory-utilization", "0.5")
     assert tight.exit_code == 6 and "does not fit" in tight.output and "short by" in tight.output
     for args in (["--gpu-memory", "eighty"], ["--gpu-memory-utilization", "1.2"], ["--gpu-memory", "-80GiB"]):

@@ -9,7 +9,7 @@ def test_parse_budgets_sorts():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("", "cannot read"), ("1024,,2048", "cannot read"), ("1k", "not a whole number"),
+    ("", "cannot read"), ("1024,,2048", "cannot read"), ("1k", "cannot read budgets"),
     ("0", "positive"), ("-64", "positive"), ("1024,1024", "given twice"),
 ])
 def test_parse_budgets_rejects(text, message):

@@ -14,19 +14,20 @@ def test_h100_plan_matches_hand_computation(recorded_report_data):
     report = from_dict(recorded_report_data)
     result = plan(report, PlanInputs(*gpu_memory("H100-80GB", None), 0.9))
     # Hand computation from the report's figures:
-    requested = int(81559 * MiB * 0.9)  # 76,968,728,985
+    requested = int(85_017_493_504 * 0.9)  # 76,515,744,153: CUDA's total for the H100 80GB HBM3
     weights = 8_291_375_616 * 2  # Qwen2-VL-7B parameters x bf16
     activation = 1_447_034_880  # eager peak of the 8192 budget
     outside = 847_249_408  # outside the allocator
     encoder = 2_648_702_976  # encoder graph pool
     kv = requested - weights - activation - outside - encoder
-    assert kv == 55_442_990_489 == result.kv_cache_bytes
+    assert kv == 54_990_005_657 == result.kv_cache_bytes
     per_token = 2 * 28 * 4 * 128 * 2  # layers x KV heads x head dim x K and V x bf16
-    assert result.kv_tokens == kv // per_token == 966_849
-    assert result.concurrency == pytest.approx(966_849 / 32768)
+    assert result.kv_tokens == kv // per_token == 958_949
+    assert result.concurrency == pytest.approx(958_949 / 32768)
     assert result.fits
     assert [t.source for t in result.terms] == ["preset", "config", "measured", "measured", "not measured", "measured", "user"]
-    assert "--kv-cache-memory=55442990489" in result.vllm_flags
+    assert "--kv-cache-memory=54990005657" in result.vllm_flags
+    assert result.kv_is_upper_bound and "at most 958,949 KV tokens" in result.verdict
     assert '"encoder_cudagraph_token_budgets": [1024, 2048, 4096, 8192]' in result.vllm_flags
     assert '"encoder_cudagraph_max_vision_items_per_batch": 128' in result.vllm_flags
     assert result.tokens_per_graph_gib == GiB // per_token

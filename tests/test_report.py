@@ -9,11 +9,12 @@ from encgraph_profiler import render, report as report_io
 from encgraph_profiler.errors import ReportError
 
 
-def test_round_trip_is_lossless(recorded_report_path, recorded_report_data, tmp_path):
-    report = report_io.load(recorded_report_path)
-    assert json.loads(report_io.to_json(report)) == recorded_report_data
-    report_io.save(report, tmp_path / "again.json")
-    assert json.loads((tmp_path / "again.json").read_text()) == recorded_report_data
+def test_round_trip_is_lossless(recorded_report_path, tmp_path):
+    data = json.loads(report_io.to_json(report_io.load(recorded_report_path)))
+    assert data["schema_version"] == report_io.SCHEMA_VERSION
+    report_io.save(report_io.from_dict(data), tmp_path / "again.json")
+    assert json.loads((tmp_path / "again.json").read_text()) == data
+    assert [p.name for p in tmp_path.iterdir()] == ["again.json"]  # no temporary file left behind
 
 
 def test_recorded_report_adds_up(recorded_report_path):
@@ -32,7 +33,7 @@ def test_recorded_report_adds_up(recorded_report_path):
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d.update(schema_version=99), "schema_version 99"),
-    (lambda d: d.pop("budgets"), "missing report.budgets"),
+    (lambda d: d.pop("budgets"), "report.budgets is missing"),
     (lambda d: d.update(pools={}), "should be a list"),
 ])
 def test_bad_reports_are_refused(recorded_report_data, tmp_path, mutate, message):

@@ -22,8 +22,10 @@ Examples:
 
 A figure regresses when current > baseline + max(tolerance x baseline, absolute tolerance).
 Figures: pool_reserved_bytes, pool_growth_bytes, static_io_bytes, non_allocator_bytes (per
-budget), reserved_bytes (per pool), total_bytes. Exit codes: 0 pass, 1 regression (or improvement
-with --fail-on-improvement), 2 usage, 5 unreadable or incompatible report.
+budget), reserved_bytes (per pool), total_bytes. A budget missing from the current report fails.
+Exit codes: 0 pass, 1 regression or missing budget (or improvement with --fail-on-improvement),
+2 usage, 5 unreadable, malformed or incompatible report, 7 a report is incomplete, empty or its
+replay differed from eager (--allow-incomplete compares what was measured instead).
 """
 
 
@@ -35,27 +37,29 @@ class CheckFormat(str, Enum):
     github = "github"
 
 
-STYLE = {"pass": "green", "regression": "bold red", "improvement": "cyan", "n/a": "dim",
-         "only in baseline": "yellow", "only in current": "yellow"}
-
-
 def _table(result) -> Table:
+    from ..check import RowStatus
+    from ..check_formats import percent
     from ..units import mib
+
+    style = {RowStatus.PASS: "green", RowStatus.REGRESSION: "bold red", RowStatus.IMPROVEMENT: "cyan",
+             RowStatus.NOT_AVAILABLE: "dim", RowStatus.ONLY_IN_BASELINE: "bold red", RowStatus.ONLY_IN_CURRENT: "yellow"}
 
     table = Table(title=f"encgraph check: {result.model}")
     for name in ("status", "scope", "figure", "baseline MiB", "current MiB", "delta MiB", "delta %"):
         table.add_column(name, justify="right" if "MiB" in name or "%" in name else "left")
     for r in result.rows:
         table.add_row(
-            f"[{STYLE[r.status]}]{r.status}[/]", r.scope, r.figure, mib(r.baseline), mib(r.current),
-            "" if r.delta is None else mib(r.delta, signed=True),
-            "" if r.delta_fraction is None else f"{r.delta_fraction:+.1%}",
+            f"[{style[r.status]}]{r.status.value}[/]", r.scope, r.figure, mib(r.baseline), mib(r.current),
+            "" if r.delta is None else mib(r.delta, signed=True), percent(r),
         )
     return table
 
 
 def emit(result, output_format: CheckFormat) -> None:
-    from ..check_formats import FORMATS
+    from rich.markup import escape
+
+    from ..check_formats import FORMATS, percent
 
     for message in result.warnings:
         warn(message)
@@ -63,12 +67,14 @@ def emit(result, output_format: CheckFormat) -> None:
         out.print(_table(result))
     else:
         out.print(FORMATS[output_format.value](result), markup=False, highlight=False, soft_wrap=True, end="")
-    names = ", ".join(f"{r.scope} {r.figure} ({r.delta_fraction:+.1%})" for r in result.regressions)
+    if result.missing:
+        err.print(f"[red]missing:[/] {escape(', '.join(r.scope for r in result.missing))} measured in the baseline only", soft_wrap=True)
     if result.regressions:
-        err.print(f"[red]regression:[/] {names}", soft_wrap=True)
-    elif not result.passed:
+        names = ", ".join(f"{r.scope} {r.figure} ({percent(r)})" for r in result.regressions)
+        err.print(f"[red]regression:[/] {escape(names)}", soft_wrap=True)
+    elif not result.passed and not result.missing:
         err.print("[red]failed:[/] figures improved beyond tolerance (--fail-on-improvement): refresh the baseline")
-    else:
+    if result.passed:
         err.print("[green]passed[/]")
 
 
@@ -80,6 +86,7 @@ def check(
     tolerance_abs: Annotated[list[str] | None, typer.Option("--tolerance-abs", help="Absolute floor, e.g. 8MiB; or FIGURE=16MiB. Repeatable.")] = None,
     fail_on_improvement: Annotated[bool, typer.Option("--fail-on-improvement", help="Fail when a figure shrank beyond tolerance (stale baseline).")] = False,
     allow_env_mismatch: Annotated[bool, typer.Option("--allow-env-mismatch", help="Compare reports from another GPU, model or library version, with a warning.")] = False,
+    allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Compare incomplete reports, or ones whose replay differed from eager, with a warning.")] = False,
     output_format: Annotated[CheckFormat, typer.Option("--format", help="table, markdown, json, bencher or github.")] = CheckFormat.table,
 ) -> None:
     """Compare two profile reports and fail when encoder-graph memory grew."""
@@ -87,16 +94,15 @@ def check(
     from ..check import compare, parse_tolerance
 
     tol = parse_tolerance(tolerance or [], tolerance_abs or [])
-    result = compare(report_io.load(baseline), report_io.load(current), tol, allow_env_mismatch, fail_on_improvement)
+    result = compare(report_io.load(baseline), report_io.load(current), tol, allow_env_mismatch, fail_on_improvement, allow_incomplete)
     emit(result, output_format)
     raise typer.Exit(int(result.exit_code))
 
 
-def gate_against(baseline: Path, report) -> None:
-    """`encgraph profile --baseline`: the default gate, right after profiling."""
-    from .. import report as report_io
+def gate_against(baseline, report) -> int:
+    """`encgraph profile --baseline`: the default gate, right after profiling. Returns the exit code."""
     from ..check import compare
 
-    result = compare(report_io.load(baseline), report)
+    result = compare(baseline, report)
     emit(result, CheckFormat.table)
-    raise typer.Exit(int(result.exit_code))
+    return int(result.exit_code)

@@ -9,8 +9,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from ..errors import EncgraphError, ExitCode
+from ..errors import EncgraphError, ExitCode, Terminated
 
 out = Console(highlight=False)  # results: tables, or machine output with no markup
 if not out.is_terminal:
@@ -24,40 +25,41 @@ class Format(str, Enum):
 
 
 def handled(command):
-    """Turn EncgraphError (and out-of-memory) into a one-line message and its exit code.
+    """The one catch point: every error becomes one line on stderr and its exit code.
     ENCGRAPH_DEBUG=1 shows the traceback instead."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
         except EncgraphError as error:
             if os.environ.get("ENCGRAPH_DEBUG"):
                 raise
-            err.print(f"[red]error:[/] {error}", markup=True, soft_wrap=True)
-            raise typer.Exit(int(error.exit_code)) from None
-        except Exception as error:  # noqa: BLE001 - only out-of-memory is mapped, the rest re-raised
-            if type(error).__name__ != "OutOfMemoryError" or os.environ.get("ENCGRAPH_DEBUG"):
+            fail(str(error), error.exit_code)
+        except KeyboardInterrupt as interrupt:
+            if os.environ.get("ENCGRAPH_DEBUG"):
                 raise
-            err.print(f"[red]error:[/] out of memory: {str(error).splitlines()[0]}", soft_wrap=True)
-            raise typer.Exit(int(ExitCode.CAPTURE)) from None
+            terminated = isinstance(interrupt, Terminated)
+            fail("terminated (SIGTERM)" if terminated else "interrupted", ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED)
+        except Exception as error:  # noqa: BLE001 - anything else is a bug: one line, and how to report it
+            if os.environ.get("ENCGRAPH_DEBUG"):
+                raise
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            fail(f"internal error ({type(error).__name__}: {first}); run again with ENCGRAPH_DEBUG=1 for the traceback "
+                 "and report it", ExitCode.INTERNAL)
 
     return wrapper
 
 
+def fail(message: str, code: ExitCode):
+    err.print(f"[red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
+    raise typer.Exit(int(code))
+
+
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
-
-
-def parse_int_list(text: str | None, what: str) -> tuple[int, ...] | None:
-    from ..errors import UsageError
-
-    if text is None:
-        return None
-    try:
-        return tuple(int(p) for p in text.split(","))
-    except ValueError:
-        raise UsageError(f"cannot read {what} {text!r}: give comma-separated whole numbers") from None
+    err.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
 
 # Decoder-side options, named as vLLM names them; shared by `graphs`, `profile` and `plan`.
@@ -103,12 +105,13 @@ def decoder_settings(
     max_loras, specialize_lora, blackwell,
 ):
     from ..graphcounts import DecoderSettings, validate
+    from ..units import parse_int_list
 
     settings = DecoderSettings(
         max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_batched_tokens,
         cudagraph_mode=cudagraph_mode.upper(),
-        cudagraph_capture_sizes=parse_int_list(capture_sizes, "--cudagraph-capture-sizes"),
+        cudagraph_capture_sizes=None if capture_sizes is None else parse_int_list(capture_sizes, "--cudagraph-capture-sizes"),
         max_cudagraph_capture_size=max_capture_size,
         num_speculative_tokens=spec_tokens,
         max_loras=max_loras,

@@ -10,6 +10,19 @@ from rich.table import Table
 
 from .common import Format, handled, out
 
+EPILOG = """\
+Examples:
+
+  encgraph models
+
+  encgraph models --format json
+
+  encgraph models --tiny            # with the tiny configs the tests use
+
+Any name or alias listed works as `encgraph profile --model NAME`; so does a path to a model's
+config.json or its directory.
+"""
+
 
 @handled
 def models(

@@ -14,7 +14,7 @@ from .common import Format, err, handled, out, warn
 EPILOG = """\
 Examples:
 
-  encgraph plan --from examples/qwen2-vl-7b.h100.json --gpu H100-80GB
+  encgraph plan --from examples/qwen2-vl-7b.h100.json            # plans for the GPU the report came from
 
   encgraph plan --from report.json --gpu-memory 80GiB --gpu-memory-utilization 0.85 --max-model-len 8192
 
@@ -22,8 +22,10 @@ Examples:
 
   encgraph plan --model Qwen2-VL --budgets 1024,2048,4096      # profiles on this GPU first
 
-Sizes: 80GiB and 81920MiB are binary (GiB = 2^30 bytes); 80GB is decimal (10^9 bytes), as on
-datasheets. Exit codes: 0 fits, 6 does not fit, 2 bad input, 5 unreadable report.
+Sizes need a unit: 80GiB and 81920MiB are binary (GiB = 2^30 bytes); 80GB is decimal (10^9
+bytes), as on datasheets. Presets are the totals CUDA reports for each card. The activation term is
+the encoder's measured peak alone: the KV cache is an upper bound until --activation-memory gives
+vLLM's logged peak. Exit codes: 0 fits, 6 does not fit, 2 bad input, 5 unreadable report.
 """
 
 
@@ -56,6 +58,7 @@ def _plan_dict(plan) -> dict:
         "kv_tokens": plan.kv_tokens, "max_model_len": plan.max_model_len, "concurrency": plan.concurrency,
         "kv_tokens_per_graph_gib": plan.tokens_per_graph_gib, "shortfall_bytes": plan.shortfall_bytes,
         "fitting_ladder": plan.fitting_ladder, "vllm_flags": plan.vllm_flags, "notes": list(plan.notes),
+        "kv_is_upper_bound": plan.kv_is_upper_bound,
     }
 
 
@@ -66,12 +69,17 @@ def _load_or_profile(report_path, model, budgets, max_budget, max_items, dtype):
     if (report_path is None) == (model is None):
         raise UsageError("give --from REPORT.json, or --model (and --budgets) to profile on this GPU first")
     if report_path is not None:
+        given = [name for name, value in (("--budgets", budgets), ("--max-budget", max_budget), ("--max-items", max_items),
+                                          ("--dtype", dtype)) if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} apply only with --model; a plan --from a report uses the report's settings")
         return report_io.load(report_path)
     from ..ladder import resolve_budgets
     from ..profile import ProfileRequest, profile
 
     err.print("profiling first (needs a CUDA device)...")
-    return profile(ProfileRequest(model=model, budgets=resolve_budgets(budgets, max_budget), max_items=max_items, dtype=dtype))
+    return profile(ProfileRequest(model=model, budgets=resolve_budgets(budgets, max_budget), max_items=max_items,
+                                  dtype=dtype or "bfloat16"))
 
 
 @handled
@@ -81,8 +89,8 @@ def plan(
     budgets: Annotated[str | None, typer.Option("--budgets", "-b", help="With --model: token budgets.")] = None,
     max_budget: Annotated[int | None, typer.Option("--max-budget", help="With --model: auto ladder top.")] = None,
     max_items: Annotated[int | None, typer.Option("--max-items", help="With --model: images per batch.")] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="With --model: weight dtype.")] = "bfloat16",
-    gpu: Annotated[str | None, typer.Option("--gpu", help="Preset: H100-80GB, H200-141GB, A100-80GB, A100-40GB, L40S, L4, RTX-4090.")] = None,
+    dtype: Annotated[str | None, typer.Option("--dtype", help="With --model: weight dtype (default bfloat16).")] = None,
+    gpu: Annotated[str | None, typer.Option("--gpu", help="Preset: H100-80GB, H200-141GB, A100-80GB, A100-40GB, L40S, L4, RTX-4090. Default: the report's GPU.")] = None,
     gpu_memory: Annotated[str | None, typer.Option("--gpu-memory", help="Total GPU memory instead of a preset, e.g. 80GiB.")] = None,
     utilization: Annotated[str, typer.Option("--gpu-memory-utilization", help="vLLM's fraction of GPU memory to use.")] = "0.9",
     kv_cache_dtype: Annotated[str, typer.Option("--kv-cache-dtype", help="auto (the model dtype), bfloat16, float16, fp8.")] = "auto",
@@ -94,25 +102,35 @@ def plan(
     output_format: Annotated[Format, typer.Option("--format", help="table, or json on stdout.")] = Format.table,
 ) -> None:
     """Plan KV-cache capacity with the measured encoder graphs, and print the vLLM flags."""
-    from ..errors import ExitCode
-    from ..plan import PlanInputs, gpu_memory as resolve_gpu, parse_utilization, plan as make_plan
+    from ..errors import ExitCode, UsageError
+    from ..plan import PlanInputs, check_kv_cache_dtype, gpu_memory as resolve_gpu, parse_utilization, plan as make_plan
     from ..units import parse_size
 
-    label, total, source = resolve_gpu(gpu, gpu_memory)
+    # Every option is read before a report is loaded or a profile runs.
+    if gpu or gpu_memory:
+        resolve_gpu(gpu, gpu_memory)
+    check_kv_cache_dtype(kv_cache_dtype)
+    if max_model_len is not None and max_model_len <= 0:
+        raise UsageError("--max-model-len must be a positive number of tokens")
+    fraction = parse_utilization(utilization)
     common = dict(
-        kv_cache_dtype=kv_cache_dtype, max_model_len=max_model_len, margin_bytes=parse_size(margin),
-        decoder_graph_bytes=None if decoder_graph_memory is None else parse_size(decoder_graph_memory),
-        activation_bytes=None if activation_memory is None else parse_size(activation_memory),
+        kv_cache_dtype=kv_cache_dtype, max_model_len=max_model_len, margin_bytes=parse_size(margin, "--margin"),
+        decoder_graph_bytes=None if decoder_graph_memory is None else parse_size(decoder_graph_memory, "--decoder-graph-memory"),
+        activation_bytes=None if activation_memory is None else parse_size(activation_memory, "--activation-memory"),
     )
-    inputs = PlanInputs(label, total, source, parse_utilization(utilization), **common)
-    scenarios = []
-    if what_if:
-        for item in (p.strip() for p in what_if.split(",")):
-            if item.replace(".", "", 1).isdigit():
-                scenarios.append(PlanInputs(label, total, source, parse_utilization(item), **common))
-            else:
-                scenarios.append(PlanInputs(*resolve_gpu(item, None), inputs.utilization, **common))
+    what_ifs = [p.strip() for p in what_if.split(",")] if what_if else []
+    fractions = {item: parse_utilization(item) for item in what_ifs if item.replace(".", "", 1).isdigit()}
+    for item in what_ifs:
+        if item not in fractions:
+            resolve_gpu(item, None)
     report = _load_or_profile(report_path, model, budgets, max_budget, max_items, dtype)
+    label, total, source = resolve_gpu(gpu, gpu_memory, report)
+    inputs = PlanInputs(label, total, source, fraction, **common)
+    scenarios = [
+        PlanInputs(label, total, source, fractions[item], **common) if item in fractions
+        else PlanInputs(*resolve_gpu(item, None), fraction, **common)
+        for item in what_ifs
+    ]
     result = make_plan(report, inputs)
     compared = [make_plan(report, s) for s in scenarios]
     if output_format is Format.json:
@@ -143,7 +161,8 @@ def _render(result, scenarios, compared) -> None:
     if result.tokens_per_graph_gib:
         out.print(f"each GiB of graph pool costs {result.tokens_per_graph_gib:,} KV tokens")
     if result.fits:
-        out.print("vLLM flags:", markup=False)
+        out.print("vLLM flags (--kv-cache-memory is an upper bound: see the activation note):" if result.kv_is_upper_bound
+                  else "vLLM flags:", markup=False)
         out.print(f"  {result.vllm_flags}", markup=False, soft_wrap=True)
     if compared:
         table = Table(title="What if")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import tempfile
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +26,12 @@ Examples:
 Budgets count vision tokens after spatial merge, as vLLM does. Dynamic-resolution towers (Qwen)
 capture each budget B as k images of grid [1, m, ceil(B/k)*m]. Fixed-resolution towers (SigLIP,
 CLIP) capture floor(B / tokens per image) whole images; --max-items does not apply to them.
+
+Nothing measured is lost: a budget that runs out of memory is recorded and the others go on;
+Ctrl-C or SIGTERM stops the ladder and keeps the budgets already captured. Exit codes: 0 ok,
+1 regression against --baseline, 2 bad input, 3 no usable GPU, 4 a budget was not measured or its
+replay differed from eager, 5 bad baseline, 7 baseline not gateable, 8 --json could not be written
+(the report went to the path named), 130 SIGINT, 143 SIGTERM.
 """
 
 
@@ -35,7 +45,7 @@ def profile(
     attn: Annotated[str, typer.Option("--attn", help="Attention implementation: sdpa, eager, flash_attention_2.")] = "sdpa",
     seed: Annotated[int, typer.Option("--seed", help="Seed for weights and dummy inputs.")] = 0,
     warmup: Annotated[int, typer.Option("--warmup", help="Eager runs per budget before capture.")] = 2,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here (also when the run is cut short).")] = None,
     output_format: Annotated[Format, typer.Option("--format", help="table, or json on stdout.")] = Format.table,
     baseline: Annotated[Path | None, typer.Option("--baseline", help="Gate the new report against this one (as `encgraph check`).")] = None,
     max_num_seqs: common.MaxNumSeqs = 256,
@@ -49,9 +59,11 @@ def profile(
     blackwell: common.Blackwell = False,
 ) -> None:
     """Capture one encoder CUDA graph per budget on this GPU and report the memory each holds."""
-    from ..errors import UsageError
+    from .. import report as report_io
+    from ..check import settings_mismatches
+    from ..errors import ExitCode, ReportError, UsageError
     from ..ladder import resolve_budgets
-    from ..profile import ProfileRequest
+    from ..profile import ProfileRequest, prepare
 
     decoder = common.decoder_settings(
         max_num_seqs, max_num_batched_tokens, cudagraph_mode, cudagraph_capture_sizes, max_cudagraph_capture_size,
@@ -61,41 +73,112 @@ def profile(
         model=model, budgets=resolve_budgets(budgets, max_budget), max_items=max_items, dtype=dtype, attn=attn,
         seed=seed, warmup_iterations=warmup, decoder=decoder,
     )
-    if json_path is not None and not json_path.resolve().parent.is_dir():
-        raise UsageError(f"--json {json_path}: the folder {json_path.parent} does not exist; create it first")
-    report = _run(request, json_path)  # profile() validates every input before any GPU work
-    _show(report, output_format)
+    # Everything that can be refused is refused before the GPU work starts.
     if json_path is not None:
-        err.print(f"report written to {json_path}")
-    if baseline is not None:
+        try:
+            report_io.check_writable(json_path)
+        except OSError as error:
+            raise UsageError(f"--json {json_path} cannot be written ({error.strerror or error}); give a writable file path") from None
+    gate = report_io.load(baseline) if baseline is not None else None
+    setup = prepare(request)
+    if gate is not None:
+        mismatches = settings_mismatches(gate, setup.settings)
+        if mismatches:
+            raise ReportError(f"--baseline {baseline} was made with other settings ({'; '.join(mismatches)}); profile with the same settings or refresh the baseline")
+
+    report = _run(request, setup)
+    written, write_code = _write(report, json_path)
+    _show(report, output_format)
+    if written is not None:
+        err.print(f"report written to {written}")
+    code = _outcome(report) or write_code
+    if code:
+        raise typer.Exit(int(code))
+    if gate is not None:
         from .check import gate_against
 
-        gate_against(baseline, report)
+        raise typer.Exit(gate_against(gate, report))
+    raise typer.Exit(int(ExitCode.OK))
 
 
-def _run(request, json_path):
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+@contextmanager
+def _sigterm_stops_the_ladder():
+    """SIGTERM raises Terminated where SIGINT raises KeyboardInterrupt, so both keep what was measured."""
+    from ..errors import Terminated
 
-    from .. import report as report_io
-    from ..errors import CaptureFailure
+    def stop(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave SIGTERM as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(request, setup):
     from ..profile import profile as run_profile
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
-        task = bar.add_task("starting", total=None)
+    with _sigterm_stops_the_ladder():
+        if err.is_terminal:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        def progress(what: str, done: int, total: int) -> None:
-            bar.update(task, description=what, completed=done, total=total)
+            with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
+                task = bar.add_task("starting", total=None)
+                return run_profile(request, lambda what, done, total: bar.update(task, description=what, completed=done, total=total), setup=setup)
 
-        try:
-            report = run_profile(request, progress)
-        except CaptureFailure as failure:
-            if failure.partial is not None and json_path is not None:
-                report_io.save(failure.partial, json_path)
-                err.print(f"the budgets measured before the failure are in {json_path}")
-            raise
-    if json_path is not None:
+        def line(what: str, done: int, total: int) -> None:  # logs: one line per step
+            err.print(f"encgraph: {what} ({done}/{total})", markup=False, highlight=False)
+
+        return run_profile(request, line, setup=setup)
+
+
+def _write(report, json_path):
+    """Write the report where asked, or else to a fallback path; return (path, exit code or None)."""
+    from .. import report as report_io
+    from ..errors import ExitCode
+
+    if json_path is None:
+        return None, None
+    try:
         report_io.save(report, json_path)
-    return report
+        return json_path, None
+    except OSError as error:
+        reason = error.strerror or str(error)
+    name = f"encgraph-report-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
+    for folder in (Path.cwd(), Path(tempfile.gettempdir())):
+        try:
+            report_io.save(report, folder / name)
+        except OSError:
+            continue
+        warn(f"could not write {json_path} ({reason}); the report is in {folder / name}")
+        return folder / name, ExitCode.NOT_WRITTEN
+    warn(f"could not write {json_path} ({reason}) nor a fallback file; the report follows on stdout")
+    out.print(report_io.to_json(report), markup=False, highlight=False, soft_wrap=True, end="")
+    return None, ExitCode.NOT_WRITTEN
+
+
+def _outcome(report):
+    """The exit code a report calls for on its own, with its one-line explanation; None if all is well."""
+    from ..errors import ExitCode
+
+    if report.stopped_by in ("SIGINT", "SIGTERM"):
+        err.print(f"[red]error:[/] {report.stopped_by}: stopped after {len(report.budgets)} of "
+                  f"{len(report.settings.budgets)} budgets; what was measured is kept", soft_wrap=True)
+        return ExitCode.INTERRUPTED if report.stopped_by == "SIGINT" else ExitCode.TERMINATED
+    if not report.complete:
+        failed = ", ".join(f"{u.budget} ({u.status.value.replace('_', ' ')})" for u in report.unmeasured)
+        err.print(f"[red]error:[/] not measured: budget {failed}; the other budgets are in the report", soft_wrap=True)
+        return ExitCode.CAPTURE
+    if report.replay_mismatches:
+        err.print(f"[red]error:[/] replay differed from eager at budget {', '.join(map(str, report.replay_mismatches))}: "
+                  "those graphs do not compute what the eager forward does", soft_wrap=True)
+        return ExitCode.CAPTURE
+    return None
 
 
 def _show(report, output_format: Format) -> None:
@@ -109,5 +192,5 @@ def _show(report, output_format: Format) -> None:
         return
     out.print(render.budget_table(report))
     out.print(render.pool_table(report))
-    out.print(render.totals_line(report))
+    out.print(render.totals_line(report), markup=False)
     out.print(report.graph_counts.line, markup=False)

@@ -11,6 +11,13 @@ from typing import Any
 
 from ..errors import UsageError
 
+# Vision-config fields that are whole positive numbers wherever a family has them.
+POSITIVE_INT_FIELDS = frozenset({
+    "depth", "embed_dim", "hidden_size", "num_heads", "patch_size", "spatial_merge_size", "temporal_patch_size",
+    "in_channels", "num_channels", "intermediate_size", "out_hidden_size", "window_size", "num_position_embeddings",
+    "image_size", "num_hidden_layers", "num_attention_heads", "projection_dim",
+})
+
 DTYPES = {"bfloat16": 2, "float16": 2, "float32": 4}
 DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
 
@@ -40,15 +47,33 @@ class Adapter:
     model_types: tuple[str, ...] = ()  # the "model_type" values of full configs this adapter reads
     dynamic_resolution: bool = True
     has_language_model: bool = True
+    # Fields the vision config must state: without them transformers would fill in its class
+    # defaults and the profile would measure a tower nobody deploys.
+    size_fields: tuple[str, ...] = ()
 
     # -- configs -----------------------------------------------------------------------------
     def config_class(self):
         raise NotImplementedError
 
+    def check_config(self, data: dict[str, Any], source: str) -> None:
+        """Refuse a config.json dict that would not describe this family's real tower. No torch."""
+        vision = data.get("vision_config")
+        if not isinstance(vision, dict):
+            raise UsageError(f"{source} has no vision_config object: give the whole model's config.json, as the model repository has it")
+        missing = [f for f in self.size_fields if f not in vision]
+        if missing:
+            raise UsageError(f"{source}: vision_config lacks {', '.join(missing)}; without them the tower's size is unknown")
+        for name, value in vision.items():
+            if name in POSITIVE_INT_FIELDS and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise UsageError(f"{source}: vision_config.{name} is {value!r}; it must be a whole number above 0")
+
     def full_config(self, data: dict[str, Any]):
         """The transformers config object of the whole model, from a config.json dict."""
         data = {k: v for k, v in data.items() if k != "model_type"}
-        return self.config_class()(**data)
+        try:
+            return self.config_class()(**data)
+        except (TypeError, ValueError, KeyError, AttributeError) as err:
+            raise UsageError(f"transformers cannot read this {self.family} config: {str(err).splitlines()[0]}") from None
 
     def vision_config(self, full_config):
         return full_config.vision_config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import UsageError
 from ..report import ModelFacts
 from .base import DTYPES
 from .registry import ModelSpec
@@ -10,8 +11,11 @@ from .registry import ModelSpec
 def _count_parameters(model_class, config) -> int:
     import torch
 
-    with torch.device("meta"):
-        model = model_class._from_config(config)
+    try:
+        with torch.device("meta"):
+            model = model_class._from_config(config)
+    except (TypeError, ValueError, AttributeError, KeyError, RuntimeError) as err:
+        raise UsageError(f"cannot build {model_class.__name__} from this config: {str(err).splitlines()[0]}") from None
     return sum(p.numel() for p in model.parameters())
 
 

@@ -9,6 +9,7 @@ from ..errors import UsageError
 
 class FixedResolutionAdapter(Adapter):
     dynamic_resolution = False
+    size_fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "image_size", "patch_size")
     has_language_model = False
 
     def patches_per_image(self, vision_config) -> int:

@@ -12,6 +12,7 @@ from .qwen2_vl import Qwen2VLAdapter
 class Qwen2_5VLAdapter(Qwen2VLAdapter):
     family = "qwen2.5-vl"
     model_types = ("qwen2_5_vl",)
+    size_fields = ("depth", "hidden_size", "num_heads")
 
     def config_class(self):
         from transformers import Qwen2_5_VLConfig

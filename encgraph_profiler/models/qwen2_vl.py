@@ -16,6 +16,7 @@ from ..ladder import tokens_per_item
 class Qwen2VLAdapter(Adapter):
     family = "qwen2-vl"
     model_types = ("qwen2_vl",)
+    size_fields = ("depth", "embed_dim", "num_heads")
 
     def config_class(self):
         from transformers import Qwen2VLConfig

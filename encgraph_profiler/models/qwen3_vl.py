@@ -9,6 +9,7 @@ from .qwen2_vl import Qwen2VLAdapter
 class Qwen3VLAdapter(Qwen2VLAdapter):
     family = "qwen3-vl"
     model_types = ("qwen3_vl",)
+    size_fields = ("depth", "hidden_size", "num_heads")
 
     def config_class(self):
         from transformers import Qwen3VLConfig

@@ -103,7 +103,9 @@ def resolve(name: str) -> ModelSpec:
             raise UsageError(f"{name} is a directory without a config.json; point --model at a Hugging Face model directory")
     if path.is_file():
         config = _read_config(path)
-        return ModelSpec(str(name), path, config, adapter_for(config, str(path)), bundled=False)
+        adapter = adapter_for(config, str(path))
+        adapter.check_config(config, str(path))
+        return ModelSpec(str(name), path, config, adapter, bundled=False)
     key = normalize(name)
     bundled = _bundled_path(key)
     if bundled is None:
