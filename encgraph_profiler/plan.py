@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import UsageError
+from .errors import ReportError, UsageError
 from .report import PoolName, Report
 from .units import parse_size
 
@@ -164,7 +164,7 @@ def plan(report: Report, inputs: PlanInputs) -> CapacityPlan:
     if inputs.margin_bytes < 0:
         raise UsageError("--margin cannot be negative")
     if not report.budgets:
-        raise UsageError(f"{report.settings.model}: the report has no measured budgets to plan with; profile again")
+        raise ReportError(f"the {report.settings.model} report has no measured budgets to plan with; profile again")
     largest = max(report.budgets, key=lambda b: b.budget)
     activation = inputs.activation_bytes if inputs.activation_bytes is not None else largest.eager_peak_bytes
     encoder = report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes

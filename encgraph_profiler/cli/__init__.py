@@ -6,10 +6,16 @@ import os
 import sys
 from typing import Annotated
 
-import click
 import typer
+import typer.core
 from rich.markup import escape
 from typer.core import TyperGroup
+
+# Newer typer vendors click as typer._click; older ones use click itself.
+if hasattr(typer.core, "_click"):
+    from typer._click import exceptions as click_errors
+else:  # pragma: no cover - depends on the installed typer
+    from click import exceptions as click_errors
 
 # transformers' config warnings about the random-weight configs are noise for this tool.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -44,17 +50,17 @@ class OneLineErrors(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
             code = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
-        except click.exceptions.NoArgsIsHelpError as error:
-            click.echo(error.ctx.get_help())
+        except getattr(click_errors, "NoArgsIsHelpError", ()) as error:
+            typer.echo(error.ctx.get_help())
             code = ExitCode.USAGE
-        except click.UsageError as error:
+        except click_errors.UsageError as error:
             command = error.ctx.command_path if error.ctx else "encgraph"
             err.print(f"[red]error:[/] {escape(error.format_message())} (see `{command} --help`)", soft_wrap=True)
             code = ExitCode.USAGE
-        except click.ClickException as error:
+        except click_errors.ClickException as error:
             err.print(f"[red]error:[/] {error.format_message()}", markup=False, soft_wrap=True)
             code = error.exit_code
-        except click.Abort:
+        except typer.Abort:
             code = ExitCode.INTERRUPTED
         if not standalone_mode:
             return code

@@ -1,0 +1,213 @@
+"""Every bad input a user can give: one line that says what to do, a documented exit code, no
+traceback. One table, each case with its exit code and the words its message must carry."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from encgraph_profiler import __version__
+from encgraph_profiler.cli import app
+
+from helpers import MiB
+
+TINY = Path(__file__).resolve().parent.parent / "configs" / "tiny" / "tiny-qwen2-vl.json"
+
+
+def _report(data, **changes):
+    """A copy of the recorded report, changed by dotted paths: {"budgets.0.pool_reserved_bytes": -5}."""
+    data = copy.deepcopy(data)
+    for path, value in changes.items():
+        *parents, last = path.split(".")
+        node = data
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if isinstance(node, list):
+            node[int(last)] = value
+        elif value is _DROP:
+            del node[last]
+        else:
+            node[last] = value
+    return data
+
+
+_DROP = object()
+
+
+def _config(**vision):
+    data = json.loads(TINY.read_text())
+    for key, value in vision.items():
+        if value is _DROP:
+            del data["vision_config"][key]
+        else:
+            data["vision_config"][key] = value
+    return data
+
+
+def _files(tmp: Path, recorded: dict) -> dict:
+    """Named files the cases refer to as {name}."""
+    first_budget_dropped = _report(recorded, budgets=recorded["budgets"][1:])
+    zero_growth_regressed = _report(recorded, **{"budgets.0.pool_growth_bytes": 100 * MiB})
+    files = {
+        "good": recorded,
+        "partial": first_budget_dropped,
+        "empty": _report(recorded, budgets=[]),
+        "stopped": {**recorded, "schema_version": 2, "stopped_by": "SIGINT",
+                    "budgets": recorded["budgets"][1:],
+                    "unmeasured": [{"budget": 1024, "status": "not_run", "reason": "not run"}]},
+        "mismatch": _report(recorded, **{"budgets.1.replay_matches_eager": False}),
+        "negative": _report(recorded, **{"budgets.0.pool_reserved_bytes": -5}),
+        "string": _report(recorded, **{"budgets.2.static_io_bytes": "37 MiB"}),
+        "float": _report(recorded, **{"pools.0.reserved_bytes": 2.5e9}),
+        "boolflag": _report(recorded, **{"budgets.0.replay_matches_eager": "yes"}),
+        "kv0": _report(recorded, **{"model.kv_bytes_per_token": 0}),
+        "twopools": _report(recorded, **{"pools.1.pool": "encoder_graphs"}),
+        "badpool": _report(recorded, **{"pools.1.pool": "shared"}),
+        "nobudgets": _report(recorded, schema_version=2, **{"settings.budgets": [1024, 2048, 4096, 8192, 16384]}),
+        "grew0": zero_growth_regressed,
+        "future": _report(recorded, schema_version=3),
+        "config": _config(),
+        "deptext": _config(depth="32"),
+        "nodepth": _config(depth=_DROP, embed_dim=_DROP),
+        "zerowidth": _config(embed_dim=0),
+        "novision": {k: v for k, v in _config().items() if k != "vision_config"},
+        "alien": {**_config(), "model_type": "llava_next"},
+    }
+    paths = {}
+    for name, data in files.items():
+        path = tmp / f"{name}.json"
+        path.write_text(json.dumps(data))
+        paths[name] = str(path)
+    nan = tmp / "nan.json"  # JSON's NaN literal, as Python writes it
+    nan.write_text(json.dumps(recorded).replace('"pool_reserved_bytes": 2648702976', '"pool_reserved_bytes": NaN', 1))
+    paths["nan"] = str(nan)
+    (tmp / "notjson.json").write_text("{model_type: qwen2_vl")
+    paths["notjson"] = str(tmp / "notjson.json")
+    (tmp / "folder").mkdir()
+    paths["folder"] = str(tmp / "folder")
+    paths["missing"] = str(tmp / "missing.json")
+    return paths
+
+
+PROFILE = ["profile", "--model", "{config}", "--budgets", "64,128"]
+
+CASES = [
+    # -- the gate --------------------------------------------------------------------------------
+    (["check", "{good}", "{partial}"], 7, "did not measure budget 1024"),
+    (["check", "{good}", "{empty}"], 7, "no measured budgets"),
+    (["check", "{good}", "{stopped}"], 7, "stopped early (SIGINT)"),
+    (["check", "{good}", "{mismatch}"], 7, "replay differed from eager at budget 2048"),
+    (["check", "{mismatch}", "{good}"], 7, "baseline report's replay differed"),
+    (["check", "{good}", "{negative}"], 5, "pool_reserved_bytes is -5; it cannot be negative"),
+    (["check", "{negative}", "{good}"], 5, "cannot be negative"),
+    (["check", "{good}", "{nan}"], 5, "is nan; expected a whole number of bytes"),
+    (["check", "{good}", "{string}"], 5, "static_io_bytes is '37 MiB'; expected a whole number of bytes"),
+    (["check", "{good}", "{float}"], 5, "reserved_bytes is 2500000000.0; expected a whole number of bytes"),
+    (["check", "{good}", "{boolflag}"], 5, "replay_matches_eager is 'yes'; expected true or false"),
+    (["check", "{good}", "{twopools}"], 5, "exactly one 'encoder_graphs' row"),
+    (["check", "{good}", "{badpool}"], 5, "pools[1].pool is 'shared'"),
+    (["check", "{good}", "{nobudgets}"], 5, "do not cover report.settings.budgets"),
+    (["check", "{good}", "{future}"], 5, "schema_version 3"),
+    (["check", "{config}", "{good}"], 5, "not an encgraph report"),
+    (["check", "{good}", "{missing}"], 5, "no such report file"),
+    (["check", "{good}", "{folder}"], 5, "is a folder"),
+    (["check", "{good}", "{notjson}"], 5, "not a valid JSON report"),
+    (["check", "{good}", "{grew0}"], 1, "budget 1024 pool_growth_bytes (new)"),
+    (["check", "{good}", "{good}", "--tolerance", "5"], 2, "write 5% for 5 percent"),
+    (["check", "{good}", "{good}", "--tolerance", "nan%"], 2, "not a finite number"),
+    (["check", "{good}", "{good}", "--tolerance", "1e400%"], 2, "not a finite number"),
+    (["check", "{good}", "{good}", "--tolerance", "-1%"], 2, "cannot be negative"),
+    (["check", "{good}", "{good}", "--tolerance", "pool_bytes=2%"], 2, "unknown figure 'pool_bytes'"),
+    (["check", "{good}", "{good}", "--tolerance-abs", "8"], 2, "a unit is needed"),
+    (["check", "{good}", "{good}", "--format", "xml"], 2, "see `encgraph check --help`"),
+    (["check", "{good}"], 2, "Missing argument"),
+    # -- profile: refused before any GPU work ------------------------------------------------------
+    ([*PROFILE, "--json", "/proc/x.json"], 2, "cannot be written"),
+    ([*PROFILE, "--json", "{folder}"], 2, "cannot be written"),
+    ([*PROFILE, "--json", "{folder}/not/here.json"], 2, "cannot be written"),
+    ([*PROFILE, "--attn", "flash_attention_2"], 3, "needs the flash-attn package"),
+    ([*PROFILE, "--attn", "magic"], 2, "unknown --attn 'magic'"),
+    (["profile", "--budgets", "99999999999999999999"], 2, "far beyond what one encoder batch can hold"),
+    (["profile", "--budgets", "1024,,2048"], 2, "cannot read budgets"),
+    (["profile", "--budgets", "0"], 2, "must be a positive number"),
+    (["profile", "--budgets", "1024,1024"], 2, "given twice"),
+    (["profile", "--budgets", "64", "--max-budget", "128"], 2, "either --budgets or --max-budget"),
+    (["profile", "--max-budget", "10"], 2, "below the smallest automatic budget"),
+    (["profile", "--max-budget", "abc"], 2, "see `encgraph profile --help`"),
+    ([*PROFILE, "--max-items", "0"], 2, "--max-items 0 must be at least 1"),
+    ([*PROFILE, "--max-items", "65"], 2, "larger than the smallest budget"),
+    ([*PROFILE, "--warmup", "0"], 2, "--warmup must be at least 1"),
+    ([*PROFILE, "--dtype", "int3"], 2, "unknown --dtype 'int3'"),
+    ([*PROFILE, "--max-num-seqs", "0"], 2, "--max-num-seqs must be a positive number"),
+    ([*PROFILE, "--cudagraph-capture-sizes", "1,two"], 2, "cannot read --cudagraph-capture-sizes"),
+    ([*PROFILE, "--frobnicate"], 2, "No such option: --frobnicate"),
+    ([*PROFILE, "--baseline", "{missing}"], 5, "no such report file"),
+    ([*PROFILE, "--baseline", "{negative}"], 5, "cannot be negative"),
+    ([*PROFILE, "--baseline", "{good}"], 5, "was made with other settings"),
+    (["profile", "--model", "qwen9-vl"], 2, "unknown model 'qwen9-vl'"),
+    (["profile", "--model", "{deptext}", "--budgets", "64"], 2, "vision_config.depth is '32'; it must be a whole number above 0"),
+    (["profile", "--model", "{zerowidth}", "--budgets", "64"], 2, "vision_config.embed_dim is 0"),
+    (["profile", "--model", "{nodepth}", "--budgets", "64"], 2, "vision_config lacks depth, embed_dim"),
+    (["profile", "--model", "{novision}", "--budgets", "64"], 2, "has no vision_config"),
+    (["profile", "--model", "{alien}", "--budgets", "64"], 2, "model_type 'llava_next' is not supported"),
+    (["profile", "--model", "{notjson}", "--budgets", "64"], 2, "cannot read model config"),
+    (["profile", "--model", "{folder}", "--budgets", "64"], 2, "a directory without a config.json"),
+    # -- plan ---------------------------------------------------------------------------------------
+    (["plan", "--from", "{good}", "--budgets", "1024"], 2, "--budgets apply only with --model"),
+    (["plan", "--from", "{good}", "--max-items", "4", "--dtype", "float32"], 2, "--max-items, --dtype apply only with --model"),
+    (["plan", "--from", "{good}", "--gpu-memory", "80"], 2, "a unit is needed"),
+    (["plan", "--from", "{good}", "--gpu-memory", "eighty"], 2, "cannot read --gpu-memory 'eighty'"),
+    (["plan", "--from", "{good}", "--gpu", "H800"], 2, "unknown --gpu 'H800'"),
+    (["plan", "--from", "{good}", "--gpu", "L4", "--gpu-memory", "24GiB"], 2, "either --gpu or --gpu-memory"),
+    (["plan", "--from", "{good}", "--gpu-memory-utilization", "nan"], 2, "must be above 0 and at most 1"),
+    (["plan", "--from", "{good}", "--gpu-memory-utilization", "1.2"], 2, "must be above 0 and at most 1"),
+    (["plan", "--from", "{good}", "--margin", "-1GiB"], 2, "cannot read --margin"),
+    (["plan", "--from", "{good}", "--kv-cache-dtype", "int4"], 2, "unknown --kv-cache-dtype 'int4'"),
+    (["plan", "--from", "{good}", "--max-model-len", "0"], 2, "--max-model-len must be a positive number"),
+    (["plan", "--from", "{good}", "--what-if", "H100-80GB,bogus"], 2, "unknown --gpu 'bogus'"),
+    (["plan", "--from", "{kv0}"], 5, "kv_bytes_per_token is 0"),
+    (["plan", "--from", "{empty}"], 5, "no measured budgets to plan with"),
+    (["plan", "--from", "{missing}"], 5, "no such report file"),
+    (["plan"], 2, "give --from REPORT.json, or --model"),
+    # -- graphs and the command itself --------------------------------------------------------------
+    (["graphs", "--max-num-seqs", "0"], 2, "--max-num-seqs must be a positive number"),
+    (["graphs", "--budgets", "1024,abc"], 2, "cannot read budgets"),
+    (["graphs", "--cudagraph-mode", "MAYBE"], 2, "unknown --cudagraph-mode 'MAYBE'"),
+    (["--frobnicate"], 2, "No such option: --frobnicate"),
+    (["profiel"], 2, "No such command 'profiel'"),
+]
+
+
+def _ids():
+    seen: dict[str, int] = {}
+    for args, _, _ in CASES:
+        name = "-".join(a.strip("-{}") for a in args[:3])
+        seen[name] = seen.get(name, 0) + 1
+        yield f"{name}-{seen[name]}"
+
+
+@pytest.mark.parametrize("args, code, message", CASES, ids=list(_ids()))
+def test_bad_input_gives_one_line_and_its_exit_code(args, code, message, tmp_path, recorded_report_data):
+    files = _files(tmp_path, recorded_report_data)
+    result = CliRunner().invoke(app, [a.format(**files) for a in args])
+    output = " ".join(result.output.split())  # rich folds long lines on narrow terminals
+    assert result.exit_code == code, result.output
+    assert message in output, result.output
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    if code != 1:
+        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, result.output
+
+
+def test_enough_cases():
+    assert len(CASES) >= 40
+
+
+def test_version_and_examples_in_help():
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"encgraph {__version__}"
+    top = CliRunner().invoke(app, ["--help"])
+    assert "encgraph profile --model Qwen2-VL" in top.output and "Exit codes" in top.output
+    assert "encgraph models --format json" in CliRunner().invoke(app, ["models", "--help"]).output

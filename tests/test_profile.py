@@ -1,0 +1,176 @@
+"""profile's per-budget and per-pool arithmetic, partial reports and interrupted runs, on the fake
+device: every expected figure is computed here from the fake's cost model, not read from profile."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from encgraph_profiler import cuda_device, report as report_io
+from encgraph_profiler.check import compare
+from encgraph_profiler.cli import app
+from encgraph_profiler.errors import NotGateable
+from encgraph_profiler.profile import ProfileRequest, prepare, profile
+from encgraph_profiler.report import BudgetStatus, PoolName
+
+from fake_device import FakeDevice, GiB, MiB, Terminated, round_up, tensor_bytes
+
+MODEL, BUDGETS = "tiny-qwen2-vl", (64, 128, 256)
+
+
+def _run(device, budgets=BUDGETS, model=MODEL):
+    return profile(ProfileRequest(model=model, budgets=budgets), device=device)
+
+
+def _expected_pool(device, report, budget):
+    outputs = sum(round_up(b.output_bytes, 512) for b in report.budgets if b.budget == budget)
+    return round_up(device.scratch_per_token * budget + outputs)
+
+
+def test_complete_run_adds_up_exactly():
+    device = FakeDevice()
+    report = _run(device)
+    assert report.complete and report.stopped_by is None and not report.warnings
+    assert [b.budget for b in report.budgets] == [64, 128, 256]
+    # Largest first into one pool: the 256 capture makes it, the smaller ones fit inside.
+    largest = _expected_pool(device, report, 256)
+    assert {b.budget: b.pool_growth_bytes for b in report.budgets} == {256: largest, 128: 0, 64: 0}
+    assert all(b.pool_reserved_bytes == largest for b in report.budgets)
+    # Outside the allocator, per capture: the graph executable's cost, exactly.
+    assert all(b.non_allocator_bytes == device.exec_per_capture for b in report.budgets)
+
+    encoder, default, outside = (report.pool(n) for n in PoolName)
+    outputs = sum(round_up(b.output_bytes, 512) for b in report.budgets)
+    assert (encoder.reserved_bytes, encoder.live_bytes, encoder.graphs) == (largest, outputs, 3)
+    assert encoder.parts == {"live_outputs": outputs, "scratch": largest - outputs}
+    # The default pool's live bytes do not count the graph pool's outputs a second time.
+    setup = prepare(ProfileRequest(model=MODEL, budgets=BUDGETS))
+    weights = tensor_bytes(FakeDevice().measure_allocated(
+        lambda: setup.spec.adapter.build_tower(setup.vision_config, "bfloat16", "sdpa"))[0])
+    static_io = sum(b.static_io_bytes for b in report.budgets)
+    assert default.live_bytes == weights + static_io + device.workspace
+    assert default.parts["weights"] == weights and default.parts["static_inputs"] == static_io
+    assert default.reserved_bytes == round_up(weights + static_io + device.workspace)
+    assert outside.parts == {"cuda_context": device.context, "graph_executables": 3 * device.exec_per_capture, "other": 0}
+    held = largest + round_up(weights + static_io + device.workspace)
+    assert report.total_bytes == report.process_used_bytes == device.context + held + 3 * device.exec_per_capture
+
+
+def test_report_survives_a_json_round_trip(tmp_path):
+    report = _run(FakeDevice())
+    report_io.save(report, tmp_path / "r.json")
+    assert report_io.load(tmp_path / "r.json") == report
+
+
+HUNGRY = dict(activation_factor=20)  # eager peaks well above the pool's needs
+
+
+def _capacity_without_256() -> int:
+    """Room for 64 and 128 (warm-ups and captures), 1 MiB short of what 128's figures say 256 needs."""
+    probe = _run(FakeDevice(**HUNGRY))
+    device, b = FakeDevice(**HUNGRY), {x.budget: x for x in probe.budgets}
+    weights = probe.pool(PoolName.DEFAULT).parts["weights"]
+    held_after_warm_ups = round_up(weights + b[64].static_io_bytes + b[128].static_io_bytes + device.workspace)
+    needed_256 = (b[128].static_io_bytes + b[128].eager_peak_bytes) * b[256].tokens // b[128].tokens
+    return device.context + held_after_warm_ups + needed_256 - MiB
+
+
+def test_out_of_memory_budget_is_recorded_and_the_ladder_goes_on():
+    # Judged from the smaller budgets' figures, 256 cannot fit: it is not even started.
+    report = _run(FakeDevice(capacity=_capacity_without_256(), **HUNGRY))
+    assert [b.budget for b in report.budgets] == [64, 128]
+    (failed,) = report.unmeasured
+    assert failed.budget == 256 and failed.status is BudgetStatus.OUT_OF_MEMORY and "not run" in failed.reason
+    assert not report.complete and report.stopped_by is None
+
+
+def test_out_of_memory_in_warm_up_keeps_the_requested_bytes():
+    report = _run(FakeDevice(capacity=530 * MiB), budgets=(64,))
+    (failed,) = report.unmeasured
+    assert failed.status is BudgetStatus.OUT_OF_MEMORY and failed.requested_bytes > 0
+    assert report.budgets == () and report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes == 0
+
+
+@pytest.mark.parametrize("signal, name", [(KeyboardInterrupt, "SIGINT"), (Terminated, "SIGTERM")])
+def test_signal_after_two_captures_keeps_them(signal, name):
+    report = _run(FakeDevice(stop_at_capture=(3, signal)))
+    assert report.stopped_by == name and [b.budget for b in report.budgets] == [128, 256]
+    assert [(u.budget, u.status) for u in report.unmeasured] == [(64, BudgetStatus.NOT_RUN)]
+    assert report.pool(PoolName.ENCODER_GRAPHS).graphs == 2
+
+
+def test_capture_failure_stops_the_ladder_and_keeps_the_rest():
+    report = _run(FakeDevice(fail_capture={128}))
+    assert report.stopped_by == "capture failure" and [b.budget for b in report.budgets] == [256]
+    assert {u.budget: u.status for u in report.unmeasured} == {128: BudgetStatus.CAPTURE_FAILED, 64: BudgetStatus.NOT_RUN}
+
+
+def test_without_nvml_the_outside_figures_are_unknown_not_wrong():
+    report = _run(FakeDevice(nvml=False))
+    assert report.process_used_bytes is None and report.total_bytes is None
+    assert report.pool(PoolName.OUTSIDE_ALLOCATOR).reserved_bytes is None
+    assert any("NVML" in w for w in report.warnings)
+    assert all(b.non_allocator_bytes is None for b in report.budgets)
+
+
+def test_gate_refuses_partial_and_mismatched_reports():
+    good = _run(FakeDevice())
+    partial = _run(FakeDevice(stop_at_capture=(3, KeyboardInterrupt)))
+    mismatched = _run(FakeDevice(mismatch={128}))
+    assert mismatched.replay_mismatches == (128,)
+    for bad in (partial, mismatched):
+        with pytest.raises(NotGateable):
+            compare(good, bad)
+    allowed = compare(good, partial, allow_incomplete=True)
+    assert allowed.warnings and not allowed.missing
+
+
+# -- the command line, on the fake device ----------------------------------------------------------
+runner = CliRunner()
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """`encgraph profile` on a FakeDevice made with the given options."""
+    made = {}
+
+    def use(**options):
+        monkeypatch.setattr(cuda_device, "CudaDevice", lambda: made.setdefault("device", FakeDevice(**options)))
+
+    return use
+
+
+def _cli(*args):
+    return runner.invoke(app, ["profile", "--model", MODEL, "--budgets", "64,128,256", *args])
+
+
+def test_cli_sigint_writes_what_was_measured_and_exits_130(fake, tmp_path):
+    fake(stop_at_capture=(3, KeyboardInterrupt))
+    result = _cli("--json", str(tmp_path / "r.json"))
+    assert result.exit_code == 130, result.output
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert [b["budget"] for b in saved["budgets"]] == [128, 256] and saved["stopped_by"] == "SIGINT"
+    assert saved["complete"] is False and "SIGINT: stopped after 2 of 3 budgets" in result.output
+
+
+def test_cli_out_of_memory_exits_4_with_the_other_budgets(fake, tmp_path):
+    fake(capacity=_capacity_without_256(), **HUNGRY)
+    result = _cli("--json", str(tmp_path / "r.json"))
+    assert result.exit_code == 4, result.output
+    saved = report_io.load(tmp_path / "r.json")
+    assert saved.budgets and saved.unmeasured and "not measured: budget" in result.output
+    gate = runner.invoke(app, ["check", str(tmp_path / "r.json"), str(tmp_path / "r.json")])
+    assert gate.exit_code == 7 and "did not measure budget" in gate.output
+
+
+def test_cli_failed_write_falls_back_and_loses_nothing(fake, tmp_path, monkeypatch):
+    target = tmp_path / "gone" / "r.json"
+    target.parent.mkdir()
+    fake(on_capture=lambda n: target.parent.exists() and target.parent.rmdir())
+    monkeypatch.chdir(tmp_path)
+    result = _cli("--json", str(target))
+    assert result.exit_code == 8, result.output
+    (fallback,) = tmp_path.glob("encgraph-report-*.json")
+    assert f"the report is in {fallback}" in result.output.replace("\n", "")
+    assert len(report_io.load(fallback).budgets) == 3
+    assert "Encoder graphs hold" in result.output  # the table is printed too
