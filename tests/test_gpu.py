@@ -1,10 +1,10 @@
-"""GPU tier: real captures on the lent GPU. Skipped where no CUDA device is visible."""
+"""GPU tier: real captures on a CUDA device. Skipped where no CUDA device is visible."""
 
 import pytest
 
 pytestmark = pytest.mark.gpu
 
-MiB = 1024**2
+MiB, GiB = 1024**2, 1024**3
 
 
 def _profile(model, budgets, **kwargs):
@@ -40,51 +40,94 @@ def test_replay_equals_eager_for_every_family(model):
     assert all(b.pool_reserved_bytes > 0 for b in report.budgets)
 
 
+def test_pools_live_bytes_add_up_to_memory_allocated():
+    """Each pool's live bytes from its own segments, added up, equal the allocator's counter; the
+    reserved bytes likewise. The default pool no longer counts the graph pool's outputs."""
+    import torch
+
+    report = _profile("qwen2-vl-2b", (1024, 2048))
+    assert not [w for w in report.warnings if "add up" in w], report.warnings
+    assert report.total_bytes == report.process_used_bytes
+    encoder = report.pool("encoder_graphs")
+    assert encoder.live_bytes == sum(b.output_bytes for b in report.budgets)
+
+    from encgraph_profiler.cuda_device import CudaDevice
+
+    device = CudaDevice()
+    pool, stream = device.new_pool(), device.new_stream()
+    weight = torch.randn(1024, 1024, device="cuda")
+    warm = device.warm_up(lambda: ((weight @ weight).relu(),), stream, 2)
+    captured = device.capture(lambda: ((weight @ weight).relu(),), pool, stream, "probe")
+    device.settle()
+    sample = device.sample(pool)
+    assert sample.encoder.live_bytes + sample.default.live_bytes == sample.allocated_bytes == torch.cuda.memory_allocated()
+    assert sample.encoder.reserved_bytes + sample.default.reserved_bytes == sample.reserved_bytes
+    assert sample.encoder.live_bytes == captured.output_bytes
+    assert device.replay(captured, warm.reference).matches
+
+
 def test_snapshot_pool_bytes_equal_reserved_delta():
     """The snapshot's per-pool sum agrees with the allocator's own counter, measured cleanly."""
     import torch
 
-    from encgraph_profiler import capture
+    from encgraph_profiler.cuda_device import CudaDevice
 
-    capture.require_cuda()
+    device = CudaDevice()
     weight = torch.randn(2048, 2048, device="cuda")
     inputs = torch.randn(4096, 2048, device="cuda")
-    stream, pool = capture.new_stream(), capture.new_pool()
+    stream, pool = device.new_stream(), device.new_pool()
 
     def fn():
         return ((inputs @ weight).relu() @ weight.T,)
 
-    reference, _, _ = capture.warm_up(fn, stream, 2)
+    warm = device.warm_up(fn, stream, 2)
     # CUDAGraph.capture_begin also puts two 512-byte RNG-state tensors in the default pool (seen in
-    # the allocator history on the H100). With no small segment to put them in, that is a new
-    # 2 MiB segment outside the graph pool. A graph kept alive here holds such a segment open.
-    first = capture.capture(fn, capture.new_pool(), stream, "first capture")
-    capture.settle()
-    reserved0 = capture.reserved_bytes()
-    graph, outputs, _ = capture.capture(fn, pool, stream, "test graph")
-    capture.settle()
-    delta = capture.reserved_bytes() - reserved0
-    pool_bytes = capture.pool_bytes(pool)
-    assert pool_bytes.reserved_bytes == delta
+    # the allocator history on an H100). With no small segment to put them in, that is a new 2 MiB
+    # segment outside the graph pool. A graph kept alive here holds such a segment open.
+    first = device.capture(fn, device.new_pool(), stream, "first capture")
+    device.settle()
+    reserved0 = device.sample(pool).reserved_bytes
+    captured = device.capture(fn, pool, stream, "test graph")
+    device.settle()
+    after = device.sample(pool)
+    assert after.encoder.reserved_bytes == after.reserved_bytes - reserved0
     del first
-    assert pool_bytes.live_bytes >= 4096 * 2048 * 4  # the output is live in the pool
-    _, matches, _ = capture.replay(graph, outputs, reference)
-    assert matches
+    assert after.encoder.live_bytes >= 4096 * 2048 * 4  # the output is live in the pool
+    assert device.replay(captured, warm.reference).matches
 
 
 def test_capture_failure_names_the_operation():
     import torch
 
-    from encgraph_profiler import capture
+    from encgraph_profiler.cuda_device import CudaDevice
     from encgraph_profiler.errors import CaptureFailure
 
-    capture.require_cuda()
-    stream, pool = capture.new_stream(), capture.new_pool()
+    device = CudaDevice()
+    stream, pool = device.new_stream(), device.new_pool()
     x = torch.randn(16, device="cuda")
 
     def fn():
         return (x.cpu(),)  # a device-to-host copy cannot be captured
 
-    capture.warm_up(fn, stream, 1)
+    device.warm_up(fn, stream, 1)
     with pytest.raises(CaptureFailure, match="capture of probe failed"):
-        capture.capture(fn, pool, stream, "probe")
+        device.capture(fn, pool, stream, "probe")
+
+
+def test_real_out_of_memory_is_recorded_with_the_bytes_requested_and_the_ladder_goes_on():
+    """With the process capped at 6 GiB, 32768 tokens cannot warm up: the allocator's own figure
+    for the failed request is kept, and the smaller budget is still measured."""
+    import torch
+
+    from encgraph_profiler.report import BudgetStatus
+
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(6 * GiB / total)
+    try:
+        report = _profile("qwen2-vl-7b", (1024, 32768), max_items=64)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    assert [b.budget for b in report.budgets] == [1024] and report.budgets[0].replay_matches_eager
+    (failed,) = report.unmeasured
+    assert failed.budget == 32768 and failed.status is BudgetStatus.OUT_OF_MEMORY
+    assert failed.requested_bytes and failed.requested_bytes > 0, failed
