@@ -85,6 +85,7 @@ class CudaDevice:
                 "unset PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync (expandable_segments is fine)"
             )
         torch.cuda.init()
+        torch.cuda.synchronize()  # makes the CUDA context, so that NVML lists this process below
         self.torch_device = torch.device("cuda", torch.cuda.current_device())
         self._nvml = Nvml(self._pci_bus_id())
         problems = [self._nvml.problem] if self._nvml.problem else []
@@ -112,9 +113,13 @@ class CudaDevice:
 
     # -- samples -------------------------------------------------------------------------------
     def settle(self) -> None:
-        gc.collect()
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
+
+    def _recover(self) -> None:
+        """After an out-of-memory error: drop what the failed work's frames held, then settle."""
+        gc.collect()
+        self.settle()
 
     @staticmethod
     def _pool(segments: list[dict], pool_id: tuple[int, int]) -> PoolBytes:
@@ -127,14 +132,15 @@ class CudaDevice:
 
     def sample(self, pool) -> Sample:
         stats = torch.cuda.memory_stats()
-        segments = torch.cuda.memory_snapshot()
         return Sample(
             reserved_bytes=int(stats.get("reserved_bytes.all.current", 0)),
             allocated_bytes=int(stats.get("allocated_bytes.all.current", 0)),
-            encoder=self._pool(segments, tuple(pool)),
-            default=self._pool(segments, DEFAULT_POOL_ID),
+            encoder=self._pool(torch.cuda.memory_snapshot(mempool_id=pool), tuple(pool)),
             process_used_bytes=self._nvml.process_used_bytes(),
         )
+
+    def default_pool(self) -> PoolBytes:
+        return self._pool(torch.cuda.memory_snapshot(), DEFAULT_POOL_ID)
 
     def free_bytes(self) -> int:
         free, _total = torch.cuda.mem_get_info(self.torch_device)
@@ -152,7 +158,7 @@ class CudaDevice:
             self.settle()
             return result, torch.cuda.memory_allocated() - before
         # Raised outside the except block, so that the frames holding the half-made tensors go.
-        self.settle()
+        self._recover()
         raise _oom("allocating the inputs", message)
 
     # -- work ----------------------------------------------------------------------------------
@@ -182,7 +188,7 @@ class CudaDevice:
         except torch.OutOfMemoryError as err:
             message = str(err)
         if message is not None:
-            self.settle()
+            self._recover()
             raise _oom("the eager warm-up", message)
         peak = int(torch.cuda.max_memory_allocated()) - baseline
         host = tuple(t.detach().to("cpu") for t in outputs)
@@ -208,7 +214,7 @@ class CudaDevice:
             failure = ("error", _first_line(err))
         if failure is not None:
             del graph
-            self.settle()
+            self._recover()
             if failure[0] == "oom":
                 raise _oom(f"the capture of {what}", failure[1])
             raise CaptureFailure(f"capture of {what} failed: {failure[1]}")

@@ -38,7 +38,6 @@ class Sample:
     reserved_bytes: int  # the allocator's counter, every pool
     allocated_bytes: int  # the allocator's counter of live blocks, every pool
     encoder: PoolBytes  # the encoder graph pool, from the allocator's segments
-    default: PoolBytes  # the default pool, from the allocator's segments
     process_used_bytes: int | None  # NVML, this process; None where NVML cannot say
 
 
@@ -77,6 +76,9 @@ class Device(Protocol):
         """Wait for the device and return cached blocks, so that reserved bytes mean held bytes."""
 
     def sample(self, pool: Any) -> Sample: ...
+
+    def default_pool(self) -> PoolBytes:
+        """The default pool, from the allocator's segments (a full snapshot: taken once, at the end)."""
 
     def free_bytes(self) -> int:
         """What one more allocation could still get, after ``settle``."""

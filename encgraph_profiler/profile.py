@@ -312,15 +312,15 @@ def _pools(device: Device, pool, weights_bytes: int, static_io_bytes: int, conte
     the allocator is NVML's figure minus the allocator's own reserved counter. So the rows add up
     to NVML's figure only if the segments add up to the counter: a real check, not a remainder."""
     device.settle()
-    final = device.sample(pool)
+    final, default = device.sample(pool), device.default_pool()
     warnings = []
-    segments_reserved = final.encoder.reserved_bytes + final.default.reserved_bytes
+    segments_reserved = final.encoder.reserved_bytes + default.reserved_bytes
     if segments_reserved != final.reserved_bytes:
         warnings.append(
             f"the pools' segments add up to {segments_reserved:,} bytes but the allocator reserves "
             f"{final.reserved_bytes:,}: another private pool holds {final.reserved_bytes - segments_reserved:,} bytes"
         )
-    segments_live = final.encoder.live_bytes + final.default.live_bytes
+    segments_live = final.encoder.live_bytes + default.live_bytes
     if segments_live != final.allocated_bytes:
         warnings.append(
             f"the pools' live blocks add up to {segments_live:,} bytes but the allocator counts "
@@ -328,7 +328,7 @@ def _pools(device: Device, pool, weights_bytes: int, static_io_bytes: int, conte
         )
     outside = _diff(final.process_used_bytes, final.reserved_bytes)
     graph_exec = None if any(r.non_allocator_bytes is None for r in results) else sum(r.non_allocator_bytes for r in results)
-    encoder, default = final.encoder, final.default
+    encoder = final.encoder
     pools = (
         PoolUsage(
             PoolName.ENCODER_GRAPHS, encoder.reserved_bytes, encoder.live_bytes, encoder.segments, len(results),

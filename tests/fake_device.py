@@ -90,14 +90,15 @@ class FakeDevice:
         pass
 
     def sample(self, pool) -> Sample:
-        default_segments = self.default_reserved // SEGMENT
         return Sample(
             reserved_bytes=self.reserved,
             allocated_bytes=self.default_live + self.encoder_live,
             encoder=PoolBytes(self.pool_reserved, self.encoder_live, self.pool_segments),
-            default=PoolBytes(self.default_reserved, self.default_live, default_segments),
             process_used_bytes=self.context + self.reserved + self.graph_exec if self.nvml else None,
         )
+
+    def default_pool(self) -> PoolBytes:
+        return PoolBytes(self.default_reserved, self.default_live, self.default_reserved // SEGMENT)
 
     def free_bytes(self) -> int:
         return self.capacity - self.context - self.graph_exec - self.reserved

@@ -59,9 +59,9 @@ def test_pools_live_bytes_add_up_to_memory_allocated():
     warm = device.warm_up(lambda: ((weight @ weight).relu(),), stream, 2)
     captured = device.capture(lambda: ((weight @ weight).relu(),), pool, stream, "probe")
     device.settle()
-    sample = device.sample(pool)
-    assert sample.encoder.live_bytes + sample.default.live_bytes == sample.allocated_bytes == torch.cuda.memory_allocated()
-    assert sample.encoder.reserved_bytes + sample.default.reserved_bytes == sample.reserved_bytes
+    sample, default = device.sample(pool), device.default_pool()
+    assert sample.encoder.live_bytes + default.live_bytes == sample.allocated_bytes == torch.cuda.memory_allocated()
+    assert sample.encoder.reserved_bytes + default.reserved_bytes == sample.reserved_bytes
     assert sample.encoder.live_bytes == captured.output_bytes
     assert device.replay(captured, warm.reference).matches
 

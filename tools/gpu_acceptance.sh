@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What encgraph's GPU acceptance needs, in one call on a CUDA machine. Logs and reports go to $OUT.
-#   OUT=/tmp/out bash tools/gpu_acceptance.sh
+#   OUT=/tmp/out bash tools/gpu_acceptance.sh        (MODELS="" skips the other bundled models)
 set -u
 ROOT=$PWD
 export PYTHONPATH=$ROOT PYTHONUNBUFFERED=1
@@ -47,7 +47,7 @@ mkdir -p /tmp/vanishing "$OUT/fallback"
 ( cd "$OUT/fallback" && signal_after vanish 0 "capturing budget" 1 --model Qwen2-VL --budgets $LADDER --json /tmp/vanishing/r.json ) &
 until grep -q "capturing budget" "$OUT/vanish.err" 2>/dev/null; do sleep 0.05; done; rm -rf /tmp/vanishing; wait
 
-for model in qwen2-vl-2b qwen2.5-vl-7b qwen3-vl-8b siglip-so400m-patch14-384 clip-vit-large-patch14-336; do
+for model in ${MODELS-qwen2-vl-2b qwen2.5-vl-7b qwen3-vl-8b siglip-so400m-patch14-384 clip-vit-large-patch14-336}; do
   timed "model-$model" python3 cli.py profile --model $model --budgets $LADDER --json "$OUT/model-$model.json"
 done
 
