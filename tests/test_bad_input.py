@@ -48,12 +48,16 @@ def _config(**vision):
 
 def _files(tmp: Path, recorded: dict) -> dict:
     """Named files the cases refer to as {name}."""
-    first_budget_dropped = _report(recorded, budgets=recorded["budgets"][1:])
+    def without(count):  # the first `count` budgets not measured
+        gone = [{"budget": b["budget"], "status": "out_of_memory", "reason": "out of memory"} for b in recorded["budgets"][:count]]
+        return _report(recorded, budgets=recorded["budgets"][count:], unmeasured=gone)
+
+    first_budget_dropped = without(1)
     zero_growth_regressed = _report(recorded, **{"budgets.0.pool_growth_bytes": 100 * MiB})
     files = {
         "good": recorded,
         "partial": first_budget_dropped,
-        "empty": _report(recorded, budgets=[]),
+        "empty": without(len(recorded["budgets"])),
         "stopped": {**recorded, "schema_version": 2, "stopped_by": "SIGINT",
                     "budgets": recorded["budgets"][1:],
                     "unmeasured": [{"budget": 1024, "status": "not_run", "reason": "not run"}]},

@@ -62,3 +62,19 @@ def test_tables_show_the_measured_figures(recorded_report_path):
     assert "2,526.0" in text and "8,192" in text and "encoder graph pool" in text
     assert "outside the allocator" in text and "yes" in text
     assert "2,648,702,976 bytes" in render.totals_line(report)
+
+
+def test_version_1_reports_are_migrated(recorded_report_data, tmp_path):
+    """encgraph 0.1 wrote schema 1, whose default-pool live bytes also counted the encoder pool's
+    live outputs, and which had no record of unmeasured budgets."""
+    old = {k: v for k, v in recorded_report_data.items() if k not in ("unmeasured", "stopped_by", "complete")}
+    old = json.loads(json.dumps(old))
+    old["schema_version"] = 1
+    pools = {p["pool"]: p for p in old["pools"]}
+    pools["default"]["live_bytes"] += pools["encoder_graphs"]["live_bytes"]
+    old["budgets"] = old["budgets"][1:]  # a v1 partial report: its first budget was never measured
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(old))
+    report = report_io.load(path)
+    assert report.pool("default").live_bytes == next(p for p in recorded_report_data["pools"] if p["pool"] == "default")["live_bytes"]
+    assert [(u.budget, u.status.value) for u in report.unmeasured] == [(1024, "not_run")] and not report.complete
