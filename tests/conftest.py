@@ -25,7 +25,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture
 def recorded_report_path() -> Path:
-    """The real report committed from a run on the lent GPU."""
+    """The real report committed from a profile run on an H100."""
     paths = sorted(EXAMPLES.glob("qwen2-vl-7b.*.json"))
     assert paths, "examples/qwen2-vl-7b.<gpu>.json is missing"
     return paths[0]
