@@ -42,7 +42,7 @@ def test_local_config_path_and_directory(tmp_path):
         resolve(str(tmp_path / "other.json"))
 
 
-# Tower sizes of the real checkpoints, counted on the meta device (../shared/REFERENCE.md).
+# Tower sizes of the real checkpoints, counted on the meta device from their published configs.
 @pytest.mark.parametrize("name, tower_millions", [
     ("qwen2-vl-2b", 665.27), ("qwen2-vl-7b", 675.76), ("qwen2.5-vl-7b", 676.55), ("qwen3-vl-8b", 576.39),
     ("siglip-so400m-patch14-384", 428.23), ("clip-vit-large-patch14-336", 303.51),
