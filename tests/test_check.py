@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from encgraph_profiler import check_formats, report as report_io
+from encgraph_profiler import check_formats
 from encgraph_profiler.check import Tolerance, compare, parse_tolerance
 from encgraph_profiler.errors import ReportError, UsageError
 from encgraph_profiler.report import from_dict

@@ -13,7 +13,7 @@ from encgraph_profiler.errors import NotGateable
 from encgraph_profiler.profile import ProfileRequest, prepare, profile
 from encgraph_profiler.report import BudgetStatus, PoolName
 
-from fake_device import FakeDevice, GiB, MiB, Terminated, round_up, tensor_bytes
+from fake_device import FakeDevice, MiB, Terminated, round_up, tensor_bytes
 
 MODEL, BUDGETS = "tiny-qwen2-vl", (64, 128, 256)
 
