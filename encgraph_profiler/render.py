@@ -6,7 +6,7 @@ from rich.table import Table
 
 from rich.markup import escape
 
-from .report import PoolName, Report
+from .report import PoolName, Report, UnmeasuredBudget
 from .units import mib
 
 POOL_TITLES = {
@@ -27,7 +27,7 @@ def budget_table(report: Report) -> Table:
         table.add_column(name, justify="left" if name == "replay = eager" else "right")
     rows = [(b.budget, b) for b in report.budgets] + [(u.budget, u) for u in report.unmeasured]
     for _, b in sorted(rows, key=lambda r: r[0]):
-        if not hasattr(b, "pool_reserved_bytes"):  # an unmeasured budget: why, across the row
+        if isinstance(b, UnmeasuredBudget):  # why it has no figures, across the row
             asked = "" if b.requested_bytes is None else f"; {b.requested_bytes:,} bytes requested"
             table.add_row(f"{b.budget:,}", "", "", f"[red]{b.status.value.replace('_', ' ')}[/]", "", "", "", "", "", "",
                           f"[red]{escape(b.reason)}{asked}[/]")
