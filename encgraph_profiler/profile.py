@@ -220,8 +220,7 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
                 )
                 warm = device.warm_up(forward(inputs), stream, request.warmup_iterations)
             except DeviceOutOfMemory as oom:
-                inputs = None
-                device.settle()
+                inputs = None  # its memory goes back at the next settle
                 unmeasured[layout.budget] = UnmeasuredBudget(layout.budget, BudgetStatus.OUT_OF_MEMORY, str(oom), oom.requested_bytes)
                 continue
             ready.append(_Ready(layout, inputs, io_bytes, warm.reference, warm.eager_ms, warm.peak_bytes))
@@ -256,10 +255,11 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
         if layout.budget not in measured and layout.budget not in unmeasured:
             reason = f"not run: the ladder stopped ({stopped_by}) before this budget" if stopped_by else "not run"
             unmeasured[layout.budget] = UnmeasuredBudget(layout.budget, BudgetStatus.NOT_RUN, reason)
-    after_failure = [r.budget for r in results if failed_captures and r.budget < max(failed_captures)]
+    first_failed = max(failed_captures, default=None)  # captures run largest first
+    after_failure = [r.budget for r in results if first_failed is not None and r.budget < first_failed]
     if after_failure:
         warnings.append(
-            f"the capture of budget {max(failed_captures)} ran out of memory; the pool figures of budgets "
+            f"the capture of budget {first_failed} ran out of memory; the pool figures of budgets "
             f"{', '.join(map(str, after_failure))}, captured after it, include what it left in the pool"
         )
 

@@ -20,7 +20,7 @@ import weakref
 import torch
 
 from encgraph_profiler.device import Captured, DeviceInfo, PoolBytes, Replayed, Sample, WarmUp
-from encgraph_profiler.errors import CaptureFailure, DeviceOutOfMemory, Terminated
+from encgraph_profiler.errors import CaptureFailure, DeviceOutOfMemory
 
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
 SEGMENT = 2 * MiB
@@ -152,5 +152,3 @@ class FakeDevice:
         matches = all(torch.equal(a, b) for a, b in zip(captured.outputs, reference, strict=True))
         return Replayed(0.5, matches, 0.0)
 
-
-__all__ = ["FakeDevice", "GiB", "KiB", "MiB", "Terminated", "round_up", "tensor_bytes"]

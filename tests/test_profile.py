@@ -9,11 +9,11 @@ from typer.testing import CliRunner
 from encgraph_profiler import cuda_device, report as report_io
 from encgraph_profiler.check import compare
 from encgraph_profiler.cli import app
-from encgraph_profiler.errors import NotGateable
+from encgraph_profiler.errors import NotGateable, Terminated
 from encgraph_profiler.profile import ProfileRequest, prepare, profile
 from encgraph_profiler.report import BudgetStatus, PoolName
 
-from fake_device import FakeDevice, MiB, Terminated, round_up, tensor_bytes
+from fake_device import FakeDevice, MiB, round_up, tensor_bytes
 
 MODEL, BUDGETS = "tiny-qwen2-vl", (64, 128, 256)
 

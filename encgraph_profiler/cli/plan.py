@@ -107,8 +107,7 @@ def plan(
     from ..units import parse_size
 
     # Every option is read before a report is loaded or a profile runs.
-    if gpu or gpu_memory:
-        resolve_gpu(gpu, gpu_memory)
+    chosen_gpu = resolve_gpu(gpu, gpu_memory) if gpu or gpu_memory else None
     check_kv_cache_dtype(kv_cache_dtype)
     if max_model_len is not None and max_model_len <= 0:
         raise UsageError("--max-model-len must be a positive number of tokens")
@@ -118,19 +117,15 @@ def plan(
         decoder_graph_bytes=None if decoder_graph_memory is None else parse_size(decoder_graph_memory, "--decoder-graph-memory"),
         activation_bytes=None if activation_memory is None else parse_size(activation_memory, "--activation-memory"),
     )
-    what_ifs = [p.strip() for p in what_if.split(",")] if what_if else []
-    fractions = {item: parse_utilization(item) for item in what_ifs if item.replace(".", "", 1).isdigit()}
-    for item in what_ifs:
-        if item not in fractions:
-            resolve_gpu(item, None)
+    # Each what-if item is a utilization (its GPU: the plan's) or a GPU (its utilization: the plan's).
+    what_ifs = [
+        (None, parse_utilization(item)) if item.replace(".", "", 1).isdigit() else (resolve_gpu(item, None), fraction)
+        for item in (p.strip() for p in what_if.split(","))
+    ] if what_if else []
     report = _load_or_profile(report_path, model, budgets, max_budget, max_items, dtype)
-    label, total, source = resolve_gpu(gpu, gpu_memory, report)
-    inputs = PlanInputs(label, total, source, fraction, **common)
-    scenarios = [
-        PlanInputs(label, total, source, fractions[item], **common) if item in fractions
-        else PlanInputs(*resolve_gpu(item, None), fraction, **common)
-        for item in what_ifs
-    ]
+    plan_gpu = chosen_gpu or resolve_gpu(None, None, report)
+    inputs = PlanInputs(*plan_gpu, fraction, **common)
+    scenarios = [PlanInputs(*(scenario_gpu or plan_gpu), scenario_fraction, **common) for scenario_gpu, scenario_fraction in what_ifs]
     result = make_plan(report, inputs)
     compared = [make_plan(report, s) for s in scenarios]
     if output_format is Format.json:

@@ -102,10 +102,7 @@ def resolve(name: str) -> ModelSpec:
         if not path.is_file():
             raise UsageError(f"{name} is a directory without a config.json; point --model at a Hugging Face model directory")
     if path.is_file():
-        config = _read_config(path)
-        adapter = adapter_for(config, str(path))
-        adapter.check_config(config, str(path))
-        return ModelSpec(str(name), path, config, adapter, bundled=False)
+        return _spec(str(name), path, bundled=False)
     key = normalize(name)
     bundled = _bundled_path(key)
     if bundled is None:
@@ -113,5 +110,12 @@ def resolve(name: str) -> ModelSpec:
         close = difflib.get_close_matches(key, choices, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise UsageError(f"unknown model {name!r}: {hint}`encgraph models` lists the bundled ones; a local config.json path also works")
-    config = _read_config(bundled)
-    return ModelSpec(key, bundled, config, adapter_for(config, str(bundled)), bundled=True)
+    return _spec(key, bundled, bundled=True)
+
+
+def _spec(name: str, path: Path, bundled: bool) -> ModelSpec:
+    """Read, recognise and check a config.json, bundled or the user's, the same way."""
+    config = _read_config(path)
+    adapter = adapter_for(config, str(path))
+    adapter.check_config(config, str(path))
+    return ModelSpec(name, path, config, adapter, bundled)
