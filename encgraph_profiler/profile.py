@@ -53,6 +53,7 @@ Progress = Callable[[str, int, int], None]
 class ProfileRequest:
     model: str
     budgets: tuple[int, ...]
+    revision: str | None = None  # for a Hugging Face id
     max_items: int | None = None
     dtype: str = "bfloat16"
     attn: str = "sdpa"
@@ -89,7 +90,7 @@ def prepare(request: ProfileRequest) -> Prepared:
     if request.warmup_iterations < 1:
         raise UsageError("--warmup must be at least 1: capture needs one eager run on the capture stream first")
     dtype = canonical_dtype(request.dtype)
-    spec = resolve(request.model)
+    spec = resolve(request.model, request.revision)
     adapter = spec.adapter
     vision_config = adapter.vision_config(adapter.full_config(spec.config))
     items = resolve_max_items(request.budgets, request.max_items) if adapter.dynamic_resolution else None
@@ -103,6 +104,8 @@ def prepare(request: ProfileRequest) -> Prepared:
         budgets=tuple(sorted(request.budgets)),
         max_items=items if items is not None else max(l.items for l in layouts),
         seed=request.seed,
+        revision=spec.revision,
+        commit=spec.commit,
     )
     return Prepared(spec, vision_config, settings, model_facts(spec, dtype), layouts, counts)
 

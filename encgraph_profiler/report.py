@@ -55,13 +55,15 @@ class Provenance:
 
 @dataclass(frozen=True)
 class Settings:
-    model: str  # bundled name, or the path given
+    model: str  # bundled name, path given, or Hugging Face id
     family: str
     dtype: str
     attn: str
     budgets: tuple[int, ...]  # every budget requested, measured or not
     max_items: int
     seed: int
+    revision: str | None = None  # for a Hugging Face id: the revision asked for (None: the default branch)
+    commit: str | None = None  # for a Hugging Face id: the snapshot commit its config came from
 
 
 @dataclass(frozen=True)

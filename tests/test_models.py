@@ -21,7 +21,7 @@ def test_six_real_models_are_bundled():
 
 @pytest.mark.parametrize("name, expected", [
     ("Qwen2-VL", "qwen2-vl-7b"), ("qwen2.5-vl", "qwen2.5-vl-7b"), ("Qwen2_5-VL", "qwen2.5-vl-7b"),
-    ("Qwen/Qwen2-VL-2B-Instruct", "qwen2-vl-2b"), ("QWEN3-VL", "qwen3-vl-8b"), ("SigLIP", "siglip-so400m-patch14-384"),
+    ("Qwen2-VL-2B-Instruct", "qwen2-vl-2b"), ("QWEN3-VL", "qwen3-vl-8b"), ("SigLIP", "siglip-so400m-patch14-384"),
 ])
 def test_aliases_resolve(name, expected):
     assert resolve(name).name == expected

@@ -62,15 +62,15 @@ def _plan_dict(plan) -> dict:
     }
 
 
-def _load_or_profile(report_path, model, budgets, max_budget, max_items, dtype):
+def _load_or_profile(report_path, model, revision, budgets, max_budget, max_items, dtype):
     from .. import report as report_io
     from ..errors import UsageError
 
     if (report_path is None) == (model is None):
         raise UsageError("give --from REPORT.json, or --model (and --budgets) to profile on this GPU first")
     if report_path is not None:
-        given = [name for name, value in (("--budgets", budgets), ("--max-budget", max_budget), ("--max-items", max_items),
-                                          ("--dtype", dtype)) if value is not None]
+        given = [name for name, value in (("--revision", revision), ("--budgets", budgets), ("--max-budget", max_budget),
+                                          ("--max-items", max_items), ("--dtype", dtype)) if value is not None]
         if given:
             raise UsageError(f"{', '.join(given)} apply only with --model; a plan --from a report uses the report's settings")
         return report_io.load(report_path)
@@ -78,14 +78,15 @@ def _load_or_profile(report_path, model, budgets, max_budget, max_items, dtype):
     from ..profile import ProfileRequest, profile
 
     err.print("profiling first (needs a CUDA device)...")
-    return profile(ProfileRequest(model=model, budgets=resolve_budgets(budgets, max_budget), max_items=max_items,
-                                  dtype=dtype or "bfloat16"))
+    return profile(ProfileRequest(model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision,
+                                  max_items=max_items, dtype=dtype or "bfloat16"))
 
 
 @handled
 def plan(
     report_path: Annotated[Path | None, typer.Option("--from", help="A profile report (JSON). No GPU needed.")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Profile this model first (needs a GPU).")] = None,
+    revision: Annotated[str | None, typer.Option("--revision", help="With --model and a Hugging Face id: branch, tag or commit.")] = None,
     budgets: Annotated[str | None, typer.Option("--budgets", "-b", help="With --model: token budgets.")] = None,
     max_budget: Annotated[int | None, typer.Option("--max-budget", help="With --model: auto ladder top.")] = None,
     max_items: Annotated[int | None, typer.Option("--max-items", help="With --model: images per batch.")] = None,
@@ -122,7 +123,7 @@ def plan(
         (None, parse_utilization(item)) if item.replace(".", "", 1).isdigit() else (resolve_gpu(item, None), fraction)
         for item in (p.strip() for p in what_if.split(","))
     ] if what_if else []
-    report = _load_or_profile(report_path, model, budgets, max_budget, max_items, dtype)
+    report = _load_or_profile(report_path, model, revision, budgets, max_budget, max_items, dtype)
     plan_gpu = chosen_gpu or resolve_gpu(None, None, report)
     inputs = PlanInputs(*plan_gpu, fraction, **common)
     scenarios = [PlanInputs(*(scenario_gpu or plan_gpu), scenario_fraction, **common) for scenario_gpu, scenario_fraction in what_ifs]

@@ -23,6 +23,12 @@ Examples:
 
   encgraph profile --model ./my-model/config.json --budgets 4096 --baseline main.json
 
+  HF_HUB_OFFLINE=1 encgraph profile --model Qwen/Qwen2.5-VL-7B-Instruct --revision main
+
+A Hugging Face id is read from the Hugging Face cache, else its config.json alone is downloaded
+(HF_TOKEN for gated or private models; HF_HUB_OFFLINE=1 for the cache only); the report records the
+revision and the snapshot commit.
+
 Budgets count vision tokens after spatial merge, as vLLM does. Dynamic-resolution towers (Qwen)
 capture each budget B as k images of grid [1, m, ceil(B/k)*m]. Fixed-resolution towers (SigLIP,
 CLIP) capture floor(B / tokens per image) whole images; --max-items does not apply to them.
@@ -37,7 +43,8 @@ replay differed from eager, 5 bad baseline, 7 baseline not gateable, 8 --json co
 
 @handled
 def profile(
-    model: Annotated[str, typer.Option("--model", "-m", help="Bundled name, alias (Qwen2-VL), HF id or path to a config.json / model directory.")] = "qwen2-vl-7b",
+    model: Annotated[str, typer.Option("--model", "-m", help="Bundled name, alias (Qwen2-VL), Hugging Face id (org/name) or path to a config.json / model directory.")] = "qwen2-vl-7b",
+    revision: Annotated[str | None, typer.Option("--revision", help="With a Hugging Face id: branch, tag or commit. Default: the default branch.")] = None,
     budgets: Annotated[str | None, typer.Option("--budgets", "-b", help="Token budgets, e.g. 1024,2048,4096. Default: vLLM's auto ladder.")] = None,
     max_budget: Annotated[int | None, typer.Option("--max-budget", help="Top of the auto ladder (powers of two from 64). Default 8192.")] = None,
     max_items: Annotated[int | None, typer.Option("--max-items", help="Images per captured batch. Default: min(max budget // 64, smallest budget).")] = None,
@@ -70,7 +77,7 @@ def profile(
         num_speculative_tokens, max_loras, specialize_lora, blackwell,
     )
     request = ProfileRequest(
-        model=model, budgets=resolve_budgets(budgets, max_budget), max_items=max_items, dtype=dtype, attn=attn,
+        model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision, max_items=max_items, dtype=dtype, attn=attn,
         seed=seed, warmup_iterations=warmup, decoder=decoder,
     )
     # Everything that can be refused is refused before the GPU work starts.

@@ -45,11 +45,13 @@ def configs_dir() -> Path:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    name: str
-    source: Path
+    name: str  # the bundled name, the path given, or the Hugging Face id
+    source: Path  # the config.json read
     config: dict[str, Any]
     adapter: Adapter
     bundled: bool
+    revision: str | None = None  # the Hugging Face revision asked for
+    commit: str | None = None  # the Hugging Face snapshot commit the config came from
 
 
 def bundled_names(include_tiny: bool = False) -> list[str]:
@@ -69,8 +71,8 @@ def _bundled_path(name: str) -> Path | None:
 
 
 def normalize(name: str) -> str:
-    """'Qwen/Qwen2.5-VL-7B-Instruct' -> 'qwen2.5-vl-7b'; 'Qwen2_5-VL' -> 'qwen2.5-vl'."""
-    key = name.strip().lower().rsplit("/", 1)[-1]
+    """'Qwen2.5-VL-7B-Instruct' -> 'qwen2.5-vl-7b'; 'Qwen2_5-VL' -> 'qwen2.5-vl'."""
+    key = name.strip().lower()
     key = re.sub(r"-(instruct|thinking|chat)$", "", key)
     key = key.replace("qwen2_5", "qwen2.5").replace("_", "-")
     return ALIASES.get(key, key)
@@ -95,27 +97,44 @@ def _read_config(path: Path) -> dict[str, Any]:
     return data
 
 
-def resolve(name: str) -> ModelSpec:
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or name.endswith(".json") or "\\" in name
+
+
+def resolve(name: str, revision: str | None = None) -> ModelSpec:
+    """A local config.json or model folder; else, for an org/name id, the Hugging Face cache or
+    Hub (never a bundled config that merely shares the name); else a bundled name or alias."""
     path = Path(name).expanduser()
     if path.is_dir():
         path = path / "config.json"
         if not path.is_file():
             raise UsageError(f"{name} is a directory without a config.json; point --model at a Hugging Face model directory")
-    if path.is_file():
+    if path.is_file() or _looks_like_path(name):
+        if not path.is_file():
+            raise UsageError(f"{name}: no such file; give a config.json, a model folder, a Hugging Face id or a bundled name")
+        if revision is not None:
+            raise UsageError("--revision applies to Hugging Face ids, not to a local config")
         return _spec(str(name), path, bundled=False)
+    if "/" in name:
+        from .hub import fetch_config
+
+        found = fetch_config(name, revision)
+        return _spec(name, found.path, bundled=False, revision=revision, commit=found.commit)
+    if revision is not None:
+        raise UsageError("--revision applies to Hugging Face ids (org/name), not to bundled configs")
     key = normalize(name)
     bundled = _bundled_path(key)
     if bundled is None:
         choices = bundled_names(include_tiny=True) + list(ALIASES)
         close = difflib.get_close_matches(key, choices, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise UsageError(f"unknown model {name!r}: {hint}`encgraph models` lists the bundled ones; a local config.json path also works")
+        raise UsageError(f"unknown model {name!r}: {hint}`encgraph models` lists the bundled ones; a Hugging Face id (org/name) or a config.json path also works")
     return _spec(key, bundled, bundled=True)
 
 
-def _spec(name: str, path: Path, bundled: bool) -> ModelSpec:
-    """Read, recognise and check a config.json, bundled or the user's, the same way."""
+def _spec(name: str, path: Path, bundled: bool, revision: str | None = None, commit: str | None = None) -> ModelSpec:
+    """Read, recognise and check a config.json, bundled, local or from the Hub, the same way."""
     config = _read_config(path)
-    adapter = adapter_for(config, str(path))
-    adapter.check_config(config, str(path))
-    return ModelSpec(name, path, config, adapter, bundled)
+    adapter = adapter_for(config, name)
+    adapter.check_config(config, name)
+    return ModelSpec(name, path, config, adapter, bundled, revision, commit)
