@@ -9,7 +9,8 @@ from encgraph_profiler.errors import UsageError
 from encgraph_profiler.models.facts import model_facts
 from encgraph_profiler.models.registry import bundled_names, resolve
 
-TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-siglip", "tiny-clip"]
+TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe", "tiny-qwen3.5", "tiny-qwen3.5-moe",
+        "tiny-siglip", "tiny-clip"]
 
 
 def test_six_real_models_are_bundled():
@@ -56,6 +57,27 @@ def test_kv_bytes_per_token_from_text_config():
     assert facts.kv_bytes_per_token == 2 * 28 * 4 * 128 * 2
     assert facts.weight_bytes == facts.total_parameters * 2
     assert model_facts(resolve("siglip"), "bfloat16").kv_bytes_per_token is None
+
+
+def test_hybrid_models_count_only_layers_with_a_kv_cache():
+    # tiny-qwen3.5: 3 linear-attention layers and 1 full-attention layer, 2 KV heads of 16.
+    assert model_facts(resolve("tiny-qwen3.5"), "bfloat16").kv_bytes_per_token == 2 * 1 * 2 * 16 * 2
+    assert model_facts(resolve("tiny-qwen3-vl-moe"), "bfloat16").kv_bytes_per_token == 2 * 2 * 2 * 16 * 2
+
+
+@pytest.mark.parametrize("name, family, deepstack", [
+    ("tiny-qwen3-vl-moe", "qwen3-vl-moe", 2), ("tiny-qwen3.5", "qwen3.5", 0), ("tiny-qwen3.5-moe", "qwen3.5-moe", 0),
+])
+def test_new_qwen_families_capture_the_merger_and_deepstack_outputs(name, family, deepstack):
+    spec = resolve(name)
+    vision = spec.adapter.vision_config(spec.adapter.full_config(spec.config))
+    tower = spec.adapter.build_tower(vision, "float32", "sdpa")
+    layout = spec.adapter.layout(vision, 64, 2)
+    inputs = spec.adapter.make_inputs(tower, vision, layout, "float32", torch.device("cpu"), torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        outputs = spec.adapter.forward(tower, inputs)
+    assert spec.adapter.family == family and len(outputs) == 1 + deepstack
+    assert outputs[0].shape == (layout.tokens, vision.out_hidden_size)
 
 
 def test_qwen_layout_is_vllms():

@@ -30,5 +30,7 @@ def model_facts(spec: ModelSpec, dtype: str) -> ModelFacts:
     text = full.text_config
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     dtype_bytes = DTYPES[dtype]
-    kv = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * dtype_bytes
+    # Linear-attention layers (hybrid models such as Qwen3.5) keep a fixed state, not a KV cache.
+    layers = sum(t != "linear_attention" for t in (getattr(text, "layer_types", None) or ["full_attention"] * text.num_hidden_layers))
+    kv = 2 * layers * text.num_key_value_heads * head_dim * dtype_bytes
     return ModelFacts(tower, total, total * dtype_bytes, kv, text.max_position_embeddings)

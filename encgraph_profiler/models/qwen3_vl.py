@@ -43,7 +43,7 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
 
     @staticmethod
     def _outputs(result):
-        return (result.pooler_output, *result.deepstack_features)
+        return (result.pooler_output, *(getattr(result, "deepstack_features", None) or ()))
 
     def forward(self, tower, inputs: dict):
         return self._outputs(tower(**inputs))

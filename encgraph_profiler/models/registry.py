@@ -14,6 +14,7 @@ from .base import Adapter
 from .clip import ClipAdapter
 from .qwen2_5_vl import Qwen2_5VLAdapter
 from .qwen2_vl import Qwen2VLAdapter
+from .qwen3_5 import Qwen3_5Adapter, Qwen3_5MoeAdapter, Qwen3VLMoeAdapter
 from .qwen3_vl import Qwen3VLAdapter
 from .siglip import SiglipAdapter
 
@@ -21,6 +22,9 @@ ADAPTERS: tuple[Adapter, ...] = (
     Qwen2VLAdapter(),
     Qwen2_5VLAdapter(),
     Qwen3VLAdapter(),
+    Qwen3VLMoeAdapter(),
+    Qwen3_5Adapter(),
+    Qwen3_5MoeAdapter(),
     SiglipAdapter(),
     ClipAdapter(),
 )

@@ -1,0 +1,72 @@
+"""Qwen3.5 and Qwen3.5-MoE, and the MoE variant of Qwen3-VL: the vision tower is Qwen3-VL's
+(learned position table resampled per image, 2-D rotary positions, merge size 2), dense in every
+variant; only the language model differs. vLLM lays their budgets out as for Qwen2-VL: k items of
+grid [1, m, ceil(B / k) * m]. Qwen3.5's tower has no DeepStack outputs; Qwen3-VL-MoE's has.
+
+Qwen3.5's language model is hybrid: only its full-attention layers keep a per-token KV cache, which
+``models.facts`` counts from ``layer_types``.
+"""
+
+from __future__ import annotations
+
+from .qwen3_vl import Qwen3VLAdapter
+
+
+class Qwen3VLMoeAdapter(Qwen3VLAdapter):
+    family = "qwen3-vl-moe"
+    model_types = ("qwen3_vl_moe",)
+
+    def config_class(self):
+        from transformers import Qwen3VLMoeConfig
+
+        return Qwen3VLMoeConfig
+
+    def tower_class(self):
+        from transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe import Qwen3VLMoeVisionModel
+
+        return Qwen3VLMoeVisionModel
+
+    def full_model_class(self):
+        from transformers import Qwen3VLMoeForConditionalGeneration
+
+        return Qwen3VLMoeForConditionalGeneration
+
+
+class Qwen3_5Adapter(Qwen3VLAdapter):
+    family = "qwen3.5"
+    model_types = ("qwen3_5",)
+
+    def config_class(self):
+        from transformers import Qwen3_5Config
+
+        return Qwen3_5Config
+
+    def tower_class(self):
+        from transformers.models.qwen3_5.modeling_qwen3_5 import Qwen3_5VisionModel
+
+        return Qwen3_5VisionModel
+
+    def full_model_class(self):
+        from transformers import Qwen3_5ForConditionalGeneration
+
+        return Qwen3_5ForConditionalGeneration
+
+
+class Qwen3_5MoeAdapter(Qwen3_5Adapter):
+    family = "qwen3.5-moe"
+    model_types = ("qwen3_5_moe",)
+
+    def config_class(self):
+        from transformers import Qwen3_5MoeConfig
+
+        return Qwen3_5MoeConfig
+
+    def tower_class(self):
+        from transformers.models.qwen3_5_moe.modeling_qwen3_5_moe import Qwen3_5MoeVisionModel
+
+        return Qwen3_5MoeVisionModel
+
+    def full_model_class(self):
+        from transformers import Qwen3_5MoeForConditionalGeneration
+
+        return Qwen3_5MoeForConditionalGeneration
