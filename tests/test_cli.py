@@ -32,6 +32,7 @@ def test_fast_commands_do_not_import_torch(recorded_report_path):
         "r = CliRunner();"
         "assert r.invoke(app, ['--help']).exit_code == 0;"
         "assert r.invoke(app, ['graphs']).exit_code == 0;"
+        "assert r.invoke(app, ['models']).exit_code == 0;"
         f"assert r.invoke(app, ['check', {str(recorded_report_path)!r}, {str(recorded_report_path)!r}]).exit_code == 0;"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch was imported'"
     )
@@ -76,9 +77,11 @@ def test_profile_bad_input_exit_2_before_gpu(args, message):
     assert message in result.output
 
 
-def test_models_lists_six_with_parameter_counts():
+def test_models_lists_families_and_six_configs_with_parameter_counts():
     result = run("models", "--format", "json")
-    rows = json.loads(result.output)
+    data = json.loads(result.output)
+    rows = data["models"]
+    assert {"qwen3_5_moe", "qwen2_vl", "siglip"} <= {t for f in data["families"] for t in f["model_types"]}
     assert len(rows) == 6
     assert {r["name"]: r["tower_parameters"] for r in rows}["qwen2-vl-7b"] == 675_759_104
 

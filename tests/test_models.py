@@ -52,6 +52,17 @@ def test_tower_parameters_match_the_real_checkpoints(name, tower_millions):
     assert round(model_facts(resolve(name), "bfloat16").tower_parameters / 1e6, 2) == tower_millions
 
 
+def test_parameter_counts_file_is_current():
+    """`encgraph models` reads configs/parameters.json; recount every bundled config on the meta device."""
+    from encgraph_profiler.models.registry import bundled_parameters
+
+    recorded = bundled_parameters()
+    assert sorted(recorded) == sorted(bundled_names(include_tiny=True)), "run tools/count_parameters.py"
+    for name, counts in recorded.items():
+        facts = model_facts(resolve(name), "bfloat16")
+        assert counts == {"tower_parameters": facts.tower_parameters, "total_parameters": facts.total_parameters}, name
+
+
 def test_kv_bytes_per_token_from_text_config():
     facts = model_facts(resolve("qwen2-vl-7b"), "bfloat16")
     assert facts.kv_bytes_per_token == 2 * 28 * 4 * 128 * 2

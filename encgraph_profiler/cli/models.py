@@ -1,4 +1,5 @@
-"""`encgraph models`: what is bundled, with tower sizes counted on the meta device (no GPU)."""
+"""`encgraph models`: the families and bundled configs. Imports neither torch nor transformers: the
+parameter counts come from configs/parameters.json, which a test recounts on the meta device."""
 
 from __future__ import annotations
 
@@ -29,32 +30,34 @@ def models(
     output_format: Annotated[Format, typer.Option("--format", help="table, or json on stdout.")] = Format.table,
     tiny: Annotated[bool, typer.Option("--tiny", help="Also list the tiny test configs.")] = False,
 ) -> None:
-    """List the bundled model configs and their aliases."""
-    from ..models.facts import model_facts
-    from ..models.registry import ALIASES, bundled_names, resolve
+    """List the model families encgraph profiles, and the bundled configs with their aliases."""
+    from ..models.registry import ADAPTERS, ALIASES, bundled_names, bundled_parameters, resolve
 
+    counts = bundled_parameters()
+    families = [{"family": a.family, "model_types": list(a.model_types),
+                 "resolution": "dynamic" if a.dynamic_resolution else "fixed"} for a in ADAPTERS]
     rows = []
     for name in bundled_names(include_tiny=tiny):
         spec = resolve(name)
-        facts = model_facts(spec, "bfloat16")
         rows.append({
             "name": name,
             "family": spec.adapter.family,
             "aliases": sorted(a for a, target in ALIASES.items() if target == name),
-            "tower_parameters": facts.tower_parameters,
-            "total_parameters": facts.total_parameters,
-            "dynamic_resolution": spec.adapter.dynamic_resolution,
+            **counts[name],
         })
     if output_format is Format.json:
-        out.print(json.dumps(rows, indent=2), markup=False, highlight=False, soft_wrap=True)
+        out.print(json.dumps({"families": families, "models": rows}, indent=2), markup=False, highlight=False, soft_wrap=True)
         return
-    table = Table(title="Bundled models (weights are random: graph memory does not depend on them)")
-    for name in ("model", "family", "alias", "tower params", "model params", "resolution"):
+    kinds = Table(title="Families (any config.json or Hugging Face id of these model types)")
+    for name in ("family", "model_type", "resolution"):
+        kinds.add_column(name)
+    for f in families:
+        kinds.add_row(f["family"], ", ".join(f["model_types"]), f["resolution"])
+    out.print(kinds)
+    table = Table(title="Bundled configs (weights are random: graph memory does not depend on them)")
+    for name in ("model", "family", "alias", "tower params", "model params"):
         table.add_column(name, justify="right" if "params" in name else "left")
     for r in rows:
         total = "encoder only" if r["total_parameters"] is None else f"{r['total_parameters'] / 1e9:.2f} B"
-        table.add_row(
-            r["name"], r["family"], ", ".join(r["aliases"]), f"{r['tower_parameters'] / 1e6:.2f} M", total,
-            "dynamic" if r["dynamic_resolution"] else "fixed",
-        )
+        table.add_row(r["name"], r["family"], ", ".join(r["aliases"]), f"{r['tower_parameters'] / 1e6:.2f} M", total)
     out.print(table)

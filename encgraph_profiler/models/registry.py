@@ -58,9 +58,19 @@ class ModelSpec:
     commit: str | None = None  # the Hugging Face snapshot commit the config came from
 
 
+def parameters_file() -> Path:
+    """Parameter counts of the bundled configs, written by tools/count_parameters.py."""
+    return configs_dir() / "parameters.json"
+
+
+def bundled_parameters() -> dict[str, dict[str, int | None]]:
+    """{bundled name: {"tower_parameters", "total_parameters"}}, read without torch."""
+    return json.loads(parameters_file().read_text())
+
+
 def bundled_names(include_tiny: bool = False) -> list[str]:
     root = configs_dir()
-    names = sorted(p.stem for p in root.glob("*.json"))
+    names = sorted(p.stem for p in root.glob("*.json") if p != parameters_file())
     if include_tiny:
         names += sorted(p.stem for p in (root / "tiny").glob("*.json"))
     return names
