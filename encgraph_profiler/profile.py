@@ -106,6 +106,7 @@ def prepare(request: ProfileRequest) -> Prepared:
         seed=request.seed,
         revision=spec.revision,
         commit=spec.commit,
+        layout=layouts[0].meaning,
     )
     return Prepared(spec, vision_config, settings, model_facts(spec, dtype), layouts, counts)
 

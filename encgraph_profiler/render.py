@@ -22,6 +22,8 @@ def _ms(value: float) -> str:
 
 def budget_table(report: Report) -> Table:
     table = Table(title=f"Encoder CUDA graphs per budget: {report.settings.model} ({report.provenance.gpu_name})")
+    if report.settings.layout:
+        table.caption = f"largest budget: {report.settings.layout}"
     for name in ("budget", "items", "patches", "pool growth MiB", "pool total MiB", "static I/O MiB",
                  "non-alloc MiB", "capture ms", "eager ms", "replay ms", "replay = eager"):
         table.add_column(name, justify="left" if name == "replay = eager" else "right")

@@ -64,6 +64,7 @@ class Settings:
     seed: int
     revision: str | None = None  # for a Hugging Face id: the revision asked for (None: the default branch)
     commit: str | None = None  # for a Hugging Face id: the snapshot commit its config came from
+    layout: str = ""  # what the largest budget is, in images and patches
 
 
 @dataclass(frozen=True)

@@ -97,12 +97,14 @@ def test_qwen_layout_is_vllms():
     layout = spec.adapter.layout(vision, 1000, 3)
     assert layout.grids == ((1, 2, 668),) * 3  # [1, m, ceil(B/k) * m]
     assert layout.tokens == 1002 and layout.input_patches == 3 * 2 * 668
+    assert layout.meaning == "1,000 tokens = 3 images of 28x9352 px, 4,008 ViT patches merged 2x2"
 
 
 def test_fixed_resolution_layout_is_whole_images():
     spec = resolve("siglip")
     vision = spec.adapter.vision_config(spec.adapter.full_config(spec.config))
     assert spec.adapter.layout(vision, 4096, 0).items == 5  # 729 tokens per 384px image
+    assert spec.adapter.layout(vision, 4096, 0).meaning == "4,096 tokens = 5 images of 384x384 px, 3,645 ViT patches"
     with pytest.raises(UsageError, match="smaller than one"):
         spec.adapter.layout(vision, 512, 0)
 

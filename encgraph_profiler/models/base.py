@@ -38,6 +38,7 @@ class Layout:
     tokens: int  # vision tokens the batch produces (after spatial merge), >= budget
     input_patches: int  # patches the tower embeds
     grids: tuple[tuple[int, int, int], ...] = ()  # [t, h, w] patch grids, dynamic-resolution towers
+    meaning: str = ""  # the budget in the user's terms: "8,192 tokens = 128 images of 28x1792 px, ..."
 
 
 class Adapter:

@@ -27,11 +27,14 @@ class FixedResolutionAdapter(Adapter):
                 f"budget {budget} is smaller than one {vision_config.image_size}px image "
                 f"({per_image} tokens); use budgets of at least {per_image}"
             )
+        patches = images * self.patches_per_image(vision_config)
+        size = vision_config.image_size
         return Layout(
             budget=budget,
             items=images,
             tokens=images * per_image,
-            input_patches=images * self.patches_per_image(vision_config),
+            input_patches=patches,
+            meaning=f"{budget:,} tokens = {images} images of {size}x{size} px, {patches:,} ViT patches",
         )
 
     def make_inputs(self, tower, vision_config, layout: Layout, dtype: str, device, generator) -> dict:

@@ -39,12 +39,15 @@ class Qwen2VLAdapter(Adapter):
             raise UsageError(f"budget {budget} cannot hold {items} images of at least one token each")
         per_item = tokens_per_item(budget, items)
         grid = (1, m, per_item * m)
+        patches = items * m * per_item * m
+        p = vision_config.patch_size
         return Layout(
             budget=budget,
             items=items,
             tokens=items * per_item,
-            input_patches=items * m * per_item * m,
+            input_patches=patches,
             grids=(grid,) * items,
+            meaning=f"{budget:,} tokens = {items} images of {m * p}x{per_item * m * p} px, {patches:,} ViT patches merged {m}x{m}",
         )
 
     def patch_features(self, vision_config) -> int:
