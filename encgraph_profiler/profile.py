@@ -67,7 +67,7 @@ class Prepared:
     """Everything about a profile that can be known and checked without a GPU."""
 
     spec: ModelSpec
-    vision_config: object
+    tower_config: object  # what the adapter builds the captured part from
     settings: Settings
     facts: ModelFacts
     layouts: tuple[Layout, ...]  # largest budget first: the capture order
@@ -92,9 +92,9 @@ def prepare(request: ProfileRequest) -> Prepared:
     dtype = canonical_dtype(request.dtype)
     spec = resolve(request.model, request.revision)
     adapter = spec.adapter
-    vision_config = adapter.vision_config(adapter.full_config(spec.config))
+    tower_config = adapter.tower_config(spec.config)
     items = resolve_max_items(request.budgets, request.max_items) if adapter.dynamic_resolution else None
-    layouts = tuple(adapter.layout(vision_config, b, items or 0) for b in sorted(request.budgets, reverse=True))
+    layouts = tuple(adapter.layout(tower_config, b, items or 0) for b in sorted(request.budgets, reverse=True))
     counts = graph_counts(request.decoder, request.budgets)
     settings = Settings(
         model=spec.name,
@@ -108,7 +108,7 @@ def prepare(request: ProfileRequest) -> Prepared:
         commit=spec.commit,
         layout=layouts[0].meaning,
     )
-    return Prepared(spec, vision_config, settings, model_facts(spec, dtype), layouts, counts)
+    return Prepared(spec, tower_config, settings, model_facts(spec, dtype), layouts, counts)
 
 
 def _graph_counts_report(counts: GraphCounts, decoder: DecoderSettings) -> GraphCountsReport:
@@ -190,7 +190,7 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
     torch.manual_seed(request.seed)
     generator = torch.Generator().manual_seed(request.seed)  # inputs drawn on the host: a failed capture cannot spoil them
     with torch.device(device.torch_device):
-        tower, weights_bytes = device.measure_allocated(lambda: adapter.build_tower(setup.vision_config, dtype, request.attn))
+        tower, weights_bytes = device.measure_allocated(lambda: adapter.build_tower(setup.tower_config, dtype, request.attn))
     provenance = _provenance(device)
 
     ready: list[_Ready] = []
@@ -220,7 +220,7 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
                 continue
             try:
                 inputs, io_bytes = device.measure_allocated(
-                    lambda: adapter.make_inputs(tower, setup.vision_config, layout, dtype, device.torch_device, generator)
+                    lambda: adapter.make_inputs(tower, setup.tower_config, layout, dtype, device.torch_device, generator)
                 )
                 warm = device.warm_up(forward(inputs), stream, request.warmup_iterations)
             except DeviceOutOfMemory as oom:

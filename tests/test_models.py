@@ -81,7 +81,7 @@ def test_hybrid_models_count_only_layers_with_a_kv_cache():
 ])
 def test_new_qwen_families_capture_the_merger_and_deepstack_outputs(name, family, deepstack):
     spec = resolve(name)
-    vision = spec.adapter.vision_config(spec.adapter.full_config(spec.config))
+    vision = spec.adapter.tower_config(spec.config)
     tower = spec.adapter.build_tower(vision, "float32", "sdpa")
     layout = spec.adapter.layout(vision, 64, 2)
     inputs = spec.adapter.make_inputs(tower, vision, layout, "float32", torch.device("cpu"), torch.Generator().manual_seed(0))
@@ -93,7 +93,7 @@ def test_new_qwen_families_capture_the_merger_and_deepstack_outputs(name, family
 
 def test_qwen_layout_is_vllms():
     spec = resolve("qwen2-vl-7b")
-    vision = spec.adapter.vision_config(spec.adapter.full_config(spec.config))
+    vision = spec.adapter.tower_config(spec.config)
     layout = spec.adapter.layout(vision, 1000, 3)
     assert layout.grids == ((1, 2, 668),) * 3  # [1, m, ceil(B/k) * m]
     assert layout.tokens == 1002 and layout.input_patches == 3 * 2 * 668
@@ -102,7 +102,7 @@ def test_qwen_layout_is_vllms():
 
 def test_fixed_resolution_layout_is_whole_images():
     spec = resolve("siglip")
-    vision = spec.adapter.vision_config(spec.adapter.full_config(spec.config))
+    vision = spec.adapter.tower_config(spec.config)
     assert spec.adapter.layout(vision, 4096, 0).items == 5  # 729 tokens per 384px image
     assert spec.adapter.layout(vision, 4096, 0).meaning == "4,096 tokens = 5 images of 384x384 px, 3,645 ViT patches"
     with pytest.raises(UsageError, match="smaller than one"):
@@ -113,7 +113,7 @@ def test_fixed_resolution_layout_is_whole_images():
 def test_precomputed_forward_equals_plain_forward(name):
     spec = resolve(name)
     adapter = spec.adapter
-    vision = adapter.vision_config(adapter.full_config(spec.config))
+    vision = adapter.tower_config(spec.config)
     torch.manual_seed(0)
     tower = adapter.build_tower(vision, "float32", "sdpa")
     layout = adapter.layout(vision, 256 if adapter.dynamic_resolution else 40, 4)

@@ -46,7 +46,7 @@ def test_complete_run_adds_up_exactly():
     # The default pool's live bytes do not count the graph pool's outputs a second time.
     setup = prepare(ProfileRequest(model=MODEL, budgets=BUDGETS))
     weights = tensor_bytes(FakeDevice().measure_allocated(
-        lambda: setup.spec.adapter.build_tower(setup.vision_config, "bfloat16", "sdpa"))[0])
+        lambda: setup.spec.adapter.build_tower(setup.tower_config, "bfloat16", "sdpa"))[0])
     static_io = sum(b.static_io_bytes for b in report.budgets)
     assert default.live_bytes == weights + static_io + device.workspace
     assert default.parts["weights"] == weights and default.parts["static_inputs"] == static_io

@@ -76,8 +76,10 @@ class Adapter:
         except (TypeError, ValueError, KeyError, AttributeError) as err:
             raise UsageError(f"transformers cannot read this {self.family} config: {str(err).splitlines()[0]}") from None
 
-    def vision_config(self, full_config):
-        return full_config.vision_config
+    def tower_config(self, data: dict[str, Any]):
+        """The config the captured part is built from: the vision config, unless the family's
+        graph covers more (a projector that needs the whole model's config)."""
+        return self.full_config(data).vision_config
 
     # -- modules -----------------------------------------------------------------------------
     def tower_class(self):
@@ -86,12 +88,12 @@ class Adapter:
     def full_model_class(self):
         raise NotImplementedError
 
-    def build_tower(self, vision_config, dtype: str, attn: str):
+    def build_tower(self, tower_config, dtype: str, attn: str):
         """Random-weight tower on the current default device (graph memory ignores weight values)."""
         import torch
 
         return self.tower_class()._from_config(
-            vision_config, dtype=getattr(torch, dtype), attn_implementation=attn
+            tower_config, dtype=getattr(torch, dtype), attn_implementation=attn
         ).eval()
 
     # -- budgets -----------------------------------------------------------------------------

@@ -8,25 +8,25 @@ from .base import DTYPES
 from .registry import ModelSpec
 
 
-def _count_parameters(model_class, config) -> int:
+def _count_parameters(build, what: str) -> int:
     import torch
 
     try:
         with torch.device("meta"):
-            model = model_class._from_config(config)
+            model = build()
     except (TypeError, ValueError, AttributeError, KeyError, RuntimeError) as err:
-        raise UsageError(f"cannot build {model_class.__name__} from this config: {str(err).splitlines()[0]}") from None
+        raise UsageError(f"cannot build the {what} from this config: {str(err).splitlines()[0]}") from None
     return sum(p.numel() for p in model.parameters())
 
 
 def model_facts(spec: ModelSpec, dtype: str) -> ModelFacts:
     adapter = spec.adapter
     full = adapter.full_config(spec.config)
-    vision = adapter.vision_config(full)
-    tower = _count_parameters(adapter.tower_class(), vision)
+    tower_config = adapter.tower_config(spec.config)
+    tower = _count_parameters(lambda: adapter.build_tower(tower_config, dtype, "sdpa"), "vision tower")
     if not adapter.has_language_model:
         return ModelFacts(tower, None, None, None, None)
-    total = _count_parameters(adapter.full_model_class(), full)
+    total = _count_parameters(lambda: adapter.full_model_class()._from_config(full), "model")
     text = full.text_config
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     dtype_bytes = DTYPES[dtype]
