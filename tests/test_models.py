@@ -10,14 +10,27 @@ from encgraph_profiler.models.facts import model_facts
 from encgraph_profiler.models.registry import bundled_names, resolve
 
 TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe", "tiny-qwen3.5", "tiny-qwen3.5-moe",
-        "tiny-siglip", "tiny-clip"]
+        "tiny-gemma3", "tiny-siglip", "tiny-clip"]
 
 
-def test_six_real_models_are_bundled():
+def test_real_models_are_bundled():
     assert bundled_names() == [
-        "clip-vit-large-patch14-336", "qwen2-vl-2b", "qwen2-vl-7b", "qwen2.5-vl-7b", "qwen3-vl-8b",
+        "clip-vit-large-patch14-336", "gemma-3-27b", "qwen2-vl-2b", "qwen2-vl-7b", "qwen2.5-vl-7b", "qwen3-vl-8b",
         "siglip-so400m-patch14-384",
     ]
+
+
+def test_gemma3_layout_is_vllms():
+    """min(B // mm_tokens_per_image, k) whole 896 px images; the graph ends at the projector."""
+    spec = resolve("Gemma-3-27B-it")
+    config = spec.adapter.tower_config(spec.config)
+    assert [spec.adapter.layout(config, b, 128).items for b in (256, 1024, 4096, 8192)] == [1, 4, 16, 32]
+    assert spec.adapter.layout(config, 4096, 8).items == 8  # capped at k
+    assert spec.adapter.layout(config, 4096, 128).meaning == "4,096 tokens = 16 images of 896x896 px, 65,536 ViT patches pooled to 256 tokens each"
+    with pytest.raises(UsageError, match="below one Gemma 3 image"):
+        spec.adapter.layout(config, 255, 128)
+    facts = model_facts(spec, "bfloat16")
+    assert round(facts.total_parameters / 1e9, 2) == 27.43  # Gemma 3 27B
 
 
 @pytest.mark.parametrize("name, expected", [

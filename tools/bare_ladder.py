@@ -1,11 +1,14 @@
 """Independent check of `encgraph profile`, and the bare baseline for its wall time.
 
-Written against torch and transformers only (no encgraph code): build the Qwen2-VL tower from the
-bundled config, allocate every budget's inputs and warm each up on the capture stream, then
-synchronize + empty_cache and measure the whole ladder (largest first, one pool) by a different
-method from encgraph's: the caching allocator's reserved-bytes delta and this process's NVML delta.
+Written against torch and transformers only (no encgraph code): build the Qwen2-VL tower, or
+Gemma 3's SigLIP and projector, from a config, allocate every budget's inputs (vLLM's layouts) and
+warm each up on the capture stream, then synchronize + empty_cache and measure the whole ladder
+(largest first, one pool) by a different method from encgraph's: the caching allocator's
+reserved-bytes delta and this process's NVML delta. Nothing from the warm-up stays referenced when
+the baseline is taken.
 
     python tools/bare_ladder.py configs/qwen2-vl-7b.json 1024,2048,4096,8192 > bare.json
+    python tools/bare_ladder.py configs/gemma-3-27b.json 1024,2048,4096,8192 > bare.json
 """
 
 import json
@@ -18,7 +21,8 @@ started = time.perf_counter()
 
 import pynvml  # noqa: E402
 import torch  # noqa: E402
-from transformers import Qwen2VLConfig  # noqa: E402
+from transformers import Gemma3Config, Qwen2VLConfig, SiglipVisionModel  # noqa: E402
+from transformers.models.gemma3.modeling_gemma3 import Gemma3MultiModalProjector  # noqa: E402
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel  # noqa: E402
 from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids  # noqa: E402
 
@@ -30,35 +34,54 @@ def process_used(handle):
     raise SystemExit("NVML does not list this process")
 
 
-def main(config_path, budget_text, warmup=2):
-    budgets = sorted((int(b) for b in budget_text.split(",")), reverse=True)
-    items = max(1, min(budgets[0] // 64, budgets[-1]))
-    data = json.load(open(config_path))
-    data.pop("model_type")
+def qwen2_vl(data, budgets, items, gen):
+    """Qwen2-VL: k images of grid [1, m, ceil(B / k) * m] per budget."""
     vision = Qwen2VLConfig(**data).vision_config
     m = vision.spatial_merge_size
     with torch.device("cuda"):
         tower = Qwen2VisionTransformerPretrainedModel._from_config(
             vision, dtype=torch.bfloat16, attn_implementation="sdpa"
         ).eval()
-    gen = torch.Generator().manual_seed(0)
     features = vision.in_channels * vision.temporal_patch_size * vision.patch_size**2
-    stream = torch.cuda.Stream()
     runs = []
     for budget in budgets:
         per_item = math.ceil(budget / items)
         grid = torch.tensor([[1, m, per_item * m]] * items)
-        kwargs = {
+        runs.append({
             "hidden_states": torch.randn(items * m * m * per_item, features, generator=gen).to("cuda", torch.bfloat16),
             "grid_thw": grid.cuda(),
             "position_ids": get_vision_position_ids(grid, m).cuda(),
             "cu_seqlens": get_vision_cu_seqlens(grid).to(torch.int32),
-        }
+        })
+    return (lambda **kwargs: tower(**kwargs).pooler_output), runs
+
+
+def gemma3(data, budgets, items, gen):
+    """Gemma 3: min(B // mm_tokens_per_image, k) images of 896 x 896 through SigLIP and the projector."""
+    config = Gemma3Config(**data)
+    with torch.device("cuda"):
+        vision = SiglipVisionModel._from_config(config.vision_config, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
+        projector = Gemma3MultiModalProjector(config).to(torch.bfloat16).eval()
+    size = config.vision_config.image_size
+    runs = [
+        {"pixel_values": torch.randn(min(b // config.mm_tokens_per_image, items), 3, size, size, generator=gen).to("cuda", torch.bfloat16)}
+        for b in budgets
+    ]
+    return (lambda pixel_values: projector(vision(pixel_values=pixel_values).last_hidden_state)), runs
+
+
+def main(config_path, budget_text, warmup=2):
+    budgets = sorted((int(b) for b in budget_text.split(",")), reverse=True)
+    items = max(1, min(budgets[0] // 64, budgets[-1]))
+    data = json.load(open(config_path))
+    build = {"qwen2_vl": qwen2_vl, "gemma3": gemma3}[data.pop("model_type")]
+    forward, runs = build(data, budgets, items, torch.Generator().manual_seed(0))
+    stream = torch.cuda.Stream()
+    for kwargs in runs:
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream), torch.inference_mode():
             for _ in range(warmup):
-                tower(**kwargs)
-        runs.append(kwargs)
+                forward(**kwargs)
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
     pynvml.nvmlInit()
@@ -70,7 +93,7 @@ def main(config_path, budget_text, warmup=2):
     for kwargs in runs:
         graph = torch.cuda.CUDAGraph()
         with torch.inference_mode(), torch.cuda.graph(graph, pool=pool, stream=stream):
-            out = tower(**kwargs).pooler_output
+            out = forward(**kwargs)
         graphs.append((graph, out))
     torch.cuda.synchronize()
     torch.cuda.empty_cache()

@@ -30,6 +30,27 @@ PY
 HF_HOME=$WORK/hf HF_HUB_OFFLINE=1 python3 cli.py profile --model Qwen/Qwen2-VL-7B-Instruct --budgets $LADDER --json "$OUT/hf-id.json" >"$OUT/hf-id.log" 2>&1; echo "hf id rc=$?"
 python3 cli.py profile --model "$WORK/local" --budgets $LADDER --json "$OUT/local-dir.json" >>"$OUT/hf-id.log" 2>&1; echo "local folder rc=$?"
 
+# Gemma 3 27B (bundled): twice in a row, then the independent measurement, each in a fresh process;
+# and by its Hugging Face id from a pre-filled cache.
+for run in 1 2; do
+  python3 cli.py profile --model gemma-3-27b --budgets $LADDER --json "$OUT/gemma3-run$run.json" >"$OUT/gemma3-run$run.log" 2>&1
+  echo "gemma-3-27b run $run rc=$?"
+done
+python3 tools/bare_ladder.py configs/gemma-3-27b.json $LADDER | tee "$OUT/gemma3-bare.txt"
+python3 - "$WORK" google/gemma-3-27b-it configs/gemma-3-27b.json <<'PY'
+import hashlib, os, sys
+from pathlib import Path
+work, repo_id, source = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+commit, data = "aa5e6b8b2f0c6b1b4a3e1f0e9d8c7b6a5f4e3d2c", source.read_bytes()
+repo = work / "hf" / "hub" / f"models--{repo_id.replace('/', '--')}"
+blob = repo / "blobs" / hashlib.sha1(data).hexdigest()
+blob.parent.mkdir(parents=True); blob.write_bytes(data)
+(repo / "refs").mkdir(); (repo / "refs" / "main").write_text(commit)
+snap = repo / "snapshots" / commit; snap.mkdir(parents=True)
+(snap / "config.json").symlink_to(os.path.relpath(blob, snap))
+PY
+HF_HOME=$WORK/hf HF_HUB_OFFLINE=1 python3 cli.py profile --model google/gemma-3-27b-it --budgets $LADDER --json "$OUT/gemma3-hf-id.json" >"$OUT/gemma3-hf-id.log" 2>&1; echo "gemma hf id rc=$?"
+
 # Real-size towers of the new Qwen families.
 for tiny in tiny-qwen3-vl-moe tiny-qwen3.5 tiny-qwen3.5-moe; do
   python3 - "$tiny" "$WORK" <<'PY'

@@ -47,6 +47,7 @@ class Adapter:
     family: str = ""
     model_types: tuple[str, ...] = ()  # the "model_type" values of full configs this adapter reads
     dynamic_resolution: bool = True
+    takes_max_items: bool = True  # a budget's batch is capped at k items (vLLM's max items per batch)
     has_language_model: bool = True
     # Fields the vision config must state: without them transformers would fill in its class
     # defaults and the profile would measure a tower nobody deploys.

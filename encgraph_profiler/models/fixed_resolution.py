@@ -9,6 +9,7 @@ from ..errors import UsageError
 
 class FixedResolutionAdapter(Adapter):
     dynamic_resolution = False
+    takes_max_items = False  # bare towers: a budget is as many whole images as fit
     size_fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "image_size", "patch_size")
     has_language_model = False
 

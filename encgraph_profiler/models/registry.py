@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import UsageError
 from .base import Adapter
 from .clip import ClipAdapter
+from .gemma3 import Gemma3Adapter
 from .qwen2_5_vl import Qwen2_5VLAdapter
 from .qwen2_vl import Qwen2VLAdapter
 from .qwen3_5 import Qwen3_5Adapter, Qwen3_5MoeAdapter, Qwen3VLMoeAdapter
@@ -25,6 +26,7 @@ ADAPTERS: tuple[Adapter, ...] = (
     Qwen3VLMoeAdapter(),
     Qwen3_5Adapter(),
     Qwen3_5MoeAdapter(),
+    Gemma3Adapter(),
     SiglipAdapter(),
     ClipAdapter(),
 )
@@ -34,6 +36,8 @@ ALIASES = {
     "qwen2-vl": "qwen2-vl-7b",
     "qwen2.5-vl": "qwen2.5-vl-7b",
     "qwen3-vl": "qwen3-vl-8b",
+    "gemma3": "gemma-3-27b",
+    "gemma-3": "gemma-3-27b",
     "siglip": "siglip-so400m-patch14-384",
     "clip": "clip-vit-large-patch14-336",
 }
@@ -87,7 +91,7 @@ def _bundled_path(name: str) -> Path | None:
 def normalize(name: str) -> str:
     """'Qwen2.5-VL-7B-Instruct' -> 'qwen2.5-vl-7b'; 'Qwen2_5-VL' -> 'qwen2.5-vl'."""
     key = name.strip().lower()
-    key = re.sub(r"-(instruct|thinking|chat)$", "", key)
+    key = re.sub(r"-(instruct|thinking|chat|it)$", "", key)
     key = key.replace("qwen2_5", "qwen2.5").replace("_", "-")
     return ALIASES.get(key, key)
 

@@ -1,0 +1,80 @@
+"""Gemma 3: a SigLIP tower at a fixed 896 x 896, then the multimodal projector, which average-pools
+each image's 4,096 patches to ``mm_tokens_per_image`` (256) tokens and projects them to the
+language model's width. The captured graph covers both, as vLLM's does.
+
+vLLM's layout for budget B: min(B // mm_tokens_per_image, k) whole images, k the maximum items per
+batch; a budget below one image's tokens cannot be captured.
+"""
+
+from __future__ import annotations
+
+from ..errors import UsageError
+from .base import Adapter, Layout
+
+
+def _tower_module():
+    """SigLIP followed by Gemma 3's projector, as one module (defined lazily: it needs torch)."""
+    import torch
+    from transformers import SiglipVisionModel
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3MultiModalProjector
+
+    class Gemma3Tower(torch.nn.Module):
+        def __init__(self, config, dtype, attn):
+            super().__init__()
+            self.vision_tower = SiglipVisionModel._from_config(config.vision_config, dtype=dtype, attn_implementation=attn)
+            self.multi_modal_projector = Gemma3MultiModalProjector(config).to(dtype)
+
+        def forward(self, pixel_values):
+            return self.multi_modal_projector(self.vision_tower(pixel_values=pixel_values).last_hidden_state)
+
+    return Gemma3Tower
+
+
+class Gemma3Adapter(Adapter):
+    family = "gemma3"
+    model_types = ("gemma3",)
+    dynamic_resolution = False
+    size_fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "image_size", "patch_size")
+
+    def config_class(self):
+        from transformers import Gemma3Config
+
+        return Gemma3Config
+
+    def full_model_class(self):
+        from transformers import Gemma3ForConditionalGeneration
+
+        return Gemma3ForConditionalGeneration
+
+    def tower_config(self, data):
+        return self.full_config(data)  # the projector needs the language model's width
+
+    def build_tower(self, tower_config, dtype: str, attn: str):
+        import torch
+
+        return _tower_module()(tower_config, getattr(torch, dtype), attn).eval()
+
+    def layout(self, config, budget: int, items: int) -> Layout:
+        per_image = config.mm_tokens_per_image
+        images = min(budget // per_image, items)
+        if images == 0:
+            raise UsageError(f"budget {budget} is below one Gemma 3 image ({per_image} tokens); use budgets of at least {per_image}")
+        size = config.vision_config.image_size
+        patches = images * (size // config.vision_config.patch_size) ** 2
+        return Layout(
+            budget=budget,
+            items=images,
+            tokens=images * per_image,
+            input_patches=patches,
+            meaning=f"{budget:,} tokens = {images} images of {size}x{size} px, {patches:,} ViT patches pooled to {per_image} tokens each",
+        )
+
+    def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
+        import torch
+
+        size = config.vision_config.image_size
+        pixels = torch.randn(layout.items, config.vision_config.num_channels, size, size, generator=generator)
+        return {"pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype))}
+
+    def forward(self, tower, inputs: dict):
+        return (tower(**inputs),)
