@@ -10,7 +10,7 @@ from encgraph_profiler.models.facts import model_facts
 from encgraph_profiler.models.registry import bundled_names, resolve
 
 TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe", "tiny-qwen3.5", "tiny-qwen3.5-moe",
-        "tiny-gemma3", "tiny-siglip", "tiny-clip"]
+        "tiny-gemma3", "tiny-internvl", "tiny-siglip", "tiny-clip"]
 
 
 def test_real_models_are_bundled():
@@ -138,3 +138,29 @@ def test_precomputed_forward_equals_plain_forward(name):
     for a, b in zip(fast, plain):
         assert torch.equal(a, b)
     assert fast[0].shape[-2 if not adapter.dynamic_resolution else 0] in (layout.tokens // layout.items + 1, layout.tokens // layout.items, layout.tokens)
+
+
+@pytest.mark.parametrize("name, budget, items", [("tiny-gemma3", 16, 8), ("tiny-internvl", 10, 0)])
+def test_tower_and_projector_equal_the_models_own_image_features(name, budget, items):
+    """The captured module computes what the full model's get_image_features computes, weight for weight."""
+    spec = resolve(name)
+    adapter = spec.adapter
+    config = adapter.tower_config(spec.config)
+    tower = adapter.build_tower(config, "float32", "sdpa")
+    full = adapter.full_model_class()._from_config(config).eval()
+    tower.vision_tower.load_state_dict(full.model.vision_tower.state_dict())
+    tower.multi_modal_projector.load_state_dict(full.model.multi_modal_projector.state_dict())
+    inputs = adapter.make_inputs(tower, config, adapter.layout(config, budget, items), "float32", torch.device("cpu"),
+                                 torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        (ours,) = adapter.forward(tower, inputs)
+        theirs = full.model.get_image_features(inputs["pixel_values"]).pooler_output
+    assert torch.equal(ours, theirs)
+
+
+def test_internvl_layout_is_vllms():
+    """max(B // 256, 1) tiles of 448 px: the maximum items per batch does not apply."""
+    spec = resolve("tiny-internvl")
+    config = spec.adapter.tower_config(spec.config)
+    assert spec.adapter.tokens_per_tile(config) == 4  # (56 / 14)^2 patches x 0.5^2
+    assert [spec.adapter.layout(config, b, 1).items for b in (1, 4, 9, 64)] == [1, 1, 2, 16]

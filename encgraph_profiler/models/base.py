@@ -66,7 +66,9 @@ class Adapter:
         if missing:
             raise UsageError(f"{source}: vision_config lacks {', '.join(missing)}; without them the tower's size is unknown")
         for name, value in vision.items():
-            if name in POSITIVE_INT_FIELDS and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            # Sizes are whole numbers above 0; image and patch sizes may be given as [height, width].
+            values = value if isinstance(value, list) and name in ("image_size", "patch_size") else [value]
+            if name in POSITIVE_INT_FIELDS and not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
                 raise UsageError(f"{source}: vision_config.{name} is {value!r}; it must be a whole number above 0")
 
     def full_config(self, data: dict[str, Any]):

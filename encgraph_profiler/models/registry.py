@@ -13,6 +13,7 @@ from ..errors import UsageError
 from .base import Adapter
 from .clip import ClipAdapter
 from .gemma3 import Gemma3Adapter
+from .internvl import InternVLAdapter
 from .qwen2_5_vl import Qwen2_5VLAdapter
 from .qwen2_vl import Qwen2VLAdapter
 from .qwen3_5 import Qwen3_5Adapter, Qwen3_5MoeAdapter, Qwen3VLMoeAdapter
@@ -27,6 +28,7 @@ ADAPTERS: tuple[Adapter, ...] = (
     Qwen3_5Adapter(),
     Qwen3_5MoeAdapter(),
     Gemma3Adapter(),
+    InternVLAdapter(),
     SiglipAdapter(),
     ClipAdapter(),
 )
