@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from ..models.registry import DEFAULT_MODEL
 from . import common
 from .common import Format, err, handled, out, warn
 
@@ -43,7 +44,7 @@ replay differed from eager, 5 bad baseline, 7 baseline not gateable, 8 --json co
 
 @handled
 def profile(
-    model: Annotated[str, typer.Option("--model", "-m", help="Bundled name, alias (Qwen2-VL), Hugging Face id (org/name) or path to a config.json / model directory.")] = "qwen2-vl-7b",
+    model: Annotated[str, typer.Option("--model", "-m", help="Bundled name, alias (Qwen2-VL), Hugging Face id (org/name) or path to a config.json / model directory.")] = DEFAULT_MODEL,
     revision: Annotated[str | None, typer.Option("--revision", help="With a Hugging Face id: branch, tag or commit. Default: the default branch.")] = None,
     budgets: Annotated[str | None, typer.Option("--budgets", "-b", help="Token budgets, e.g. 1024,2048,4096. Default: vLLM's auto ladder.")] = None,
     max_budget: Annotated[int | None, typer.Option("--max-budget", help="Top of the auto ladder (powers of two from 64). Default 8192.")] = None,

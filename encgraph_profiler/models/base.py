@@ -22,6 +22,13 @@ DTYPES = {"bfloat16": 2, "float16": 2, "float32": 4}
 DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
 
 
+def _load(name: str):
+    import importlib
+
+    module, _, attribute = name.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
 def canonical_dtype(name: str) -> str:
     name = DTYPE_ALIASES.get(name.lower(), name.lower())
     if name not in DTYPES:
@@ -53,9 +60,15 @@ class Adapter:
     # defaults and the profile would measure a tower nobody deploys.
     size_fields: tuple[str, ...] = ()
 
+    # The transformers classes, named "module:Class" and imported only when used, so that the
+    # registry lists and resolves models without importing transformers.
+    config_class_name: str = ""
+    tower_class_name: str = ""  # the captured module, where one transformers class is all of it
+    model_class_name: str = ""  # the whole model, for parameter counts
+
     # -- configs -----------------------------------------------------------------------------
     def config_class(self):
-        raise NotImplementedError
+        return _load(self.config_class_name)
 
     def check_config(self, data: dict[str, Any], source: str) -> None:
         """Refuse a config.json dict that would not describe this family's real tower. No torch."""
@@ -86,10 +99,10 @@ class Adapter:
 
     # -- modules -----------------------------------------------------------------------------
     def tower_class(self):
-        raise NotImplementedError
+        return _load(self.tower_class_name)
 
     def full_model_class(self):
-        raise NotImplementedError
+        return _load(self.model_class_name)
 
     def build_tower(self, tower_config, dtype: str, attn: str):
         """Random-weight tower on the current default device (graph memory ignores weight values)."""

@@ -9,18 +9,6 @@ from .fixed_resolution import FixedResolutionAdapter
 class ClipAdapter(FixedResolutionAdapter):
     family = "clip"
     model_types = ("clip",)
-
-    def config_class(self):
-        from transformers import CLIPConfig
-
-        return CLIPConfig
-
-    def tower_class(self):
-        from transformers import CLIPVisionModel
-
-        return CLIPVisionModel
-
-    def full_model_class(self):
-        from transformers import CLIPModel
-
-        return CLIPModel
+    config_class_name = "transformers:CLIPConfig"
+    tower_class_name = "transformers:CLIPVisionModel"
+    model_class_name = "transformers:CLIPModel"

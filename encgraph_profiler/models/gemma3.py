@@ -33,18 +33,10 @@ def _tower_module():
 class Gemma3Adapter(Adapter):
     family = "gemma3"
     model_types = ("gemma3",)
+    config_class_name = "transformers:Gemma3Config"
+    model_class_name = "transformers:Gemma3ForConditionalGeneration"
     dynamic_resolution = False
     size_fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "image_size", "patch_size")
-
-    def config_class(self):
-        from transformers import Gemma3Config
-
-        return Gemma3Config
-
-    def full_model_class(self):
-        from transformers import Gemma3ForConditionalGeneration
-
-        return Gemma3ForConditionalGeneration
 
     def tower_config(self, data):
         return self.full_config(data)  # the projector needs the language model's width

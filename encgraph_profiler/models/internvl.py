@@ -50,19 +50,11 @@ def _tower_module():
 class InternVLAdapter(Adapter):
     family = "internvl"
     model_types = ("internvl",)
+    config_class_name = "transformers:InternVLConfig"
+    model_class_name = "transformers:InternVLForConditionalGeneration"
     dynamic_resolution = False
     takes_max_items = False
     size_fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "image_size", "patch_size")
-
-    def config_class(self):
-        from transformers import InternVLConfig
-
-        return InternVLConfig
-
-    def full_model_class(self):
-        from transformers import InternVLForConditionalGeneration
-
-        return InternVLForConditionalGeneration
 
     def tower_config(self, data):
         return self.full_config(data)  # the pixel shuffle and projector need the whole config

@@ -12,22 +12,10 @@ from .qwen2_vl import Qwen2VLAdapter
 class Qwen2_5VLAdapter(Qwen2VLAdapter):
     family = "qwen2.5-vl"
     model_types = ("qwen2_5_vl",)
+    config_class_name = "transformers:Qwen2_5_VLConfig"
+    tower_class_name = "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl:Qwen2_5_VisionTransformerPretrainedModel"
+    model_class_name = "transformers:Qwen2_5_VLForConditionalGeneration"
     size_fields = ("depth", "hidden_size", "num_heads")
-
-    def config_class(self):
-        from transformers import Qwen2_5_VLConfig
-
-        return Qwen2_5_VLConfig
-
-    def tower_class(self):
-        from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
-
-        return Qwen2_5_VisionTransformerPretrainedModel
-
-    def full_model_class(self):
-        from transformers import Qwen2_5_VLForConditionalGeneration
-
-        return Qwen2_5_VLForConditionalGeneration
 
     def precompute(self, tower, grid_thw, device) -> dict:
         import torch

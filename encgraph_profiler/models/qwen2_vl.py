@@ -16,22 +16,10 @@ from ..ladder import tokens_per_item
 class Qwen2VLAdapter(Adapter):
     family = "qwen2-vl"
     model_types = ("qwen2_vl",)
+    config_class_name = "transformers:Qwen2VLConfig"
+    tower_class_name = "transformers.models.qwen2_vl.modeling_qwen2_vl:Qwen2VisionTransformerPretrainedModel"
+    model_class_name = "transformers:Qwen2VLForConditionalGeneration"
     size_fields = ("depth", "embed_dim", "num_heads")
-
-    def config_class(self):
-        from transformers import Qwen2VLConfig
-
-        return Qwen2VLConfig
-
-    def tower_class(self):
-        from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel
-
-        return Qwen2VisionTransformerPretrainedModel
-
-    def full_model_class(self):
-        from transformers import Qwen2VLForConditionalGeneration
-
-        return Qwen2VLForConditionalGeneration
 
     def layout(self, vision_config, budget: int, items: int) -> Layout:
         m = vision_config.spatial_merge_size

@@ -15,58 +15,22 @@ from .qwen3_vl import Qwen3VLAdapter
 class Qwen3VLMoeAdapter(Qwen3VLAdapter):
     family = "qwen3-vl-moe"
     model_types = ("qwen3_vl_moe",)
-
-    def config_class(self):
-        from transformers import Qwen3VLMoeConfig
-
-        return Qwen3VLMoeConfig
-
-    def tower_class(self):
-        from transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe import Qwen3VLMoeVisionModel
-
-        return Qwen3VLMoeVisionModel
-
-    def full_model_class(self):
-        from transformers import Qwen3VLMoeForConditionalGeneration
-
-        return Qwen3VLMoeForConditionalGeneration
+    config_class_name = "transformers:Qwen3VLMoeConfig"
+    tower_class_name = "transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe:Qwen3VLMoeVisionModel"
+    model_class_name = "transformers:Qwen3VLMoeForConditionalGeneration"
 
 
 class Qwen3_5Adapter(Qwen3VLAdapter):
     family = "qwen3.5"
     model_types = ("qwen3_5",)
-
-    def config_class(self):
-        from transformers import Qwen3_5Config
-
-        return Qwen3_5Config
-
-    def tower_class(self):
-        from transformers.models.qwen3_5.modeling_qwen3_5 import Qwen3_5VisionModel
-
-        return Qwen3_5VisionModel
-
-    def full_model_class(self):
-        from transformers import Qwen3_5ForConditionalGeneration
-
-        return Qwen3_5ForConditionalGeneration
+    config_class_name = "transformers:Qwen3_5Config"
+    tower_class_name = "transformers.models.qwen3_5.modeling_qwen3_5:Qwen3_5VisionModel"
+    model_class_name = "transformers:Qwen3_5ForConditionalGeneration"
 
 
 class Qwen3_5MoeAdapter(Qwen3_5Adapter):
     family = "qwen3.5-moe"
     model_types = ("qwen3_5_moe",)
-
-    def config_class(self):
-        from transformers import Qwen3_5MoeConfig
-
-        return Qwen3_5MoeConfig
-
-    def tower_class(self):
-        from transformers.models.qwen3_5_moe.modeling_qwen3_5_moe import Qwen3_5MoeVisionModel
-
-        return Qwen3_5MoeVisionModel
-
-    def full_model_class(self):
-        from transformers import Qwen3_5MoeForConditionalGeneration
-
-        return Qwen3_5MoeForConditionalGeneration
+    config_class_name = "transformers:Qwen3_5MoeConfig"
+    tower_class_name = "transformers.models.qwen3_5_moe.modeling_qwen3_5_moe:Qwen3_5MoeVisionModel"
+    model_class_name = "transformers:Qwen3_5MoeForConditionalGeneration"

@@ -9,22 +9,10 @@ from .qwen2_vl import Qwen2VLAdapter
 class Qwen3VLAdapter(Qwen2VLAdapter):
     family = "qwen3-vl"
     model_types = ("qwen3_vl",)
+    config_class_name = "transformers:Qwen3VLConfig"
+    tower_class_name = "transformers.models.qwen3_vl.modeling_qwen3_vl:Qwen3VLVisionModel"
+    model_class_name = "transformers:Qwen3VLForConditionalGeneration"
     size_fields = ("depth", "hidden_size", "num_heads")
-
-    def config_class(self):
-        from transformers import Qwen3VLConfig
-
-        return Qwen3VLConfig
-
-    def tower_class(self):
-        from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionModel
-
-        return Qwen3VLVisionModel
-
-    def full_model_class(self):
-        from transformers import Qwen3VLForConditionalGeneration
-
-        return Qwen3VLForConditionalGeneration
 
     def precompute(self, tower, grid_thw, device) -> dict:
         from transformers.vision_utils import get_vision_interpolation_indices_and_weights

@@ -59,7 +59,6 @@ class ModelSpec:
     source: Path  # the config.json read
     config: dict[str, Any]
     adapter: Adapter
-    bundled: bool
     revision: str | None = None  # the Hugging Face revision asked for
     commit: str | None = None  # the Hugging Face snapshot commit the config came from
 
@@ -134,12 +133,12 @@ def resolve(name: str, revision: str | None = None) -> ModelSpec:
             raise UsageError(f"{name}: no such file; give a config.json, a model folder, a Hugging Face id or a bundled name")
         if revision is not None:
             raise UsageError("--revision applies to Hugging Face ids, not to a local config")
-        return _spec(str(name), path, bundled=False)
+        return _spec(str(name), path)
     if "/" in name:
         from .hub import fetch_config
 
         found = fetch_config(name, revision)
-        return _spec(name, found.path, bundled=False, revision=revision, commit=found.commit)
+        return _spec(name, found.path, revision, found.commit)
     if revision is not None:
         raise UsageError("--revision applies to Hugging Face ids (org/name), not to bundled configs")
     key = normalize(name)
@@ -149,12 +148,12 @@ def resolve(name: str, revision: str | None = None) -> ModelSpec:
         close = difflib.get_close_matches(key, choices, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise UsageError(f"unknown model {name!r}: {hint}`encgraph models` lists the bundled ones; a Hugging Face id (org/name) or a config.json path also works")
-    return _spec(key, bundled, bundled=True)
+    return _spec(key, bundled)
 
 
-def _spec(name: str, path: Path, bundled: bool, revision: str | None = None, commit: str | None = None) -> ModelSpec:
+def _spec(name: str, path: Path, revision: str | None = None, commit: str | None = None) -> ModelSpec:
     """Read, recognise and check a config.json, bundled, local or from the Hub, the same way."""
     config = _read_config(path)
     adapter = adapter_for(config, name)
     adapter.check_config(config, name)
-    return ModelSpec(name, path, config, adapter, bundled, revision, commit)
+    return ModelSpec(name, path, config, adapter, revision, commit)

@@ -8,18 +8,6 @@ from .fixed_resolution import FixedResolutionAdapter
 class SiglipAdapter(FixedResolutionAdapter):
     family = "siglip"
     model_types = ("siglip",)
-
-    def config_class(self):
-        from transformers import SiglipConfig
-
-        return SiglipConfig
-
-    def tower_class(self):
-        from transformers import SiglipVisionModel
-
-        return SiglipVisionModel
-
-    def full_model_class(self):
-        from transformers import SiglipModel
-
-        return SiglipModel
+    config_class_name = "transformers:SiglipConfig"
+    tower_class_name = "transformers:SiglipVisionModel"
+    model_class_name = "transformers:SiglipModel"
