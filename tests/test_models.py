@@ -10,13 +10,14 @@ from encgraph_profiler.models.facts import model_facts
 from encgraph_profiler.models.registry import bundled_names, resolve
 
 TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe", "tiny-qwen3.5", "tiny-qwen3.5-moe",
-        "tiny-gemma3", "tiny-internvl", "tiny-siglip", "tiny-clip"]
+        "tiny-gemma3", "tiny-internvl", "tiny-glm4v", "tiny-glm46v", "tiny-llama4", "tiny-idefics3", "tiny-smolvlm",
+        "tiny-siglip", "tiny-clip"]
 
 
 def test_real_models_are_bundled():
     assert bundled_names() == [
-        "clip-vit-large-patch14-336", "gemma-3-27b", "qwen2-vl-2b", "qwen2-vl-7b", "qwen2.5-vl-7b", "qwen3-vl-8b",
-        "siglip-so400m-patch14-384",
+        "clip-vit-large-patch14-336", "gemma-3-27b", "llama-4-scout-17b-16e", "qwen2-vl-2b", "qwen2-vl-7b",
+        "qwen2.5-vl-7b", "qwen3-vl-8b", "siglip-so400m-patch14-384", "smolvlm2-500m",
     ]
 
 
@@ -140,22 +141,59 @@ def test_precomputed_forward_equals_plain_forward(name):
     assert fast[0].shape[-2 if not adapter.dynamic_resolution else 0] in (layout.tokens // layout.items + 1, layout.tokens // layout.items, layout.tokens)
 
 
-@pytest.mark.parametrize("name, budget, items", [("tiny-gemma3", 16, 8), ("tiny-internvl", 10, 0)])
-def test_tower_and_projector_equal_the_models_own_image_features(name, budget, items):
-    """The captured module computes what the full model's get_image_features computes, weight for weight."""
+def _projected(model, pixel_values):
+    """Llama 4: the model projects the vision model's output in its forward, not in get_image_features."""
+    features = model.get_image_features(pixel_values).last_hidden_state
+    return model.multi_modal_projector(features.view(-1, features.size(-1)))
+
+
+def _whole_tiles(model, pixel_values, patch_attention_mask):
+    """Idefics3 / SmolVLM: one batch of tiles with a pixel-level mask, as the processor hands them over."""
+    mask = torch.ones(1, *pixel_values.shape[:1], *pixel_values.shape[2:], dtype=torch.bool)
+    (features,) = model.get_image_features(pixel_values[None], mask).pooler_output
+    return features
+
+
+# For each family: the captured module's parts (module attribute -> the model's attribute) and what
+# the whole model computes from the same inputs.
+IMAGE_FEATURES = {
+    "tiny-gemma3": ({"vision_tower": "vision_tower", "multi_modal_projector": "multi_modal_projector"},
+                    lambda model, inputs: model.get_image_features(inputs["pixel_values"]).pooler_output),
+    "tiny-internvl": ({"vision_tower": "vision_tower", "multi_modal_projector": "multi_modal_projector"},
+                      lambda model, inputs: model.get_image_features(inputs["pixel_values"]).pooler_output),
+    "tiny-llama4": ({"vision_model": "vision_model", "multi_modal_projector": "multi_modal_projector"},
+                    lambda model, inputs: _projected(model, inputs["pixel_values"])),
+    "tiny-glm4v": ({"": "visual"}, lambda model, inputs: torch.cat(
+        model.get_image_features(inputs["hidden_states"], inputs["grid_thw"]).pooler_output)),
+    "tiny-glm46v": ({"": "visual"}, lambda model, inputs: torch.cat(
+        model.get_image_features(inputs["hidden_states"], inputs["grid_thw"]).pooler_output)),
+    "tiny-idefics3": ({"vision_model": "vision_model", "connector": "connector"},
+                      lambda model, inputs: _whole_tiles(model, inputs["pixel_values"], inputs["patch_attention_mask"])),
+    "tiny-smolvlm": ({"vision_model": "vision_model", "connector": "connector"},
+                     lambda model, inputs: _whole_tiles(model, inputs["pixel_values"], inputs["patch_attention_mask"])),
+}
+
+
+@pytest.mark.parametrize("name", sorted(IMAGE_FEATURES))
+def test_captured_module_equals_the_models_own_image_features(name):
+    """The captured module computes what the full model computes from pixels, weight for weight."""
     spec = resolve(name)
     adapter = spec.adapter
     config = adapter.tower_config(spec.config)
     tower = adapter.build_tower(config, "float32", "sdpa")
-    full = adapter.full_model_class()._from_config(config).eval()
-    tower.vision_tower.load_state_dict(full.model.vision_tower.state_dict())
-    tower.multi_modal_projector.load_state_dict(full.model.multi_modal_projector.state_dict())
-    inputs = adapter.make_inputs(tower, config, adapter.layout(config, budget, items), "float32", torch.device("cpu"),
+    full = adapter.full_model_class()._from_config(adapter.full_config(spec.config)).eval()
+    model = getattr(full, "model", full)  # Llama 4 keeps its parts on the outer model
+    parts, theirs = IMAGE_FEATURES[name]
+    for ours_name, their_name in parts.items():
+        target = tower.get_submodule(ours_name) if ours_name else tower
+        target.load_state_dict(model.get_submodule(their_name).state_dict())
+    budget = 256 if adapter.dynamic_resolution else 16
+    inputs = adapter.make_inputs(tower, config, adapter.layout(config, budget, 4), "float32", torch.device("cpu"),
                                  torch.Generator().manual_seed(0))
     with torch.inference_mode():
         (ours,) = adapter.forward(tower, inputs)
-        theirs = full.model.get_image_features(inputs["pixel_values"]).pooler_output
-    assert torch.equal(ours, theirs)
+        expected = theirs(model, inputs)
+    assert torch.equal(ours.reshape(expected.shape), expected)
 
 
 def test_internvl_layout_is_vllms():
@@ -164,3 +202,43 @@ def test_internvl_layout_is_vllms():
     config = spec.adapter.tower_config(spec.config)
     assert spec.adapter.tokens_per_tile(config) == 4  # (56 / 14)^2 patches x 0.5^2
     assert [spec.adapter.layout(config, b, 1).items for b in (1, 4, 9, 64)] == [1, 1, 2, 16]
+
+
+def test_llama4_layout_is_vllms():
+    """max(1, ceil(B / 144)) chunks of 336 px; the maximum items per batch does not apply."""
+    spec = resolve("Llama-4-Scout-17B-16E-Instruct")
+    config = spec.adapter.tower_config(spec.config)
+    assert spec.adapter.tokens_per_chunk(config) == 144  # (336 / 14)^2 patches x 0.5^2
+    assert [spec.adapter.layout(config, b, 1).items for b in (1, 144, 145, 1024, 8192)] == [1, 1, 2, 8, 57]
+    assert spec.adapter.layout(config, 1024, 1).meaning == (
+        "1,024 tokens = 8 chunks of 336x336 px, 4,608 ViT patches shuffled to 144 tokens each")
+    # Meta's configs give attn_temperature_tuning as 4; transformers 5 reads only a bool.
+    assert spec.config["text_config"]["attn_temperature_tuning"] == 4
+    assert spec.adapter.full_config(spec.config).text_config.attn_temperature_tuning is True
+
+
+def test_glm4v_layout_rounds_down():
+    """k items of grid [1, m, floor(B / k) * m], where the Qwen families round up."""
+    spec = resolve("tiny-glm4v")
+    vision = spec.adapter.tower_config(spec.config)
+    layout = spec.adapter.layout(vision, 1000, 64)
+    assert (layout.items, layout.grids[0], layout.tokens) == (64, (1, 2, 30), 960)
+    with pytest.raises(UsageError, match="cannot hold 64 images"):
+        spec.adapter.layout(vision, 63, 64)
+
+
+def test_idefics3_layout_is_vllms():
+    """ceil(B / image_seq_len) whole tiles: 64 tokens per 512 px SmolVLM2 tile (scale factor 4)."""
+    spec = resolve("SmolVLM2-500M-Video-Instruct")
+    config = spec.adapter.tower_config(spec.config)
+    assert spec.adapter.tokens_per_tile(config) == 64  # (512 / 16)^2 / 4^2
+    assert [spec.adapter.layout(config, b, 8).items for b in (1, 64, 65, 8192)] == [1, 1, 2, 128]
+
+
+def test_a_field_of_the_wrong_type_is_a_usage_error(tmp_path):
+    config = json.loads(resolve("tiny-llama4").source.read_text())
+    config["text_config"]["use_qk_norm"] = "yes"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    spec = resolve(str(tmp_path))
+    with pytest.raises(UsageError, match="transformers cannot read this llama4 config"):
+        spec.adapter.full_config(spec.config)

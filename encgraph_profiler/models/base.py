@@ -22,7 +22,7 @@ DTYPES = {"bfloat16": 2, "float16": 2, "float32": 4}
 DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
 
 
-def _load(name: str):
+def load_class(name: str):
     import importlib
 
     module, _, attribute = name.partition(":")
@@ -68,7 +68,7 @@ class Adapter:
 
     # -- configs -----------------------------------------------------------------------------
     def config_class(self):
-        return _load(self.config_class_name)
+        return load_class(self.config_class_name)
 
     def check_config(self, data: dict[str, Any], source: str) -> None:
         """Refuse a config.json dict that would not describe this family's real tower. No torch."""
@@ -86,11 +86,18 @@ class Adapter:
 
     def full_config(self, data: dict[str, Any]):
         """The transformers config object of the whole model, from a config.json dict."""
-        data = {k: v for k, v in data.items() if k != "model_type"}
+        from huggingface_hub.errors import StrictDataclassError  # a field of the wrong type
+
+        data = {k: v for k, v in self.upgrade_config(data).items() if k != "model_type"}
         try:
             return self.config_class()(**data)
-        except (TypeError, ValueError, KeyError, AttributeError) as err:
+        except (TypeError, ValueError, KeyError, AttributeError, StrictDataclassError) as err:
             raise UsageError(f"transformers cannot read this {self.family} config: {str(err).splitlines()[0]}") from None
+
+    def upgrade_config(self, data: dict[str, Any]) -> dict[str, Any]:
+        """A published config in a form that an older transformers read and the pinned one does not,
+        rewritten to the form it reads, with the same meaning."""
+        return data
 
     def tower_config(self, data: dict[str, Any]):
         """The config the captured part is built from: the vision config, unless the family's
@@ -99,10 +106,10 @@ class Adapter:
 
     # -- modules -----------------------------------------------------------------------------
     def tower_class(self):
-        return _load(self.tower_class_name)
+        return load_class(self.tower_class_name)
 
     def full_model_class(self):
-        return _load(self.model_class_name)
+        return load_class(self.model_class_name)
 
     def build_tower(self, tower_config, dtype: str, attn: str):
         """Random-weight tower on the current default device (graph memory ignores weight values)."""

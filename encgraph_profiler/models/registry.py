@@ -13,9 +13,13 @@ from ..errors import UsageError
 from .base import Adapter
 from .clip import ClipAdapter
 from .gemma3 import Gemma3Adapter
+from .glm4v import Glm46vAdapter, Glm4vAdapter
+from .idefics3 import Idefics3Adapter, SmolVLMAdapter
 from .internvl import InternVLAdapter
+from .llama4 import Llama4Adapter
 from .qwen2_5_vl import Qwen2_5VLAdapter
 from .qwen2_vl import Qwen2VLAdapter
+from .remote_code import native_config
 from .qwen3_5 import Qwen3_5Adapter, Qwen3_5MoeAdapter, Qwen3VLMoeAdapter
 from .qwen3_vl import Qwen3VLAdapter
 from .siglip import SiglipAdapter
@@ -29,6 +33,11 @@ ADAPTERS: tuple[Adapter, ...] = (
     Qwen3_5MoeAdapter(),
     Gemma3Adapter(),
     InternVLAdapter(),
+    Glm4vAdapter(),
+    Glm46vAdapter(),
+    Llama4Adapter(),
+    Idefics3Adapter(),
+    SmolVLMAdapter(),
     SiglipAdapter(),
     ClipAdapter(),
 )
@@ -40,6 +49,12 @@ ALIASES = {
     "qwen3-vl": "qwen3-vl-8b",
     "gemma3": "gemma-3-27b",
     "gemma-3": "gemma-3-27b",
+    "llama4": "llama-4-scout-17b-16e",
+    "llama-4": "llama-4-scout-17b-16e",
+    "llama-4-scout": "llama-4-scout-17b-16e",
+    "smolvlm": "smolvlm2-500m",
+    "smolvlm2": "smolvlm2-500m",
+    "smolvlm2-500m-video": "smolvlm2-500m",
     "siglip": "siglip-so400m-patch14-384",
     "clip": "clip-vit-large-patch14-336",
 }
@@ -153,7 +168,7 @@ def resolve(name: str, revision: str | None = None) -> ModelSpec:
 
 def _spec(name: str, path: Path, revision: str | None = None, commit: str | None = None) -> ModelSpec:
     """Read, recognise and check a config.json, bundled, local or from the Hub, the same way."""
-    config = _read_config(path)
+    config = native_config(_read_config(path), name)
     adapter = adapter_for(config, name)
     adapter.check_config(config, name)
     return ModelSpec(name, path, config, adapter, revision, commit)

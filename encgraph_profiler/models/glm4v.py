@@ -1,0 +1,75 @@
+"""GLM-4.1V and GLM-4.6V-Flash: a Qwen-style dynamic-resolution ViT (2-D rotary positions, merge
+size m = 2) with a learned position table interpolated per image, a 2 x 2 convolution that merges
+patches, and the merger MLP. The captured graph covers the ViT and the merger, as vLLM's does.
+
+vLLM's layout for budget B (glm4_1v.py): k items of grid [1, m, floor(B / k) * m], rounding down
+where the Qwen families round up.
+
+transformers derives the per-image lengths its position interpolation needs from ``cu_seqlens``,
+which the sdpa path must keep on the host, and then compares them with device tensors. ``forward``
+runs the tower's steps with those lengths precomputed on the device; a CPU test checks it against
+the model's own ``get_image_features``.
+"""
+
+from __future__ import annotations
+
+from ..errors import UsageError
+from .base import Layout
+from .qwen2_vl import Qwen2VLAdapter
+
+
+class Glm4vAdapter(Qwen2VLAdapter):
+    family = "glm4v"
+    model_types = ("glm4v",)
+    config_class_name = "transformers:Glm4vConfig"
+    tower_class_name = "transformers.models.glm4v.modeling_glm4v:Glm4vVisionModel"
+    model_class_name = "transformers:Glm4vForConditionalGeneration"
+    size_fields = ("depth", "hidden_size", "num_heads", "out_hidden_size")
+
+    def layout(self, vision_config, budget: int, items: int) -> Layout:
+        m = vision_config.spatial_merge_size
+        per_item = budget // items
+        if per_item == 0:
+            raise UsageError(f"budget {budget} cannot hold {items} images of at least one token each")
+        grid = (1, m, per_item * m)
+        patches = items * m * per_item * m
+        p = vision_config.patch_size
+        return Layout(
+            budget=budget,
+            items=items,
+            tokens=items * per_item,
+            input_patches=patches,
+            grids=(grid,) * items,
+            meaning=f"{budget:,} tokens = {items} images of {m * p}x{per_item * m * p} px, {patches:,} ViT patches merged {m}x{m}",
+        )
+
+    def make_inputs(self, tower, vision_config, layout: Layout, dtype: str, device, generator) -> dict:
+        inputs = super().make_inputs(tower, vision_config, layout, dtype, device, generator)
+        cu_seqlens = inputs["cu_seqlens"]
+        inputs["lengths"] = (cu_seqlens[1:] - cu_seqlens[:-1]).to(device)
+        return inputs
+
+    def forward(self, tower, inputs: dict):
+        """The steps of Glm4vVisionModel.forward, with every grid-dependent tensor given."""
+        position_ids = inputs["position_ids"]
+        hidden = tower.post_conv_layernorm(tower.patch_embed(inputs["hidden_states"]))
+        rotary = tower.rotary_pos_emb(hidden, position_ids)
+        hidden = tower.embeddings(hidden, inputs["lengths"], inputs["grid_thw"], position_ids[:, 0], position_ids[:, 1])
+        for block in tower.blocks:
+            hidden = block(hidden, cu_seqlens=inputs["cu_seqlens"], position_embeddings=rotary)
+        hidden = tower.post_layernorm(hidden)
+        m = tower.spatial_merge_size
+        hidden = hidden.view(-1, m, m, hidden.shape[-1]).permute(0, 3, 1, 2)
+        hidden = tower.downsample(hidden).view(-1, tower.config.out_hidden_size)
+        return (tower.merger(hidden),)
+
+    def reference_forward(self, tower, inputs: dict):
+        """The tower's own forward, which runs where every tensor is on one device (the CPU)."""
+        return (tower(inputs["hidden_states"], grid_thw=inputs["grid_thw"]).pooler_output,)
+
+
+class Glm46vAdapter(Glm4vAdapter):
+    family = "glm46v"
+    model_types = ("glm46v",)
+    config_class_name = "transformers:Glm46VConfig"
+    model_class_name = "transformers:Glm46VForConditionalGeneration"

@@ -1,0 +1,105 @@
+"""Idefics3 and SmolVLM: a SigLIP-style ViT on fixed S x S tiles, then the connector, whose pixel
+shuffle merges scale_factor x scale_factor patches and projects them to the language model's width.
+The captured graph covers both, as vLLM's does.
+
+vLLM's layout for budget B (idefics3.py, smolvlm.py): ceil(B / image_seq_len) whole tiles,
+image_seq_len = (S / patch)^2 / scale_factor^2, with an all-true patch mask and the position ids it
+implies computed up front; the maximum items per batch does not apply.
+
+transformers' ``get_image_features`` drops all-zero padding tiles with a boolean index (a host sync)
+and its vision transformer asks the mask whether any patch is padding (another). A captured batch
+holds whole tiles only, so the graph runs the embeddings, the encoder without a mask, the final norm
+and the connector; a CPU test checks it against the model's own ``get_image_features``.
+"""
+
+from __future__ import annotations
+
+from .base import Adapter, Layout
+
+
+def _side(value) -> int:
+    return value[0] if isinstance(value, (list, tuple)) else value
+
+
+def _tower_module(vision_class: str, connector_class: str):
+    """The vision transformer and connector as one module (defined lazily: it needs torch)."""
+    import torch
+
+    from .base import load_class
+
+    class TiledTower(torch.nn.Module):
+        def __init__(self, config, dtype, attn):
+            super().__init__()
+            self.vision_model = load_class(vision_class)._from_config(config.vision_config, dtype=dtype, attn_implementation=attn)
+            self.connector = load_class(connector_class)(config).to(dtype)
+
+        def forward(self, pixel_values, patch_attention_mask):
+            vision = self.vision_model
+            hidden = vision.embeddings(pixel_values=pixel_values, patch_attention_mask=patch_attention_mask)
+            hidden = vision.encoder(inputs_embeds=hidden).last_hidden_state  # whole tiles: no padding to mask
+            return self.connector(vision.post_layernorm(hidden))
+
+    return TiledTower
+
+
+class Idefics3Adapter(Adapter):
+    family = "idefics3"
+    model_types = ("idefics3",)
+    config_class_name = "transformers:Idefics3Config"
+    model_class_name = "transformers:Idefics3ForConditionalGeneration"
+    vision_class_name = "transformers.models.idefics3.modeling_idefics3:Idefics3VisionTransformer"
+    connector_class_name = "transformers.models.idefics3.modeling_idefics3:Idefics3Connector"
+    dynamic_resolution = False
+    takes_max_items = False
+    # Published SmolVLM configs leave the depth and MLP width to the class defaults.
+    size_fields = ("hidden_size", "num_attention_heads", "image_size", "patch_size")
+
+    def tower_config(self, data):
+        return self.full_config(data)  # the connector needs the scale factor and the language model's width
+
+    def build_tower(self, tower_config, dtype: str, attn: str):
+        import torch
+
+        module = _tower_module(self.vision_class_name, self.connector_class_name)
+        return module(tower_config, getattr(torch, dtype), attn).eval()
+
+    @staticmethod
+    def tokens_per_tile(config) -> int:
+        side = _side(config.vision_config.image_size) // _side(config.vision_config.patch_size)
+        return side**2 // config.scale_factor**2
+
+    def layout(self, config, budget: int, items: int) -> Layout:
+        per_tile = self.tokens_per_tile(config)
+        tiles = -(-budget // per_tile)
+        size = _side(config.vision_config.image_size)
+        patches = tiles * (size // _side(config.vision_config.patch_size)) ** 2
+        return Layout(
+            budget=budget,
+            items=tiles,
+            tokens=tiles * per_tile,
+            input_patches=patches,
+            meaning=f"{budget:,} tokens = {tiles} tiles of {size}x{size} px, {patches:,} ViT patches shuffled to {per_tile} tokens each",
+        )
+
+    def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
+        import torch
+
+        size = _side(config.vision_config.image_size)
+        side = size // _side(config.vision_config.patch_size)
+        pixels = torch.randn(layout.items, config.vision_config.num_channels, size, size, generator=generator)
+        return {
+            "pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype)),
+            "patch_attention_mask": torch.ones(layout.items, side, side, dtype=torch.bool, device=device),
+        }
+
+    def forward(self, tower, inputs: dict):
+        return (tower(**inputs),)
+
+
+class SmolVLMAdapter(Idefics3Adapter):
+    family = "smolvlm"
+    model_types = ("smolvlm",)
+    config_class_name = "transformers:SmolVLMConfig"
+    model_class_name = "transformers:SmolVLMForConditionalGeneration"
+    vision_class_name = "transformers.models.smolvlm.modeling_smolvlm:SmolVLMVisionTransformer"
+    connector_class_name = "transformers.models.smolvlm.modeling_smolvlm:SmolVLMConnector"

@@ -1,0 +1,87 @@
+"""Llama 4: a ViT on fixed 336 x 336 chunks whose pixel-shuffle adapter pools each chunk's 576
+patches to 144 tokens, then the multimodal projector to the language model's width. The captured
+graph covers both, as vLLM's does.
+
+vLLM's layout for budget B (mllama4.py): max(1, ceil(B / tokens_per_chunk)) chunks, tokens_per_chunk
+= (image_size / patch_size)^2 x pixel_shuffle_ratio^2 (144); the maximum items per batch does not
+apply.
+"""
+
+from __future__ import annotations
+
+from .base import Adapter, Layout
+
+
+def _tower_module():
+    """Llama 4's vision model and projector as one module (defined lazily: it needs torch)."""
+    import torch
+    from transformers.models.llama4.modeling_llama4 import Llama4MultiModalProjector, Llama4VisionModel
+
+    class Llama4Tower(torch.nn.Module):
+        def __init__(self, config, dtype, attn):
+            super().__init__()
+            self.vision_model = Llama4VisionModel._from_config(config.vision_config, dtype=dtype, attn_implementation=attn)
+            self.multi_modal_projector = Llama4MultiModalProjector(config).to(dtype)
+
+        def forward(self, pixel_values):
+            """What Llama4ForConditionalGeneration does with pixel values before the language model."""
+            features = self.vision_model(pixel_values).last_hidden_state
+            return self.multi_modal_projector(features.view(-1, features.size(-1)))
+
+    return Llama4Tower
+
+
+class Llama4Adapter(Adapter):
+    family = "llama4"
+    model_types = ("llama4",)
+    config_class_name = "transformers:Llama4Config"
+    model_class_name = "transformers:Llama4ForConditionalGeneration"
+    dynamic_resolution = False
+    takes_max_items = False
+    size_fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "image_size", "patch_size",
+                   "vision_output_dim", "pixel_shuffle_ratio")
+
+    def upgrade_config(self, data):
+        """Meta's published configs give ``attn_temperature_tuning: 4``, read as true by the
+        transformers they were written for; transformers 5 takes only a bool."""
+        text = data.get("text_config")
+        value = text.get("attn_temperature_tuning") if isinstance(text, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            data = {**data, "text_config": {**text, "attn_temperature_tuning": bool(value)}}
+        return data
+
+    def tower_config(self, data):
+        return self.full_config(data)  # the projector needs the language model's width
+
+    def build_tower(self, tower_config, dtype: str, attn: str):
+        import torch
+
+        return _tower_module()(tower_config, getattr(torch, dtype), attn).eval()
+
+    @staticmethod
+    def tokens_per_chunk(config) -> int:
+        vision = config.vision_config
+        return int((vision.image_size // vision.patch_size) ** 2 * vision.pixel_shuffle_ratio**2)
+
+    def layout(self, config, budget: int, items: int) -> Layout:
+        per_chunk = self.tokens_per_chunk(config)
+        chunks = max(1, -(-budget // per_chunk))
+        size = config.vision_config.image_size
+        patches = chunks * (size // config.vision_config.patch_size) ** 2
+        return Layout(
+            budget=budget,
+            items=chunks,
+            tokens=chunks * per_chunk,
+            input_patches=patches,
+            meaning=f"{budget:,} tokens = {chunks} chunks of {size}x{size} px, {patches:,} ViT patches shuffled to {per_chunk} tokens each",
+        )
+
+    def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
+        import torch
+
+        size = config.vision_config.image_size
+        pixels = torch.randn(layout.items, config.vision_config.num_channels, size, size, generator=generator)
+        return {"pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype))}
+
+    def forward(self, tower, inputs: dict):
+        return (tower(**inputs),)

@@ -1,0 +1,73 @@
+"""Configs that model authors publish for their own modeling code (``auto_map``, run with
+``trust_remote_code``), read as transformers' native classes where the architecture is the same.
+encgraph never runs code from a model repository: a form it cannot map is refused with the form
+that works instead. No torch here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import UsageError
+
+
+def _pair(value):
+    return list(value) if isinstance(value, (list, tuple)) else [value, value]
+
+
+def _internvl_chat(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """OpenGVLab's ``internvl_chat`` (InternViT ``intern_vit_6b`` + an LLM), field for field onto
+    transformers' ``internvl``: the same InternViT, the v2 pixel shuffle and the mlp1 projector
+    (LayerNorm, Linear, GELU, Linear) that InternVLMultiModalProjector holds."""
+    vision, text = data.get("vision_config"), data.get("llm_config")
+    if not isinstance(vision, dict) or not isinstance(text, dict):
+        raise UsageError(f"{source}: an internvl_chat config needs vision_config and llm_config objects")
+    if data.get("ps_version", "v2") != "v2":
+        raise UsageError(f"{source}: ps_version {data.get('ps_version')!r} shuffles pixels as only OpenGVLab's own code does; "
+                         "use an InternVL checkpoint with ps_version v2 (InternVL 1.5 and later)")
+    if text.get("model_type") == "internlm2":
+        raise UsageError(f"{source}: transformers has no InternLM2 language model; use the transformers-format "
+                         "checkpoint of this model (OpenGVLab publishes them with an -hf suffix)")
+    renamed = {"qkv_bias": "attention_bias", "qk_normalization": "use_qk_norm", "initializer_factor": "layer_scale_init_value"}
+    kept = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "hidden_act", "layer_norm_eps",
+            "norm_type", "num_channels", "attention_dropout")
+    native_vision = {"model_type": "internvl_vision"}
+    native_vision.update({k: vision[k] for k in kept if k in vision})
+    native_vision.update({new: vision[old] for old, new in renamed.items() if old in vision})
+    if "patch_size" in vision:
+        native_vision["patch_size"] = _pair(vision["patch_size"])
+    size = data.get("force_image_size") or vision.get("image_size")
+    if size is not None:
+        native_vision["image_size"] = _pair(size)
+    native_text = {k: v for k, v in text.items() if k not in ("architectures", "_name_or_path", "auto_map")}
+    # The LLM's own config, as the authors' code builds it, ties no embeddings unless it says so.
+    native_text.setdefault("tie_word_embeddings", bool(data.get("tie_word_embeddings", False)))
+    return {
+        "model_type": "internvl",
+        "architectures": ["InternVLForConditionalGeneration"],
+        "vision_config": native_vision,
+        "text_config": native_text,
+        "tie_word_embeddings": native_text["tie_word_embeddings"],
+        "downsample_ratio": data.get("downsample_ratio", 0.5),
+        "vision_feature_layer": data.get("select_layer", -1),
+        "vision_feature_select_strategy": "default",
+        "projector_hidden_act": "gelu",
+    }
+
+
+# model_type -> how to read it. Forms absent here and absent from transformers are refused by the
+# registry as unsupported model types.
+_MAPPED = {"internvl_chat": _internvl_chat}
+_REFUSED = {
+    "deepseek_vl_v2": "DeepSeek-VL2 and DeepSeek-OCR publish a deepseek_vl_v2 config for their own code, which encgraph "
+                      "does not run and transformers has no class for; these families are not supported yet",
+}
+
+
+def native_config(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """``data`` itself when it is a transformers-native config; else its native equivalent."""
+    model_type = data.get("model_type")
+    if model_type in _REFUSED:
+        raise UsageError(f"{source}: {_REFUSED[model_type]}")
+    mapping = _MAPPED.get(model_type)
+    return mapping(data, source) if mapping else data
