@@ -1,7 +1,7 @@
 """Independent check of `encgraph profile`, and the bare baseline for its wall time.
 
-Written against torch and transformers only (no encgraph code): build the Qwen2-VL tower, or
-Gemma 3's SigLIP and projector, from a config, allocate every budget's inputs (vLLM's layouts) and
+Written against torch and transformers only (no encgraph code): build the Qwen2-VL tower, Gemma 3's
+SigLIP and projector, or Llama 4's vision model and projector, from a config, allocate every budget's inputs (vLLM's layouts) and
 warm each up on the capture stream, then synchronize + empty_cache and measure the whole ladder
 (largest first, one pool) by a different method from encgraph's: the caching allocator's
 reserved-bytes delta and this process's NVML delta. Nothing from the warm-up stays referenced when
@@ -9,6 +9,7 @@ the baseline is taken.
 
     python tools/bare_ladder.py configs/qwen2-vl-7b.json 1024,2048,4096,8192 > bare.json
     python tools/bare_ladder.py configs/gemma-3-27b.json 1024,2048,4096,8192 > bare.json
+    python tools/bare_ladder.py configs/llama-4-scout-17b-16e.json 1024,2048,4096,8192 > bare.json
 """
 
 import json
@@ -21,8 +22,9 @@ started = time.perf_counter()
 
 import pynvml  # noqa: E402
 import torch  # noqa: E402
-from transformers import Gemma3Config, Qwen2VLConfig, SiglipVisionModel  # noqa: E402
+from transformers import Gemma3Config, Llama4Config, Qwen2VLConfig, SiglipVisionModel  # noqa: E402
 from transformers.models.gemma3.modeling_gemma3 import Gemma3MultiModalProjector  # noqa: E402
+from transformers.models.llama4.modeling_llama4 import Llama4MultiModalProjector, Llama4VisionModel  # noqa: E402
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel  # noqa: E402
 from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids  # noqa: E402
 
@@ -70,11 +72,32 @@ def gemma3(data, budgets, items, gen):
     return (lambda pixel_values: projector(vision(pixel_values=pixel_values).last_hidden_state)), runs
 
 
+def llama4(data, budgets, items, gen):
+    """Llama 4: max(1, ceil(B / 144)) chunks of 336 x 336 through the vision model and the projector."""
+    data["text_config"]["attn_temperature_tuning"] = bool(data["text_config"].get("attn_temperature_tuning", True))
+    config = Llama4Config(**data)
+    with torch.device("cuda"):
+        vision = Llama4VisionModel._from_config(config.vision_config, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
+        projector = Llama4MultiModalProjector(config).to(torch.bfloat16).eval()
+    v = config.vision_config
+    per_chunk = int((v.image_size // v.patch_size) ** 2 * v.pixel_shuffle_ratio**2)
+    runs = [
+        {"pixel_values": torch.randn(max(1, math.ceil(b / per_chunk)), 3, v.image_size, v.image_size, generator=gen).to("cuda", torch.bfloat16)}
+        for b in budgets
+    ]
+
+    def forward(pixel_values):
+        features = vision(pixel_values).last_hidden_state
+        return projector(features.view(-1, features.size(-1)))
+
+    return forward, runs
+
+
 def main(config_path, budget_text, warmup=2):
     budgets = sorted((int(b) for b in budget_text.split(",")), reverse=True)
     items = max(1, min(budgets[0] // 64, budgets[-1]))
     data = json.load(open(config_path))
-    build = {"qwen2_vl": qwen2_vl, "gemma3": gemma3}[data.pop("model_type")]
+    build = {"qwen2_vl": qwen2_vl, "gemma3": gemma3, "llama4": llama4}[data.pop("model_type")]
     forward, runs = build(data, budgets, items, torch.Generator().manual_seed(0))
     stream = torch.cuda.Stream()
     for kwargs in runs:
