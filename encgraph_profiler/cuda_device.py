@@ -23,7 +23,9 @@ import os
 import re
 import statistics
 import time
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -55,6 +57,18 @@ def _attach_oom_observer() -> None:
 
 def _first_line(err: BaseException) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _capture_error(err: RuntimeError) -> str:
+    """The first error of a failed capture and where in the model it was raised. Ending a broken
+    capture raises its own, uninformative error ("operation failed due to a previous error during
+    capture"); the one that broke the capture is its context."""
+    while isinstance(err.__context__, RuntimeError):
+        err = err.__context__
+    frames = traceback.extract_tb(err.__traceback__)
+    model_frames = [f for f in frames if "/torch/" not in f.filename]
+    where = f" (at {'/'.join(Path(model_frames[-1].filename).parts[-2:])}:{model_frames[-1].lineno})" if model_frames else ""
+    return _first_line(err) + where
 
 
 _TRIED = re.compile(r"Tried to allocate ([\d.]+) (B|KiB|MiB|GiB|TiB)")
@@ -211,7 +225,7 @@ class CudaDevice:
             # Ending a capture that a signal broke off raises its own error; the signal is what counts.
             if isinstance(err.__context__, KeyboardInterrupt):
                 raise err.__context__ from None
-            failure = ("error", _first_line(err))
+            failure = ("error", _capture_error(err))
         if failure is not None:
             del graph
             self._recover()

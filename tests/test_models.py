@@ -142,16 +142,18 @@ def test_precomputed_forward_equals_plain_forward(name):
 
 
 def _projected(model, pixel_values):
-    """Llama 4: the model projects the vision model's output in its forward, not in get_image_features."""
-    features = model.get_image_features(pixel_values).last_hidden_state
+    """Llama 4: the model projects the vision model's output in its forward, not in get_image_features
+    (which some transformers versions call with the feature strategy)."""
+    features = model.get_image_features(pixel_values, vision_feature_select_strategy="default").last_hidden_state
     return model.multi_modal_projector(features.view(-1, features.size(-1)))
 
 
-def _whole_tiles(model, pixel_values, patch_attention_mask):
-    """Idefics3 / SmolVLM: one batch of tiles with a pixel-level mask, as the processor hands them over."""
+def _whole_tiles(model, pixel_values):
+    """Idefics3 / SmolVLM: one batch of whole tiles with a pixel-level mask, as the processor hands
+    them over; some transformers versions split the features per batch entry."""
     mask = torch.ones(1, *pixel_values.shape[:1], *pixel_values.shape[2:], dtype=torch.bool)
-    (features,) = model.get_image_features(pixel_values[None], mask).pooler_output
-    return features
+    features = model.get_image_features(pixel_values[None], mask).pooler_output
+    return torch.cat(list(features)) if isinstance(features, (list, tuple)) else features
 
 
 # For each family: the captured module's parts (module attribute -> the model's attribute) and what
@@ -168,9 +170,9 @@ IMAGE_FEATURES = {
     "tiny-glm46v": ({"": "visual"}, lambda model, inputs: torch.cat(
         model.get_image_features(inputs["hidden_states"], inputs["grid_thw"]).pooler_output)),
     "tiny-idefics3": ({"vision_model": "vision_model", "connector": "connector"},
-                      lambda model, inputs: _whole_tiles(model, inputs["pixel_values"], inputs["patch_attention_mask"])),
+                      lambda model, inputs: _whole_tiles(model, inputs["pixel_values"])),
     "tiny-smolvlm": ({"vision_model": "vision_model", "connector": "connector"},
-                     lambda model, inputs: _whole_tiles(model, inputs["pixel_values"], inputs["patch_attention_mask"])),
+                     lambda model, inputs: _whole_tiles(model, inputs["pixel_values"])),
 }
 
 

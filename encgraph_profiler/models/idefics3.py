@@ -3,13 +3,15 @@ shuffle merges scale_factor x scale_factor patches and projects them to the lang
 The captured graph covers both, as vLLM's does.
 
 vLLM's layout for budget B (idefics3.py, smolvlm.py): ceil(B / image_seq_len) whole tiles,
-image_seq_len = (S / patch)^2 / scale_factor^2, with an all-true patch mask and the position ids it
-implies computed up front; the maximum items per batch does not apply.
+image_seq_len = (S / patch)^2 / scale_factor^2, with the position ids of whole tiles computed up
+front; the maximum items per batch does not apply.
 
-transformers' ``get_image_features`` drops all-zero padding tiles with a boolean index (a host sync)
-and its vision transformer asks the mask whether any patch is padding (another). A captured batch
-holds whole tiles only, so the graph runs the embeddings, the encoder without a mask, the final norm
-and the connector; a CPU test checks it against the model's own ``get_image_features``.
+transformers derives position ids from a patch mask, in some versions with a boolean index (a host
+sync, which a capture cannot hold), drops all-zero padding tiles with another, and builds an attention
+mask for the padding. A captured batch holds whole tiles only, where every patch is real and keeps
+its own position: the graph runs the patch embedding plus the precomputed positions, the encoder
+without a mask, the final norm and the connector. A CPU test checks it against the model's own
+``get_image_features``.
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ def _tower_module(vision_class: str, connector_class: str):
             self.vision_model = load_class(vision_class)._from_config(config.vision_config, dtype=dtype, attn_implementation=attn)
             self.connector = load_class(connector_class)(config).to(dtype)
 
-        def forward(self, pixel_values, patch_attention_mask):
+        def forward(self, pixel_values, position_ids):
             vision = self.vision_model
-            hidden = vision.embeddings(pixel_values=pixel_values, patch_attention_mask=patch_attention_mask)
+            embeddings = vision.embeddings
+            hidden = embeddings.patch_embedding(pixel_values).flatten(2).transpose(1, 2)
+            hidden = hidden + embeddings.position_embedding(position_ids)
             hidden = vision.encoder(inputs_embeds=hidden).last_hidden_state  # whole tiles: no padding to mask
             return self.connector(vision.post_layernorm(hidden))
 
@@ -89,7 +93,7 @@ class Idefics3Adapter(Adapter):
         pixels = torch.randn(layout.items, config.vision_config.num_channels, size, size, generator=generator)
         return {
             "pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype)),
-            "patch_attention_mask": torch.ones(layout.items, side, side, dtype=torch.bool, device=device),
+            "position_ids": torch.arange(side * side, device=device).expand(layout.items, -1),
         }
 
     def forward(self, tower, inputs: dict):
