@@ -10,8 +10,8 @@ from encgraph_profiler.models.facts import model_facts
 from encgraph_profiler.models.registry import bundled_names, resolve
 
 TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe", "tiny-qwen3.5", "tiny-qwen3.5-moe",
-        "tiny-gemma3", "tiny-internvl", "tiny-glm4v", "tiny-glm46v", "tiny-llama4", "tiny-idefics3", "tiny-smolvlm",
-        "tiny-siglip", "tiny-clip"]
+        "tiny-gemma3", "tiny-internvl", "tiny-glm4v", "tiny-glm46v", "tiny-ernie4.5-vl", "tiny-llama4", "tiny-idefics3",
+        "tiny-smolvlm", "tiny-siglip", "tiny-clip"]
 
 
 def test_real_models_are_bundled():
@@ -138,7 +138,10 @@ def test_precomputed_forward_equals_plain_forward(name):
     assert len(fast) == len(plain) >= 1
     for a, b in zip(fast, plain):
         assert torch.equal(a, b)
-    assert fast[0].shape[-2 if not adapter.dynamic_resolution else 0] in (layout.tokens // layout.items + 1, layout.tokens // layout.items, layout.tokens)
+    # Rows per image (with or without a CLS token), per budget, or per ViT patch (a graph that ends
+    # before the merge).
+    rows = (layout.tokens // layout.items + 1, layout.tokens // layout.items, layout.tokens, layout.input_patches)
+    assert fast[0].shape[-2 if not adapter.dynamic_resolution else 0] in rows
 
 
 def _projected(model, pixel_values):
@@ -169,6 +172,9 @@ IMAGE_FEATURES = {
         model.get_image_features(inputs["hidden_states"], inputs["grid_thw"]).pooler_output)),
     "tiny-glm46v": ({"": "visual"}, lambda model, inputs: torch.cat(
         model.get_image_features(inputs["hidden_states"], inputs["grid_thw"]).pooler_output)),
+    # ERNIE-4.5-VL: the graph ends at the ViT; the resampler runs after it, outside the graph.
+    "tiny-ernie4.5-vl": ({"": "vision_tower"}, lambda model, inputs: model.get_image_features(
+        inputs["hidden_states"], inputs["grid_thw"]).last_hidden_state),
     "tiny-idefics3": ({"vision_model": "vision_model", "connector": "connector"},
                       lambda model, inputs: _whole_tiles(model, inputs["pixel_values"])),
     "tiny-smolvlm": ({"vision_model": "vision_model", "connector": "connector"},

@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import UsageError
 from .base import Adapter
 from .clip import ClipAdapter
+from .ernie4_5_vl import Ernie4_5VLAdapter
 from .gemma3 import Gemma3Adapter
 from .glm4v import Glm46vAdapter, Glm4vAdapter
 from .idefics3 import Idefics3Adapter, SmolVLMAdapter
@@ -35,6 +36,7 @@ ADAPTERS: tuple[Adapter, ...] = (
     InternVLAdapter(),
     Glm4vAdapter(),
     Glm46vAdapter(),
+    Ernie4_5VLAdapter(),
     Llama4Adapter(),
     Idefics3Adapter(),
     SmolVLMAdapter(),
