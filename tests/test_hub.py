@@ -16,6 +16,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = (ROOT / "configs" / "tiny" / "tiny-qwen2-vl.json").read_bytes()
+GEMMA4 = (ROOT / "configs" / "tiny" / "tiny-gemma4.json").read_bytes()
+PREPROCESSOR = json.dumps({"max_soft_tokens": 70, "pooling_kernel_size": 3}).encode()
+# What the stand-in Hub serves: (repository, file) -> bytes.
+FILES = {
+    ("org/tiny", "config.json"): CONFIG,
+    ("org/qwen2-vl-7b", "config.json"): CONFIG,
+    ("org/gemma4", "config.json"): GEMMA4,
+    ("org/gemma4", "preprocessor_config.json"): PREPROCESSOR,
+    ("org/gemma4-bare", "config.json"): GEMMA4,  # no preprocessor_config.json
+}
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 TAGGED = "fedcba9876543210fedcba9876543210fedcba98"
 
@@ -36,26 +46,29 @@ class FakeHub(BaseHTTPRequestHandler):
         error = None
         if repo == "org/gated":
             error = (403, "GatedRepo")
-        elif repo not in ("org/tiny", "org/qwen2-vl-7b"):
+        elif repo not in {r for r, _ in FILES}:
             error = (404, "RepoNotFound")
         elif revision not in self.revisions:
             error = (404, "RevisionNotFound")
-        elif filename != "config.json":
+        elif (repo, filename) not in FILES:
             error = (404, "EntryNotFound")
         if error:
             self.send_response(error[0])
             self.send_header("X-Error-Code", error[1])
+            if error[1] == "EntryNotFound":  # the Hub names the commit it looked in
+                self.send_header("X-Repo-Commit", self.revisions[revision])
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        data = FILES[repo, filename]
         self.send_response(200)
         self.send_header("X-Repo-Commit", self.revisions[revision])
-        self.send_header("ETag", f'"{hashlib.sha1(CONFIG).hexdigest()}"')
-        self.send_header("Content-Length", str(len(CONFIG)))
+        self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
+        self.send_header("Content-Length", str(len(data)))
         self.send_header("Content-Type", "application/json")
         self.end_headers()
         if body:
-            self.wfile.write(CONFIG)
+            self.wfile.write(data)
 
     def do_HEAD(self):
         self._answer(body=False)
@@ -88,7 +101,8 @@ def _lookup(tmp_path, model, *, endpoint="http://127.0.0.1:9", offline=False, re
         f"    s = resolve({model!r}, {revision!r})\n"
         "except EncgraphError as e:\n"
         "    print(e); sys.exit(int(e.exit_code))\n"
-        "print(json.dumps({'name': s.name, 'family': s.adapter.family, 'commit': s.commit, 'revision': s.revision, 'source': str(s.source)}))\n"
+        "print(json.dumps({'name': s.name, 'family': s.adapter.family, 'commit': s.commit, 'revision': s.revision, 'source': str(s.source),\n"
+        "                  'preprocessor': s.config.get('preprocessor_config')}))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert "Traceback" not in done.stderr, done.stderr
@@ -175,3 +189,17 @@ def test_bad_ids_and_misplaced_revisions(tmp_path):
     assert code == 2 and "--revision applies to Hugging Face ids" in message
     code, message = _lookup(tmp_path, "./nowhere/config.json")
     assert code == 2 and "no such file" in message
+
+
+def test_a_family_that_reads_preprocessor_config_gets_it_from_the_hub_and_the_cache(tmp_path, hub):
+    """Gemma 4 takes max_soft_tokens from preprocessor_config.json, downloaded beside config.json
+    and cached with it; a repository without one gets the image processor's default."""
+    FakeHub.requests.clear()
+    code, spec = _lookup(tmp_path, "org/gemma4", endpoint=hub)
+    assert code == 0 and spec["family"] == "gemma4" and spec["preprocessor"] == {"max_soft_tokens": 70}
+    assert {r.split("/")[-1] for r in FakeHub.requests} == {"config.json", "preprocessor_config.json"}
+    assert _lookup(tmp_path, "org/gemma4", offline=True)[1]["preprocessor"] == {"max_soft_tokens": 70}
+    code, spec = _lookup(tmp_path, "org/gemma4-bare", endpoint=hub)
+    assert code == 0 and spec["preprocessor"] == {}
+    # The Hub said it has none: offline, the cache remembers that.
+    assert _lookup(tmp_path, "org/gemma4-bare", offline=True)[1]["preprocessor"] == {}

@@ -10,7 +10,7 @@ from encgraph_profiler.models.facts import model_facts
 from encgraph_profiler.models.registry import bundled_names, resolve
 
 TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe", "tiny-qwen3.5", "tiny-qwen3.5-moe",
-        "tiny-gemma3", "tiny-internvl", "tiny-glm4v", "tiny-glm46v", "tiny-ernie4.5-vl", "tiny-llama4", "tiny-idefics3",
+        "tiny-gemma3", "tiny-gemma4", "tiny-internvl", "tiny-glm4v", "tiny-glm46v", "tiny-ernie4.5-vl", "tiny-llama4", "tiny-idefics3",
         "tiny-smolvlm", "tiny-siglip", "tiny-clip"]
 
 
@@ -250,3 +250,42 @@ def test_a_field_of_the_wrong_type_is_a_usage_error(tmp_path):
     spec = resolve(str(tmp_path))
     with pytest.raises(UsageError, match="transformers cannot read this llama4 config"):
         spec.adapter.full_config(spec.config)
+
+
+def test_gemma4_layout_is_vllms_and_reads_the_preprocessor_config(tmp_path):
+    """max(min(B // max_soft_tokens, k), 1) images of max_soft_tokens x 3^2 patches; max_soft_tokens
+    from the model folder's preprocessor_config.json, else the image processor's 280."""
+    spec = resolve("tiny-gemma4")
+    config = spec.adapter.tower_config(spec.config)
+    assert config.max_soft_tokens == 280
+    assert [spec.adapter.layout(config, b, 8).items for b in (64, 280, 1024, 8192)] == [1, 1, 3, 8]
+    (tmp_path / "config.json").write_text(spec.source.read_text())
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"max_soft_tokens": 70, "image_mean": [0.5] * 3}))
+    local = resolve(str(tmp_path))
+    assert local.config["preprocessor_config"] == {"max_soft_tokens": 70}
+    config = local.adapter.tower_config(local.config)
+    assert spec.adapter.layout(config, 1024, 128).meaning == "1,024 tokens = 14 images of 84x120 px, 8,820 ViT patches pooled to 70 tokens each"
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"max_soft_tokens": "lots"}))
+    with pytest.raises(UsageError, match="max_soft_tokens is 'lots'"):
+        local.adapter.tower_config(resolve(str(tmp_path)).config)
+
+
+def test_gemma4_graph_equals_the_models_own_image_features():
+    """Valid soft tokens first, in order, equal to what get_image_features returns per image; the
+    padded last row of soft tokens fills the fixed-size rest."""
+    spec = resolve("tiny-gemma4")
+    adapter = spec.adapter
+    config = adapter.tower_config(spec.config)
+    tower = adapter.build_tower(config, "float32", "sdpa")
+    full = adapter.full_model_class()._from_config(adapter.full_config(spec.config)).eval()
+    tower.vision_tower.load_state_dict(full.model.vision_tower.state_dict())
+    tower.embed_vision.load_state_dict(full.model.embed_vision.state_dict())
+    inputs = adapter.make_inputs(tower, config, adapter.layout(config, 600, 4), "float32", torch.device("cpu"),
+                                 torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        (ours,) = adapter.forward(tower, inputs)
+        theirs = full.model.get_image_features(inputs["pixel_values"], inputs["pixel_position_ids"]).pooler_output
+    rows, cols = adapter.image_grid(config)
+    assert ours.shape[:2] == (2, 280) and [t.shape[0] for t in theirs] == [rows * cols] * 2 == [260, 260]
+    for image, expected in zip(ours, theirs):
+        assert torch.equal(image[: len(expected)], expected)

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Model reach on a CUDA machine, for the families added last: each by its Hugging Face id from a
-# pre-filled cache with HF_HUB_OFFLINE=1, then from a local model folder holding the same config
+# pre-filled cache with HF_HUB_OFFLINE=1, then from a local model folder holding the same files
 # (two runs in a row: their pools must be identical); the independent ladder measurement for
 # Llama 4; the whole test suite on this machine's transformers. Reports and logs go to $OUT.
+# IDS picks some of the ids below (default: all).
 #   OUT=/tmp/out bash tools/gpu_families.sh
+#   OUT=/tmp/out IDS="google/gemma-4-E4B-it" bash tools/gpu_families.sh
 set -u
 ROOT=$PWD
 export PYTHONPATH=$ROOT PYTHONUNBUFFERED=1
@@ -13,41 +15,57 @@ WORK=$(mktemp -d)
 
 python3 -c 'import huggingface_hub, transformers, torch; print("huggingface_hub", huggingface_hub.__version__, "transformers", transformers.__version__, "torch", torch.__version__, torch.cuda.get_device_name())'
 
-# GLM-4.1V-9B's sizes are transformers' Glm4vConfig defaults.
-python3 -c 'import json, sys; from transformers import Glm4vConfig; json.dump(Glm4vConfig().to_dict(), open(sys.argv[1], "w"))' "$WORK/glm-4.1v-9b.json"
+# Sizes from transformers' config defaults: GLM-4.1V-9B's (Glm4vConfig), ERNIE-4.5-VL-28B-A3B's
+# vision tower (Ernie4_5_VLMoeConfig), and the 768-wide, 16-layer vision tower of the smaller Gemma 4
+# models (Gemma4VisionConfig) with a Gemma 4 text config.
+python3 - "$WORK" <<'PY'
+import json, sys
+from transformers import Ernie4_5_VLMoeConfig, Glm4vConfig
+from transformers.models.gemma4.configuration_gemma4 import Gemma4TextConfig, Gemma4VisionConfig
+work = sys.argv[1]
+json.dump(Glm4vConfig().to_dict(), open(f"{work}/glm-4.1v-9b.json", "w"))
+json.dump(Ernie4_5_VLMoeConfig().to_dict(), open(f"{work}/ernie-4.5-vl.json", "w"))
+gemma4 = {"model_type": "gemma4", "text_config": Gemma4TextConfig().to_dict(), "vision_config": Gemma4VisionConfig().to_dict()}
+json.dump(gemma4, open(f"{work}/gemma-4.json", "w"))
+json.dump({"max_soft_tokens": 280, "pooling_kernel_size": 3, "patch_size": 16}, open(f"{work}/gemma-4.preprocessor.json", "w"))
+PY
 
 # A Hugging Face cache as huggingface_hub lays it out, and a local model folder, per model.
 python3 - "$WORK" <<'PY'
 import hashlib, os, sys
 from pathlib import Path
 work = Path(sys.argv[1])
-models = {
-    "meta-llama/Llama-4-Scout-17B-16E-Instruct": "configs/llama-4-scout-17b-16e.json",
-    "HuggingFaceTB/SmolVLM2-500M-Video-Instruct": "configs/smolvlm2-500m.json",
-    "zai-org/GLM-4.1V-9B-Thinking": str(work / "glm-4.1v-9b.json"),
-    "OpenGVLab/InternVL3-1B": "tests/data/internvl3-1b.internvl_chat.json",
+models = {  # id: {file in the repository: its source here}
+    "meta-llama/Llama-4-Scout-17B-16E-Instruct": {"config.json": "configs/llama-4-scout-17b-16e.json"},
+    "HuggingFaceTB/SmolVLM2-500M-Video-Instruct": {"config.json": "configs/smolvlm2-500m.json"},
+    "zai-org/GLM-4.1V-9B-Thinking": {"config.json": work / "glm-4.1v-9b.json"},
+    "OpenGVLab/InternVL3-1B": {"config.json": "tests/data/internvl3-1b.internvl_chat.json"},
+    "baidu/ERNIE-4.5-VL-28B-A3B": {"config.json": work / "ernie-4.5-vl.json"},
+    "google/gemma-4-E4B-it": {"config.json": work / "gemma-4.json", "preprocessor_config.json": work / "gemma-4.preprocessor.json"},
 }
-for repo_id, source in models.items():
-    data = Path(source).read_bytes()
+for repo_id, files in models.items():
     commit = hashlib.sha1(repo_id.encode()).hexdigest()
     repo = work / "hf" / "hub" / f"models--{repo_id.replace('/', '--')}"
-    blob = repo / "blobs" / hashlib.sha1(data).hexdigest()
-    blob.parent.mkdir(parents=True); blob.write_bytes(data)
-    (repo / "refs").mkdir(); (repo / "refs" / "main").write_text(commit)
+    (repo / "refs").mkdir(parents=True); (repo / "refs" / "main").write_text(commit)
     snap = repo / "snapshots" / commit; snap.mkdir(parents=True)
-    (snap / "config.json").symlink_to(os.path.relpath(blob, snap))
     local = work / "local" / repo_id.split("/")[1]; local.mkdir(parents=True)
-    (local / "config.json").write_bytes(data)
+    for name, source in files.items():
+        data = Path(source).read_bytes()
+        blob = repo / "blobs" / hashlib.sha1(data).hexdigest()
+        blob.parent.mkdir(exist_ok=True); blob.write_bytes(data)
+        (snap / name).symlink_to(os.path.relpath(blob, snap))
+        (local / name).write_bytes(data)
 PY
 
-for id in meta-llama/Llama-4-Scout-17B-16E-Instruct HuggingFaceTB/SmolVLM2-500M-Video-Instruct zai-org/GLM-4.1V-9B-Thinking OpenGVLab/InternVL3-1B; do
+ALL="meta-llama/Llama-4-Scout-17B-16E-Instruct HuggingFaceTB/SmolVLM2-500M-Video-Instruct zai-org/GLM-4.1V-9B-Thinking OpenGVLab/InternVL3-1B baidu/ERNIE-4.5-VL-28B-A3B google/gemma-4-E4B-it"
+for id in ${IDS:-$ALL}; do
   name=${id#*/}
   HF_HOME=$WORK/hf HF_HUB_OFFLINE=1 python3 cli.py profile --model "$id" --budgets $LADDER --json "$OUT/$name.hf-id.json" >"$OUT/$name.hf-id.log" 2>&1
   echo "$id by id (offline cache) rc=$?"
   python3 cli.py profile --model "$WORK/local/$name" --budgets $LADDER --json "$OUT/$name.local.json" >"$OUT/$name.local.log" 2>&1
   echo "$id from a local folder rc=$?"
 done
-python3 tools/bare_ladder.py configs/llama-4-scout-17b-16e.json $LADDER | tee "$OUT/llama4-bare.txt"
+case " ${IDS:-$ALL} " in *" meta-llama/"*) python3 tools/bare_ladder.py configs/llama-4-scout-17b-16e.json $LADDER | tee "$OUT/llama4-bare.txt";; esac
 
 python3 - "$OUT" <<'PY'
 import json, sys
@@ -61,4 +79,4 @@ for path in sorted(Path(sys.argv[1]).glob("*.json")):
           f"per budget {[b['pool_reserved_bytes'] for b in r['budgets']]}")
     print("   ", s.get("layout"))
 PY
-python3 -m pytest -q -p no:cacheprovider tests 2>&1 | tail -6
+python3 -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-tests} 2>&1 | tail -6

@@ -56,6 +56,9 @@ class Adapter:
     dynamic_resolution: bool = True
     takes_max_items: bool = True  # a budget's batch is capped at k items (vLLM's max items per batch)
     has_language_model: bool = True
+    # Fields the family reads from the model's preprocessor_config.json (image sizes, tokens per
+    # image); the registry puts that file's contents under "preprocessor_config" in the config dict.
+    preprocessor_fields: tuple[str, ...] = ()
     # Fields the vision config must state: without them transformers would fill in its class
     # defaults and the profile would measure a tower nobody deploys.
     size_fields: tuple[str, ...] = ()
@@ -88,7 +91,7 @@ class Adapter:
         """The transformers config object of the whole model, from a config.json dict."""
         from huggingface_hub.errors import StrictDataclassError  # a field of the wrong type
 
-        data = {k: v for k, v in self.upgrade_config(data).items() if k != "model_type"}
+        data = {k: v for k, v in self.upgrade_config(data).items() if k not in ("model_type", "preprocessor_config")}
         try:
             return self.config_class()(**data)
         except (TypeError, ValueError, KeyError, AttributeError, StrictDataclassError) as err:

@@ -27,10 +27,24 @@ def model_facts(spec: ModelSpec, dtype: str) -> ModelFacts:
     if not adapter.has_language_model:
         return ModelFacts(tower, None, None, None, None)
     total = _count_parameters(lambda: adapter.full_model_class()._from_config(full), "model")
-    text = full.text_config
-    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     dtype_bytes = DTYPES[dtype]
-    # Linear-attention layers (hybrid models such as Qwen3.5) keep a fixed state, not a KV cache.
-    layers = sum(t != "linear_attention" for t in (getattr(text, "layer_types", None) or ["full_attention"] * text.num_hidden_layers))
-    kv = 2 * layers * text.num_key_value_heads * head_dim * dtype_bytes
-    return ModelFacts(tower, total, total * dtype_bytes, kv, text.max_position_embeddings)
+    kv = 2 * _kv_elements_per_token(full.text_config) * dtype_bytes
+    return ModelFacts(tower, total, total * dtype_bytes, kv, full.text_config.max_position_embeddings)
+
+
+def _kv_elements_per_token(text) -> int:
+    """Key (or value) elements one token adds to the cache, over the layers that keep their own.
+    Configs whose layers differ (Gemma 4) give each layer's heads and head size; linear-attention
+    layers (Qwen3.5) keep a fixed state, and layers that share an earlier layer's cache
+    (num_kv_shared_layers, the last ones) keep none."""
+    types = getattr(text, "layer_types", None) or ["full_attention"] * text.num_hidden_layers
+    per_layer = getattr(text, "per_layer_config", None)
+    own = len(types) - (getattr(text, "num_kv_shared_layers", 0) or 0)
+    total = 0
+    for index, kind in enumerate(types[:own]):
+        if kind == "linear_attention":
+            continue
+        layer = per_layer[index] if per_layer is not None else text
+        head_dim = getattr(layer, "head_dim", None) or layer.hidden_size // layer.num_attention_heads
+        total += layer.num_key_value_heads * head_dim
+    return total

@@ -28,7 +28,10 @@ def _commit(path: Path) -> str | None:
     return path.parent.name if path.parent.parent.name == "snapshots" else None
 
 
-def fetch_config(repo_id: str, revision: str | None = None, filename: str = "config.json") -> HubFile:
+def fetch_config(repo_id: str, revision: str | None = None, filename: str = "config.json",
+                 optional: bool = False) -> HubFile | None:
+    """``filename`` of the repository, from the cache or the Hub. An ``optional`` file that the
+    repository does not have is None; every other failure is one line, as for config.json."""
     from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -49,6 +52,8 @@ def fetch_config(repo_id: str, revision: str | None = None, filename: str = "con
     if isinstance(cached, str):
         return HubFile(Path(cached), _commit(Path(cached)))
     if cached is not None:  # known from an earlier look-up to be missing at this revision
+        if optional:
+            return None
         raise UsageError(f"{where} has no {filename} (the Hugging Face cache says so); is it a model repository?")
     offline = bool(getattr(constants, "HF_HUB_OFFLINE", False))
     if offline:
@@ -70,6 +75,8 @@ def fetch_config(repo_id: str, revision: str | None = None, filename: str = "con
             "(or HF_ENDPOINT), or point --model at a local copy of the model's config.json"
         ) from None
     except EntryNotFoundError:
+        if optional:
+            return None
         raise UsageError(f"{where} has no {filename}; is it a model repository?") from None
     except HfHubHTTPError as err:
         status = getattr(getattr(err, "response", None), "status_code", "an error")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from .base import Adapter
 from .clip import ClipAdapter
 from .ernie4_5_vl import Ernie4_5VLAdapter
 from .gemma3 import Gemma3Adapter
+from .gemma4 import Gemma4Adapter
 from .glm4v import Glm46vAdapter, Glm4vAdapter
 from .idefics3 import Idefics3Adapter, SmolVLMAdapter
 from .internvl import InternVLAdapter
@@ -33,6 +35,7 @@ ADAPTERS: tuple[Adapter, ...] = (
     Qwen3_5Adapter(),
     Qwen3_5MoeAdapter(),
     Gemma3Adapter(),
+    Gemma4Adapter(),
     InternVLAdapter(),
     Glm4vAdapter(),
     Glm46vAdapter(),
@@ -61,6 +64,9 @@ ALIASES = {
     "clip": "clip-vit-large-patch14-336",
 }
 DEFAULT_MODEL = "qwen2-vl-7b"
+
+
+PREPROCESSOR_FILE = "preprocessor_config.json"
 
 
 def configs_dir() -> Path:
@@ -150,12 +156,19 @@ def resolve(name: str, revision: str | None = None) -> ModelSpec:
             raise UsageError(f"{name}: no such file; give a config.json, a model folder, a Hugging Face id or a bundled name")
         if revision is not None:
             raise UsageError("--revision applies to Hugging Face ids, not to a local config")
-        return _spec(str(name), path)
+        # A model folder's preprocessor_config.json sits beside its config.json.
+        beside = path.parent / PREPROCESSOR_FILE
+        return _spec(str(name), path, preprocessor=lambda: beside if path.name == "config.json" and beside.is_file() else None)
     if "/" in name:
         from .hub import fetch_config
 
         found = fetch_config(name, revision)
-        return _spec(name, found.path, revision, found.commit)
+
+        def preprocessor():
+            extra = fetch_config(name, revision, PREPROCESSOR_FILE, optional=True)
+            return extra.path if extra else None
+
+        return _spec(name, found.path, revision, found.commit, preprocessor)
     if revision is not None:
         raise UsageError("--revision applies to Hugging Face ids (org/name), not to bundled configs")
     key = normalize(name)
@@ -168,9 +181,16 @@ def resolve(name: str, revision: str | None = None) -> ModelSpec:
     return _spec(key, bundled)
 
 
-def _spec(name: str, path: Path, revision: str | None = None, commit: str | None = None) -> ModelSpec:
-    """Read, recognise and check a config.json, bundled, local or from the Hub, the same way."""
+def _spec(name: str, path: Path, revision: str | None = None, commit: str | None = None,
+          preprocessor: Callable[[], Path | None] = lambda: None) -> ModelSpec:
+    """Read, recognise and check a config.json, bundled, local or from the Hub, the same way; for
+    a family that reads its preprocessor_config.json, add the fields it reads (``preprocessor``
+    finds that file, or None where the model has none: the family's defaults apply)."""
     config = native_config(_read_config(path), name)
     adapter = adapter_for(config, name)
+    if adapter.preprocessor_fields:
+        found = preprocessor()
+        extra = _read_config(found) if found else {}
+        config = {**config, "preprocessor_config": {k: extra[k] for k in adapter.preprocessor_fields if k in extra}}
     adapter.check_config(config, name)
     return ModelSpec(name, path, config, adapter, revision, commit)
