@@ -60,14 +60,15 @@ def resolve_budgets(budgets: str | None, max_budget: int | None) -> tuple[int, .
     return auto_ladder(DEFAULT_MAX_BUDGET if max_budget is None else max_budget)
 
 
-def auto_max_items(budgets: tuple[int, ...]) -> int:
-    """vLLM's default images per captured batch: min(max_budget // 64, smallest budget), at least 1."""
-    return max(1, min(max(budgets) // _SMALLEST_AUTO_BUDGET, min(budgets)))
+def auto_max_items(budgets: tuple[int, ...], min_budget: int = _SMALLEST_AUTO_BUDGET) -> int:
+    """vLLM's default images per captured batch: min(max_budget // min_budget, smallest budget), at
+    least 1, min_budget being the family's smallest encoder budget (64 for Qwen-style grids)."""
+    return max(1, min(max(budgets) // min_budget, min(budgets)))
 
 
-def resolve_max_items(budgets: tuple[int, ...], max_items: int | None) -> int:
+def resolve_max_items(budgets: tuple[int, ...], max_items: int | None, min_budget: int = _SMALLEST_AUTO_BUDGET) -> int:
     if max_items is None:
-        return auto_max_items(budgets)
+        return auto_max_items(budgets, min_budget)
     if max_items <= 0:
         raise UsageError(f"--max-items {max_items} must be at least 1")
     if max_items > min(budgets):

@@ -93,7 +93,8 @@ def prepare(request: ProfileRequest) -> Prepared:
     spec = resolve(request.model, request.revision)
     adapter = spec.adapter
     tower_config = adapter.tower_config(spec.config)
-    items = resolve_max_items(request.budgets, request.max_items) if adapter.takes_max_items else None
+    items = (resolve_max_items(request.budgets, request.max_items, adapter.min_budget(tower_config))
+             if adapter.takes_max_items else None)
     layouts = tuple(adapter.layout(tower_config, b, items or 0) for b in sorted(request.budgets, reverse=True))
     counts = graph_counts(request.decoder, request.budgets)
     settings = Settings(

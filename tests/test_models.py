@@ -10,7 +10,7 @@ from encgraph_profiler.models.facts import model_facts
 from encgraph_profiler.models.registry import bundled_names, resolve
 
 TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe", "tiny-qwen3.5", "tiny-qwen3.5-moe",
-        "tiny-gemma3", "tiny-gemma4", "tiny-internvl", "tiny-glm4v", "tiny-glm46v", "tiny-ernie4.5-vl", "tiny-llama4", "tiny-idefics3",
+        "tiny-gemma3", "tiny-gemma4", "tiny-internvl", "tiny-glm4v", "tiny-glm46v", "tiny-ernie4.5-vl", "tiny-kimi-k2.5", "tiny-llama4", "tiny-idefics3",
         "tiny-smolvlm", "tiny-siglip", "tiny-clip"]
 
 
@@ -175,6 +175,8 @@ IMAGE_FEATURES = {
     # ERNIE-4.5-VL: the graph ends at the ViT; the resampler runs after it, outside the graph.
     "tiny-ernie4.5-vl": ({"": "vision_tower"}, lambda model, inputs: model.get_image_features(
         inputs["hidden_states"], inputs["grid_thw"]).last_hidden_state),
+    "tiny-kimi-k2.5": ({"vision_tower": "vision_tower", "mm_projector": "mm_projector"}, lambda model, inputs: torch.cat(
+        model.get_image_features(inputs["pixel_values"], inputs["grid_thw"]).pooler_output)),
     "tiny-idefics3": ({"vision_model": "vision_model", "connector": "connector"},
                       lambda model, inputs: _whole_tiles(model, inputs["pixel_values"])),
     "tiny-smolvlm": ({"vision_model": "vision_model", "connector": "connector"},
@@ -289,3 +291,20 @@ def test_gemma4_graph_equals_the_models_own_image_features():
     assert ours.shape[:2] == (2, 280) and [t.shape[0] for t in theirs] == [rows * cols] * 2 == [260, 260]
     for image, expected in zip(ours, theirs):
         assert torch.equal(image[: len(expected)], expected)
+
+
+def test_kimi_k25_layout_and_items_per_batch_are_vllms():
+    """k items of nh x nw windows of 2 x 2 patches, nh = isqrt(B // k); vLLM's smallest Kimi budget
+    is 256, so its automatic items per batch for 1024..8192 is 8192 // 256 = 32 (64 for Qwen)."""
+    from encgraph_profiler.profile import ProfileRequest, prepare
+
+    ladder = (1024, 2048, 4096, 8192)
+    kimi = prepare(ProfileRequest(model="tiny-kimi-k2.5", budgets=ladder))
+    assert kimi.settings.max_items == 32
+    assert prepare(ProfileRequest(model="tiny-qwen2-vl", budgets=ladder)).settings.max_items == 128
+    spec = resolve("tiny-kimi-k2.5")
+    config = spec.adapter.tower_config(spec.config)
+    layout = spec.adapter.layout(config, 1000, 32)  # 31 slots per item: 5 x 7 windows
+    assert (layout.items, layout.grids[0], layout.tokens) == (32, (1, 10, 14), 32 * 35)
+    # Items stay within vLLM's 512 x 512-patch RoPE table: 256 x 256 windows at most.
+    assert spec.adapter.layout(config, 2**20, 1).grids[0] == (1, 512, 512)

@@ -30,9 +30,11 @@ A Hugging Face id is read from the Hugging Face cache, else its config.json alon
 (HF_TOKEN for gated or private models; HF_HUB_OFFLINE=1 for the cache only); the report records the
 revision and the snapshot commit.
 
-Budgets count vision tokens after spatial merge, as vLLM does. Dynamic-resolution towers (Qwen)
-capture each budget B as k images of grid [1, m, ceil(B/k)*m]. Fixed-resolution towers (SigLIP,
-CLIP) capture floor(B / tokens per image) whole images; --max-items does not apply to them.
+Budgets count the encoder's output tokens, as vLLM does, and each family lays a budget out as vLLM's
+model file does: Qwen-style towers capture B as k images of grid [1, m, ceil(B/k)*m]; tiled and
+fixed-size families (InternVL, Llama 4, Idefics3, SigLIP, CLIP) as whole tiles or images, where
+--max-items does not apply. `encgraph models` lists the families; the table's caption says what the
+largest budget holds.
 
 Nothing measured is lost: a budget that runs out of memory is recorded and the others go on;
 Ctrl-C or SIGTERM stops the ladder and keeps the budgets already captured. Exit codes: 0 ok,
@@ -48,7 +50,7 @@ def profile(
     revision: Annotated[str | None, typer.Option("--revision", help="With a Hugging Face id: branch, tag or commit. Default: the default branch.")] = None,
     budgets: Annotated[str | None, typer.Option("--budgets", "-b", help="Token budgets, e.g. 1024,2048,4096. Default: vLLM's auto ladder.")] = None,
     max_budget: Annotated[int | None, typer.Option("--max-budget", help="Top of the auto ladder (powers of two from 64). Default 8192.")] = None,
-    max_items: Annotated[int | None, typer.Option("--max-items", help="Images per captured batch. Default: min(max budget // 64, smallest budget).")] = None,
+    max_items: Annotated[int | None, typer.Option("--max-items", help="Images per captured batch. Default, as vLLM's: min(max budget // the family's smallest budget (64 for Qwen-style grids), smallest budget).")] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="bfloat16, float16 or float32.")] = "bfloat16",
     attn: Annotated[str, typer.Option("--attn", help="Attention implementation: sdpa, eager, flash_attention_2.")] = "sdpa",
     seed: Annotated[int, typer.Option("--seed", help="Seed for weights and dummy inputs.")] = 0,

@@ -123,6 +123,11 @@ class Adapter:
         ).eval()
 
     # -- budgets -----------------------------------------------------------------------------
+    def min_budget(self, tower_config) -> int:
+        """vLLM's smallest encoder budget for the family, from which it derives its automatic items
+        per batch: 64 tokens (a 224 x 224 image) for the Qwen-style grids."""
+        return 64
+
     def layout(self, vision_config, budget: int, items: int) -> Layout:
         raise NotImplementedError
 

@@ -28,13 +28,14 @@ def model_facts(spec: ModelSpec, dtype: str) -> ModelFacts:
         return ModelFacts(tower, None, None, None, None)
     total = _count_parameters(lambda: adapter.full_model_class()._from_config(full), "model")
     dtype_bytes = DTYPES[dtype]
-    kv = 2 * _kv_elements_per_token(full.text_config) * dtype_bytes
+    kv = _kv_elements_per_token(full.text_config) * dtype_bytes
     return ModelFacts(tower, total, total * dtype_bytes, kv, full.text_config.max_position_embeddings)
 
 
 def _kv_elements_per_token(text) -> int:
-    """Key (or value) elements one token adds to the cache, over the layers that keep their own.
-    Configs whose layers differ (Gemma 4) give each layer's heads and head size; linear-attention
+    """Cache elements one token adds, over the layers that keep their own: keys and values, or with
+    multi-head latent attention (DeepSeek-V3 language models) one compressed latent and one rotary
+    key. Configs whose layers differ (Gemma 4) give each layer's heads and head size; linear-attention
     layers (Qwen3.5) keep a fixed state, and layers that share an earlier layer's cache
     (num_kv_shared_layers, the last ones) keep none."""
     types = getattr(text, "layer_types", None) or ["full_attention"] * text.num_hidden_layers
@@ -45,6 +46,9 @@ def _kv_elements_per_token(text) -> int:
         if kind == "linear_attention":
             continue
         layer = per_layer[index] if per_layer is not None else text
+        if getattr(layer, "kv_lora_rank", None):
+            total += layer.kv_lora_rank + layer.qk_rope_head_dim
+            continue
         head_dim = getattr(layer, "head_dim", None) or layer.hidden_size // layer.num_attention_heads
-        total += layer.num_key_value_heads * head_dim
+        total += 2 * layer.num_key_value_heads * head_dim
     return total

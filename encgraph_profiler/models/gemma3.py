@@ -41,6 +41,9 @@ class Gemma3Adapter(Adapter):
     def tower_config(self, data):
         return self.full_config(data)  # the projector needs the language model's width
 
+    def min_budget(self, config) -> int:
+        return config.mm_tokens_per_image  # vLLM's smallest Gemma 3 budget: one image
+
     def build_tower(self, tower_config, dtype: str, attn: str):
         import torch
 

@@ -77,6 +77,9 @@ class Gemma4Adapter(Adapter):
         config.max_soft_tokens = soft
         return config
 
+    def min_budget(self, config) -> int:
+        return config.max_soft_tokens  # vLLM's smallest Gemma 4 budget: one image
+
     def build_tower(self, tower_config, dtype: str, attn: str):
         import torch
 

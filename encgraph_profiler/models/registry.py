@@ -19,6 +19,7 @@ from .gemma4 import Gemma4Adapter
 from .glm4v import Glm46vAdapter, Glm4vAdapter
 from .idefics3 import Idefics3Adapter, SmolVLMAdapter
 from .internvl import InternVLAdapter
+from .kimi_k25 import KimiK25Adapter
 from .llama4 import Llama4Adapter
 from .qwen2_5_vl import Qwen2_5VLAdapter
 from .qwen2_vl import Qwen2VLAdapter
@@ -40,6 +41,7 @@ ADAPTERS: tuple[Adapter, ...] = (
     Glm4vAdapter(),
     Glm46vAdapter(),
     Ernie4_5VLAdapter(),
+    KimiK25Adapter(),
     Llama4Adapter(),
     Idefics3Adapter(),
     SmolVLMAdapter(),

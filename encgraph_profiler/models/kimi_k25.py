@@ -1,0 +1,114 @@
+"""Kimi-K2.5: a MoonViT-style dynamic-resolution ViT (learned position table resampled per image,
+2-D rotary positions), whose kh x kw patch windows are pooled and projected to the language model
+by the multimodal projection. The captured graph covers the ViT and the projection, as vLLM's does.
+
+vLLM's layout for budget B (kimi_k25.py): k items, each of per_item = max(B // k, 1) output slots
+laid out as nh x nw windows, nh = min(isqrt(per_item), R / kh) and nw = min(ceil(per_item / nh),
+R / kw), R = 512 the side of vLLM's 2-D RoPE table; grid [1, nh * kh, nw * kw] per item. vLLM's
+smallest budget is 256 slots (a 448 x 448 image), which sets its automatic items per batch.
+
+transformers accepts every grid-dependent tensor precomputed (rotary positions, segment lengths,
+position-table resampling, frame indices, the window-merge scatter), so none is derived in the graph.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .base import Adapter, Layout
+
+ROPE_TABLE_SIDE = 512  # vLLM's 2-D RoPE table: items stay within 512 x 512 patches
+
+
+def _tower_module():
+    """The vision model and the multimodal projection as one module (defined lazily: it needs torch)."""
+    import torch
+    from transformers.models.kimi_k25.modeling_kimi_k25 import Kimi_K25MultimodalProjection, Kimi_K25VisionModel
+
+    class KimiK25Tower(torch.nn.Module):
+        def __init__(self, config, dtype, attn):
+            super().__init__()
+            self.vision_tower = Kimi_K25VisionModel._from_config(config.vision_config, dtype=dtype, attn_implementation=attn)
+            self.mm_projector = Kimi_K25MultimodalProjection(config).to(dtype)
+
+        def forward(self, pixel_values, grid_thw, **precomputed):
+            return self.mm_projector(self.vision_tower(pixel_values, grid_thw=grid_thw, **precomputed).pooler_output)
+
+    return KimiK25Tower
+
+
+class KimiK25Adapter(Adapter):
+    family = "kimi-k2.5"
+    model_types = ("kimi_k25",)
+    config_class_name = "transformers:Kimi_K25Config"
+    model_class_name = "transformers:Kimi_K25ForConditionalGeneration"
+    size_fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size")
+
+    def min_budget(self, config) -> int:
+        return 256
+
+    def tower_config(self, data):
+        return self.full_config(data)  # the projection needs the language model's width
+
+    def build_tower(self, tower_config, dtype: str, attn: str):
+        import torch
+
+        return _tower_module()(tower_config, getattr(torch, dtype), attn).eval()
+
+    def layout(self, config, budget: int, items: int) -> Layout:
+        kh, kw = config.vision_config.merge_kernel_size
+        per_item = max(budget // items, 1)
+        nh = min(max(math.isqrt(per_item), 1), ROPE_TABLE_SIDE // kh)
+        nw = max(min(-(-per_item // nh), ROPE_TABLE_SIDE // kw), 1)
+        grid = (1, nh * kh, nw * kw)
+        patches = items * nh * kh * nw * kw
+        p = config.vision_config.patch_size
+        return Layout(
+            budget=budget,
+            items=items,
+            tokens=items * nh * nw,
+            input_patches=patches,
+            grids=(grid,) * items,
+            meaning=f"{budget:,} tokens = {items} images of {nh * kh * p}x{nw * kw * p} px, {patches:,} ViT patches merged {kh}x{kw}",
+        )
+
+    def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
+        import torch
+        from transformers.models.kimi_k25.modeling_kimi_k25 import get_vision_frame_index, get_vision_temporal_merge_index
+        from transformers.vision_utils import (
+            get_vision_cu_seqlens,
+            get_vision_interpolation_indices_and_weights,
+            get_vision_position_ids,
+        )
+
+        vision = tower.vision_tower
+        grid = torch.tensor(layout.grids, dtype=torch.long)
+        p = config.vision_config.patch_size
+        pixels = torch.randn(layout.input_patches, 3, p, p, generator=generator)
+        embeddings = vision.patch_embed.pos_emb
+        indices, weights = get_vision_interpolation_indices_and_weights(
+            grid, embeddings.num_grid_per_side, mode=embeddings.interpolation_mode,
+            align_corners=embeddings.interpolation_align_corners,
+        )
+        # One gather index (transformers 5.17) or a scatter index, frame weights and a count (later).
+        merge_index = get_vision_temporal_merge_index(grid, *vision.merge_kernel_size)
+        if isinstance(merge_index, tuple):
+            merge_index = tuple(v.to(device) if isinstance(v, torch.Tensor) else v for v in merge_index)
+        else:
+            merge_index = merge_index.to(device)
+        return {
+            "pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype)),
+            "grid_thw": grid.to(device),
+            "position_ids": get_vision_position_ids(grid, spatial_merge_size=1).to(device),
+            "cu_seqlens": get_vision_cu_seqlens(grid, merge_temporal=True).to(torch.int32),  # stays on the host
+            "interp_indices": indices.to(device),
+            "interp_weights": weights.to(device),
+            "frame_index": get_vision_frame_index(grid).to(device),
+            "temporal_merge_index": merge_index,
+        }
+
+    def forward(self, tower, inputs: dict):
+        return (tower(**inputs),)
+
+    def reference_forward(self, tower, inputs: dict):
+        return (tower(inputs["pixel_values"], inputs["grid_thw"]),)
