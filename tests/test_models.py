@@ -10,7 +10,7 @@ from encgraph_profiler.models.facts import model_facts
 from encgraph_profiler.models.registry import bundled_names, resolve
 
 TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe", "tiny-qwen3.5", "tiny-qwen3.5-moe",
-        "tiny-gemma3", "tiny-gemma4", "tiny-internvl", "tiny-glm4v", "tiny-glm46v", "tiny-ernie4.5-vl", "tiny-kimi-k2.5", "tiny-llama4", "tiny-idefics3",
+        "tiny-gemma3", "tiny-gemma4", "tiny-internvl", "tiny-glm4v", "tiny-glm46v", "tiny-ernie4.5-vl", "tiny-kimi-k2.5", "tiny-lfm2-vl", "tiny-llama4", "tiny-idefics3",
         "tiny-smolvlm", "tiny-siglip", "tiny-clip"]
 
 
@@ -308,3 +308,25 @@ def test_kimi_k25_layout_and_items_per_batch_are_vllms():
     assert (layout.items, layout.grids[0], layout.tokens) == (32, (1, 10, 14), 32 * 35)
     # Items stay within vLLM's 512 x 512-patch RoPE table: 256 x 256 windows at most.
     assert spec.adapter.layout(config, 2**20, 1).grids[0] == (1, 512, 512)
+
+
+def test_lfm2_vl_layout_and_graph_are_vllms():
+    """ceil(B / 64) tiles of 2 x (2 t) patches, t = 64 but for the last; the graph, with positions,
+    padding mask and patch gather precomputed, equals the model's own get_image_features."""
+    spec = resolve("tiny-lfm2-vl")
+    adapter = spec.adapter
+    config = adapter.tower_config(spec.config)
+    assert adapter.tile_tokens(config, 150) == [64, 64, 22] and adapter.min_budget(config) == 64
+    tower = adapter.build_tower(config, "float32", "sdpa")
+    full = adapter.full_model_class()._from_config(adapter.full_config(spec.config)).eval()
+    tower.vision_tower.load_state_dict(full.model.vision_tower.state_dict())
+    tower.multi_modal_projector.load_state_dict(full.model.multi_modal_projector.state_dict())
+    layout = adapter.layout(config, 150, 0)
+    inputs = adapter.make_inputs(tower, config, layout, "float32", torch.device("cpu"), torch.Generator().manual_seed(0))
+    shapes = torch.tensor([[2, 128], [2, 128], [2, 44]])
+    mask = torch.arange(256)[None] < shapes.prod(-1)[:, None]
+    with torch.inference_mode():
+        (ours,) = adapter.forward(tower, inputs)
+        theirs = torch.cat(full.model.get_image_features(inputs["pixel_values"], shapes, mask).pooler_output)
+    assert ours.shape[0] == 150 and torch.equal(ours, theirs)
+    assert model_facts(spec, "bfloat16").kv_bytes_per_token == 2 * 2 * 16 * 2  # the one attention layer; conv keeps none

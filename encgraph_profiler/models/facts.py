@@ -32,18 +32,22 @@ def model_facts(spec: ModelSpec, dtype: str) -> ModelFacts:
     return ModelFacts(tower, total, total * dtype_bytes, kv, full.text_config.max_position_embeddings)
 
 
+# Layer kinds that keep a fixed-size state instead of a per-token cache.
+_NO_KV_LAYERS = frozenset({"linear_attention", "conv", "mamba", "recurrent"})
+
+
 def _kv_elements_per_token(text) -> int:
     """Cache elements one token adds, over the layers that keep their own: keys and values, or with
     multi-head latent attention (DeepSeek-V3 language models) one compressed latent and one rotary
     key. Configs whose layers differ (Gemma 4) give each layer's heads and head size; linear-attention
-    layers (Qwen3.5) keep a fixed state, and layers that share an earlier layer's cache
+    (Qwen3.5) and convolution (LFM2) layers keep a fixed state, and layers that share an earlier layer's cache
     (num_kv_shared_layers, the last ones) keep none."""
     types = getattr(text, "layer_types", None) or ["full_attention"] * text.num_hidden_layers
     per_layer = getattr(text, "per_layer_config", None)
     own = len(types) - (getattr(text, "num_kv_shared_layers", 0) or 0)
     total = 0
     for index, kind in enumerate(types[:own]):
-        if kind == "linear_attention":
+        if kind in _NO_KV_LAYERS:
             continue
         layer = per_layer[index] if per_layer is not None else text
         if getattr(layer, "kv_lora_rank", None):

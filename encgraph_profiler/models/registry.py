@@ -20,6 +20,7 @@ from .glm4v import Glm46vAdapter, Glm4vAdapter
 from .idefics3 import Idefics3Adapter, SmolVLMAdapter
 from .internvl import InternVLAdapter
 from .kimi_k25 import KimiK25Adapter
+from .lfm2_vl import Lfm2VlAdapter
 from .llama4 import Llama4Adapter
 from .qwen2_5_vl import Qwen2_5VLAdapter
 from .qwen2_vl import Qwen2VLAdapter
@@ -43,6 +44,7 @@ ADAPTERS: tuple[Adapter, ...] = (
     Ernie4_5VLAdapter(),
     KimiK25Adapter(),
     Llama4Adapter(),
+    Lfm2VlAdapter(),
     Idefics3Adapter(),
     SmolVLMAdapter(),
     SiglipAdapter(),

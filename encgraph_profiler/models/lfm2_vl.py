@@ -1,0 +1,128 @@
+"""LFM2-VL: a SigLIP2 NaFlex ViT over variable-size tiles (a learned position grid resized to each
+tile), then the projector, which unshuffles factor x factor patches into one token and projects it
+to the language model's width. The captured graph covers both, as vLLM's does.
+
+vLLM's layout for budget B (lfm2_vl.py): tiles of factor x (t * factor) patches, t =
+min(remaining tokens, min_image_tokens), until the budget is filled: ceil(B / min_image_tokens)
+tiles, each but the last of min_image_tokens tokens. min_image_tokens comes from the model's
+preprocessor_config.json (64 without one) and is also vLLM's smallest LFM2-VL budget.
+
+Everything that depends on the tile shapes is computed outside the graph, as vLLM computes it: the
+resized position embeddings (transformers 5.17 resizes them tile by tile on the host), the attention
+mask of the padded last tile, and the index that gathers each token's factor x factor patches for
+the projector (transformers drops padding slots with a boolean index). A CPU test checks the graph
+against the model's own ``get_image_features``.
+"""
+
+from __future__ import annotations
+
+from .base import Adapter, Layout
+
+DEFAULT_MIN_IMAGE_TOKENS = 64  # transformers' Lfm2VlImageProcessor and vLLM
+
+
+def _tower_module():
+    """The vision model and the projector as one module (defined lazily: it needs torch)."""
+    import torch
+    from transformers import AutoModel
+    from transformers.models.lfm2_vl.modeling_lfm2_vl import Lfm2VlMultiModalProjector
+
+    class Lfm2VlTower(torch.nn.Module):
+        def __init__(self, config, dtype, attn):
+            super().__init__()
+            self.vision_tower = AutoModel.from_config(config.vision_config, dtype=dtype, attn_implementation=attn)
+            self.multi_modal_projector = Lfm2VlMultiModalProjector(config).to(dtype)
+
+        def forward(self, pixel_values, position_embeddings, attention_mask, patch_index):
+            vision = self.vision_tower
+            hidden = vision.embeddings.patch_embedding(pixel_values) + position_embeddings
+            hidden = vision.encoder(inputs_embeds=hidden, attention_mask=attention_mask).last_hidden_state
+            hidden = vision.post_layernorm(hidden)
+            patches = hidden.reshape(-1, hidden.shape[-1])[patch_index]  # (factor, tokens * factor, width)
+            features = self.multi_modal_projector(patches.unsqueeze(0))
+            return features.reshape(-1, features.shape[-1])
+
+    return Lfm2VlTower
+
+
+class Lfm2VlAdapter(Adapter):
+    family = "lfm2-vl"
+    model_types = ("lfm2_vl",)
+    config_class_name = "transformers:Lfm2VlConfig"
+    model_class_name = "transformers:Lfm2VlForConditionalGeneration"
+    dynamic_resolution = False
+    takes_max_items = False
+    preprocessor_fields = ("min_image_tokens",)
+    size_fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size")
+
+    def tower_config(self, data):
+        config = self.full_config(data)  # the projector needs the language model's width
+        tokens = data.get("preprocessor_config", {}).get("min_image_tokens", DEFAULT_MIN_IMAGE_TOKENS)
+        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens <= 0:
+            from ..errors import UsageError
+
+            raise UsageError(f"preprocessor_config.json: min_image_tokens is {tokens!r}; it must be a whole number above 0")
+        config.min_image_tokens = tokens
+        return config
+
+    def min_budget(self, config) -> int:
+        return config.min_image_tokens
+
+    def build_tower(self, tower_config, dtype: str, attn: str):
+        import torch
+
+        return _tower_module()(tower_config, getattr(torch, dtype), attn).eval()
+
+    @staticmethod
+    def tile_tokens(config, budget: int) -> list[int]:
+        """Tokens of each tile vLLM captures for ``budget``."""
+        full, rest = divmod(budget, config.min_image_tokens)
+        return [config.min_image_tokens] * full + ([rest] if rest else [])
+
+    def layout(self, config, budget: int, items: int) -> Layout:
+        factor = config.downsample_factor
+        tiles = self.tile_tokens(config, budget)
+        patches = budget * factor * factor
+        p = config.vision_config.patch_size
+        return Layout(
+            budget=budget,
+            items=len(tiles),
+            tokens=budget,
+            input_patches=patches,
+            meaning=f"{budget:,} tokens = {len(tiles)} tiles of up to {factor * p}x{tiles[0] * factor * p} px, "
+                    f"{patches:,} ViT patches unshuffled {factor}x{factor}",
+        )
+
+    def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
+        import torch
+        from transformers.masking_utils import create_bidirectional_mask
+
+        factor, torch_dtype = config.downsample_factor, getattr(torch, dtype)
+        tiles = self.tile_tokens(config, layout.budget)
+        shapes = torch.tensor([[factor, t * factor] for t in tiles])
+        longest = int(shapes.prod(-1).max())
+        valid = torch.arange(longest)[None] < shapes.prod(-1)[:, None]
+        embeddings = tower.vision_tower.embeddings
+        table = embeddings.position_embedding.weight.reshape(embeddings.position_embedding_size, embeddings.position_embedding_size, -1)
+        with torch.no_grad():
+            positions = embeddings.resize_positional_embeddings(table.detach().float().cpu(), shapes, max_length=longest)
+        patch_dim = embeddings.patch_embedding.in_features
+        pixels = torch.randn(len(tiles), longest, patch_dim, generator=generator) * valid[..., None]
+        inputs_like = torch.empty(len(tiles), longest, config.vision_config.hidden_size, dtype=torch_dtype, device=device)
+        mask = create_bidirectional_mask(config=config.vision_config, inputs_embeds=inputs_like, attention_mask=valid.to(device))
+        # Token t of a tile of width w gathers rows dh and columns t * factor + dw of that tile's patches;
+        # tiles sit side by side, as one grid factor patches high.
+        index = []
+        for tile, (tokens, width) in enumerate(zip(tiles, shapes[:, 1].tolist())):
+            dh = torch.arange(factor)[:, None, None]
+            column = torch.arange(tokens)[None, :, None] * factor + torch.arange(factor)[None, None, :]
+            index.append((tile * longest + dh * width + column).reshape(factor, -1))
+        return {
+            "pixel_values": pixels.to(device=device, dtype=torch_dtype),
+            "position_embeddings": positions.to(device=device, dtype=torch_dtype),
+            "attention_mask": mask,
+            "patch_index": torch.cat(index, dim=1).to(device),
+        }
+
+    def forward(self, tower, inputs: dict):
+        return (tower(**inputs),)
