@@ -16,16 +16,19 @@ WORK=$(mktemp -d)
 python3 -c 'import huggingface_hub, transformers, torch; print("huggingface_hub", huggingface_hub.__version__, "transformers", transformers.__version__, "torch", torch.__version__, torch.cuda.get_device_name())'
 
 # Sizes from transformers' config defaults: GLM-4.1V-9B's (Glm4vConfig), ERNIE-4.5-VL-28B-A3B's
-# vision tower (Ernie4_5_VLMoeConfig), Kimi-K2.5's (Kimi_K25Config: MoonViT, 27 blocks of 1152), and the 768-wide, 16-layer vision tower of the smaller Gemma 4
+# vision tower (Ernie4_5_VLMoeConfig), Kimi-K2.5's (Kimi_K25Config: MoonViT, 27 blocks of 1152),
+# LFM2-VL's (Lfm2VlConfig: a SigLIP2 NaFlex base tower, 12 blocks of 768), and the 768-wide, 16-layer vision tower of the smaller Gemma 4
 # models (Gemma4VisionConfig) with a Gemma 4 text config.
 python3 - "$WORK" <<'PY'
 import json, sys
-from transformers import Ernie4_5_VLMoeConfig, Glm4vConfig, Kimi_K25Config
+from transformers import Ernie4_5_VLMoeConfig, Glm4vConfig, Kimi_K25Config, Lfm2VlConfig
 from transformers.models.gemma4.configuration_gemma4 import Gemma4TextConfig, Gemma4VisionConfig
 work = sys.argv[1]
 json.dump(Glm4vConfig().to_dict(), open(f"{work}/glm-4.1v-9b.json", "w"))
 json.dump(Ernie4_5_VLMoeConfig().to_dict(), open(f"{work}/ernie-4.5-vl.json", "w"))
 json.dump(Kimi_K25Config().to_dict(), open(f"{work}/kimi-k2.5.json", "w"))
+json.dump(Lfm2VlConfig().to_dict(), open(f"{work}/lfm2-vl.json", "w"))
+json.dump({"min_image_tokens": 64, "max_image_tokens": 256}, open(f"{work}/lfm2-vl.preprocessor.json", "w"))
 gemma4 = {"model_type": "gemma4", "text_config": Gemma4TextConfig().to_dict(), "vision_config": Gemma4VisionConfig().to_dict()}
 json.dump(gemma4, open(f"{work}/gemma-4.json", "w"))
 json.dump({"max_soft_tokens": 280, "pooling_kernel_size": 3, "patch_size": 16}, open(f"{work}/gemma-4.preprocessor.json", "w"))
@@ -43,6 +46,7 @@ models = {  # id: {file in the repository: its source here}
     "OpenGVLab/InternVL3-1B": {"config.json": "tests/data/internvl3-1b.internvl_chat.json"},
     "baidu/ERNIE-4.5-VL-28B-A3B": {"config.json": work / "ernie-4.5-vl.json"},
     "moonshotai/Kimi-K2.5": {"config.json": work / "kimi-k2.5.json"},
+    "LiquidAI/LFM2-VL-1.6B": {"config.json": work / "lfm2-vl.json", "preprocessor_config.json": work / "lfm2-vl.preprocessor.json"},
     "google/gemma-4-E4B-it": {"config.json": work / "gemma-4.json", "preprocessor_config.json": work / "gemma-4.preprocessor.json"},
 }
 for repo_id, files in models.items():
@@ -59,7 +63,7 @@ for repo_id, files in models.items():
         (local / name).write_bytes(data)
 PY
 
-ALL="meta-llama/Llama-4-Scout-17B-16E-Instruct HuggingFaceTB/SmolVLM2-500M-Video-Instruct zai-org/GLM-4.1V-9B-Thinking OpenGVLab/InternVL3-1B baidu/ERNIE-4.5-VL-28B-A3B moonshotai/Kimi-K2.5 google/gemma-4-E4B-it"
+ALL="meta-llama/Llama-4-Scout-17B-16E-Instruct HuggingFaceTB/SmolVLM2-500M-Video-Instruct zai-org/GLM-4.1V-9B-Thinking OpenGVLab/InternVL3-1B baidu/ERNIE-4.5-VL-28B-A3B moonshotai/Kimi-K2.5 LiquidAI/LFM2-VL-1.6B google/gemma-4-E4B-it"
 for id in ${IDS:-$ALL}; do
   name=${id#*/}
   HF_HOME=$WORK/hf HF_HUB_OFFLINE=1 python3 cli.py profile --model "$id" --budgets $LADDER --json "$OUT/$name.hf-id.json" >"$OUT/$name.hf-id.log" 2>&1
