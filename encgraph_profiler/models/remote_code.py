@@ -61,6 +61,10 @@ _MAPPED = {"internvl_chat": _internvl_chat}
 _REFUSED = {
     "deepseek_vl_v2": "DeepSeek-VL2 and DeepSeek-OCR publish a deepseek_vl_v2 config for their own code, which encgraph "
                       "does not run and transformers has no class for; these families are not supported yet",
+    "minicpmv": "MiniCPM-V 2.5 to 4.5 publish a minicpmv config for their own code (a ViT and a resampler), which encgraph "
+                "does not run and transformers has no class for; this family is not supported yet",
+    "ernie4_5_moe_vl": "this is ERNIE-4.5-VL's config for its own code, which encgraph does not run; use the "
+                       "transformers-format checkpoint of the model (model_type ernie4_5_vl_moe)",
 }
 
 
