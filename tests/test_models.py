@@ -218,7 +218,7 @@ def test_llama4_layout_is_vllms():
     """max(1, ceil(B / 144)) chunks of 336 px; the maximum items per batch does not apply."""
     spec = resolve("Llama-4-Scout-17B-16E-Instruct")
     config = spec.adapter.tower_config(spec.config)
-    assert spec.adapter.tokens_per_chunk(config) == 144  # (336 / 14)^2 patches x 0.5^2
+    assert spec.adapter.tokens_per_tile(config) == 144  # (336 / 14)^2 patches x 0.5^2
     assert [spec.adapter.layout(config, b, 1).items for b in (1, 144, 145, 1024, 8192)] == [1, 1, 2, 8, 57]
     assert spec.adapter.layout(config, 1024, 1).meaning == (
         "1,024 tokens = 8 chunks of 336x336 px, 4,608 ViT patches shuffled to 144 tokens each")

@@ -102,6 +102,14 @@ class Adapter:
         rewritten to the form it reads, with the same meaning."""
         return data
 
+    def preprocessor_int(self, data: dict[str, Any], name: str, default: int) -> int:
+        """A whole-number field of the model's preprocessor_config.json (see preprocessor_fields),
+        or the image processor's ``default`` where the model has none."""
+        value = data.get("preprocessor_config", {}).get(name, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise UsageError(f"preprocessor_config.json: {name} is {value!r}; it must be a whole number above 0")
+        return value
+
     def tower_config(self, data: dict[str, Any]):
         """The config the captured part is built from: the vision config, unless the family's
         graph covers more (a projector that needs the whole model's config)."""
@@ -114,10 +122,19 @@ class Adapter:
     def full_model_class(self):
         return load_class(self.model_class_name)
 
+    def tower_module(self):
+        """The captured module's class where it is more than one transformers class (a vision model
+        and a projector), built as cls(config, dtype, attn) and defined lazily (it needs torch);
+        None where ``tower_class_name`` is all of it."""
+        return None
+
     def build_tower(self, tower_config, dtype: str, attn: str):
         """Random-weight tower on the current default device (graph memory ignores weight values)."""
         import torch
 
+        module = self.tower_module()
+        if module is not None:
+            return module(tower_config, getattr(torch, dtype), attn).eval()
         return self.tower_class()._from_config(
             tower_config, dtype=getattr(torch, dtype), attn_implementation=attn
         ).eval()

@@ -9,7 +9,7 @@ batch; a budget below one image's tokens cannot be captured.
 from __future__ import annotations
 
 from ..errors import UsageError
-from .base import Adapter, Layout
+from .tiled import TiledAdapter
 
 
 def _tower_module():
@@ -30,46 +30,26 @@ def _tower_module():
     return Gemma3Tower
 
 
-class Gemma3Adapter(Adapter):
+class Gemma3Adapter(TiledAdapter):
     family = "gemma3"
     model_types = ("gemma3",)
     config_class_name = "transformers:Gemma3Config"
     model_class_name = "transformers:Gemma3ForConditionalGeneration"
-    dynamic_resolution = False
+    tile_noun, merge_verb = "images", "pooled"
     size_fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "image_size", "patch_size")
 
-    def tower_config(self, data):
-        return self.full_config(data)  # the projector needs the language model's width
+    def tower_module(self):
+        return _tower_module()
 
     def min_budget(self, config) -> int:
         return config.mm_tokens_per_image  # vLLM's smallest Gemma 3 budget: one image
 
-    def build_tower(self, tower_config, dtype: str, attn: str):
-        import torch
+    def tokens_per_tile(self, config) -> int:
+        return config.mm_tokens_per_image
 
-        return _tower_module()(tower_config, getattr(torch, dtype), attn).eval()
-
-    def layout(self, config, budget: int, items: int) -> Layout:
+    def tiles(self, config, budget: int, items: int) -> int:
         per_image = config.mm_tokens_per_image
         images = min(budget // per_image, items)
         if images == 0:
             raise UsageError(f"budget {budget} is below one Gemma 3 image ({per_image} tokens); use budgets of at least {per_image}")
-        size = config.vision_config.image_size
-        patches = images * (size // config.vision_config.patch_size) ** 2
-        return Layout(
-            budget=budget,
-            items=images,
-            tokens=images * per_image,
-            input_patches=patches,
-            meaning=f"{budget:,} tokens = {images} images of {size}x{size} px, {patches:,} ViT patches pooled to {per_image} tokens each",
-        )
-
-    def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
-        import torch
-
-        size = config.vision_config.image_size
-        pixels = torch.randn(layout.items, config.vision_config.num_channels, size, size, generator=generator)
-        return {"pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype))}
-
-    def forward(self, tower, inputs: dict):
-        return (tower(**inputs),)
+        return images

@@ -18,7 +18,6 @@ sort); a CPU test checks the result against the model's own ``get_image_features
 
 from __future__ import annotations
 
-from ..errors import UsageError
 from .base import Adapter, Layout
 
 DEFAULT_MAX_SOFT_TOKENS = 280  # transformers' Gemma4ImageProcessor
@@ -71,19 +70,14 @@ class Gemma4Adapter(Adapter):
 
     def tower_config(self, data):
         config = self.full_config(data)  # the embedder needs the language model's width
-        soft = data.get("preprocessor_config", {}).get("max_soft_tokens", DEFAULT_MAX_SOFT_TOKENS)
-        if not isinstance(soft, int) or isinstance(soft, bool) or soft <= 0:
-            raise UsageError(f"preprocessor_config.json: max_soft_tokens is {soft!r}; it must be a whole number above 0")
-        config.max_soft_tokens = soft
+        config.max_soft_tokens = self.preprocessor_int(data, "max_soft_tokens", DEFAULT_MAX_SOFT_TOKENS)
         return config
 
     def min_budget(self, config) -> int:
         return config.max_soft_tokens  # vLLM's smallest Gemma 4 budget: one image
 
-    def build_tower(self, tower_config, dtype: str, attn: str):
-        import torch
-
-        return _tower_module()(tower_config, getattr(torch, dtype), attn).eval()
+    def tower_module(self):
+        return _tower_module()
 
     @staticmethod
     def image_grid(config) -> tuple[int, int]:

@@ -13,7 +13,6 @@ the model's own ``get_image_features``.
 
 from __future__ import annotations
 
-from ..errors import UsageError
 from .base import Layout
 from .qwen2_vl import Qwen2VLAdapter
 
@@ -26,22 +25,8 @@ class Glm4vAdapter(Qwen2VLAdapter):
     model_class_name = "transformers:Glm4vForConditionalGeneration"
     size_fields = ("depth", "hidden_size", "num_heads", "out_hidden_size")
 
-    def layout(self, vision_config, budget: int, items: int) -> Layout:
-        m = vision_config.spatial_merge_size
-        per_item = budget // items
-        if per_item == 0:
-            raise UsageError(f"budget {budget} cannot hold {items} images of at least one token each")
-        grid = (1, m, per_item * m)
-        patches = items * m * per_item * m
-        p = vision_config.patch_size
-        return Layout(
-            budget=budget,
-            items=items,
-            tokens=items * per_item,
-            input_patches=patches,
-            grids=(grid,) * items,
-            meaning=f"{budget:,} tokens = {items} images of {m * p}x{per_item * m * p} px, {patches:,} ViT patches merged {m}x{m}",
-        )
+    def tokens_per_item(self, budget: int, items: int) -> int:
+        return budget // items  # floor(B / k)
 
     def make_inputs(self, tower, vision_config, layout: Layout, dtype: str, device, generator) -> dict:
         inputs = super().make_inputs(tower, vision_config, layout, dtype, device, generator)

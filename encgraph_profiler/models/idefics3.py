@@ -16,11 +16,8 @@ without a mask, the final norm and the connector. A CPU test checks it against t
 
 from __future__ import annotations
 
-from .base import Adapter, Layout
-
-
-def _side(value) -> int:
-    return value[0] if isinstance(value, (list, tuple)) else value
+from .base import Layout
+from .tiled import TiledAdapter, side
 
 
 def _tower_module(vision_class: str, connector_class: str):
@@ -46,58 +43,34 @@ def _tower_module(vision_class: str, connector_class: str):
     return TiledTower
 
 
-class Idefics3Adapter(Adapter):
+class Idefics3Adapter(TiledAdapter):
     family = "idefics3"
     model_types = ("idefics3",)
     config_class_name = "transformers:Idefics3Config"
     model_class_name = "transformers:Idefics3ForConditionalGeneration"
     vision_class_name = "transformers.models.idefics3.modeling_idefics3:Idefics3VisionTransformer"
     connector_class_name = "transformers.models.idefics3.modeling_idefics3:Idefics3Connector"
-    dynamic_resolution = False
     takes_max_items = False
     # Published SmolVLM configs leave the depth and MLP width to the class defaults.
     size_fields = ("hidden_size", "num_attention_heads", "image_size", "patch_size")
 
-    def tower_config(self, data):
-        return self.full_config(data)  # the connector needs the scale factor and the language model's width
+    def tower_module(self):
+        return _tower_module(self.vision_class_name, self.connector_class_name)
 
-    def build_tower(self, tower_config, dtype: str, attn: str):
-        import torch
+    def tokens_per_tile(self, config) -> int:
+        patches_per_side = side(config.vision_config.image_size) // side(config.vision_config.patch_size)
+        return patches_per_side**2 // config.scale_factor**2
 
-        module = _tower_module(self.vision_class_name, self.connector_class_name)
-        return module(tower_config, getattr(torch, dtype), attn).eval()
-
-    @staticmethod
-    def tokens_per_tile(config) -> int:
-        side = _side(config.vision_config.image_size) // _side(config.vision_config.patch_size)
-        return side**2 // config.scale_factor**2
-
-    def layout(self, config, budget: int, items: int) -> Layout:
-        per_tile = self.tokens_per_tile(config)
-        tiles = -(-budget // per_tile)
-        size = _side(config.vision_config.image_size)
-        patches = tiles * (size // _side(config.vision_config.patch_size)) ** 2
-        return Layout(
-            budget=budget,
-            items=tiles,
-            tokens=tiles * per_tile,
-            input_patches=patches,
-            meaning=f"{budget:,} tokens = {tiles} tiles of {size}x{size} px, {patches:,} ViT patches shuffled to {per_tile} tokens each",
-        )
+    def tiles(self, config, budget: int, items: int) -> int:
+        return -(-budget // self.tokens_per_tile(config))
 
     def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
         import torch
 
-        size = _side(config.vision_config.image_size)
-        side = size // _side(config.vision_config.patch_size)
-        pixels = torch.randn(layout.items, config.vision_config.num_channels, size, size, generator=generator)
-        return {
-            "pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype)),
-            "position_ids": torch.arange(side * side, device=device).expand(layout.items, -1),
-        }
-
-    def forward(self, tower, inputs: dict):
-        return (tower(**inputs),)
+        inputs = super().make_inputs(tower, config, layout, dtype, device, generator)
+        patches = (side(config.vision_config.image_size) // side(config.vision_config.patch_size)) ** 2
+        inputs["position_ids"] = torch.arange(patches, device=device).expand(layout.items, -1)  # whole tiles
+        return inputs
 
 
 class SmolVLMAdapter(Idefics3Adapter):

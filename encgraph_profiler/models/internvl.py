@@ -8,11 +8,7 @@ downsample^2 (256 for 448 px tiles); the maximum items per batch does not apply.
 
 from __future__ import annotations
 
-from .base import Adapter, Layout
-
-
-def _side(value) -> int:
-    return value[0] if isinstance(value, (list, tuple)) else value
+from .tiled import TiledAdapter, side
 
 
 def _tower_module():
@@ -47,47 +43,20 @@ def _tower_module():
     return InternVLTower
 
 
-class InternVLAdapter(Adapter):
+class InternVLAdapter(TiledAdapter):
     family = "internvl"
     model_types = ("internvl",)
     config_class_name = "transformers:InternVLConfig"
     model_class_name = "transformers:InternVLForConditionalGeneration"
-    dynamic_resolution = False
     takes_max_items = False
     size_fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "image_size", "patch_size")
 
-    def tower_config(self, data):
-        return self.full_config(data)  # the pixel shuffle and projector need the whole config
+    def tower_module(self):
+        return _tower_module()
 
-    def build_tower(self, tower_config, dtype: str, attn: str):
-        import torch
-
-        return _tower_module()(tower_config, getattr(torch, dtype), attn).eval()
-
-    @staticmethod
-    def tokens_per_tile(config) -> int:
-        patches = (_side(config.vision_config.image_size) // _side(config.vision_config.patch_size)) ** 2
+    def tokens_per_tile(self, config) -> int:
+        patches = (side(config.vision_config.image_size) // side(config.vision_config.patch_size)) ** 2
         return int(patches * config.downsample_ratio**2)
 
-    def layout(self, config, budget: int, items: int) -> Layout:
-        per_tile = self.tokens_per_tile(config)
-        tiles = max(budget // per_tile, 1)
-        size = _side(config.vision_config.image_size)
-        patches = tiles * (size // _side(config.vision_config.patch_size)) ** 2
-        return Layout(
-            budget=budget,
-            items=tiles,
-            tokens=tiles * per_tile,
-            input_patches=patches,
-            meaning=f"{budget:,} tokens = {tiles} tiles of {size}x{size} px, {patches:,} ViT patches shuffled to {per_tile} tokens each",
-        )
-
-    def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
-        import torch
-
-        size = _side(config.vision_config.image_size)
-        pixels = torch.randn(layout.items, config.vision_config.num_channels, size, size, generator=generator)
-        return {"pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype))}
-
-    def forward(self, tower, inputs: dict):
-        return (tower(**inputs),)
+    def tiles(self, config, budget: int, items: int) -> int:
+        return max(budget // self.tokens_per_tile(config), 1)

@@ -50,10 +50,8 @@ class KimiK25Adapter(Adapter):
     def tower_config(self, data):
         return self.full_config(data)  # the projection needs the language model's width
 
-    def build_tower(self, tower_config, dtype: str, attn: str):
-        import torch
-
-        return _tower_module()(tower_config, getattr(torch, dtype), attn).eval()
+    def tower_module(self):
+        return _tower_module()
 
     def layout(self, config, budget: int, items: int) -> Layout:
         kh, kw = config.vision_config.merge_kernel_size

@@ -57,21 +57,14 @@ class Lfm2VlAdapter(Adapter):
 
     def tower_config(self, data):
         config = self.full_config(data)  # the projector needs the language model's width
-        tokens = data.get("preprocessor_config", {}).get("min_image_tokens", DEFAULT_MIN_IMAGE_TOKENS)
-        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens <= 0:
-            from ..errors import UsageError
-
-            raise UsageError(f"preprocessor_config.json: min_image_tokens is {tokens!r}; it must be a whole number above 0")
-        config.min_image_tokens = tokens
+        config.min_image_tokens = self.preprocessor_int(data, "min_image_tokens", DEFAULT_MIN_IMAGE_TOKENS)
         return config
 
     def min_budget(self, config) -> int:
         return config.min_image_tokens
 
-    def build_tower(self, tower_config, dtype: str, attn: str):
-        import torch
-
-        return _tower_module()(tower_config, getattr(torch, dtype), attn).eval()
+    def tower_module(self):
+        return _tower_module()
 
     @staticmethod
     def tile_tokens(config, budget: int) -> list[int]:

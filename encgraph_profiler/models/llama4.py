@@ -9,7 +9,7 @@ apply.
 
 from __future__ import annotations
 
-from .base import Adapter, Layout
+from .tiled import TiledAdapter
 
 
 def _tower_module():
@@ -31,13 +31,13 @@ def _tower_module():
     return Llama4Tower
 
 
-class Llama4Adapter(Adapter):
+class Llama4Adapter(TiledAdapter):
     family = "llama4"
     model_types = ("llama4",)
     config_class_name = "transformers:Llama4Config"
     model_class_name = "transformers:Llama4ForConditionalGeneration"
-    dynamic_resolution = False
     takes_max_items = False
+    tile_noun = "chunks"
     size_fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "image_size", "patch_size",
                    "vision_output_dim", "pixel_shuffle_ratio")
 
@@ -50,38 +50,12 @@ class Llama4Adapter(Adapter):
             data = {**data, "text_config": {**text, "attn_temperature_tuning": bool(value)}}
         return data
 
-    def tower_config(self, data):
-        return self.full_config(data)  # the projector needs the language model's width
+    def tower_module(self):
+        return _tower_module()
 
-    def build_tower(self, tower_config, dtype: str, attn: str):
-        import torch
-
-        return _tower_module()(tower_config, getattr(torch, dtype), attn).eval()
-
-    @staticmethod
-    def tokens_per_chunk(config) -> int:
+    def tokens_per_tile(self, config) -> int:
         vision = config.vision_config
         return int((vision.image_size // vision.patch_size) ** 2 * vision.pixel_shuffle_ratio**2)
 
-    def layout(self, config, budget: int, items: int) -> Layout:
-        per_chunk = self.tokens_per_chunk(config)
-        chunks = max(1, -(-budget // per_chunk))
-        size = config.vision_config.image_size
-        patches = chunks * (size // config.vision_config.patch_size) ** 2
-        return Layout(
-            budget=budget,
-            items=chunks,
-            tokens=chunks * per_chunk,
-            input_patches=patches,
-            meaning=f"{budget:,} tokens = {chunks} chunks of {size}x{size} px, {patches:,} ViT patches shuffled to {per_chunk} tokens each",
-        )
-
-    def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
-        import torch
-
-        size = config.vision_config.image_size
-        pixels = torch.randn(layout.items, config.vision_config.num_channels, size, size, generator=generator)
-        return {"pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype))}
-
-    def forward(self, tower, inputs: dict):
-        return (tower(**inputs),)
+    def tiles(self, config, budget: int, items: int) -> int:
+        return max(1, -(-budget // self.tokens_per_tile(config)))

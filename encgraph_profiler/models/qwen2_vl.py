@@ -21,11 +21,15 @@ class Qwen2VLAdapter(Adapter):
     model_class_name = "transformers:Qwen2VLForConditionalGeneration"
     size_fields = ("depth", "embed_dim", "num_heads")
 
+    def tokens_per_item(self, budget: int, items: int) -> int:
+        """Tokens each of the ``items`` images gets: ceil(B / k), so that together they cover B."""
+        return tokens_per_item(budget, items)
+
     def layout(self, vision_config, budget: int, items: int) -> Layout:
         m = vision_config.spatial_merge_size
         if items > budget:
             raise UsageError(f"budget {budget} cannot hold {items} images of at least one token each")
-        per_item = tokens_per_item(budget, items)
+        per_item = self.tokens_per_item(budget, items)
         grid = (1, m, per_item * m)
         patches = items * m * per_item * m
         p = vision_config.patch_size
