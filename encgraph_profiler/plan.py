@@ -3,7 +3,8 @@
 The equation follows vLLM's accounting: requested = total x utilization; minus weights, activation
 peak, memory outside the allocator, decoder graphs, encoder graphs and a safety margin; what
 remains is the KV cache. Every term carries its source: measured (the profile report), config
-(counted from the full model config), user (an option) or preset (a GPU preset).
+(counted from the full model config), user (an option), preset (a GPU preset) or vLLM log (what a
+vLLM start-up log states about the real deployment, which wins over measurement and config).
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from dataclasses import dataclass
 
 from .errors import ReportError, UsageError
 from .report import PoolName, Report
-from .units import parse_size
+from .units import gib, parse_size
+from .vllm_log import VllmLog
+
+LOG = "vLLM log"
 
 GiB = 1024**3
 
@@ -82,6 +86,8 @@ class PlanInputs:
     margin_bytes: int = 0
     decoder_graph_bytes: int | None = None
     activation_bytes: int | None = None
+    log: VllmLog | None = None  # a vLLM start-up log: its figures replace measured and counted ones
+    utilization_source: str = "user"  # user, default or vLLM log
 
 
 @dataclass(frozen=True)
@@ -138,24 +144,81 @@ def _kv_per_token(report: Report, kv_cache_dtype: str) -> int | None:
     return per_token // model_bytes * KV_DTYPE_BYTES[kv_cache_dtype]
 
 
+def _log_terms(inputs: PlanInputs, report: Report, encoder_bytes: int, activation: int) -> list[Term]:
+    """Weights, activation, outside the allocator, decoder graphs and encoder graphs, each from the
+    user, else the vLLM log, else the report or the config."""
+    log = inputs.log or VllmLog(source="")
+    outside = report.pool(PoolName.OUTSIDE_ALLOCATOR).reserved_bytes
+    if inputs.activation_bytes is not None:
+        activation_term = Term("activation peak", activation, "user")
+    elif log.activation_bytes is not None:
+        activation_term = Term("activation peak (vLLM's profiling run)", log.activation_bytes, LOG)
+    else:
+        activation_term = Term("activation peak: the encoder's alone (the language model's is not included)", activation, "measured")
+    if inputs.decoder_graph_bytes is not None:
+        decoder = Term("decoder graphs", inputs.decoder_graph_bytes, "user")
+    elif log.graph_actual_bytes is not None or log.graph_estimate_bytes is not None:
+        captured = log.graph_actual_bytes is not None
+        what = "graphs vLLM captured" if captured else "graphs vLLM estimated"
+        name = f"{what} (decoder and encoder)" if log.encoder_graphs else f"decoder {what}"
+        decoder = Term(name, log.graph_actual_bytes if captured else log.graph_estimate_bytes, LOG)
+    else:
+        decoder = Term("decoder graphs", 0, "not measured")
+    encoder = (Term("encoder graphs: inside vLLM's logged graph memory", 0, LOG) if log.encoder_graphs and decoder.source == LOG
+               else Term("encoder graphs", encoder_bytes, "measured"))
+    return [
+        Term("weights", log.weights_bytes, LOG) if log.weights_bytes is not None
+        else Term("weights (parameters x dtype)", report.model.weight_bytes or 0, "config"),
+        activation_term,
+        Term("outside the allocator (vLLM's non-torch memory)", log.non_torch_bytes, LOG) if log.non_torch_bytes is not None
+        else Term("outside the allocator (context, graph executables)", outside or 0, "measured" if outside is not None else "not measured"),
+        decoder,
+        encoder,
+    ]
+
+
 def _kv_bytes(inputs: PlanInputs, report: Report, encoder_bytes: int, activation: int) -> tuple[list[Term], int]:
     requested = int(inputs.total_bytes * inputs.utilization)
-    outside = report.pool(PoolName.OUTSIDE_ALLOCATOR).reserved_bytes
-    activation_term = (
-        Term("activation peak", activation, "user") if inputs.activation_bytes is not None
-        else Term("activation peak: the encoder's alone (the language model's is not included)", activation, "measured")
-    )
+    source = inputs.total_source if inputs.utilization_source != LOG or inputs.total_source == LOG else f"{inputs.total_source}; utilization: {LOG}"
     terms = [
-        Term(f"requested = {inputs.gpu} total x {inputs.utilization:g}", requested, inputs.total_source),
-        Term("weights (parameters x dtype)", report.model.weight_bytes or 0, "config"),
-        activation_term,
-        Term("outside the allocator (context, graph executables)", outside or 0, "measured" if outside is not None else "not measured"),
-        Term("decoder graphs", inputs.decoder_graph_bytes or 0, "user" if inputs.decoder_graph_bytes is not None else "not measured"),
-        Term("encoder graphs", encoder_bytes, "measured"),
+        Term(f"requested = {inputs.gpu} total x {inputs.utilization:g}", requested, source),
+        *_log_terms(inputs, report, encoder_bytes, activation),
         Term("margin", inputs.margin_bytes, "user"),
     ]
     kv = requested - sum(t.bytes for t in terms[1:])
     return terms, kv
+
+
+def _log_notes(inputs: PlanInputs, report: Report, terms: list[Term], kv: int) -> list[str]:
+    """Which terms the log did not give and what they fell back to; what the log corrects; and the
+    log's own KV cache beside the plan's."""
+    log = inputs.log
+    if log is None:
+        return []
+    notes = [f"the vLLM log is of {log.model}; this plan's encoder graphs are {report.settings.model}'s"] if log.model else []
+    by_start = {t.name.split(" ")[0]: t for t in terms}
+    fallbacks = [("total GPU memory", log.total_bytes, f"{inputs.total_source} ({inputs.gpu})"),
+                 ("gpu_memory_utilization", log.utilization, f"{inputs.utilization_source} ({inputs.utilization:g})"),
+                 ("model loading", log.weights_bytes, "config"),
+                 ("activation peak", log.activation_bytes, by_start["activation"].source),
+                 ("non-torch memory", log.non_torch_bytes, by_start["outside"].source),
+                 ("CUDA graph memory", log.graph_actual_bytes if log.graph_actual_bytes is not None else log.graph_estimate_bytes,
+                  "user" if inputs.decoder_graph_bytes is not None else "not measured (0)")]
+    missing = [f"{what} (took {fallback})" for what, value, fallback in fallbacks if value is None]
+    if missing:
+        notes.append(f"the vLLM log has no line for: {'; '.join(missing)}")
+    corrections = [("weights", log.weights_bytes, report.model.weight_bytes, "counted from the config"),
+                   ("activation peak", log.activation_bytes, None if inputs.activation_bytes is not None else
+                    max((b.eager_peak_bytes for b in report.budgets), default=None), "the encoder's measured peak alone"),
+                   ("outside the allocator", log.non_torch_bytes, report.pool(PoolName.OUTSIDE_ALLOCATOR).reserved_bytes, "measured here")]
+    for name, logged, otherwise, how in corrections:
+        if logged is not None and otherwise is not None and logged != otherwise:
+            notes.append(f"the log sets {name} to {gib(logged)} GiB where a plan without it takes {gib(otherwise)} GiB ({how}): "
+                         f"{'+' if logged > otherwise else '-'}{gib(abs(logged - otherwise))} GiB")
+    if log.kv_cache_bytes is not None:
+        notes.append(f"vLLM itself sized the KV cache at {gib(log.kv_cache_bytes)} GiB; this plan, with the encoder graphs "
+                     f"measured here, leaves {gib(kv)} GiB ({'+' if kv >= log.kv_cache_bytes else '-'}{gib(abs(kv - log.kv_cache_bytes))} GiB)")
+    return notes
 
 
 def plan(report: Report, inputs: PlanInputs) -> CapacityPlan:
@@ -173,9 +236,10 @@ def plan(report: Report, inputs: PlanInputs) -> CapacityPlan:
     notes = []
     if per_token is None:
         notes.append(f"{report.settings.model} is an encoder only: the plan covers the encoder side, no KV cache")
-    if inputs.decoder_graph_bytes is None:
-        notes.append("decoder graph memory is not measured by encgraph: pass --decoder-graph-memory to include it")
-    upper_bound = per_token is not None and inputs.activation_bytes is None
+    if inputs.log is None and inputs.decoder_graph_bytes is None:
+        notes.append("decoder graph memory is not measured by encgraph: pass --decoder-graph-memory or --vllm-log to include it")
+    upper_bound = per_token is not None and inputs.activation_bytes is None and (inputs.log is None or inputs.log.activation_bytes is None)
+    notes.extend(_log_notes(inputs, report, terms, kv))
     if upper_bound:
         notes.append(
             "the activation term is the encoder's eager peak alone; vLLM's profiling run also holds the language "
@@ -184,7 +248,7 @@ def plan(report: Report, inputs: PlanInputs) -> CapacityPlan:
         )
     if not report.complete:
         notes.append("the report is incomplete: budgets it did not measure are not in the encoder term")
-    max_len = inputs.max_model_len or report.model.max_position_embeddings
+    max_len = _max_len(inputs, report)
     kv_tokens = None if per_token is None else max(kv, 0) // per_token
     concurrency = None if kv_tokens is None or not max_len else kv_tokens / max_len
     needed = 0 if per_token is None else (max_len or 1) * per_token
@@ -221,6 +285,12 @@ def plan(report: Report, inputs: PlanInputs) -> CapacityPlan:
     )
 
 
+def _max_len(inputs: PlanInputs, report: Report) -> int | None:
+    """Tokens per request: the user's, else the logged deployment's, else the model's positions."""
+    logged = inputs.log.max_model_len if inputs.log else None
+    return inputs.max_model_len or logged or report.model.max_position_embeddings
+
+
 def _fitting_ladder(report: Report, inputs: PlanInputs, activation: int) -> tuple[int, ...] | None:
     """The largest prefix of the report's budgets that would fit, or () for no encoder graphs at
     all. Only the full ladder's pool was measured: a shorter ladder's pool is estimated in
@@ -229,7 +299,7 @@ def _fitting_ladder(report: Report, inputs: PlanInputs, activation: int) -> tupl
     budgets = sorted(b.budget for b in report.budgets)
     full_pool = report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
     per_token = _kv_per_token(report, inputs.kv_cache_dtype)
-    needed = (inputs.max_model_len or report.model.max_position_embeddings or 1) * (per_token or 0)
+    needed = (_max_len(inputs, report) or 1) * (per_token or 0)
     for cut in range(len(budgets) - 1, -1, -1):
         ladder = tuple(budgets[:cut])
         encoder = full_pool * ladder[-1] // budgets[-1] if ladder else 0

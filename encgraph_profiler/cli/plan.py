@@ -22,6 +22,13 @@ Examples:
 
   encgraph plan --model Qwen2-VL --budgets 1024,2048,4096      # profiles on this GPU first
 
+  encgraph plan --from report.json --vllm-log server.log        # the deployment's own figures win
+
+--vllm-log reads a vLLM server's start-up log (any release's format) and takes from it what vLLM
+measured on the real deployment: weights, activation peak, non-torch memory, CUDA-graph memory,
+the GPU's total and --gpu-memory-utilization; those terms show "vLLM log" as their source, and the
+notes say which lines the log lacked, what each fell back to, and what the log corrects.
+
 Sizes need a unit: 80GiB and 81920MiB are binary (GiB = 2^30 bytes); 80GB is decimal (10^9
 bytes), as on datasheets. Presets are the totals CUDA reports for each card. The activation term is
 the encoder's measured peak alone: the KV cache is an upper bound until --activation-memory gives
@@ -45,7 +52,7 @@ def _table(plan) -> Table:
     if plan.kv_bytes_per_token:
         table.add_row("/", "KV bytes per token", "", f"{plan.kv_bytes_per_token:,}", "config")
         table.add_row("=", "KV tokens", "", f"{plan.kv_tokens:,}", "derived")
-        table.add_row("/", "max model len", "", f"{plan.max_model_len:,}", "config or user")
+        table.add_row("/", "max model len", "", f"{plan.max_model_len:,}", "user, vLLM log or config")
         table.add_row("=", "concurrent max-length requests", "", f"{plan.concurrency:.2f}", "derived")
     return table
 
@@ -93,27 +100,39 @@ def plan(
     dtype: Annotated[str | None, typer.Option("--dtype", help="With --model: weight dtype (default bfloat16).")] = None,
     gpu: Annotated[str | None, typer.Option("--gpu", help="Preset: H100-80GB, H200-141GB, A100-80GB, A100-40GB, L40S, L4, RTX-4090. Default: the report's GPU.")] = None,
     gpu_memory: Annotated[str | None, typer.Option("--gpu-memory", help="Total GPU memory instead of a preset, e.g. 80GiB.")] = None,
-    utilization: Annotated[str, typer.Option("--gpu-memory-utilization", help="vLLM's fraction of GPU memory to use.")] = "0.9",
+    utilization: Annotated[str | None, typer.Option("--gpu-memory-utilization", help="vLLM's fraction of GPU memory to use. Default: the --vllm-log's, else 0.9.")] = None,
     kv_cache_dtype: Annotated[str, typer.Option("--kv-cache-dtype", help="auto (the model dtype), bfloat16, float16, fp8.")] = "auto",
     max_model_len: Annotated[int | None, typer.Option("--max-model-len", help="Tokens per request. Default: the model's max positions.")] = None,
     margin: Annotated[str, typer.Option("--margin", help="Extra headroom to keep free, e.g. 1GiB.")] = "0",
     decoder_graph_memory: Annotated[str | None, typer.Option("--decoder-graph-memory", help="Decoder CUDA-graph memory, e.g. 1.5GiB.")] = None,
     activation_memory: Annotated[str | None, typer.Option("--activation-memory", help="Activation peak. Default: the measured eager peak of the largest budget.")] = None,
+    vllm_log: Annotated[Path | None, typer.Option("--vllm-log", help="A vLLM start-up log: its memory figures replace measured and counted ones.")] = None,
     what_if: Annotated[str | None, typer.Option("--what-if", help="Compare GPUs or utilizations, e.g. H100-80GB,L4 or 0.8,0.9.")] = None,
     output_format: Annotated[Format, typer.Option("--format", help="table, or json on stdout.")] = Format.table,
 ) -> None:
     """Plan KV-cache capacity with the measured encoder graphs, and print the vLLM flags."""
     from ..errors import ExitCode, UsageError
     from ..plan import PlanInputs, check_kv_cache_dtype, gpu_memory as resolve_gpu, parse_utilization, plan as make_plan
+    from ..plan import LOG
     from ..units import parse_size
+    from ..vllm_log import read as read_vllm_log
 
     # Every option is read before a report is loaded or a profile runs.
+    log = read_vllm_log(vllm_log) if vllm_log is not None else None
     chosen_gpu = resolve_gpu(gpu, gpu_memory) if gpu or gpu_memory else None
+    if chosen_gpu is None and log is not None and log.total_bytes is not None:
+        chosen_gpu = ("the logged GPU", log.total_bytes, LOG)
     check_kv_cache_dtype(kv_cache_dtype)
     if max_model_len is not None and max_model_len <= 0:
         raise UsageError("--max-model-len must be a positive number of tokens")
-    fraction = parse_utilization(utilization)
+    if utilization is not None:
+        fraction, fraction_source = parse_utilization(utilization), "user"
+    elif log is not None and log.utilization is not None:
+        fraction, fraction_source = log.utilization, LOG
+    else:
+        fraction, fraction_source = 0.9, "default"
     common = dict(
+        log=log,
         kv_cache_dtype=kv_cache_dtype, max_model_len=max_model_len, margin_bytes=parse_size(margin, "--margin"),
         decoder_graph_bytes=None if decoder_graph_memory is None else parse_size(decoder_graph_memory, "--decoder-graph-memory"),
         activation_bytes=None if activation_memory is None else parse_size(activation_memory, "--activation-memory"),
@@ -125,8 +144,9 @@ def plan(
     ] if what_if else []
     report = _load_or_profile(report_path, model, revision, budgets, max_budget, max_items, dtype)
     plan_gpu = chosen_gpu or resolve_gpu(None, None, report)
-    inputs = PlanInputs(*plan_gpu, fraction, **common)
-    scenarios = [PlanInputs(*(scenario_gpu or plan_gpu), scenario_fraction, **common) for scenario_gpu, scenario_fraction in what_ifs]
+    inputs = PlanInputs(*plan_gpu, fraction, utilization_source=fraction_source, **common)
+    scenarios = [PlanInputs(*(scenario_gpu or plan_gpu), scenario_fraction, utilization_source="user", **common)
+                 for scenario_gpu, scenario_fraction in what_ifs]
     result = make_plan(report, inputs)
     compared = [make_plan(report, s) for s in scenarios]
     if output_format is Format.json:
