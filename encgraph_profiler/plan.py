@@ -215,6 +215,10 @@ def _log_notes(inputs: PlanInputs, report: Report, terms: list[Term], kv: int) -
         if logged is not None and otherwise is not None and logged != otherwise:
             notes.append(f"the log sets {name} to {gib(logged)} GiB where a plan without it takes {gib(otherwise)} GiB ({how}): "
                          f"{'+' if logged > otherwise else '-'}{gib(abs(logged - otherwise))} GiB")
+    encoder = report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
+    if log.kv_cache_suggested_bytes is not None and not log.encoder_graphs:
+        notes.append(f"vLLM suggested --kv-cache-memory={log.kv_cache_suggested_bytes} for that deployment; with the "
+                     f"encoder graphs measured here it becomes --kv-cache-memory={log.kv_cache_suggested_bytes - encoder}")
     if log.kv_cache_bytes is not None:
         notes.append(f"vLLM itself sized the KV cache at {gib(log.kv_cache_bytes)} GiB; this plan, with the encoder graphs "
                      f"measured here, leaves {gib(kv)} GiB ({'+' if kv >= log.kv_cache_bytes else '-'}{gib(abs(kv - log.kv_cache_bytes))} GiB)")

@@ -34,7 +34,9 @@ class VllmLog:
     non_torch_bytes: int | None = None  # memory outside PyTorch's allocator (context, NCCL, ...)
     graph_estimate_bytes: int | None = None  # CUDA-graph memory vLLM estimated before capture
     graph_actual_bytes: int | None = None  # what its graph capture took
+    consumed_bytes: int | None = None  # weights and non-torch memory together (newer summary lines)
     kv_cache_bytes: int | None = None  # the KV cache vLLM sized
+    kv_cache_suggested_bytes: int | None = None  # vLLM's --kv-cache-memory "to fit into requested memory"
     kv_tokens: int | None = None
     max_model_len: int | None = None
     concurrency: float | None = None
@@ -61,14 +63,17 @@ _PATTERNS: dict[str, tuple[str, ...]] = {
     "graph_estimate_bytes": (r"Estimated CUDA graph memory: " + _SIZE, r"\(actual\), " + _SIZE + r" \(estimated\)"),
     "graph_actual_bytes": (r"CUDA graph pool memory: " + _SIZE + r" \(actual\)", r"Graph capturing finished in .*?took " + _SIZE,
                            _SIZE + r" for CUDAGraph memory"),
-    "kv_cache_bytes": (r"Available KV cache memory: " + _SIZE, r"reserved for KV Cache is " + _SIZE),
+    "consumed_bytes": (r"Actual usage is " + _SIZE + r" for consumed memory",),
+    "kv_cache_bytes": (r"Available KV cache memory: " + _SIZE, r"reserved for KV Cache is " + _SIZE,
+                       r"Current kv cache memory in use is " + _SIZE, r"Current kv cache memory in use is (\d+) bytes"),
+    "kv_cache_suggested_bytes": (r"--kv-cache-memory=(\d+)`[^`]*to fit into requested memory",),
     "kv_tokens": (r"GPU KV cache size: ([\d,]+) tokens",),
     "max_model_len": (r"Maximum concurrency for ([\d,]+) tokens per request", r"max_seq_len=(\d+)",
                       r"--max-model-len[ =](\d+)", r"max_model_len'?:\s*(\d+)"),
     "concurrency": (r"Maximum concurrency for [\d,]+ tokens per request: ([\d.]+)x",),
     "graph_counts": (r"Profiling CUDA graph memory: (.+?)\s*$",),
 }
-_CONVERT = {"model": str, "utilization": float, "concurrency": float, "kv_tokens": lambda v: int(v.replace(",", "")),
+_CONVERT = {"kv_cache_suggested_bytes": int, "model": str, "utilization": float, "concurrency": float, "kv_tokens": lambda v: int(v.replace(",", "")),
             "max_model_len": lambda v: int(v.replace(",", "")), "graph_counts": str}
 
 
@@ -86,10 +91,15 @@ def parse(text: str, source: str = "log") -> VllmLog:
                 match = pattern.search(line)
                 if match:
                     value = match.group(1)
-                    found[name] = _CONVERT.get(name, _bytes)(value)
+                    exact = name == "kv_cache_bytes" and match.re.pattern.endswith("bytes")
+                    found[name] = int(value) if exact else _CONVERT.get(name, _bytes)(value)
                     lines[name] = line.strip(" │\t")
                     break
     encoder = "ENCODER=" in str(found.get("graph_counts", "")) or "encoder CUDA graph memory" in text
+    if "non_torch_bytes" not in found and "consumed_bytes" in found and "weights_bytes" in found:
+        # Newer summary lines give weights and non-torch memory together; the loading line, the weights.
+        found["non_torch_bytes"] = found["consumed_bytes"] - found["weights_bytes"]
+        lines["non_torch_bytes"] = f"{lines['consumed_bytes']}  (less the weights of: {lines['weights_bytes']})"
     return VllmLog(source=source, encoder_graphs=encoder, lines=lines, **found)
 
 

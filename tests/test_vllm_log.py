@@ -143,3 +143,40 @@ def test_read_refuses_a_log_without_memory_lines(tmp_path):
     (tmp_path / "x.log").write_text("hello\n")
     with pytest.raises(UsageError, match="no line vLLM logs about memory"):
         read(tmp_path / "x.log")
+
+
+# The shapes of V1's one-line memory summary in two releases (figures made up): one gives weights
+# and non-torch memory apart, the newer one together, with the weights on the model-loading line.
+SUMMARY_WEIGHT = (
+    "INFO [gpu_worker.py:391] Free memory on device (78.00/80.00 GiB) on startup. Desired GPU memory utilization is "
+    "(0.9, 72.00 GiB). Actual usage is 14.00 GiB for weight, 2.00 GiB for peak activation, 0.50 GiB for non-torch "
+    "memory, and 1.00 GiB for CUDAGraph memory. Replace gpu_memory_utilization config with `--kv-cache-memory=58000000000` "
+    "to fit into requested memory, or `--kv-cache-memory=66000000000` to fully utilize gpu memory. Current kv cache "
+    "memory in use is 59000000000 bytes.")
+SUMMARY_CONSUMED = (
+    "INFO [gpu_model_runner.py:1] Model loading took 10.00 GiB memory and 9.0 seconds\n"
+    "INFO [gpu_worker.py:804] Free memory on device (79.99/80.0 GiB) on startup. Desired GPU memory utilization is "
+    "(0.92, 73.6 GiB). Actual usage is 10.50 GiB for consumed memory (weights + non-torch), 2.4 GiB for peak activation, "
+    "and 0.71 GiB for CUDAGraph memory. Replace gpu_memory_utilization config with `--kv-cache-memory=20064085607` "
+    "(18.69 GiB) to fit into requested memory, or `--kv-cache-memory=26927570944` (25.08 GiB) to fully utilize gpu "
+    "memory. Current kv cache memory in use is 19.54 GiB.")
+
+
+def test_the_one_line_summary_gives_every_term():
+    a = parse(SUMMARY_WEIGHT)
+    assert (a.total_bytes, a.utilization, a.weights_bytes, a.activation_bytes, a.non_torch_bytes, a.graph_actual_bytes) == (
+        g(80), 0.9, g(14), g(2), g(0.5), g(1))
+    assert (a.kv_cache_bytes, a.kv_cache_suggested_bytes) == (59_000_000_000, 58_000_000_000)  # exact where vLLM logs bytes
+    b = parse(SUMMARY_CONSUMED)
+    assert (b.weights_bytes, b.consumed_bytes, b.non_torch_bytes) == (g(10), g(10.5), g(10.5) - g(10))
+    assert (b.utilization, b.kv_cache_bytes, b.kv_cache_suggested_bytes) == (0.92, g(19.54), 20_064_085_607)
+
+
+def test_vllms_suggestion_is_restated_with_the_encoder_pool(tmp_path):
+    (tmp_path / "server.log").write_text(SUMMARY_WEIGHT)
+    report = load(EXAMPLE)
+    log = read(tmp_path / "server.log")
+    result = plan(report, PlanInputs("gpu", log.total_bytes, LOG, log.utilization, log=log, utilization_source=LOG))
+    pool = report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
+    assert f"--kv-cache-memory={58_000_000_000 - pool}" in " ".join(result.notes)
+    assert result.kv_cache_bytes == int(g(80) * 0.9) - g(14) - g(2) - g(0.5) - g(1) - pool
