@@ -180,3 +180,22 @@ def test_vllms_suggestion_is_restated_with_the_encoder_pool(tmp_path):
     pool = report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
     assert f"--kv-cache-memory={58_000_000_000 - pool}" in " ".join(result.notes)
     assert result.kv_cache_bytes == int(g(80) * 0.9) - g(14) - g(2) - g(0.5) - g(1) - pool
+
+
+def test_aisimulate_format_reserves_every_graph_of_the_plan():
+    """The KV-capacity block AISimulate reads: cuda_graph_reserved_bytes holds the measured encoder
+    pool, plus the decoder graphs where a vLLM log gives them."""
+    runner = CliRunner()
+    pool = load(EXAMPLE).pool(PoolName.ENCODER_GRAPHS).reserved_bytes
+
+    def block(*extra):
+        result = runner.invoke(app, ["plan", "--from", str(EXAMPLE), "--format", "aisimulate", *extra])
+        assert result.exit_code == 0, result.output
+        values = dict(line.strip().split(": ", 1) for line in result.stdout.splitlines()
+                      if not line.startswith("#") and ": " in line)
+        assert result.stdout.splitlines()[0].startswith("# encgraph plan for qwen2-vl-7b") and "4 encoder CUDA graphs" in result.stdout
+        return values
+
+    assert block() == {"type": "default", "memory_fraction": "0.9", "cuda_graph_reserved_bytes": str(pool)}
+    with_log = block("--vllm-log", str(LOGS / "2026-05-graph-pool.log"), "--gpu-memory-utilization", "0.85")
+    assert with_log["cuda_graph_reserved_bytes"] == str(pool + g(0.11)) and with_log["memory_fraction"] == "0.85"

@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .common import Format, err, handled, out, warn
+from enum import Enum
+
+from .common import err, handled, out, warn
+
+
+class PlanFormat(str, Enum):
+    table = "table"
+    json = "json"
+    aisimulate = "aisimulate"
 
 EPILOG = """\
 Examples:
@@ -69,6 +77,27 @@ def _plan_dict(plan) -> dict:
     }
 
 
+def _aisimulate(plan, report, utilization: float) -> str:
+    """The KV-cache capacity block of an ai-dynamo AISimulate prediction config: its
+    cuda_graph_reserved_bytes is the CUDA-graph memory of one rank, here every graph term of the
+    plan (the encoder graphs measured, and decoder graphs where an option or a vLLM log gave them)."""
+    graphs = [t for t in plan.terms if "graphs" in t.name]
+    reserved = sum(t.bytes for t in graphs)
+    budgets = sorted(b.budget for b in report.budgets)
+    lines = [
+        f"# encgraph plan for {plan.model} on {plan.gpu}: {len(budgets)} encoder CUDA graphs, largest budget "
+        f"{budgets[-1] if budgets else 0} tokens ({', '.join(map(str, budgets))}), measured on {report.provenance.gpu_name}",
+        "# CUDA-graph memory of one rank: " + "; ".join(f"{t.name} {t.bytes:,} B ({t.source})" for t in graphs),
+        "# Place under engine.workers.<role> of an AISimulate prediction config.",
+        "kv_cache:",
+        "  capacity:",
+        "    type: default",
+        f"    memory_fraction: {utilization:g}",
+        f"    cuda_graph_reserved_bytes: {reserved}",
+    ]
+    return "\n".join(lines)
+
+
 def _load_or_profile(report_path, model, revision, budgets, max_budget, max_items, dtype):
     from .. import report as report_io
     from ..errors import UsageError
@@ -108,7 +137,7 @@ def plan(
     activation_memory: Annotated[str | None, typer.Option("--activation-memory", help="Activation peak. Default: the measured eager peak of the largest budget.")] = None,
     vllm_log: Annotated[Path | None, typer.Option("--vllm-log", help="A vLLM start-up log: its memory figures replace measured and counted ones.")] = None,
     what_if: Annotated[str | None, typer.Option("--what-if", help="Compare GPUs or utilizations, e.g. H100-80GB,L4 or 0.8,0.9.")] = None,
-    output_format: Annotated[Format, typer.Option("--format", help="table, or json on stdout.")] = Format.table,
+    output_format: Annotated[PlanFormat, typer.Option("--format", help="table; json; or aisimulate, the KV-capacity block of an AISimulate config, on stdout.")] = PlanFormat.table,
 ) -> None:
     """Plan KV-cache capacity with the measured encoder graphs, and print the vLLM flags."""
     from ..errors import ExitCode, UsageError
@@ -149,7 +178,9 @@ def plan(
                  for scenario_gpu, scenario_fraction in what_ifs]
     result = make_plan(report, inputs)
     compared = [make_plan(report, s) for s in scenarios]
-    if output_format is Format.json:
+    if output_format is PlanFormat.aisimulate:
+        out.print(_aisimulate(result, report, inputs.utilization), markup=False, highlight=False, soft_wrap=True)
+    elif output_format is PlanFormat.json:
         data = _plan_dict(result)
         if compared:
             data["what_if"] = [{"utilization": s.utilization, **_plan_dict(p)} for s, p in zip(scenarios, compared)]
