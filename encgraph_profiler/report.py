@@ -189,12 +189,16 @@ def to_json(report: Report) -> str:
 
 
 def save(report: Report, path: Path) -> None:
-    """Write atomically, so an interrupted run never leaves a truncated report behind; a failed
+    write_atomic(path, to_json(report))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write atomically, so an interrupted run never leaves a truncated file behind; a failed
     write leaves no temporary file either."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(to_json(report))
+        tmp.write_text(text)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

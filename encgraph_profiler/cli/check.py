@@ -88,13 +88,18 @@ def check(
     allow_env_mismatch: Annotated[bool, typer.Option("--allow-env-mismatch", help="Compare reports from another GPU, model or library version, with a warning.")] = False,
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Compare incomplete reports, or ones whose replay differed from eager, with a warning.")] = False,
     output_format: Annotated[CheckFormat, typer.Option("--format", help="table, markdown, json, bencher or github.")] = CheckFormat.table,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write a page charting baseline and current side by side (for a pull request's artifacts).")] = None,
 ) -> None:
     """Compare two profile reports and fail when encoder-graph memory grew."""
     from .. import report as report_io
     from ..check import compare, parse_tolerance
+    from .report import write_page
 
     tol = parse_tolerance(tolerance or [], tolerance_abs or [])
-    result = compare(report_io.load(baseline), report_io.load(current), tol, allow_env_mismatch, fail_on_improvement, allow_incomplete)
+    reports = report_io.load(baseline), report_io.load(current)
+    result = compare(*reports, tol, allow_env_mismatch, fail_on_improvement, allow_incomplete)
+    if html is not None:
+        write_page(reports, ["baseline", "current"], html, f"encgraph check: {current.name} against {baseline.name}")
     emit(result, output_format)
     raise typer.Exit(int(result.exit_code))
 
