@@ -35,6 +35,7 @@ from .errors import CaptureFailure, DeviceOutOfMemory, EnvironmentProblem
 from .nvml import Nvml
 
 DEFAULT_POOL_ID = (0, 0)
+_HISTORY_ENTRIES = 1_000_000  # trace events kept for --memory-snapshot: a ladder of large towers fits
 
 # The last allocation the caching allocator could not get from the driver, in bytes, as its
 # out-of-memory observer reports it (one observer per process: the allocator keeps them all).
@@ -235,6 +236,17 @@ class CudaDevice:
         outputs = tuple(outputs)
         capture_ms = (time.perf_counter() - started) * 1000.0
         return Captured(graph, outputs, capture_ms, sum(int(t.untyped_storage().nbytes()) for t in outputs))
+
+    def record_history(self) -> None:
+        torch.cuda.memory._record_memory_history(max_entries=_HISTORY_ENTRIES)
+
+    def history(self) -> dict:
+        snapshot = torch.cuda.memory._snapshot()
+        torch.cuda.memory._record_memory_history(enabled=None)
+        return snapshot
+
+    def clock_us(self) -> int:
+        return time.time_ns() // 1000  # trace events carry Unix time in microseconds
 
     def replay(self, captured: Captured, reference, repeats: int = 3) -> Replayed:
         """Replay once and compare with the eager outputs; then time ``repeats`` replays (median ms)."""

@@ -95,3 +95,12 @@ class Device(Protocol):
     def capture(self, fn: Callable[[], tuple], pool: Any, stream: Any, what: str) -> Captured: ...
 
     def replay(self, captured: Captured, reference: tuple[Any, ...]) -> Replayed: ...
+
+    def record_history(self) -> None:
+        """Start recording every allocation and free, with Python stacks (--memory-snapshot)."""
+
+    def history(self) -> dict:
+        """Stop recording; the allocator snapshot (``segments`` and ``device_traces``)."""
+
+    def clock_us(self) -> int:
+        """Now, on the clock the history stamps its events with, in microseconds."""

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -24,6 +25,8 @@ from .device import Device, Sample
 from .errors import CaptureFailure, DeviceOutOfMemory, EnvironmentProblem, Terminated, UsageError
 from .graphcounts import DecoderSettings, GraphCounts, graph_counts
 from .ladder import resolve_max_items
+from .memory_snapshot import Phase, label
+from .memory_snapshot import save as save_snapshot
 from .models.base import Layout, canonical_dtype
 from .models.facts import model_facts
 from .models.registry import ModelSpec, resolve
@@ -60,6 +63,7 @@ class ProfileRequest:
     seed: int = 0
     warmup_iterations: int = 2
     decoder: DecoderSettings = field(default_factory=DecoderSettings)
+    memory_snapshot: Path | None = None  # write the allocator history here, for pytorch.org/memory_viz
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,9 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
     def forward(inputs):
         return lambda: adapter.forward(tower, inputs)
 
+    phases: list[Phase] = []  # what each stretch of the allocator history belongs to
+    if request.memory_snapshot is not None:
+        device.record_history()
     try:
         for layout in reversed(setup.layouts):  # smallest first, so that each warm-up can judge the next
             done += 1
@@ -219,6 +226,7 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
                     f"forward, and {gib(free)} GiB is free",
                 )
                 continue
+            began = device.clock_us()
             try:
                 inputs, io_bytes = device.measure_allocated(
                     lambda: adapter.make_inputs(tower, setup.tower_config, layout, dtype, device.torch_device, generator)
@@ -228,6 +236,8 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
                 inputs = None  # its memory goes back at the next settle
                 unmeasured[layout.budget] = UnmeasuredBudget(layout.budget, BudgetStatus.OUT_OF_MEMORY, str(oom), oom.requested_bytes)
                 continue
+            finally:
+                phases.append(Phase(f"warm-up budget={layout.budget}", began, device.clock_us()))
             ready.append(_Ready(layout, inputs, io_bytes, warm.reference, warm.eager_ms, warm.peak_bytes))
 
         for item in sorted(ready, key=lambda r: r.layout.budget, reverse=True):
@@ -236,6 +246,7 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
             report_progress(f"capturing budget {layout.budget}", done, steps)
             device.settle()
             before = device.sample(pool)
+            began = device.clock_us()
             try:
                 captured = device.capture(forward(item.inputs), pool, stream, f"budget {layout.budget}")
             except DeviceOutOfMemory as oom:
@@ -246,6 +257,8 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
                 unmeasured[layout.budget] = UnmeasuredBudget(layout.budget, BudgetStatus.CAPTURE_FAILED, str(failure))
                 stopped_by = "capture failure"
                 break
+            finally:
+                phases.append(Phase(f"budget={layout.budget}", began, device.clock_us()))
             device.settle()
             after = device.sample(pool)
             replayed = device.replay(captured, item.reference)
@@ -268,6 +281,8 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
             f"{', '.join(map(str, after_failure))}, captured after it, include what it left in the pool"
         )
 
+    if request.memory_snapshot is not None:
+        warnings += _save_snapshot(device, phases, request.memory_snapshot)
     report_progress("accounting", steps, steps)
     pools, process_used, pool_warnings = _pools(device, pool, weights_bytes, sum(r.io_bytes for r in ready), context_bytes, results)
     mismatched = [f"replay differs from eager for budget {b.budget}" for b in results if not b.replay_matches_eager]
@@ -285,6 +300,16 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
         unmeasured=tuple(sorted(unmeasured.values(), key=lambda u: u.budget)),
         stopped_by=stopped_by,
     )
+
+
+def _save_snapshot(device: Device, phases: list[Phase], path: Path) -> list[str]:
+    """Write the labelled allocator history; a failure to write is a warning: the measurements stand."""
+    snapshot = label(device.history(), phases)
+    try:
+        save_snapshot(snapshot, path)
+    except OSError as error:
+        return [f"the memory snapshot could not be written to {path} ({error.strerror or error})"]
+    return []
 
 
 def _budget_result(item: _Ready, before: Sample, after: Sample, captured, replayed) -> BudgetResult:

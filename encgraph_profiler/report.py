@@ -192,13 +192,13 @@ def save(report: Report, path: Path) -> None:
     write_atomic(path, to_json(report))
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, content: str | bytes) -> None:
     """Write atomically, so an interrupted run never leaves a truncated file behind; a failed
     write leaves no temporary file either."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text)
+        tmp.write_bytes(content) if isinstance(content, bytes) else tmp.write_text(content)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -87,7 +87,7 @@ class FakeDevice:
         return DeviceInfo("Fake GPU 80GB", self.capacity, "0.0", "0.0", "")
 
     def settle(self) -> None:
-        pass
+        self._event("segment_free", 0)  # emptying the cache: outside every warm-up and capture
 
     def sample(self, pool) -> Sample:
         return Sample(
@@ -123,6 +123,8 @@ class FakeDevice:
         self._workspace_made = True
         with torch.inference_mode():
             outputs = fn()
+        self._event("alloc", peak)
+        self._event("free_completed", peak)
         return WarmUp(tuple(t.clone() for t in outputs), 1.0, peak)
 
     def capture(self, fn, pool, stream, what: str) -> Captured:
@@ -142,9 +144,27 @@ class FakeDevice:
             raise DeviceOutOfMemory(f"out of memory in the capture of {what} (fake)", growth)
         self.pool_reserved += growth
         self.pool_segments += growth // SEGMENT
+        self._event("segment_alloc", growth)
         self.pool_live += list(outputs)
         self.graph_exec += self.exec_per_capture
         return Captured(budget, outputs, 1.0, sum(t.untyped_storage().nbytes() for t in outputs))
+
+    # The allocator history: an event per warm-up and capture, stamped by a clock that ticks per call.
+    def record_history(self):
+        self.events = []
+
+    def history(self):
+        events, self.events = self.events, None
+        return {"segments": [], "device_traces": [events]}
+
+    def clock_us(self):
+        self.clock = getattr(self, "clock", 0) + 1
+        return self.clock
+
+    def _event(self, action, size):
+        if getattr(self, "events", None) is not None:
+            self.events.append({"action": action, "addr": len(self.events), "size": size, "stream": 0,
+                                "time_us": self.clock_us(), "frames": []})
 
     def replay(self, captured: Captured, reference) -> Replayed:
         if captured.graph in self.mismatch:

@@ -174,3 +174,34 @@ def test_cli_failed_write_falls_back_and_loses_nothing(fake, tmp_path, monkeypat
     assert f"the report is in {fallback}" in result.output.replace("\n", "")
     assert len(report_io.load(fallback).budgets) == 3
     assert "Encoder graphs hold" in result.output  # the table is printed too
+
+
+def test_memory_snapshot_labels_every_event_by_budget(fake, tmp_path):
+    """Events made during a budget's warm-up or capture carry that budget's category; the rest are
+    `unknown`, which the viewer needs whenever categories are used. Pickled with protocol 4."""
+    import pickle
+
+    fake()
+    path = tmp_path / "run.pickle"
+    result = _cli("--json", str(tmp_path / "r.json"), "--memory-snapshot", str(path))
+    assert result.exit_code == 0, result.output
+    data = path.read_bytes()
+    assert data[:2] == b"\x80\x04"  # protocol 4: pytorch.org/memory_viz's unpickler refuses 5
+    snapshot = pickle.loads(data)
+    events = snapshot["device_traces"][0]
+    by_category = {}
+    for event in events:
+        by_category.setdefault(event["category"], []).append(event["action"])
+    # The fake makes one alloc and one free per warm-up, and one segment per capture that grows the pool.
+    for budget in (64, 128, 256):
+        assert by_category[f"warm-up budget={budget}"] == ["alloc", "free_completed"]
+    assert by_category["budget=256"] == ["segment_alloc"]  # the largest, first, grows the pool
+    assert set(by_category["unknown"]) == {"segment_free"}  # emptying the cache between phases
+    assert set(by_category) == {"unknown", "budget=64", "budget=128", "budget=256", "warm-up budget=64",
+                                "warm-up budget=128", "warm-up budget=256"}
+
+
+def test_memory_snapshot_path_is_checked_before_any_work(fake, tmp_path):
+    fake()
+    result = _cli("--memory-snapshot", str(tmp_path / "missing" / "run.pickle"))
+    assert result.exit_code == 2 and "--memory-snapshot" in result.output

@@ -56,6 +56,7 @@ def profile(
     seed: Annotated[int, typer.Option("--seed", help="Seed for weights and dummy inputs.")] = 0,
     warmup: Annotated[int, typer.Option("--warmup", help="Eager runs per budget before capture.")] = 2,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here (also when the run is cut short).")] = None,
+    memory_snapshot: Annotated[Path | None, typer.Option("--memory-snapshot", help="Also write the allocator's history of the run, for pytorch.org/memory_viz, events labelled by budget.")] = None,
     output_format: Annotated[Format, typer.Option("--format", help="table, or json on stdout.")] = Format.table,
     baseline: Annotated[Path | None, typer.Option("--baseline", help="Gate the new report against this one (as `encgraph check`).")] = None,
     max_num_seqs: common.MaxNumSeqs = 256,
@@ -81,14 +82,16 @@ def profile(
     )
     request = ProfileRequest(
         model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision, max_items=max_items, dtype=dtype, attn=attn,
-        seed=seed, warmup_iterations=warmup, decoder=decoder,
+        seed=seed, warmup_iterations=warmup, decoder=decoder, memory_snapshot=memory_snapshot,
     )
     # Everything that can be refused is refused before the GPU work starts.
-    if json_path is not None:
+    for option, path in (("--json", json_path), ("--memory-snapshot", memory_snapshot)):
+        if path is None:
+            continue
         try:
-            report_io.check_writable(json_path)
+            report_io.check_writable(path)
         except OSError as error:
-            raise UsageError(f"--json {json_path} cannot be written ({error.strerror or error}); give a writable file path") from None
+            raise UsageError(f"{option} {path} cannot be written ({error.strerror or error}); give a writable file path") from None
     gate = report_io.load(baseline) if baseline is not None else None
     setup = prepare(request)
     if gate is not None:
