@@ -150,7 +150,7 @@ def gate_problems(report: Report, role: str) -> tuple[str, ...]:
 
 def _settings_fingerprint(settings: Settings) -> dict[str, object]:
     return {"model": settings.model, "dtype": settings.dtype, "attn": settings.attn,
-            "budgets": tuple(settings.budgets), "max_items": settings.max_items}
+            "budgets": tuple(settings.budgets), "max_items": settings.max_items, "pool": settings.pool, "order": settings.order}
 
 
 def fingerprint(report: Report) -> dict[str, object]:

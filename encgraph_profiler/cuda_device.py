@@ -145,12 +145,13 @@ class CudaDevice:
             segments=len(mine),
         )
 
-    def sample(self, pool) -> Sample:
+    def sample(self, pools) -> Sample:
         stats = torch.cuda.memory_stats()
+        each = [self._pool(torch.cuda.memory_snapshot(mempool_id=pool), tuple(pool)) for pool in pools]
         return Sample(
             reserved_bytes=int(stats.get("reserved_bytes.all.current", 0)),
             allocated_bytes=int(stats.get("allocated_bytes.all.current", 0)),
-            encoder=self._pool(torch.cuda.memory_snapshot(mempool_id=pool), tuple(pool)),
+            encoder=PoolBytes(sum(p.reserved_bytes for p in each), sum(p.live_bytes for p in each), sum(p.segments for p in each)),
             process_used_bytes=self._nvml.process_used_bytes(),
         )
 

@@ -8,7 +8,7 @@ are checked on any machine.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -75,7 +75,8 @@ class Device(Protocol):
     def settle(self) -> None:
         """Wait for the device and return cached blocks, so that reserved bytes mean held bytes."""
 
-    def sample(self, pool: Any) -> Sample: ...
+    def sample(self, pools: Sequence[Any]) -> Sample:
+        """The allocator's counters, NVML's figure, and the encoder bytes: ``pools`` added up."""
 
     def default_pool(self) -> PoolBytes:
         """The default pool, from the allocator's segments (a full snapshot: taken once, at the end)."""

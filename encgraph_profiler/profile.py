@@ -64,6 +64,19 @@ class ProfileRequest:
     warmup_iterations: int = 2
     decoder: DecoderSettings = field(default_factory=DecoderSettings)
     memory_snapshot: Path | None = None  # write the allocator history here, for pytorch.org/memory_viz
+    pool: str = "shared"  # "shared" (vLLM): one private pool for every graph; "per-graph": one each
+    order: str = "largest-first"  # or "smallest-first" (TensorRT-LLM)
+
+
+POOLS = ("shared", "per-graph")
+ORDERS = ("largest-first", "smallest-first")
+# How each engine pools and orders its encoder graphs, for --as.
+ENGINES = {
+    "vllm": ("shared", "largest-first"),
+    "vllm-legacy": ("per-graph", "largest-first"),  # vLLM before its graphs shared one pool
+    "sglang": ("per-graph", "largest-first"),  # one pool per captured size
+    "tensorrt-llm": ("shared", "smallest-first"),
+}
 
 
 @dataclass(frozen=True)
@@ -91,6 +104,10 @@ def _check_attention(attn: str) -> None:
 def prepare(request: ProfileRequest) -> Prepared:
     """Validate a request and lay out every budget. Raises UsageError on bad input."""
     _check_attention(request.attn)
+    if request.pool not in POOLS:
+        raise UsageError(f"--pool {request.pool!r}: choose {' or '.join(POOLS)}")
+    if request.order not in ORDERS:
+        raise UsageError(f"--order {request.order!r}: choose {' or '.join(ORDERS)}")
     if request.warmup_iterations < 1:
         raise UsageError("--warmup must be at least 1: capture needs one eager run on the capture stream first")
     dtype = canonical_dtype(request.dtype)
@@ -112,6 +129,8 @@ def prepare(request: ProfileRequest) -> Prepared:
         revision=spec.revision,
         commit=spec.commit,
         layout=layouts[0].meaning,
+        pool=request.pool,
+        order=request.order,
     )
     return Prepared(spec, tower_config, settings, model_facts(spec, dtype), layouts, counts)
 
@@ -185,9 +204,10 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
     report_progress(f"building the {setup.spec.name} tower", 0, steps)
 
     warnings: list[str] = list(device.problems)
-    stream, pool = device.new_stream(), device.new_pool()
+    stream = device.new_stream()
+    pools = [device.new_pool()] if request.pool == "shared" else []  # per-graph: one more before each capture
     device.settle()
-    start = device.sample(pool)
+    start = device.sample(pools)
     context_bytes = _diff(start.process_used_bytes, start.reserved_bytes)
 
     adapter = setup.spec.adapter
@@ -203,6 +223,7 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
     unmeasured: dict[int, UnmeasuredBudget] = {}
     graphs: list[Any] = []  # every graph must stay referenced until the final sample: each one holds the pool
     stopped_by: str | None = None
+    capture_order: list[int] = []  # budgets in the order their captures started
     failed_captures: list[int] = []  # budgets whose capture ran out of memory, leaving blocks in the pool
     done = 0
 
@@ -240,15 +261,18 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
                 phases.append(Phase(f"warm-up budget={layout.budget}", began, device.clock_us()))
             ready.append(_Ready(layout, inputs, io_bytes, warm.reference, warm.eager_ms, warm.peak_bytes))
 
-        for item in sorted(ready, key=lambda r: r.layout.budget, reverse=True):
+        for item in sorted(ready, key=lambda r: r.layout.budget, reverse=request.order == "largest-first"):
             layout = item.layout
             done += 1
             report_progress(f"capturing budget {layout.budget}", done, steps)
+            if request.pool == "per-graph":
+                pools.append(device.new_pool())
             device.settle()
-            before = device.sample(pool)
+            before = device.sample(pools)
             began = device.clock_us()
+            capture_order.append(layout.budget)
             try:
-                captured = device.capture(forward(item.inputs), pool, stream, f"budget {layout.budget}")
+                captured = device.capture(forward(item.inputs), pools[-1], stream, f"budget {layout.budget}")
             except DeviceOutOfMemory as oom:
                 unmeasured[layout.budget] = UnmeasuredBudget(layout.budget, BudgetStatus.OUT_OF_MEMORY, str(oom), oom.requested_bytes)
                 failed_captures.append(layout.budget)
@@ -260,7 +284,7 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
             finally:
                 phases.append(Phase(f"budget={layout.budget}", began, device.clock_us()))
             device.settle()
-            after = device.sample(pool)
+            after = device.sample(pools)
             replayed = device.replay(captured, item.reference)
             graphs.append(captured)
             results.append(_budget_result(item, before, after, captured, replayed))
@@ -273,18 +297,20 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
         if layout.budget not in measured and layout.budget not in unmeasured:
             reason = f"not run: the ladder stopped ({stopped_by}) before this budget" if stopped_by else "not run"
             unmeasured[layout.budget] = UnmeasuredBudget(layout.budget, BudgetStatus.NOT_RUN, reason)
-    first_failed = max(failed_captures, default=None)  # captures run largest first
-    after_failure = [r.budget for r in results if first_failed is not None and r.budget < first_failed]
-    if after_failure:
-        warnings.append(
-            f"the capture of budget {first_failed} ran out of memory; the pool figures of budgets "
-            f"{', '.join(map(str, after_failure))}, captured after it, include what it left in the pool"
-        )
+    if failed_captures:
+        first_failed = min(failed_captures, key=capture_order.index)
+        later = capture_order[capture_order.index(first_failed) + 1:]
+        after_failure = [b for b in later if b in {r.budget for r in results}]
+        if after_failure:
+            warnings.append(
+                f"the capture of budget {first_failed} ran out of memory; the pool figures of budgets "
+                f"{', '.join(map(str, after_failure))}, captured after it, include what it left in the encoder pools"
+            )
 
     if request.memory_snapshot is not None:
         warnings += _save_snapshot(device, phases, request.memory_snapshot)
     report_progress("accounting", steps, steps)
-    pools, process_used, pool_warnings = _pools(device, pool, weights_bytes, sum(r.io_bytes for r in ready), context_bytes, results)
+    pool_rows, process_used, pool_warnings = _pools(device, pools, weights_bytes, sum(r.io_bytes for r in ready), context_bytes, results)
     mismatched = [f"replay differs from eager for budget {b.budget}" for b in results if not b.replay_matches_eager]
     return Report(
         schema_version=SCHEMA_VERSION,
@@ -292,7 +318,7 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
         settings=setup.settings,
         model=setup.facts,
         budgets=tuple(sorted(results, key=lambda r: r.budget)),
-        pools=pools,
+        pools=pool_rows,
         graph_counts=_graph_counts_report(setup.graph_counts, request.decoder),
         process_used_bytes=process_used,
         wall_ms=(time.perf_counter() - started) * 1000.0,
@@ -334,7 +360,7 @@ def _budget_result(item: _Ready, before: Sample, after: Sample, captured, replay
     )
 
 
-def _pools(device: Device, pool, weights_bytes: int, static_io_bytes: int, context_bytes: int | None,
+def _pools(device: Device, pools: list, weights_bytes: int, static_io_bytes: int, context_bytes: int | None,
            results: list[BudgetResult]) -> tuple[tuple[PoolUsage, ...], int | None, list[str]]:
     """The per-pool rows at the end of the run, NVML's figure for the process, and warnings.
 
@@ -342,7 +368,7 @@ def _pools(device: Device, pool, weights_bytes: int, static_io_bytes: int, conte
     the allocator is NVML's figure minus the allocator's own reserved counter. So the rows add up
     to NVML's figure only if the segments add up to the counter: a real check, not a remainder."""
     device.settle()
-    final, default = device.sample(pool), device.default_pool()
+    final, default = device.sample(pools), device.default_pool()
     warnings = []
     segments_reserved = final.encoder.reserved_bytes + default.reserved_bytes
     if segments_reserved != final.reserved_bytes:

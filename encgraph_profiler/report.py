@@ -65,6 +65,8 @@ class Settings:
     revision: str | None = None  # for a Hugging Face id: the revision asked for (None: the default branch)
     commit: str | None = None  # for a Hugging Face id: the snapshot commit its config came from
     layout: str = ""  # what the largest budget is, in images and patches
+    pool: str = "shared"  # "shared": one private pool for every graph; "per-graph": one each
+    order: str = "largest-first"  # the order of the captures
 
 
 @dataclass(frozen=True)

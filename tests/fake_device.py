@@ -6,8 +6,9 @@ The tower and its inputs are real (tiny configs on the CPU); what a GPU would ho
   made at the first warm-up, in 2 MiB segments;
 - an eager forward peaks at ``activation_factor`` x its inputs' bytes;
 - a capture of budget B needs ``scratch_per_token`` x B bytes of scratch plus its outputs, rounded
-  up to 2 MiB, in the one shared pool, which grows only when a capture needs more than it has
-  (largest first, later captures reuse it);
+  up to 2 MiB, in the pool it is captured into, which grows only when a capture needs more than it
+  has (a shared pool captured largest first: later captures reuse it; one pool per graph: each
+  holds its own);
 - every capture adds ``exec_per_capture`` outside the allocator; the CUDA context is ``context``;
 - the device has ``capacity`` bytes; work that would go past it raises DeviceOutOfMemory.
 Tests compute what the report must say from these parameters, independently of profile's code.
@@ -58,9 +59,7 @@ class FakeDevice:
         self._kept: list[weakref.ref] = []  # tensors in the default pool
         self._workspace_made = False
         self._last_inputs_bytes = 0
-        self.pool_reserved = 0
-        self.pool_segments = 0
-        self.pool_live: list = []  # output tensors held by the graphs
+        self.graph_pools: dict[int, dict] = {}  # pool -> its reserved bytes, segments and live outputs
         self.captures = 0
         self.graph_exec = 0
 
@@ -74,9 +73,13 @@ class FakeDevice:
     def default_reserved(self) -> int:
         return round_up(self.default_live)
 
+    def _live(self, pools) -> int:
+        return sum(round_up(t.untyped_storage().nbytes(), 512) for p in pools for t in self.graph_pools[p]["live"])
+
     @property
-    def encoder_live(self) -> int:
-        return sum(round_up(t.untyped_storage().nbytes(), 512) for t in self.pool_live)
+    def pool_reserved(self) -> int:
+        """Every graph pool's reserved bytes."""
+        return sum(p["reserved"] for p in self.graph_pools.values())
 
     @property
     def reserved(self) -> int:
@@ -89,11 +92,12 @@ class FakeDevice:
     def settle(self) -> None:
         self._event("segment_free", 0)  # emptying the cache: outside every warm-up and capture
 
-    def sample(self, pool) -> Sample:
+    def sample(self, pools) -> Sample:
         return Sample(
             reserved_bytes=self.reserved,
-            allocated_bytes=self.default_live + self.encoder_live,
-            encoder=PoolBytes(self.pool_reserved, self.encoder_live, self.pool_segments),
+            allocated_bytes=self.default_live + self._live(self.graph_pools),
+            encoder=PoolBytes(sum(self.graph_pools[p]["reserved"] for p in pools), self._live(pools),
+                              sum(self.graph_pools[p]["segments"] for p in pools)),
             process_used_bytes=self.context + self.reserved + self.graph_exec if self.nvml else None,
         )
 
@@ -111,7 +115,9 @@ class FakeDevice:
         return result, self.default_live - before
 
     def new_pool(self):
-        return object()
+        pool = len(self.graph_pools)
+        self.graph_pools[pool] = {"reserved": 0, "segments": 0, "live": []}
+        return pool
 
     def new_stream(self):
         return None
@@ -139,13 +145,14 @@ class FakeDevice:
         with torch.inference_mode():
             outputs = tuple(fn())
         need = round_up(self.scratch_per_token * budget + tensor_bytes(outputs))
-        growth = max(0, need - self.pool_reserved)
+        mine = self.graph_pools[pool]
+        growth = max(0, need - mine["reserved"])
         if growth > self.free_bytes():
             raise DeviceOutOfMemory(f"out of memory in the capture of {what} (fake)", growth)
-        self.pool_reserved += growth
-        self.pool_segments += growth // SEGMENT
+        mine["reserved"] += growth
+        mine["segments"] += growth // SEGMENT
         self._event("segment_alloc", growth)
-        self.pool_live += list(outputs)
+        mine["live"] += list(outputs)
         self.graph_exec += self.exec_per_capture
         return Captured(budget, outputs, 1.0, sum(t.untyped_storage().nbytes() for t in outputs))
 

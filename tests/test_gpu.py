@@ -61,7 +61,7 @@ def test_pools_live_bytes_add_up_to_memory_allocated():
     warm = device.warm_up(lambda: ((weight @ weight).relu(),), stream, 2)
     captured = device.capture(lambda: ((weight @ weight).relu(),), pool, stream, "probe")
     device.settle()
-    sample, default = device.sample(pool), device.default_pool()
+    sample, default = device.sample([pool]), device.default_pool()
     assert sample.encoder.live_bytes + default.live_bytes == sample.allocated_bytes == torch.cuda.memory_allocated()
     assert sample.encoder.reserved_bytes + default.reserved_bytes == sample.reserved_bytes
     assert sample.encoder.live_bytes == captured.output_bytes
@@ -88,10 +88,10 @@ def test_snapshot_pool_bytes_equal_reserved_delta():
     # segment outside the graph pool. A graph kept alive here holds such a segment open.
     first = device.capture(fn, device.new_pool(), stream, "first capture")
     device.settle()
-    reserved0 = device.sample(pool).reserved_bytes
+    reserved0 = device.sample([pool]).reserved_bytes
     captured = device.capture(fn, pool, stream, "test graph")
     device.settle()
-    after = device.sample(pool)
+    after = device.sample([pool])
     assert after.encoder.reserved_bytes == after.reserved_bytes - reserved0
     del first
     assert after.encoder.live_bytes >= 4096 * 2048 * 4  # the output is live in the pool
@@ -135,3 +135,28 @@ def test_real_out_of_memory_is_recorded_with_the_bytes_requested_and_the_ladder_
     (failed,) = report.unmeasured
     assert failed.budget == 32768 and failed.status is BudgetStatus.OUT_OF_MEMORY
     assert failed.requested_bytes and failed.requested_bytes > 0, failed
+
+
+def test_per_graph_pools_equal_the_lone_budgets_and_smallest_first_holds_the_largest():
+    """vLLM before its shared pool, and SGLang, give each graph its own pool: the ladder's pools
+    add up to the budgets profiled alone. A shared pool captured smallest first (TensorRT-LLM)
+    grows at every capture."""
+    import gc
+
+    import torch
+
+    ladder = (1024, 2048, 4096)
+
+    def run(budgets, **kwargs):
+        report = _profile("qwen2-vl-2b", budgets, max_items=16, **kwargs)
+        gc.collect()
+        torch.cuda.empty_cache()
+        return report
+
+    per_graph = run(ladder, pool="per-graph")
+    alone = [run((b,)).pool("encoder_graphs").reserved_bytes for b in ladder]
+    assert [b.replay_matches_eager for b in per_graph.budgets] == [True] * 3
+    assert per_graph.pool("encoder_graphs").reserved_bytes == sum(alone)
+    smallest_first = run(ladder, order="smallest-first")
+    growth = {b.budget: b.pool_growth_bytes for b in smallest_first.budgets}
+    assert all(growth[b] > 0 for b in ladder), growth

@@ -205,3 +205,65 @@ def test_memory_snapshot_path_is_checked_before_any_work(fake, tmp_path):
     fake()
     result = _cli("--memory-snapshot", str(tmp_path / "missing" / "run.pickle"))
     assert result.exit_code == 2 and "--memory-snapshot" in result.output
+
+
+def _strategy(pool, order, budgets=BUDGETS):
+    device = FakeDevice()
+    report = profile(ProfileRequest(model=MODEL, budgets=budgets, pool=pool, order=order), device=device)
+    assert report.complete and (report.settings.pool, report.settings.order) == (pool, order)
+    return device, report
+
+
+def test_per_graph_pools_add_up_to_the_lone_budgets():
+    """One pool per graph: each budget's pool is its own need, and the whole equals the sum of the
+    budgets profiled alone (each alone in a shared pool)."""
+    device, report = _strategy("per-graph", "largest-first")
+    needs = {b: _expected_pool(device, report, b) for b in BUDGETS}
+    assert {b.budget: b.pool_growth_bytes for b in report.budgets} == needs
+    assert report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes == sum(needs.values())
+    alone = [_strategy("shared", "largest-first", (b,))[1].pool(PoolName.ENCODER_GRAPHS).reserved_bytes for b in BUDGETS]
+    assert sum(alone) == sum(needs.values())
+    assert len(device.graph_pools) == 3
+
+
+def test_smallest_first_grows_one_shared_pool_at_every_capture():
+    device, report = _strategy("shared", "smallest-first")
+    needs = [_expected_pool(device, report, b) for b in sorted(BUDGETS)]
+    growth = [b.pool_growth_bytes for b in sorted(report.budgets, key=lambda b: b.budget)]
+    assert growth == [needs[0], needs[1] - needs[0], needs[2] - needs[1]]
+    assert report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes == needs[2] and len(device.graph_pools) == 1
+
+
+def test_reports_of_different_strategies_are_not_compared():
+    from encgraph_profiler.errors import ReportError
+
+    _, shared = _strategy("shared", "largest-first")
+    _, per_graph = _strategy("per-graph", "largest-first")
+    with pytest.raises(ReportError, match="pool"):
+        compare(shared, per_graph)
+
+
+@pytest.mark.parametrize("args, pool, order", [
+    (("--as", "sglang"), "per-graph", "largest-first"),
+    (("--as", "TensorRT-LLM"), "shared", "smallest-first"),
+    (("--pool", "per-graph", "--order", "smallest-first"), "per-graph", "smallest-first"),
+    ((), "shared", "largest-first"),
+])
+def test_cli_strategies(fake, tmp_path, args, pool, order):
+    fake()
+    result = _cli("--json", str(tmp_path / "r.json"), *args)
+    assert result.exit_code == 0, result.output
+    saved = report_io.load(tmp_path / "r.json")
+    assert (saved.settings.pool, saved.settings.order) == (pool, order)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--as", "vllm", "--pool", "per-graph"), "--as vllm means --pool shared"),
+    (("--as", "lmdeploy"), "--as 'lmdeploy': choose one of vllm"),
+    (("--pool", "private"), "--pool 'private': choose shared or per-graph"),
+    (("--order", "random"), "--order 'random': choose largest-first or smallest-first"),
+])
+def test_cli_strategy_mistakes_are_refused(fake, args, message):
+    fake()
+    result = _cli(*args)
+    assert result.exit_code == 2 and message in result.output

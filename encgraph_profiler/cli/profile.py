@@ -22,6 +22,8 @@ Examples:
 
   encgraph profile --model qwen2.5-vl-7b --max-budget 8192 --json report.json
 
+  encgraph profile --model Qwen2-VL --budgets 1024,2048,4096 --as sglang   # one pool per graph
+
   encgraph profile --model ./my-model/config.json --budgets 4096 --baseline main.json
 
   HF_HUB_OFFLINE=1 encgraph profile --model Qwen/Qwen2.5-VL-7B-Instruct --revision main
@@ -55,6 +57,9 @@ def profile(
     attn: Annotated[str, typer.Option("--attn", help="Attention implementation: sdpa, eager, flash_attention_2.")] = "sdpa",
     seed: Annotated[int, typer.Option("--seed", help="Seed for weights and dummy inputs.")] = 0,
     warmup: Annotated[int, typer.Option("--warmup", help="Eager runs per budget before capture.")] = 2,
+    engine: Annotated[str | None, typer.Option("--as", help="Pool and order the graphs as an engine does: vllm (the default), vllm-legacy, sglang, tensorrt-llm.")] = None,
+    pool: Annotated[str | None, typer.Option("--pool", help="shared: one private pool for every graph (vLLM); per-graph: one pool each.")] = None,
+    order: Annotated[str | None, typer.Option("--order", help="largest-first (vLLM) or smallest-first (TensorRT-LLM).")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here (also when the run is cut short).")] = None,
     memory_snapshot: Annotated[Path | None, typer.Option("--memory-snapshot", help="Also write the allocator's history of the run, for pytorch.org/memory_viz, events labelled by budget.")] = None,
     output_format: Annotated[Format, typer.Option("--format", help="table, or json on stdout.")] = Format.table,
@@ -74,15 +79,22 @@ def profile(
     from ..check import settings_mismatches
     from ..errors import ExitCode, ReportError, UsageError
     from ..ladder import resolve_budgets
-    from ..profile import ProfileRequest, prepare
+    from ..profile import ENGINES, ProfileRequest, prepare
 
     decoder = common.decoder_settings(
         max_num_seqs, max_num_batched_tokens, cudagraph_mode, cudagraph_capture_sizes, max_cudagraph_capture_size,
         num_speculative_tokens, max_loras, specialize_lora, blackwell,
     )
+    if engine is not None and engine.lower() not in ENGINES:
+        raise UsageError(f"--as {engine!r}: choose one of {', '.join(ENGINES)}")
+    engine_pool, engine_order = ENGINES[(engine or "vllm").lower()]
+    for option, given, engines in (("--pool", pool, engine_pool), ("--order", order, engine_order)):
+        if engine is not None and given is not None and given != engines:
+            raise UsageError(f"--as {engine} means {option} {engines}; drop {option} {given} or --as")
     request = ProfileRequest(
         model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision, max_items=max_items, dtype=dtype, attn=attn,
         seed=seed, warmup_iterations=warmup, decoder=decoder, memory_snapshot=memory_snapshot,
+        pool=pool or engine_pool, order=order or engine_order,
     )
     # Everything that can be refused is refused before the GPU work starts.
     for option, path in (("--json", json_path), ("--memory-snapshot", memory_snapshot)):
