@@ -267,3 +267,41 @@ def test_cli_strategy_mistakes_are_refused(fake, args, message):
     fake()
     result = _cli(*args)
     assert result.exit_code == 2 and message in result.output
+
+
+def test_compare_runs_each_strategy_apart_and_sets_them_side_by_side(monkeypatch, tmp_path):
+    """Each strategy's profile runs as its own command (a fresh process outside tests); the table
+    and the JSON put their pools side by side, and a failed strategy does not stop the others."""
+    from encgraph_profiler.cli import compare as compare_cli
+
+    calls = []
+
+    def child(args):
+        calls.append(args)
+        device = FakeDevice(fail_capture=(256,) if "tensorrt-llm" in args else ())  # a fresh device, as a fresh process has
+        monkeypatch.setattr(cuda_device, "CudaDevice", lambda: device)
+        result = CliRunner().invoke(app, ["profile", *args])
+        return result.exit_code, "child error line"
+
+    monkeypatch.setattr(compare_cli, "_run_child", child)
+    result = runner.invoke(app, ["compare", "--model", MODEL, "--budgets", "64,128,256", "--format", "json", "--keep", str(tmp_path)])
+    assert result.exit_code == 4, result.output  # one strategy did not measure every budget
+    data = json.loads(result.stdout)
+    assert [c[c.index("--as") + 1] for c in calls] == ["vllm", "vllm-legacy", "tensorrt-llm"]
+    shared, per_graph = report_io.load(tmp_path / "vllm.json"), report_io.load(tmp_path / "vllm-legacy.json")
+    assert data["vllm"]["total_bytes"] == shared.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
+    assert data["vllm-legacy"]["total_bytes"] == sum(b.pool_growth_bytes for b in per_graph.budgets)
+    assert data["vllm-legacy"]["total_bytes"] > data["vllm"]["total_bytes"]
+    assert data["tensorrt-llm"]["total_bytes"] is None and data["tensorrt-llm"]["exit_code"] == 4
+    table = runner.invoke(app, ["compare", "--model", MODEL, "--budgets", "64,128,256", "--as", "vllm,sglang"])
+    assert table.exit_code == 0 and "vs vllm" in table.output and "sglang" in table.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--as", "vllm,nope"), "choose from vllm"),
+    (("--as", "vllm,vllm"), "names a strategy twice"),
+    (("--keep", "/no/such/folder"), "no such folder"),
+])
+def test_compare_refuses_bad_input(args, message):
+    result = runner.invoke(app, ["compare", "--model", MODEL, "--budgets", "64,128", *args])
+    assert result.exit_code == 2 and message in result.output

@@ -22,7 +22,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from .. import __version__  # noqa: E402
 from ..errors import ExitCode  # noqa: E402
-from . import check, graphs, models, plan, profile, report  # noqa: E402
+from . import check, compare, graphs, models, plan, profile, report  # noqa: E402
 from .common import err  # noqa: E402
 
 EPILOG = """\
@@ -94,6 +94,7 @@ def _main(
 app.command("profile", epilog=profile.EPILOG)(profile.profile)
 app.command("graphs", epilog=graphs.EPILOG)(graphs.graphs)
 app.command("check", epilog=check.EPILOG)(check.check)
+app.command("compare", epilog=compare.EPILOG)(compare.compare)
 app.command("plan", epilog=plan.EPILOG)(plan.plan)
 app.command("models", epilog=models.EPILOG)(models.models)
 app.command("report", epilog=report.EPILOG)(report.report)
