@@ -13,6 +13,7 @@ budget measured before it, marked incomplete.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from .report import (
     PoolName,
     PoolUsage,
     Provenance,
+    ReleaseCheck,
     Report,
     Settings,
     UnmeasuredBudget,
@@ -64,6 +66,7 @@ class ProfileRequest:
     warmup_iterations: int = 2
     decoder: DecoderSettings = field(default_factory=DecoderSettings)
     memory_snapshot: Path | None = None  # write the allocator history here, for pytorch.org/memory_viz
+    check_release: bool = False  # at the end, drop every graph and say what came back to the driver
     pool: str = "shared"  # "shared" (vLLM): one private pool for every graph; "per-graph": one each
     order: str = "largest-first"  # or "smallest-first" (TensorRT-LLM)
 
@@ -311,6 +314,16 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
         warnings += _save_snapshot(device, phases, request.memory_snapshot)
     report_progress("accounting", steps, steps)
     pool_rows, process_used, pool_warnings = _pools(device, pools, weights_bytes, sum(r.io_bytes for r in ready), context_bytes, results)
+    release = None
+    if request.check_release:
+        held = device.sample(pools)
+        # Drop every reference this function holds to a graph, its outputs or its inputs.
+        graphs.clear()
+        ready.clear()
+        captured = item = inputs = warm = None  # noqa: F841
+        gc.collect()
+        device.settle()
+        release = _release_check(held, device.sample(pools))
     mismatched = [f"replay differs from eager for budget {b.budget}" for b in results if not b.replay_matches_eager]
     return Report(
         schema_version=SCHEMA_VERSION,
@@ -325,7 +338,21 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
         warnings=tuple(warnings + pool_warnings + mismatched),
         unmeasured=tuple(sorted(unmeasured.values(), key=lambda u: u.budget)),
         stopped_by=stopped_by,
+        release=release,
     )
+
+
+def _release_check(held: Sample, after: Sample) -> ReleaseCheck:
+    """What came back once the graphs were dropped, and what still holds what did not."""
+    left = after.encoder
+    if left.reserved_bytes == 0:
+        holder = ""
+    elif left.live_bytes:
+        holder = f"{left.live_bytes:,} bytes of graph outputs are still referenced, and with them their graphs' pool"
+    else:
+        holder = "a graph is still referenced somewhere: a live graph keeps its whole pool"
+    nvml = _diff(held.process_used_bytes, after.process_used_bytes)
+    return ReleaseCheck(held.encoder.reserved_bytes, left.reserved_bytes, held.reserved_bytes - after.reserved_bytes, nvml, holder)
 
 
 def _save_snapshot(device: Device, phases: list[Phase], path: Path) -> list[str]:

@@ -70,3 +70,16 @@ def totals_line(report: Report) -> str:
     if not report.complete:
         line += f" [incomplete: {len(report.budgets)} of {len(report.settings.budgets)} budgets measured]"
     return line
+
+
+def release_line(report: Report) -> str | None:
+    """What --check-release found, or None without it."""
+    release = report.release
+    if release is None:
+        return None
+    nvml = "n/a" if release.nvml_returned_bytes is None else f"{release.nvml_returned_bytes:,}"
+    if release.pool_bytes_after == 0:
+        return (f"Release: all {release.pool_bytes_before:,} bytes of the encoder pools came back once the graphs were dropped "
+                f"(allocator: {release.reserved_returned_bytes:,} bytes returned to the driver; NVML: {nvml})")
+    return (f"Release: {release.pool_bytes_after:,} of {release.pool_bytes_before:,} bytes stayed in the encoder pools: "
+            f"{release.held_by} (allocator returned {release.reserved_returned_bytes:,}; NVML: {nvml})")

@@ -139,6 +139,17 @@ class GraphCountsReport:
 
 
 @dataclass(frozen=True)
+class ReleaseCheck:
+    """What dropping every graph and emptying the cache gave back (``profile --check-release``)."""
+
+    pool_bytes_before: int  # the encoder pools' reserved bytes with the graphs alive
+    pool_bytes_after: int  # what the encoder pools still hold afterwards: 0 when all came back
+    reserved_returned_bytes: int  # drop in the allocator's reserved counter
+    nvml_returned_bytes: int | None  # drop in this process's memory as NVML reports it
+    held_by: str = ""  # what still holds the bytes that did not come back, when it can be named
+
+
+@dataclass(frozen=True)
 class Report:
     schema_version: int
     provenance: Provenance
@@ -152,6 +163,7 @@ class Report:
     warnings: tuple[str, ...] = ()
     unmeasured: tuple[UnmeasuredBudget, ...] = ()  # requested budgets without a measurement
     stopped_by: str | None = None  # "SIGINT", "SIGTERM" or "capture failure" when the ladder stopped early
+    release: ReleaseCheck | None = None  # with --check-release
 
     def pool(self, name: PoolName | str) -> PoolUsage:
         return next(p for p in self.pools if p.pool == name)
@@ -219,9 +231,10 @@ def check_writable(path: Path) -> None:
 # -- reading --------------------------------------------------------------------------------------
 
 # Byte figures that are differences of two samples and so may be negative.
-SIGNED_BYTES = frozenset({"non_allocator_bytes", "workspaces_and_cache", "other"})
+SIGNED_BYTES = frozenset({"non_allocator_bytes", "workspaces_and_cache", "other", "reserved_returned_bytes", "nvml_returned_bytes"})
 
 _NESTED = {
+    "ReleaseCheck": ReleaseCheck,
     "Provenance": Provenance,
     "Settings": Settings,
     "ModelFacts": ModelFacts,

@@ -49,7 +49,7 @@ class FakeDevice:
 
     def __init__(self, *, context=500 * MiB, workspace=32 * MiB, activation_factor=3, scratch_per_token=64 * KiB,
                  exec_per_capture=2 * MiB, capacity=80 * GiB, nvml=True, stop_at_capture=None, fail_capture=(),
-                 mismatch=(), on_capture=None):
+                 mismatch=(), on_capture=None, keep_graphs=False):
         self.context, self.workspace, self.activation_factor = context, workspace, activation_factor
         self.scratch_per_token, self.exec_per_capture, self.capacity = scratch_per_token, exec_per_capture, capacity
         self.nvml = nvml
@@ -59,7 +59,9 @@ class FakeDevice:
         self._kept: list[weakref.ref] = []  # tensors in the default pool
         self._workspace_made = False
         self._last_inputs_bytes = 0
-        self.graph_pools: dict[int, dict] = {}  # pool -> its reserved bytes, segments and live outputs
+        self.graph_pools: dict[int, dict] = {}  # pool -> its reserved bytes, segments and graphs (weakly)
+        self.keep_graphs = keep_graphs  # hold every graph, as a leak elsewhere would: no pool comes back
+        self._held: list = []
         self.captures = 0
         self.graph_exec = 0
 
@@ -74,7 +76,9 @@ class FakeDevice:
         return round_up(self.default_live)
 
     def _live(self, pools) -> int:
-        return sum(round_up(t.untyped_storage().nbytes(), 512) for p in pools for t in self.graph_pools[p]["live"])
+        """The outputs of the pools' graphs still alive."""
+        graphs = [g() for p in pools for g in self.graph_pools[p]["graphs"]]
+        return sum(round_up(t.untyped_storage().nbytes(), 512) for g in graphs if g is not None for t in g.outputs)
 
     @property
     def pool_reserved(self) -> int:
@@ -90,7 +94,11 @@ class FakeDevice:
         return DeviceInfo("Fake GPU 80GB", self.capacity, "0.0", "0.0", "")
 
     def settle(self) -> None:
-        self._event("segment_free", 0)  # emptying the cache: outside every warm-up and capture
+        """Emptying the cache: a pool none of whose graphs is alive goes back to the driver."""
+        self._event("segment_free", 0)  # outside every warm-up and capture
+        for mine in self.graph_pools.values():
+            if mine["graphs"] and all(g() is None for g in mine["graphs"]):
+                mine.update(reserved=0, segments=0, graphs=[])
 
     def sample(self, pools) -> Sample:
         return Sample(
@@ -116,7 +124,7 @@ class FakeDevice:
 
     def new_pool(self):
         pool = len(self.graph_pools)
-        self.graph_pools[pool] = {"reserved": 0, "segments": 0, "live": []}
+        self.graph_pools[pool] = {"reserved": 0, "segments": 0, "graphs": []}
         return pool
 
     def new_stream(self):
@@ -152,9 +160,12 @@ class FakeDevice:
         mine["reserved"] += growth
         mine["segments"] += growth // SEGMENT
         self._event("segment_alloc", growth)
-        mine["live"] += list(outputs)
+        captured = Captured(budget, outputs, 1.0, sum(t.untyped_storage().nbytes() for t in outputs))
         self.graph_exec += self.exec_per_capture
-        return Captured(budget, outputs, 1.0, sum(t.untyped_storage().nbytes() for t in outputs))
+        mine["graphs"].append(weakref.ref(captured))
+        if self.keep_graphs:
+            self._held.append(captured)
+        return captured
 
     # The allocator history: an event per warm-up and capture, stamped by a clock that ticks per call.
     def record_history(self):

@@ -160,3 +160,33 @@ def test_per_graph_pools_equal_the_lone_budgets_and_smallest_first_holds_the_lar
     smallest_first = run(ladder, order="smallest-first")
     growth = {b.budget: b.pool_growth_bytes for b in smallest_first.budgets}
     assert all(growth[b] > 0 for b in ladder), growth
+
+
+def test_check_release_returns_the_pools_unless_a_graph_is_kept(monkeypatch):
+    """Dropping every graph gives every byte of the encoder pool back; a graph that something else
+    still references keeps its whole pool, and the check names it."""
+    import gc
+
+    import torch
+
+    from encgraph_profiler.cuda_device import CudaDevice
+    from encgraph_profiler.profile import ProfileRequest, profile
+
+    released = profile(ProfileRequest(model="qwen2-vl-2b", budgets=(1024, 2048), check_release=True)).release
+    assert released.pool_bytes_before > 0 and released.pool_bytes_after == 0 and released.held_by == ""
+    assert released.reserved_returned_bytes >= released.pool_bytes_before
+    gc.collect()
+    torch.cuda.empty_cache()
+
+    kept = []
+    capture = CudaDevice.capture
+
+    def keeping(self, *args, **kwargs):
+        captured = capture(self, *args, **kwargs)
+        kept.append(captured)  # as a caller that forgot to drop its graph would
+        return captured
+
+    monkeypatch.setattr(CudaDevice, "capture", keeping)
+    leaked = profile(ProfileRequest(model="qwen2-vl-2b", budgets=(1024, 2048), check_release=True)).release
+    assert leaked.pool_bytes_after == leaked.pool_bytes_before > 0
+    assert "still referenced" in leaked.held_by

@@ -305,3 +305,28 @@ def test_compare_runs_each_strategy_apart_and_sets_them_side_by_side(monkeypatch
 def test_compare_refuses_bad_input(args, message):
     result = runner.invoke(app, ["compare", "--model", MODEL, "--budgets", "64,128", *args])
     assert result.exit_code == 2 and message in result.output
+
+
+def test_check_release_gets_every_pool_byte_back():
+    device = FakeDevice()
+    report = profile(ProfileRequest(model=MODEL, budgets=BUDGETS, check_release=True), device=device)
+    release = report.release
+    pool = report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
+    assert (release.pool_bytes_before, release.pool_bytes_after, release.held_by) == (pool, 0, "")
+    assert release.reserved_returned_bytes >= pool and release.nvml_returned_bytes == release.reserved_returned_bytes
+    assert report_io.from_dict(json.loads(report_io.to_json(report))).release == release  # the schema keeps it
+
+
+def test_check_release_names_a_graph_still_referenced():
+    """A graph referenced elsewhere keeps its whole pool, and the check says so."""
+    report = profile(ProfileRequest(model=MODEL, budgets=BUDGETS, check_release=True), device=FakeDevice(keep_graphs=True))
+    release = report.release
+    assert release.pool_bytes_after == release.pool_bytes_before > 0
+    assert "graph outputs are still referenced" in release.held_by
+
+
+def test_cli_check_release_line(fake):
+    fake()
+    result = _cli("--check-release")
+    assert result.exit_code == 0, result.output
+    assert "Release: all" in result.output and "came back once the graphs were dropped" in result.output

@@ -61,6 +61,7 @@ def profile(
     pool: Annotated[str | None, typer.Option("--pool", help="shared: one private pool for every graph (vLLM); per-graph: one pool each.")] = None,
     order: Annotated[str | None, typer.Option("--order", help="largest-first (vLLM) or smallest-first (TensorRT-LLM).")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here (also when the run is cut short).")] = None,
+    check_release: Annotated[bool, typer.Option("--check-release", help="At the end, drop every graph, empty the cache and report what came back to the driver.")] = False,
     memory_snapshot: Annotated[Path | None, typer.Option("--memory-snapshot", help="Also write the allocator's history of the run, for pytorch.org/memory_viz, events labelled by budget.")] = None,
     output_format: Annotated[Format, typer.Option("--format", help="table, or json on stdout.")] = Format.table,
     baseline: Annotated[Path | None, typer.Option("--baseline", help="Gate the new report against this one (as `encgraph check`).")] = None,
@@ -94,7 +95,7 @@ def profile(
     request = ProfileRequest(
         model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision, max_items=max_items, dtype=dtype, attn=attn,
         seed=seed, warmup_iterations=warmup, decoder=decoder, memory_snapshot=memory_snapshot,
-        pool=pool or engine_pool, order=order or engine_order,
+        pool=pool or engine_pool, order=order or engine_order, check_release=check_release,
     )
     # Everything that can be refused is refused before the GPU work starts.
     for option, path in (("--json", json_path), ("--memory-snapshot", memory_snapshot)):
@@ -218,4 +219,6 @@ def _show(report, output_format: Format) -> None:
     out.print(render.budget_table(report))
     out.print(render.pool_table(report))
     out.print(render.totals_line(report), markup=False)
+    if report.release is not None:
+        out.print(render.release_line(report), markup=False)
     out.print(report.graph_counts.line, markup=False)
