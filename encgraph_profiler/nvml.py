@@ -63,3 +63,14 @@ class Nvml:
             return None
 
         return self._query(read)
+
+
+def device_count() -> int | None:
+    """GPUs on this host as NVML counts them (without initialising CUDA), or None without NVML."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return int(pynvml.nvmlDeviceGetCount())
+    except Exception:  # noqa: BLE001 - no NVML: the count is unknown
+        return None

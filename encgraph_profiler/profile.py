@@ -14,6 +14,7 @@ budget measured before it, marked incomplete.
 from __future__ import annotations
 
 import gc
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -159,6 +160,7 @@ def _provenance(device: Device) -> Provenance:
         encgraph=__version__,
         allocator_conf=info.allocator_conf,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
     )
 
 

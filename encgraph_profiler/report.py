@@ -51,6 +51,7 @@ class Provenance:
     encgraph: str
     allocator_conf: str
     created_at: str
+    visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES of the run: which GPU of the host it used
 
 
 @dataclass(frozen=True)

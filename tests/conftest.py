@@ -1,5 +1,10 @@
 import json
+import os
 from pathlib import Path
+
+# One CPU thread for torch's operators in the test process: the sweep tests fork cells from it, and
+# a process forked after OpenMP has started its worker threads hangs at its next parallel operator.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 
