@@ -83,6 +83,16 @@ ENGINES = {
 }
 
 
+def parse_engines(text: str) -> list[str]:
+    """"vllm,sglang" -> ["vllm", "sglang"]: known engines, each once, case-insensitive."""
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    if not names or any(name not in ENGINES for name in names):
+        raise UsageError(f"--as {text!r}: choose from {', '.join(ENGINES)}")
+    if len(set(names)) != len(names):
+        raise UsageError(f"--as {text!r} names a strategy twice")
+    return names
+
+
 @dataclass(frozen=True)
 class Prepared:
     """Everything about a profile that can be known and checked without a GPU."""

@@ -76,14 +76,9 @@ def compare(
     from .. import report as report_io
     from ..errors import ExitCode, UsageError
     from ..ladder import resolve_budgets
-    from ..profile import ENGINES
+    from ..profile import parse_engines
 
-    names = [name.strip().lower() for name in engines.split(",") if name.strip()]
-    unknown = [name for name in names if name not in ENGINES]
-    if unknown or not names:
-        raise UsageError(f"--as {engines!r}: choose from {', '.join(ENGINES)}")
-    if len(set(names)) != len(names):
-        raise UsageError(f"--as {engines!r} names a strategy twice")
+    names = parse_engines(engines)
     ladder = resolve_budgets(budgets, max_budget)
     if keep is not None and not keep.is_dir():
         raise UsageError(f"--keep {keep}: no such folder")

@@ -53,14 +53,11 @@ def sweep(
     """Profile models x budget ladders x strategies, each cell in a fresh process, over several GPUs."""
     from ..errors import ExitCode, UsageError
     from ..ladder import parse_budgets
-    from ..profile import ENGINES
+    from ..profile import parse_engines
     from ..sweep import Cell, check_gpus, run
     from ..units import parse_int_list
 
-    strategies = [e.strip().lower() for e in engines.split(",") if e.strip()]
-    unknown = [e for e in strategies if e not in ENGINES]
-    if unknown or not strategies:
-        raise UsageError(f"--as {engines!r}: choose from {', '.join(ENGINES)}")
+    strategies = parse_engines(engines)
     ladders = [parse_budgets(text) for text in budgets]
     gpu_list = parse_int_list(gpus, "gpus") if gpus else None
     check_gpus(gpu_list)
