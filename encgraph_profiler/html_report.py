@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from html import escape
 
 from .report import PoolName, Report
-
-MiB = 1024**2
+from .units import mib
 COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 POOL_LABELS = {PoolName.ENCODER_GRAPHS: "encoder graph pool", PoolName.DEFAULT: "default pool",
                PoolName.OUTSIDE_ALLOCATOR: "outside the allocator"}
@@ -26,10 +25,6 @@ class Bar:
     series: str  # what the bar measures, shown in the legend
     value_bytes: int
     report: int  # index of the report it comes from
-
-
-def _mib(n: int | None) -> str:
-    return "n/a" if n is None else f"{n / MiB:,.1f}"
 
 
 def _bar_chart(title: str, bars: list[Bar], series: list[str], chart_id: str) -> str:
@@ -44,7 +39,7 @@ def _bar_chart(title: str, bars: list[Bar], series: list[str], chart_id: str) ->
     for step in range(5):  # gridlines at 0, 25, 50, 75, 100 % of the largest bar
         y = height - bottom - (height - bottom - 10) * step / 4
         parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
-                     f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="axis">{_mib(round(top * step / 4))}</text>')
+                     f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="axis">{mib(round(top * step / 4))}</text>')
     for g, group in enumerate(groups):
         x0 = left + g * slot + gap / 2
         for b in (b for b in bars if b.group == group):
@@ -54,7 +49,7 @@ def _bar_chart(title: str, bars: list[Bar], series: list[str], chart_id: str) ->
             parts.append(f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{bar_width - 2:.1f}" height="{h:.1f}" '
                          f'fill="{COLOURS[s % len(COLOURS)]}" data-group="{escape(group)}" data-series="{escape(b.series)}" '
                          f'data-report="{b.report}" data-bytes="{b.value_bytes}"><title>{escape(b.series)}, {escape(group)}: '
-                         f'{b.value_bytes:,} bytes ({_mib(b.value_bytes)} MiB)</title></rect>')
+                         f'{b.value_bytes:,} bytes ({mib(b.value_bytes)} MiB)</title></rect>')
         parts.append(f'<text x="{x0 + len(series) * bar_width / 2:.1f}" y="{height - bottom + 16}" text-anchor="middle" '
                      f'class="axis">{escape(group)}</text>')
     parts.append(f'<text x="{left}" y="{height + 8}" class="axis">MiB</text>')
@@ -76,7 +71,7 @@ def _pool_split(report: Report, index: int) -> str:
                      f'data-pool="{pool.pool.value}" data-report="{index}" data-bytes="{value}"><title>'
                      f'{POOL_LABELS[pool.pool]}: {value:,} bytes</title></rect>')
         x += w
-    legend = " · ".join(f'<span style="color:{COLOURS[s % len(COLOURS)]}">■</span> {POOL_LABELS[p.pool]} {_mib(v)} MiB'
+    legend = " · ".join(f'<span style="color:{COLOURS[s % len(COLOURS)]}">■</span> {POOL_LABELS[p.pool]} {mib(v)} MiB'
                         for s, (p, v) in enumerate(rows))
     return (f'<figure><figcaption>Memory by pool</figcaption><svg class="chart" viewBox="0 0 700 28" width="700" '
             f'height="28">{"".join(parts)}</svg><div class="legend">{legend}</div></figure>')
@@ -87,8 +82,8 @@ def _table(report: Report) -> str:
             "capture ms", "replay ms", "replay = eager")
     rows = "".join(
         "<tr>" + "".join(f"<td>{c}</td>" for c in (
-            f"{b.budget:,}", b.items, _mib(b.pool_reserved_bytes), _mib(b.pool_growth_bytes), _mib(b.static_io_bytes),
-            _mib(b.output_bytes), _mib(b.eager_peak_bytes), f"{b.capture_ms:.1f}", f"{b.replay_ms:.2f}",
+            f"{b.budget:,}", b.items, mib(b.pool_reserved_bytes), mib(b.pool_growth_bytes), mib(b.static_io_bytes),
+            mib(b.output_bytes), mib(b.eager_peak_bytes), f"{b.capture_ms:.1f}", f"{b.replay_ms:.2f}",
             "yes" if b.replay_matches_eager else "NO")) + "</tr>"
         for b in sorted(report.budgets, key=lambda b: b.budget))
     missing = "".join(f"<tr><td>{u.budget:,}</td><td colspan='9'>not measured: {escape(u.status.value)}: {escape(u.reason)}</td></tr>"
@@ -108,7 +103,7 @@ def _section(report: Report, label: str, index: int) -> str:
             f"{', '.join(f'{b:,}' for b in s.budgets)}, {s.max_items} items per batch; {escape(s.layout)}.<br>"
             f"{escape(p.gpu_name)}, driver {escape(str(p.driver))}, CUDA {escape(str(p.cuda))}, torch {escape(p.torch)}, "
             f"transformers {escape(p.transformers)}, encgraph {escape(p.encgraph)}, {escape(p.created_at)}.<br>"
-            f"<strong>Encoder graphs hold {_mib(pool)} MiB ({pool or 0:,} bytes)</strong>; report {status}.</p>"
+            f"<strong>Encoder graphs hold {mib(pool)} MiB ({pool or 0:,} bytes)</strong>; report {status}.</p>"
             + _bar_chart("Encoder pool and static I/O per budget", bars, ["encoder pool after capture", "static I/O"],
                          f"budgets-{index}")
             + _pool_split(report, index) + _table(report) + "</section>")

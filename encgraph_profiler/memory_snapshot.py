@@ -39,14 +39,5 @@ def label(snapshot: dict, phases: list[Phase]) -> dict:
     return {**snapshot, "device_traces": traces}
 
 
-def categories(snapshot: dict) -> dict[str, int]:
-    """How many trace events each category holds."""
-    counts: dict[str, int] = {}
-    for device in snapshot.get("device_traces", []):
-        for event in device:
-            counts[event.get("category", UNKNOWN)] = counts.get(event.get("category", UNKNOWN), 0) + 1
-    return counts
-
-
 def save(snapshot: dict, path: Path) -> None:
     write_atomic(path, pickle.dumps(snapshot, protocol=4))

@@ -189,19 +189,19 @@ def _kv_bytes(inputs: PlanInputs, report: Report, encoder_bytes: int, activation
     return terms, kv
 
 
-def _log_notes(inputs: PlanInputs, report: Report, terms: list[Term], kv: int) -> list[str]:
+def _log_notes(inputs: PlanInputs, report: Report, kv: int) -> list[str]:
     """Which terms the log did not give and what they fell back to; what the log corrects; and the
     log's own KV cache beside the plan's."""
     log = inputs.log
     if log is None:
         return []
     notes = [f"the vLLM log is of {log.model}; this plan's encoder graphs are {report.settings.model}'s"] if log.model else []
-    by_start = {t.name.split(" ")[0]: t for t in terms}
+    outside = report.pool(PoolName.OUTSIDE_ALLOCATOR).reserved_bytes
     fallbacks = [("total GPU memory", log.total_bytes, f"{inputs.total_source} ({inputs.gpu})"),
                  ("gpu_memory_utilization", log.utilization, f"{inputs.utilization_source} ({inputs.utilization:g})"),
                  ("model loading", log.weights_bytes, "config"),
-                 ("activation peak", log.activation_bytes, by_start["activation"].source),
-                 ("non-torch memory", log.non_torch_bytes, by_start["outside"].source),
+                 ("activation peak", log.activation_bytes, "user" if inputs.activation_bytes is not None else "measured"),
+                 ("non-torch memory", log.non_torch_bytes, "measured" if outside is not None else "not measured"),
                  ("CUDA graph memory", log.graph_actual_bytes if log.graph_actual_bytes is not None else log.graph_estimate_bytes,
                   "user" if inputs.decoder_graph_bytes is not None else "not measured (0)")]
     missing = [f"{what} (took {fallback})" for what, value, fallback in fallbacks if value is None]
@@ -210,7 +210,7 @@ def _log_notes(inputs: PlanInputs, report: Report, terms: list[Term], kv: int) -
     corrections = [("weights", log.weights_bytes, report.model.weight_bytes, "counted from the config"),
                    ("activation peak", log.activation_bytes, None if inputs.activation_bytes is not None else
                     max((b.eager_peak_bytes for b in report.budgets), default=None), "the encoder's measured peak alone"),
-                   ("outside the allocator", log.non_torch_bytes, report.pool(PoolName.OUTSIDE_ALLOCATOR).reserved_bytes, "measured here")]
+                   ("outside the allocator", log.non_torch_bytes, outside, "measured here")]
     for name, logged, otherwise, how in corrections:
         if logged is not None and otherwise is not None and logged != otherwise:
             notes.append(f"the log sets {name} to {gib(logged)} GiB where a plan without it takes {gib(otherwise)} GiB ({how}): "
@@ -243,7 +243,7 @@ def plan(report: Report, inputs: PlanInputs) -> CapacityPlan:
     if inputs.log is None and inputs.decoder_graph_bytes is None:
         notes.append("decoder graph memory is not measured by encgraph: pass --decoder-graph-memory or --vllm-log to include it")
     upper_bound = per_token is not None and inputs.activation_bytes is None and (inputs.log is None or inputs.log.activation_bytes is None)
-    notes.extend(_log_notes(inputs, report, terms, kv))
+    notes.extend(_log_notes(inputs, report, kv))
     if upper_bound:
         notes.append(
             "the activation term is the encoder's eager peak alone; vLLM's profiling run also holds the language "

@@ -59,7 +59,12 @@ def check_gpus(gpus: list[int] | None) -> None:
         raise UsageError(f"--gpus: no GPU {missing[0]}; {have}")
 
 
-def _cell_main(cell: Cell, gpu: int | None, path: Path, status: Path, threads: int) -> None:
+def _request(cell: Cell) -> ProfileRequest:
+    pool, order = ENGINES[cell.engine]
+    return ProfileRequest(model=cell.model, budgets=cell.budgets, pool=pool, order=order)
+
+
+def _cell_main(cell: Cell, setup, gpu: int | None, path: Path, status: Path, threads: int) -> None:
     """In the forked child: pin the GPU, profile, write the report and a status line."""
     import torch
 
@@ -71,8 +76,7 @@ def _cell_main(cell: Cell, gpu: int | None, path: Path, status: Path, threads: i
         from .profile import profile
         from .report import save
 
-        pool, order = ENGINES[cell.engine]
-        report = profile(ProfileRequest(model=cell.model, budgets=cell.budgets, pool=pool, order=order))
+        report = profile(_request(cell), setup=setup)  # prepared in the parent, inherited
         save(report, path)
         failed = [f"{u.budget} ({u.status.value})" for u in report.unmeasured]
         mismatched = report.replay_mismatches
@@ -100,9 +104,8 @@ def run(cells: list[Cell], out: Path, gpus: list[int] | None = None, progress=No
     # child could not use (it would hang at its first parallel operator). Each cell gets them back.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    for cell in cells:  # every cell is checked, and its model code imported, before any runs
-        pool, order = ENGINES[cell.engine]
-        prepare(ProfileRequest(model=cell.model, budgets=cell.budgets, pool=pool, order=order))
+    # Every cell is checked, and its model code imported, before any runs; each forked cell inherits its setup.
+    setups = [prepare(_request(cell)) for cell in cells]
     context = multiprocessing.get_context("fork")
     slots: list[int | None] = list(gpus) if gpus else [None]
     waiting = list(enumerate(cells))
@@ -114,7 +117,7 @@ def run(cells: list[Cell], out: Path, gpus: list[int] | None = None, progress=No
                 index, cell = waiting.pop(0)
                 path, status = out / f"{cell.name}.json", out / f".{cell.name}.status"
                 status.unlink(missing_ok=True)
-                process = context.Process(target=_cell_main, args=(cell, slot, path, status, threads), daemon=False)
+                process = context.Process(target=_cell_main, args=(cell, setups[index], slot, path, status, threads), daemon=False)
                 process.start()
                 running[slot] = (index, cell, process, path, status, time.perf_counter())
                 if progress:

@@ -77,14 +77,16 @@ _CONVERT = {"kv_cache_suggested_bytes": int, "model": str, "utilization": float,
             "max_model_len": lambda v: int(v.replace(",", "")), "graph_counts": str}
 
 
+_COMPILED = {name: [re.compile(p) for p in patterns] for name, patterns in _PATTERNS.items()}
+
+
 def parse(text: str, source: str = "log") -> VllmLog:
     found: dict[str, object] = {}
     lines: dict[str, str] = {}
-    compiled = {name: [re.compile(p) for p in patterns] for name, patterns in _PATTERNS.items()}
     for line in text.splitlines():
         if line.lstrip().startswith("#"):  # a fixture's or a user's comment
             continue
-        for name, patterns in compiled.items():
+        for name, patterns in _COMPILED.items():
             if name in found:
                 continue
             for pattern in patterns:
