@@ -65,7 +65,7 @@ def totals_line(report: Report) -> str:
     encoder = report.pool(PoolName.ENCODER_GRAPHS)
     line = (
         f"Encoder graphs hold {mib(encoder.reserved_bytes)} MiB ({encoder.reserved_bytes:,} bytes) in "
-        f"{encoder.graphs} graphs; process total {mib(report.total_bytes)} MiB; wall {report.wall_ms / 1000:.1f} s"
+        f"{encoder.graphs} graph{'' if encoder.graphs == 1 else 's'}; process total {mib(report.total_bytes)} MiB; wall {report.wall_ms / 1000:.1f} s"
     )
     if not report.complete:
         line += f" [incomplete: {len(report.budgets)} of {len(report.settings.budgets)} budgets measured]"

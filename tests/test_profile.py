@@ -284,11 +284,11 @@ def test_compare_runs_each_strategy_apart_and_sets_them_side_by_side(monkeypatch
         return result.exit_code, "child error line"
 
     monkeypatch.setattr(compare_cli, "_run_child", child)
-    result = runner.invoke(app, ["compare", "--model", MODEL, "--budgets", "64,128,256", "--format", "json", "--keep", str(tmp_path)])
+    result = runner.invoke(app, ["compare", "--model", MODEL, "--budgets", "64,128,256", "--format", "json", "--keep", str(tmp_path / "kept")])
     assert result.exit_code == 4, result.output  # one strategy did not measure every budget
     data = json.loads(result.stdout)
     assert [c[c.index("--as") + 1] for c in calls] == ["vllm", "vllm-legacy", "tensorrt-llm"]
-    shared, per_graph = report_io.load(tmp_path / "vllm.json"), report_io.load(tmp_path / "vllm-legacy.json")
+    shared, per_graph = report_io.load(tmp_path / "kept" / "vllm.json"), report_io.load(tmp_path / "kept" / "vllm-legacy.json")
     assert data["vllm"]["total_bytes"] == shared.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
     assert data["vllm-legacy"]["total_bytes"] == sum(b.pool_growth_bytes for b in per_graph.budgets)
     assert data["vllm-legacy"]["total_bytes"] > data["vllm"]["total_bytes"]
@@ -300,7 +300,7 @@ def test_compare_runs_each_strategy_apart_and_sets_them_side_by_side(monkeypatch
 @pytest.mark.parametrize("args, message", [
     (("--as", "vllm,nope"), "choose from vllm"),
     (("--as", "vllm,vllm"), "names a strategy twice"),
-    (("--keep", "/no/such/folder"), "no such folder"),
+    (("--keep", "/dev/null/reports"), "--keep /dev/null/reports: cannot make that folder"),
 ])
 def test_compare_refuses_bad_input(args, message):
     result = runner.invoke(app, ["compare", "--model", MODEL, "--budgets", "64,128", *args])

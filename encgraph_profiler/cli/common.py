@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import EncgraphError, ExitCode, Terminated
+from ..errors import EncgraphError, ExitCode, Terminated, UsageError
 
 out = Console(highlight=False)  # results: tables, or machine output with no markup
 if not out.is_terminal:
@@ -56,6 +56,14 @@ def handled(command):
 def fail(message: str, code: ExitCode):
     err.print(f"[red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     raise typer.Exit(int(code))
+
+
+def make_folder(path, option: str) -> None:
+    """Make an output folder (and its parents) if missing; one line if it cannot be made."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"{option} {path}: cannot make that folder ({error.strerror or error})") from None
 
 
 def warn(message: str) -> None:

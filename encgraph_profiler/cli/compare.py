@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .common import Format, err, handled, out, warn
+from .common import Format, err, handled, make_folder, out, warn
 
 EPILOG = """\
 Examples:
@@ -69,19 +69,19 @@ def compare(
     max_budget: Annotated[int | None, typer.Option("--max-budget", help="Top of the auto ladder.")] = None,
     max_items: Annotated[int | None, typer.Option("--max-items", help="Images per captured batch (as for profile).")] = None,
     engines: Annotated[str, typer.Option("--as", help="Strategies to run, comma-separated: vllm, vllm-legacy, sglang, tensorrt-llm.")] = DEFAULT_ENGINES,
-    keep: Annotated[Path | None, typer.Option("--keep", help="Keep each strategy's report in this folder (NAME.json).")] = None,
+    keep: Annotated[Path | None, typer.Option("--keep", help="Keep each strategy's report in this folder (NAME.json; made if missing).")] = None,
     output_format: Annotated[Format, typer.Option("--format", help="table, or json on stdout.")] = Format.table,
 ) -> None:
     """Profile one ladder as several engines pool and order their graphs, side by side."""
     from .. import report as report_io
-    from ..errors import ExitCode, UsageError
+    from ..errors import ExitCode
     from ..ladder import resolve_budgets
     from ..profile import parse_engines
 
     names = parse_engines(engines)
     ladder = resolve_budgets(budgets, max_budget)
-    if keep is not None and not keep.is_dir():
-        raise UsageError(f"--keep {keep}: no such folder")
+    if keep is not None:
+        make_folder(keep, "--keep")
     common = ["--model", model, "--budgets", ",".join(map(str, ladder)), "--format", "json"]
     if max_items is not None:
         common += ["--max-items", str(max_items)]

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .common import Format, err, handled, out, warn
+from .common import Format, err, handled, make_folder, out, warn
 
 EPILOG = """\
 Examples:
@@ -64,10 +64,7 @@ def sweep(
     cells = [Cell(m, ladder, e) for m in model for ladder in ladders for e in strategies]
     if len({c.name for c in cells}) != len(cells):
         raise UsageError("two cells are the same: list each model, ladder and strategy once")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UsageError(f"--out {out_dir}: cannot make that folder ({error.strerror or error})") from None
+    make_folder(out_dir, "--out")
     results = run(cells, out_dir, gpu_list, progress=lambda line: err.print(line))
     merged = [{"model": r.cell.model, "budgets": list(r.cell.budgets), "strategy": r.cell.engine, "gpu": r.gpu,
                "exit_code": r.exit_code, "message": r.message, "report": r.report.name if r.report else None,
