@@ -150,7 +150,8 @@ def gate_problems(report: Report, role: str) -> tuple[str, ...]:
 
 def _settings_fingerprint(settings: Settings) -> dict[str, object]:
     return {"model": settings.model, "dtype": settings.dtype, "attn": settings.attn,
-            "budgets": tuple(settings.budgets), "max_items": settings.max_items, "pool": settings.pool, "order": settings.order}
+            "budgets": tuple(settings.budgets), "max_items": settings.max_items, "pool": settings.pool, "order": settings.order,
+            "capture": settings.capture, "max_frames_per_batch": settings.max_frames_per_batch}
 
 
 def fingerprint(report: Report) -> dict[str, object]:

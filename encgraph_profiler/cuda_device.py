@@ -131,6 +131,12 @@ class CudaDevice:
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
 
+    def synchronize(self) -> None:
+        torch.cuda.synchronize()
+
+    def driver_free_bytes(self) -> int:
+        return int(torch.cuda.mem_get_info(self.torch_device)[0])
+
     def _recover(self) -> None:
         """After an out-of-memory error: drop what the failed work's frames held, then settle."""
         gc.collect()
@@ -239,7 +245,9 @@ class CudaDevice:
         return Captured(graph, outputs, capture_ms, sum(int(t.untyped_storage().nbytes()) for t in outputs))
 
     def record_history(self) -> None:
-        torch.cuda.memory._record_memory_history(max_entries=_HISTORY_ENTRIES)
+        # Python stacks only: they name the tower's line that allocated, and leave out C++ frames
+        # that made a two-budget snapshot ten times larger.
+        torch.cuda.memory._record_memory_history(stacks="python", max_entries=_HISTORY_ENTRIES)
 
     def history(self) -> dict:
         snapshot = torch.cuda.memory._snapshot()

@@ -75,6 +75,12 @@ class Device(Protocol):
     def settle(self) -> None:
         """Wait for the device and return cached blocks, so that reserved bytes mean held bytes."""
 
+    def synchronize(self) -> None:
+        """Wait for the device, keeping cached blocks cached (as an engine's capture loop does)."""
+
+    def driver_free_bytes(self) -> int:
+        """The device's free memory as the driver reports it (what an engine's estimate reads)."""
+
     def sample(self, pools: Sequence[Any]) -> Sample:
         """The allocator's counters, NVML's figure, and the encoder bytes: ``pools`` added up."""
 

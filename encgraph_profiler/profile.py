@@ -6,6 +6,11 @@ the capture stream, smallest first, skipping a budget that the smaller ones show
 for each budget, largest first, settle, sample, capture into the one shared pool, settle, sample,
 replay and compare -> final per-pool accounting. Only the ``Device`` touches the hardware.
 
+``--as vllm`` captures as vLLM's encoder graph manager does instead: its capture inputs (the
+adapter's ``vllm_layout``), then budget after budget its inputs, one warm-up and its capture, the
+outputs copied to buffers outside the pool, the cache never emptied; and vLLM's own estimate (the
+drop in free memory across it all) beside the pool, split into its parts.
+
 Nothing measured is lost: a budget that runs out of memory is recorded and the ladder goes on; a
 capture failure or a signal (SIGINT, SIGTERM) stops the ladder, and the report still holds every
 budget measured before it, marked incomplete.
@@ -46,10 +51,11 @@ from .report import (
     Report,
     Settings,
     UnmeasuredBudget,
+    VllmEstimate,
 )
 from .units import gib
 
-ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
+ATTN_IMPLEMENTATIONS = ("sdpa", "varlen", "eager", "flash_attention_2")
 
 # (what is happening, steps done, steps in all)
 Progress = Callable[[str, int, int], None]
@@ -70,16 +76,22 @@ class ProfileRequest:
     check_release: bool = False  # at the end, drop every graph and say what came back to the driver
     pool: str = "shared"  # "shared" (vLLM): one private pool for every graph; "per-graph": one each
     order: str = "largest-first"  # or "smallest-first" (TensorRT-LLM)
+    capture: str = "plain"  # or "vllm": vLLM's capture inputs and steps
+    max_frames_per_batch: int = 0  # with capture "vllm": its video layout for this many frames per batch
 
 
 POOLS = ("shared", "per-graph")
 ORDERS = ("largest-first", "smallest-first")
-# How each engine pools and orders its encoder graphs, for --as.
+CAPTURES = ("plain", "vllm")
+# How each engine pools, orders and captures its encoder graphs, for --as. "plain" captures the
+# tower on its own inputs, as encgraph lays out each budget; "vllm" as vLLM's graph manager does
+# (its capture inputs, each budget's inputs, warm-up and capture in turn, outputs copied to
+# buffers outside the pool, the cache never emptied).
 ENGINES = {
-    "vllm": ("shared", "largest-first"),
-    "vllm-legacy": ("per-graph", "largest-first"),  # vLLM before its graphs shared one pool
-    "sglang": ("per-graph", "largest-first"),  # one pool per captured size
-    "tensorrt-llm": ("shared", "smallest-first"),
+    "vllm": ("shared", "largest-first", "vllm"),
+    "vllm-legacy": ("per-graph", "largest-first", "vllm"),  # vLLM before its graphs shared one pool
+    "sglang": ("per-graph", "largest-first", "plain"),  # one pool per captured size
+    "tensorrt-llm": ("shared", "smallest-first", "plain"),
 }
 
 
@@ -105,9 +117,19 @@ class Prepared:
     graph_counts: GraphCounts
 
 
-def _check_attention(attn: str) -> None:
+def _check_attention(attn: str, adapter) -> None:
     if attn not in ATTN_IMPLEMENTATIONS:
         raise UsageError(f"unknown --attn {attn!r}; choose one of {', '.join(ATTN_IMPLEMENTATIONS)}")
+    if attn == "varlen":
+        if not adapter.packs_sequences:
+            raise UsageError(f"--attn varlen runs one kernel over a batch's packed sequences, and the {adapter.family} tower "
+                             "does not pack them (the Qwen-style and GLM towers do); use --attn sdpa")
+        import importlib.util
+
+        if importlib.util.find_spec("torch.nn.attention.varlen") is None:
+            import torch
+
+            raise EnvironmentProblem(f"--attn varlen needs torch 2.9 or newer (torch.nn.attention.varlen); this is {torch.__version__}")
     if attn == "flash_attention_2":
         import importlib.util
 
@@ -117,7 +139,12 @@ def _check_attention(attn: str) -> None:
 
 def prepare(request: ProfileRequest) -> Prepared:
     """Validate a request and lay out every budget. Raises UsageError on bad input."""
-    _check_attention(request.attn)
+    if request.capture not in CAPTURES:
+        raise UsageError(f"--capture {request.capture!r}: choose {' or '.join(CAPTURES)}")
+    if request.max_frames_per_batch < 0:
+        raise UsageError(f"--max-frames-per-batch {request.max_frames_per_batch} must be 0 (images only) or more")
+    if request.max_frames_per_batch and request.capture != "vllm":
+        raise UsageError("--max-frames-per-batch lays budgets out as vLLM's video capture does: give it with --as vllm")
     if request.pool not in POOLS:
         raise UsageError(f"--pool {request.pool!r}: choose {' or '.join(POOLS)}")
     if request.order not in ORDERS:
@@ -127,10 +154,13 @@ def prepare(request: ProfileRequest) -> Prepared:
     dtype = canonical_dtype(request.dtype)
     spec = resolve(request.model, request.revision)
     adapter = spec.adapter
+    _check_attention(request.attn, adapter)
     tower_config = adapter.tower_config(spec.config)
     items = (resolve_max_items(request.budgets, request.max_items, adapter.min_budget(tower_config))
              if adapter.takes_max_items else None)
     layouts = tuple(adapter.layout(tower_config, b, items or 0) for b in sorted(request.budgets, reverse=True))
+    if request.capture == "vllm":
+        layouts = tuple(adapter.vllm_layout(layout, tower_config, request.max_frames_per_batch) for layout in layouts)
     counts = graph_counts(request.decoder, request.budgets)
     settings = Settings(
         model=spec.name,
@@ -145,6 +175,8 @@ def prepare(request: ProfileRequest) -> Prepared:
         layout=layouts[0].meaning,
         pool=request.pool,
         order=request.order,
+        capture=request.capture,
+        max_frames_per_batch=request.max_frames_per_batch,
     )
     return Prepared(spec, tower_config, settings, model_facts(spec, dtype), layouts, counts)
 
@@ -183,11 +215,18 @@ class _Ready:
     """A budget whose inputs exist and whose warm-up ran: ready to capture."""
 
     layout: Layout
-    inputs: dict
-    io_bytes: int
+    run: Callable[[], tuple]  # the forward to capture, over the budget's static inputs
+    io_bytes: int  # static inputs, and with --as vllm the buffers the outputs are copied to
     reference: tuple
     eager_ms: float
     peak_bytes: int
+    buffer_bytes: int = 0  # of io_bytes, the output buffers
+
+
+def _copied_to(run: Callable[[], tuple], buffers: tuple) -> Callable[[], tuple]:
+    """``run``, its outputs copied into ``buffers``, which it returns: the graph's own outputs are
+    freed inside its pool, as vLLM's are."""
+    return lambda: tuple(b.copy_(o) for b, o in zip(buffers, run(), strict=True))
 
 
 def _fit_estimate(ready: list[_Ready], layout: Layout) -> int | None:
@@ -241,71 +280,104 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
     capture_order: list[int] = []  # budgets in the order their captures started
     failed_captures: list[int] = []  # budgets whose capture ran out of memory, leaving blocks in the pool
     done = 0
+    as_vllm = request.capture == "vllm"
+    # vLLM's capture loop never empties the cache; encgraph's own settles before each step so that
+    # every warm-up starts from what is held, not what is cached.
+    between_steps = device.synchronize if as_vllm else device.settle
 
     def forward(inputs):
         return lambda: adapter.forward(tower, inputs)
 
+    def warm(layout: Layout) -> _Ready | None:
+        """Make the budget's inputs and warm it up; None (recorded) where it cannot fit."""
+        nonlocal done
+        done += 1
+        report_progress(f"warming up budget {layout.budget}", done, steps)
+        between_steps()
+        needed = _fit_estimate(ready, layout)
+        free = device.free_bytes()
+        if needed is not None and needed > free:
+            unmeasured[layout.budget] = UnmeasuredBudget(
+                layout.budget, BudgetStatus.OUT_OF_MEMORY,
+                f"not run: the smaller budgets scale to at least {gib(needed)} GiB for its inputs and eager "
+                f"forward, and {gib(free)} GiB is free",
+            )
+            return None
+        began = device.clock_us()
+        try:
+            inputs, io_bytes = device.measure_allocated(
+                lambda: adapter.make_inputs(tower, setup.tower_config, layout, dtype, device.torch_device, generator)
+            )
+            eager = device.warm_up(forward(inputs), stream, request.warmup_iterations)
+            run, buffer_bytes = forward(inputs), 0
+            if as_vllm:  # vLLM copies each graph's outputs to buffers made beside its inputs
+                buffers, buffer_bytes = device.measure_allocated(
+                    lambda: tuple(torch.empty_like(r, device=device.torch_device) for r in eager.reference))
+                io_bytes += buffer_bytes
+                run = _copied_to(run, buffers)
+        except DeviceOutOfMemory as oom:
+            inputs = None  # its memory goes back at the next settle
+            unmeasured[layout.budget] = UnmeasuredBudget(layout.budget, BudgetStatus.OUT_OF_MEMORY, str(oom), oom.requested_bytes)
+            return None
+        finally:
+            phases.append(Phase(f"warm-up budget={layout.budget}", began, device.clock_us()))
+        item = _Ready(layout, run, io_bytes, eager.reference, eager.eager_ms, eager.peak_bytes, buffer_bytes)
+        ready.append(item)
+        return item
+
+    def capture(item: _Ready) -> bool:
+        """Capture one budget and measure it; False where the ladder must stop."""
+        nonlocal done
+        layout = item.layout
+        done += 1
+        report_progress(f"capturing budget {layout.budget}", done, steps)
+        if request.pool == "per-graph":
+            pools.append(device.new_pool())
+        between_steps()
+        before = device.sample(pools)
+        began = device.clock_us()
+        capture_order.append(layout.budget)
+        try:
+            captured = device.capture(item.run, pools[-1], stream, f"budget {layout.budget}")
+        except DeviceOutOfMemory as oom:
+            unmeasured[layout.budget] = UnmeasuredBudget(layout.budget, BudgetStatus.OUT_OF_MEMORY, str(oom), oom.requested_bytes)
+            failed_captures.append(layout.budget)
+            return True
+        except CaptureFailure as failure:
+            unmeasured[layout.budget] = UnmeasuredBudget(layout.budget, BudgetStatus.CAPTURE_FAILED, str(failure))
+            return False
+        finally:
+            phases.append(Phase(f"budget={layout.budget}", began, device.clock_us()))
+        between_steps()
+        after = device.sample(pools)
+        replayed = device.replay(captured, item.reference)
+        graphs.append(captured)
+        results.append(_budget_result(item, before, after, captured, replayed))
+        report_progress(f"captured budget {layout.budget}", done, steps)
+        return True
+
+    largest_first = request.order == "largest-first"
     phases: list[Phase] = []  # what each stretch of the allocator history belongs to
     if request.memory_snapshot is not None:
         device.record_history()
+    estimate_start = (device.sample(pools), device.driver_free_bytes()) if as_vllm else None
     try:
-        for layout in reversed(setup.layouts):  # smallest first, so that each warm-up can judge the next
-            done += 1
-            report_progress(f"warming up budget {layout.budget}", done, steps)
-            device.settle()
-            needed = _fit_estimate(ready, layout)
-            free = device.free_bytes()
-            if needed is not None and needed > free:
-                unmeasured[layout.budget] = UnmeasuredBudget(
-                    layout.budget, BudgetStatus.OUT_OF_MEMORY,
-                    f"not run: the smaller budgets scale to at least {gib(needed)} GiB for its inputs and eager "
-                    f"forward, and {gib(free)} GiB is free",
-                )
-                continue
-            began = device.clock_us()
-            try:
-                inputs, io_bytes = device.measure_allocated(
-                    lambda: adapter.make_inputs(tower, setup.tower_config, layout, dtype, device.torch_device, generator)
-                )
-                warm = device.warm_up(forward(inputs), stream, request.warmup_iterations)
-            except DeviceOutOfMemory as oom:
-                inputs = None  # its memory goes back at the next settle
-                unmeasured[layout.budget] = UnmeasuredBudget(layout.budget, BudgetStatus.OUT_OF_MEMORY, str(oom), oom.requested_bytes)
-                continue
-            finally:
-                phases.append(Phase(f"warm-up budget={layout.budget}", began, device.clock_us()))
-            ready.append(_Ready(layout, inputs, io_bytes, warm.reference, warm.eager_ms, warm.peak_bytes))
-
-        for item in sorted(ready, key=lambda r: r.layout.budget, reverse=request.order == "largest-first"):
-            layout = item.layout
-            done += 1
-            report_progress(f"capturing budget {layout.budget}", done, steps)
-            if request.pool == "per-graph":
-                pools.append(device.new_pool())
-            device.settle()
-            before = device.sample(pools)
-            began = device.clock_us()
-            capture_order.append(layout.budget)
-            try:
-                captured = device.capture(forward(item.inputs), pools[-1], stream, f"budget {layout.budget}")
-            except DeviceOutOfMemory as oom:
-                unmeasured[layout.budget] = UnmeasuredBudget(layout.budget, BudgetStatus.OUT_OF_MEMORY, str(oom), oom.requested_bytes)
-                failed_captures.append(layout.budget)
-                continue
-            except CaptureFailure as failure:
-                unmeasured[layout.budget] = UnmeasuredBudget(layout.budget, BudgetStatus.CAPTURE_FAILED, str(failure))
-                stopped_by = "capture failure"
-                break
-            finally:
-                phases.append(Phase(f"budget={layout.budget}", began, device.clock_us()))
-            device.settle()
-            after = device.sample(pools)
-            replayed = device.replay(captured, item.reference)
-            graphs.append(captured)
-            results.append(_budget_result(item, before, after, captured, replayed))
-            report_progress(f"captured budget {layout.budget}", done, steps)
+        if as_vllm:  # vLLM's loop: each budget's inputs, one warm-up, its capture, budget after budget
+            for layout in sorted(setup.layouts, key=lambda l: l.budget, reverse=largest_first):
+                item = warm(layout)
+                if item is not None and not capture(item):
+                    stopped_by = "capture failure"
+                    break
+        else:  # every warm-up first, smallest first so that each can judge the next; then the captures
+            for layout in reversed(setup.layouts):
+                warm(layout)
+            for item in sorted(ready, key=lambda r: r.layout.budget, reverse=largest_first):
+                if not capture(item):
+                    stopped_by = "capture failure"
+                    break
     except KeyboardInterrupt as signal:
         stopped_by = "SIGTERM" if isinstance(signal, Terminated) else "SIGINT"
+    estimate = _vllm_estimate(device, pools, estimate_start, ready) if as_vllm and not stopped_by else None
 
     measured = {r.budget for r in results}
     for layout in setup.layouts:
@@ -332,7 +404,7 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
         # Drop every reference this function holds to a graph, its outputs or its inputs.
         graphs.clear()
         ready.clear()
-        captured = item = inputs = warm = None  # noqa: F841
+        item = None
         gc.collect()
         device.settle()
         release = _release_check(held, device.sample(pools))
@@ -351,6 +423,27 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
         unmeasured=tuple(sorted(unmeasured.values(), key=lambda u: u.budget)),
         stopped_by=stopped_by,
         release=release,
+        vllm_estimate=estimate,
+    )
+
+
+def _vllm_estimate(device: Device, pools: list, start: tuple[Sample, int], ready: list[_Ready]) -> VllmEstimate:
+    """vLLM's estimate, read as vLLM reads it (the drop in free memory across the captures, the
+    cache never emptied), and what it is made of."""
+    before, free_before = start
+    after, free_after = device.sample(pools), device.driver_free_bytes()
+    drop = free_before - free_after
+    pool = after.encoder.reserved_bytes - before.encoder.reserved_bytes
+    held = sum(r.io_bytes for r in ready)  # inputs and output buffers, both in the default pool
+    buffers = sum(r.buffer_bytes for r in ready)
+    default_reserved = (after.reserved_bytes - after.encoder.reserved_bytes) - (before.reserved_bytes - before.encoder.reserved_bytes)
+    return VllmEstimate(
+        free_drop_bytes=drop,
+        pool_bytes=pool,
+        static_input_bytes=held - buffers,
+        output_buffer_bytes=buffers,
+        cached_bytes=default_reserved - held,
+        outside_allocator_bytes=drop - pool - default_reserved,
     )
 
 

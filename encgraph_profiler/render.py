@@ -83,3 +83,14 @@ def release_line(report: Report) -> str | None:
                 f"(allocator: {release.reserved_returned_bytes:,} bytes returned to the driver; NVML: {nvml})")
     return (f"Release: {release.pool_bytes_after:,} of {release.pool_bytes_before:,} bytes stayed in the encoder pools: "
             f"{release.held_by} (allocator returned {release.reserved_returned_bytes:,}; NVML: {nvml})")
+
+
+def vllm_estimate_line(report: Report) -> str | None:
+    """vLLM's own estimate beside the pool, and what the difference is made of (--as vllm)."""
+    est = report.vllm_estimate
+    if est is None:
+        return None
+    return (f"vLLM's estimate (free memory dropped by {mib(est.free_drop_bytes)} MiB, {est.free_drop_bytes:,} bytes) = "
+            f"graph pool {mib(est.pool_bytes)} + static inputs {mib(est.static_input_bytes)} + output buffers "
+            f"{mib(est.output_buffer_bytes)} + cached warm-up blocks {mib(est.cached_bytes)} + outside the allocator "
+            f"{mib(est.outside_allocator_bytes)} MiB")

@@ -68,6 +68,8 @@ class Settings:
     layout: str = ""  # what the largest budget is, in images and patches
     pool: str = "shared"  # "shared": one private pool for every graph; "per-graph": one each
     order: str = "largest-first"  # the order of the captures
+    capture: str = "plain"  # "plain": the tower's own inputs; "vllm": vLLM's capture inputs and steps
+    max_frames_per_batch: int = 0  # vLLM's video layout for this many frames per batch; 0: images
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class BudgetResult:
     pool_growth_bytes: int  # encoder pool reserved after minus before this capture
     pool_reserved_bytes: int  # encoder pool reserved after this capture
     static_io_bytes: int  # this budget's static inputs, held in the default pool
-    output_bytes: int  # the graph's outputs, live inside the encoder pool
+    output_bytes: int  # the graph's outputs, live inside the encoder pool (--as vllm: the buffers outside it they go to)
     non_allocator_bytes: int | None  # process NVML delta minus reserved delta around the capture
     eager_peak_bytes: int  # peak allocated above the baseline during one eager forward
     capture_ms: float
@@ -151,6 +153,20 @@ class ReleaseCheck:
 
 
 @dataclass(frozen=True)
+class VllmEstimate:
+    """What vLLM's own estimate of the encoder graphs would be (``--as vllm``): the drop in the
+    device's free memory across every budget's inputs, warm-up and capture, the cache never
+    emptied in between, split into its parts. The parts add up to ``free_drop_bytes``."""
+
+    free_drop_bytes: int  # the device's free memory before minus after (cudaMemGetInfo)
+    pool_bytes: int  # the encoder pools' reserved bytes: what the graphs hold
+    static_input_bytes: int  # every budget's input buffers, in the default pool
+    output_buffer_bytes: int  # the buffers each graph copies its outputs to, in the default pool
+    cached_bytes: int  # default-pool memory reserved during the captures that nothing uses: warm-up leftovers
+    outside_allocator_bytes: int  # the rest of the drop: graph executables, library workspaces
+
+
+@dataclass(frozen=True)
 class Report:
     schema_version: int
     provenance: Provenance
@@ -165,6 +181,7 @@ class Report:
     unmeasured: tuple[UnmeasuredBudget, ...] = ()  # requested budgets without a measurement
     stopped_by: str | None = None  # "SIGINT", "SIGTERM" or "capture failure" when the ladder stopped early
     release: ReleaseCheck | None = None  # with --check-release
+    vllm_estimate: VllmEstimate | None = None  # with --as vllm
 
     def pool(self, name: PoolName | str) -> PoolUsage:
         return next(p for p in self.pools if p.pool == name)
@@ -232,10 +249,12 @@ def check_writable(path: Path) -> None:
 # -- reading --------------------------------------------------------------------------------------
 
 # Byte figures that are differences of two samples and so may be negative.
-SIGNED_BYTES = frozenset({"non_allocator_bytes", "workspaces_and_cache", "other", "reserved_returned_bytes", "nvml_returned_bytes"})
+SIGNED_BYTES = frozenset({"non_allocator_bytes", "workspaces_and_cache", "other", "reserved_returned_bytes", "nvml_returned_bytes",
+                          "free_drop_bytes", "cached_bytes", "outside_allocator_bytes"})
 
 _NESTED = {
     "ReleaseCheck": ReleaseCheck,
+    "VllmEstimate": VllmEstimate,
     "Provenance": Provenance,
     "Settings": Settings,
     "ModelFacts": ModelFacts,

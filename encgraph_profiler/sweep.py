@@ -60,8 +60,8 @@ def check_gpus(gpus: list[int] | None) -> None:
 
 
 def _request(cell: Cell) -> ProfileRequest:
-    pool, order = ENGINES[cell.engine]
-    return ProfileRequest(model=cell.model, budgets=cell.budgets, pool=pool, order=order)
+    pool, order, capture = ENGINES[cell.engine]
+    return ProfileRequest(model=cell.model, budgets=cell.budgets, pool=pool, order=order, capture=capture)
 
 
 def _cell_main(cell: Cell, setup, gpu: int | None, path: Path, status: Path, threads: int) -> None:

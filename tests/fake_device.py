@@ -78,7 +78,12 @@ class FakeDevice:
     def _live(self, pools) -> int:
         """The outputs of the pools' graphs still alive."""
         graphs = [g() for p in pools for g in self.graph_pools[p]["graphs"]]
-        return sum(round_up(t.untyped_storage().nbytes(), 512) for g in graphs if g is not None for t in g.outputs)
+        return sum(round_up(t.untyped_storage().nbytes(), 512) for g in graphs if g is not None for t in self._in_pool(g.outputs))
+
+    def _in_pool(self, outputs):
+        """The outputs the graph's pool holds: not those made in the default pool beforehand."""
+        kept = {id(t.untyped_storage()) for t in (r() for r in self._kept) if t is not None}
+        return [t for t in outputs if id(t.untyped_storage()) not in kept]
 
     @property
     def pool_reserved(self) -> int:
@@ -99,6 +104,12 @@ class FakeDevice:
         for mine in self.graph_pools.values():
             if mine["graphs"] and all(g() is None for g in mine["graphs"]):
                 mine.update(reserved=0, segments=0, graphs=[])
+
+    def synchronize(self) -> None:
+        pass
+
+    def driver_free_bytes(self) -> int:
+        return self.capacity - self.context - self.graph_exec - self.reserved
 
     def sample(self, pools) -> Sample:
         return Sample(
@@ -152,7 +163,7 @@ class FakeDevice:
             raise CaptureFailure(f"capture of {what} failed: operation not permitted when stream is capturing (fake)")
         with torch.inference_mode():
             outputs = tuple(fn())
-        need = round_up(self.scratch_per_token * budget + tensor_bytes(outputs))
+        need = round_up(self.scratch_per_token * budget + tensor_bytes(self._in_pool(outputs)))
         mine = self.graph_pools[pool]
         growth = max(0, need - mine["reserved"])
         if growth > self.free_bytes():

@@ -190,3 +190,39 @@ def test_check_release_returns_the_pools_unless_a_graph_is_kept(monkeypatch):
     leaked = profile(ProfileRequest(model="qwen2-vl-2b", budgets=(1024, 2048), check_release=True)).release
     assert leaked.pool_bytes_after == leaked.pool_bytes_before > 0
     assert "still referenced" in leaked.held_by
+
+
+PACKING = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3.5", "tiny-glm4v"]
+
+
+@pytest.mark.parametrize("model", PACKING)
+@pytest.mark.parametrize("capture, frames", [("plain", 0), ("vllm", 0), ("vllm", 16)])
+def test_varlen_replay_equals_eager(model, capture, frames):
+    """PyTorch's varlen flash kernel, captured: one kernel per layer over the packed images (or,
+    in vLLM's video layout, frames), replay equal to eager."""
+    report = _profile(model, (64, 128, 256), attn="varlen", capture=capture, max_frames_per_batch=frames)
+    assert [b.replay_matches_eager for b in report.budgets] == [True] * 3, report.warnings
+    if frames:
+        assert "videos of 4 frames" in report.settings.layout  # k = 4 items, 16 frames a batch
+
+
+def test_capture_as_vllm_keeps_outputs_out_of_the_pool_and_explains_its_estimate():
+    """vLLM copies each graph's outputs to a buffer outside the pool; its estimate (the drop in
+    free memory) is the pool plus the buffers, what warm-ups left cached and what lies outside the
+    allocator, each measured."""
+    import gc
+
+    import torch
+
+    plain = _profile("qwen2-vl-2b", (1024, 2048), max_items=16)
+    gc.collect()
+    torch.cuda.empty_cache()
+    vllm = _profile("qwen2-vl-2b", (1024, 2048), max_items=16, capture="vllm")
+    assert [b.replay_matches_eager for b in vllm.budgets] == [True] * 2
+    assert vllm.pool("encoder_graphs").live_bytes == 0
+    assert vllm.pool("encoder_graphs").reserved_bytes <= plain.pool("encoder_graphs").reserved_bytes
+    est = vllm.vllm_estimate
+    assert est.pool_bytes == vllm.pool("encoder_graphs").reserved_bytes
+    assert est.output_buffer_bytes == sum(b.output_bytes for b in vllm.budgets)
+    assert est.free_drop_bytes >= est.pool_bytes + est.static_input_bytes + est.output_buffer_bytes
+    assert est.cached_bytes >= 0 and est.outside_allocator_bytes >= 0

@@ -330,3 +330,44 @@ def test_cli_check_release_line(fake):
     result = _cli("--check-release")
     assert result.exit_code == 0, result.output
     assert "Release: all" in result.output and "came back once the graphs were dropped" in result.output
+
+
+def test_capture_as_vllm_interleaves_copies_outputs_out_and_explains_its_estimate(tmp_path):
+    """vLLM's capture: each budget's inputs, warm-up and capture in turn, largest first; outputs
+    copied to buffers outside the pool (so the pool holds scratch only); its estimate is the drop in
+    free memory, and the parts it is made of add up to it."""
+    import pickle
+
+    from encgraph_profiler.errors import ReportError
+
+    device = FakeDevice()
+    plain = profile(ProfileRequest(model=MODEL, budgets=BUDGETS), device=FakeDevice())
+    snapshot = tmp_path / "run.pickle"
+    report = profile(ProfileRequest(model=MODEL, budgets=BUDGETS, capture="vllm", memory_snapshot=snapshot), device=device)
+    assert report.complete and report.settings.capture == "vllm"
+    pool = report.pool(PoolName.ENCODER_GRAPHS)
+    assert pool.reserved_bytes == round_up(device.scratch_per_token * 256) < plain.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
+    assert pool.live_bytes == 0  # no graph output lives in the pool
+    est = report.vllm_estimate
+    buffers = sum(round_up(b.output_bytes, 512) for b in report.budgets)
+    assert est.pool_bytes == pool.reserved_bytes and est.output_buffer_bytes == buffers
+    assert est.static_input_bytes == sum(b.static_io_bytes for b in report.budgets) - buffers
+    assert est.free_drop_bytes == (est.pool_bytes + est.static_input_bytes + est.output_buffer_bytes + est.cached_bytes
+                                   + est.outside_allocator_bytes)
+    assert est.outside_allocator_bytes == 3 * device.exec_per_capture
+    events = pickle.loads(snapshot.read_bytes())["device_traces"][0]
+    phases = [e["category"] for e in events if e["category"] != "unknown"]
+    order = [c for i, c in enumerate(phases) if i == 0 or phases[i - 1] != c]
+    assert order == ["warm-up budget=256", "budget=256", "warm-up budget=128", "budget=128", "warm-up budget=64", "budget=64"]
+    assert plain.vllm_estimate is None
+    with pytest.raises(ReportError, match="capture"):
+        compare(plain, report)
+
+
+def test_cli_as_vllm_prints_the_estimate_and_refuses_a_plain_capture(fake):
+    fake()
+    result = _cli("--as", "vllm")
+    assert result.exit_code == 0, result.output
+    assert "vLLM's estimate (free memory dropped by" in result.output
+    refused = _cli("--as", "vllm", "--capture", "plain")
+    assert refused.exit_code == 2 and "--as vllm means --capture vllm" in refused.output

@@ -24,6 +24,8 @@ Examples:
 
   encgraph profile --model Qwen2-VL --budgets 1024,2048,4096 --as sglang   # one pool per graph
 
+  encgraph profile --model Qwen2.5-VL --budgets 1024,2048,4096,8192 --as vllm --attn varlen
+
   encgraph profile --model ./my-model/config.json --budgets 4096 --baseline main.json
 
   HF_HUB_OFFLINE=1 encgraph profile --model Qwen/Qwen2.5-VL-7B-Instruct --revision main
@@ -54,12 +56,14 @@ def profile(
     max_budget: Annotated[int | None, typer.Option("--max-budget", help="Top of the auto ladder (powers of two from 64). Default 8192.")] = None,
     max_items: Annotated[int | None, typer.Option("--max-items", help="Images per captured batch. Default, as vLLM's: min(max budget // the family's smallest budget (64 for Qwen-style grids), smallest budget).")] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="bfloat16, float16 or float32.")] = "bfloat16",
-    attn: Annotated[str, typer.Option("--attn", help="Attention implementation: sdpa, eager, flash_attention_2.")] = "sdpa",
+    attn: Annotated[str, typer.Option("--attn", help="Attention implementation: sdpa; varlen (one packed flash kernel per layer, as vLLM's ViT attention; Qwen-style and GLM towers); eager; flash_attention_2.")] = "sdpa",
     seed: Annotated[int, typer.Option("--seed", help="Seed for weights and dummy inputs.")] = 0,
     warmup: Annotated[int, typer.Option("--warmup", help="Eager runs per budget before capture.")] = 2,
-    engine: Annotated[str | None, typer.Option("--as", help="Pool and order the graphs as an engine does: vllm (the default), vllm-legacy, sglang, tensorrt-llm.")] = None,
+    engine: Annotated[str | None, typer.Option("--as", help="Capture, pool and order the graphs as an engine does: vllm, vllm-legacy, sglang, tensorrt-llm. Default: the tower's own inputs, one shared pool, largest first.")] = None,
     pool: Annotated[str | None, typer.Option("--pool", help="shared: one private pool for every graph (vLLM); per-graph: one pool each.")] = None,
     order: Annotated[str | None, typer.Option("--order", help="largest-first (vLLM) or smallest-first (TensorRT-LLM).")] = None,
+    capture: Annotated[str | None, typer.Option("--capture", help="plain: the tower on its own inputs; vllm: vLLM's capture inputs and steps, and its estimate.")] = None,
+    max_frames_per_batch: Annotated[int, typer.Option("--max-frames-per-batch", help="With --as vllm: capture vLLM's video layout for this many frames per batch (its encoder_cudagraph_max_frames_per_batch). 0: images.")] = 0,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here (also when the run is cut short).")] = None,
     check_release: Annotated[bool, typer.Option("--check-release", help="At the end, drop every graph, empty the cache and report what came back to the driver.")] = False,
     memory_snapshot: Annotated[Path | None, typer.Option("--memory-snapshot", help="Also write the allocator's history of the run, for pytorch.org/memory_viz, events labelled by budget.")] = None,
@@ -88,14 +92,15 @@ def profile(
     )
     if engine is not None and engine.lower() not in ENGINES:
         raise UsageError(f"--as {engine!r}: choose one of {', '.join(ENGINES)}")
-    engine_pool, engine_order = ENGINES[(engine or "vllm").lower()]
-    for option, given, engines in (("--pool", pool, engine_pool), ("--order", order, engine_order)):
+    engine_pool, engine_order, engine_capture = ENGINES[engine.lower()] if engine else ("shared", "largest-first", "plain")
+    for option, given, engines in (("--pool", pool, engine_pool), ("--order", order, engine_order), ("--capture", capture, engine_capture)):
         if engine is not None and given is not None and given != engines:
             raise UsageError(f"--as {engine} means {option} {engines}; drop {option} {given} or --as")
     request = ProfileRequest(
         model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision, max_items=max_items, dtype=dtype, attn=attn,
         seed=seed, warmup_iterations=warmup, decoder=decoder, memory_snapshot=memory_snapshot,
-        pool=pool or engine_pool, order=order or engine_order, check_release=check_release,
+        pool=pool or engine_pool, order=order or engine_order, capture=capture or engine_capture,
+        max_frames_per_batch=max_frames_per_batch, check_release=check_release,
     )
     # Everything that can be refused is refused before the GPU work starts.
     for option, path in (("--json", json_path), ("--memory-snapshot", memory_snapshot)):
@@ -219,6 +224,7 @@ def _show(report, output_format: Format) -> None:
     out.print(render.budget_table(report))
     out.print(render.pool_table(report))
     out.print(render.totals_line(report), markup=False)
-    if report.release is not None:
-        out.print(render.release_line(report), markup=False)
+    for line in (render.release_line(report), render.vllm_estimate_line(report)):
+        if line is not None:
+            out.print(line, markup=False)
     out.print(report.graph_counts.line, markup=False)

@@ -46,6 +46,7 @@ class Layout:
     input_patches: int  # patches the tower embeds
     grids: tuple[tuple[int, int, int], ...] = ()  # [t, h, w] patch grids, dynamic-resolution towers
     meaning: str = ""  # the budget in the user's terms: "8,192 tokens = 128 images of 28x1792 px, ..."
+    max_seqlen: int = 0  # the longest sequence packed attention is told of; 0: the longest there is
 
 
 class Adapter:
@@ -55,6 +56,7 @@ class Adapter:
     model_types: tuple[str, ...] = ()  # the "model_type" values of full configs this adapter reads
     dynamic_resolution: bool = True
     takes_max_items: bool = True  # a budget's batch is capped at k items (vLLM's max items per batch)
+    packs_sequences: bool = False  # the tower passes cu_seqlens to its attention: --attn varlen applies
     has_language_model: bool = True
     # Fields the family reads from the model's preprocessor_config.json (image sizes, tokens per
     # image); the registry puts that file's contents under "preprocessor_config" in the config dict.
@@ -135,9 +137,14 @@ class Adapter:
         module = self.tower_module()
         if module is not None:
             return module(tower_config, getattr(torch, dtype), attn).eval()
-        return self.tower_class()._from_config(
-            tower_config, dtype=getattr(torch, dtype), attn_implementation=attn
+        tower = self.tower_class()._from_config(
+            tower_config, dtype=getattr(torch, dtype), attn_implementation="sdpa" if attn == "varlen" else attn
         ).eval()
+        if attn == "varlen":
+            from . import varlen
+
+            varlen.use(tower)
+        return tower
 
     # -- budgets -----------------------------------------------------------------------------
     def min_budget(self, tower_config) -> int:
@@ -147,6 +154,11 @@ class Adapter:
 
     def layout(self, vision_config, budget: int, items: int) -> Layout:
         raise NotImplementedError
+
+    def vllm_layout(self, layout: Layout, vision_config, frames_per_batch: int) -> Layout:
+        """``layout`` where vLLM's capture inputs differ from it (a fixed longest sequence, a video
+        layout for ``frames_per_batch`` frames); unchanged where they do not."""
+        return layout
 
     def make_inputs(self, tower, vision_config, layout: Layout, dtype: str, device, generator) -> dict:
         """Static inputs for one budget, every grid-dependent tensor precomputed outside the graph."""

@@ -3,7 +3,7 @@ size m = 2) with a learned position table interpolated per image, a 2 x 2 convol
 patches, and the merger MLP. The captured graph covers the ViT and the merger, as vLLM's does.
 
 vLLM's layout for budget B (glm4_1v.py): k items of grid [1, m, floor(B / k) * m], rounding down
-where the Qwen families round up.
+where the Qwen families round up; its video layout and fixed longest sequence are the Qwen ones.
 
 transformers derives the per-image lengths its position interpolation needs from ``cu_seqlens``,
 which the sdpa path must keep on the host, and then compares them with device tensors. ``forward``
@@ -41,7 +41,7 @@ class Glm4vAdapter(Qwen2VLAdapter):
         rotary = tower.rotary_pos_emb(hidden, position_ids)
         hidden = tower.embeddings(hidden, inputs["lengths"], inputs["grid_thw"], position_ids[:, 0], position_ids[:, 1])
         for block in tower.blocks:
-            hidden = block(hidden, cu_seqlens=inputs["cu_seqlens"], position_embeddings=rotary)
+            hidden = block(hidden, cu_seqlens=inputs["cu_seqlens"], max_seqlen=inputs.get("max_seqlen"), position_embeddings=rotary)
         hidden = tower.post_layernorm(hidden)
         m = tower.spatial_merge_size
         hidden = hidden.view(-1, m, m, hidden.shape[-1]).permute(0, 3, 1, 2)

@@ -1,7 +1,8 @@
 """Qwen2.5-VL: Qwen2-VL's tower plus window attention (full attention every few blocks).
 
 The window reordering and window segments are precomputed too: ``window_index`` on the device,
-``cu_window_seqlens`` on the host (sdpa splits windows there).
+``cu_window_seqlens`` on the host where sdpa splits windows there, on the device with the longest
+window given for varlen attention.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ class Qwen2_5VLAdapter(Qwen2VLAdapter):
     model_class_name = "transformers:Qwen2_5_VLForConditionalGeneration"
     size_fields = ("depth", "hidden_size", "num_heads")
 
-    def precompute(self, tower, grid_thw, device) -> dict:
+    def precompute(self, tower, layout, grid_thw, device) -> dict:
         import torch
         from transformers.vision_utils import get_vision_window_index
 
-        inputs = super().precompute(tower, grid_thw, device)
+        inputs = super().precompute(tower, layout, grid_thw, device)
         window_index, cu_window_seqlens = get_vision_window_index(
             grid_thw,
             spatial_merge_size=tower.spatial_merge_size,
@@ -29,5 +30,10 @@ class Qwen2_5VLAdapter(Qwen2VLAdapter):
             patch_size=tower.patch_size,
         )
         inputs["window_index"] = window_index.to(device)
-        inputs["cu_window_seqlens"] = cu_window_seqlens.to(torch.int32)
+        cu_window_seqlens = cu_window_seqlens.to(torch.int32)
+        if "max_seqlen" in inputs:  # packed attention, as for the full-attention blocks
+            inputs["cu_window_seqlens"] = cu_window_seqlens.to(device)
+            inputs["max_window_seqlen"] = int((cu_window_seqlens[1:] - cu_window_seqlens[:-1]).max())
+        else:
+            inputs["cu_window_seqlens"] = cu_window_seqlens
         return inputs

@@ -3,10 +3,17 @@
 The tower cannot be captured as it is: it derives rotary positions and attention segments from
 ``grid_thw`` with host syncs. transformers' ``vision_utils`` computes them up front; the tower pops
 them from its forward kwargs. With sdpa the per-segment split runs on the host, so ``cu_seqlens``
-stays a CPU tensor.
+stays a CPU tensor; with varlen attention it is a device tensor and the longest sequence is given.
+
+vLLM's capture inputs (qwen2_vl.py, qwen2_5_vl.py, qwen3_vl.py, ``prepare_encoder_cudagraph_capture_inputs``):
+k items of grid [1, m, ceil(B / k) * m], and the longest sequence fixed at B * m^2 whatever the
+grid. With video enabled and F = max_frames_per_batch // k > 1, each item is a video of grid
+[F, m, ceil(ceil(B / k) / F) * m] instead: one attention sequence per frame.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from .base import Adapter, Layout
 from ..errors import UsageError
@@ -20,6 +27,7 @@ class Qwen2VLAdapter(Adapter):
     tower_class_name = "transformers.models.qwen2_vl.modeling_qwen2_vl:Qwen2VisionTransformerPretrainedModel"
     model_class_name = "transformers:Qwen2VLForConditionalGeneration"
     size_fields = ("depth", "embed_dim", "num_heads")
+    packs_sequences = True
 
     def tokens_per_item(self, budget: int, items: int) -> int:
         """Tokens each of the ``items`` images gets: ceil(B / k), so that together they cover B."""
@@ -42,6 +50,20 @@ class Qwen2VLAdapter(Adapter):
             meaning=f"{budget:,} tokens = {items} images of {m * p}x{per_item * m * p} px, {patches:,} ViT patches merged {m}x{m}",
         )
 
+    def vllm_layout(self, layout: Layout, vision_config, frames_per_batch: int) -> Layout:
+        m, p = vision_config.spatial_merge_size, vision_config.patch_size
+        frames = frames_per_batch // layout.items
+        if frames > 1:
+            per_frame = -(-self.tokens_per_item(layout.budget, layout.items) // frames)
+            patches = layout.items * frames * m * per_frame * m
+            layout = replace(
+                layout, tokens=layout.items * frames * per_frame, input_patches=patches,
+                grids=((frames, m, per_frame * m),) * layout.items,
+                meaning=(f"{layout.budget:,} tokens = {layout.items} videos of {frames} frames of {m * p}x{per_frame * m * p} px, "
+                         f"{patches:,} ViT patches merged {m}x{m}"),
+            )
+        return replace(layout, max_seqlen=layout.budget * m * m)
+
     def patch_features(self, vision_config) -> int:
         c = vision_config.in_channels
         return c * vision_config.temporal_patch_size * vision_config.patch_size**2
@@ -55,17 +77,22 @@ class Qwen2VLAdapter(Adapter):
             "hidden_states": pixels.to(device=device, dtype=getattr(torch, dtype)),
             "grid_thw": grid_thw.to(device),
         }
-        inputs.update(self.precompute(tower, grid_thw, device))
+        inputs.update(self.precompute(tower, layout, grid_thw, device))
         return inputs
 
-    def precompute(self, tower, grid_thw, device) -> dict:
+    def precompute(self, tower, layout: Layout, grid_thw, device) -> dict:
         import torch
+        from transformers.utils.generic import is_flash_attention_requested
         from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids
 
-        return {
-            "position_ids": get_vision_position_ids(grid_thw, tower.spatial_merge_size).to(device),
-            "cu_seqlens": get_vision_cu_seqlens(grid_thw).to(torch.int32),  # stays on the host
-        }
+        cu_seqlens = get_vision_cu_seqlens(grid_thw).to(torch.int32)
+        inputs = {"position_ids": get_vision_position_ids(grid_thw, tower.spatial_merge_size).to(device)}
+        if is_flash_attention_requested(tower.config):  # one packed kernel, reading the segments on the device
+            inputs["cu_seqlens"] = cu_seqlens.to(device)
+            inputs["max_seqlen"] = layout.max_seqlen or int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+        else:  # sdpa splits the batch on the host
+            inputs["cu_seqlens"] = cu_seqlens
+        return inputs
 
     def forward(self, tower, inputs: dict):
         return (tower(**inputs).pooler_output,)

@@ -14,10 +14,10 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
     model_class_name = "transformers:Qwen3VLForConditionalGeneration"
     size_fields = ("depth", "hidden_size", "num_heads")
 
-    def precompute(self, tower, grid_thw, device) -> dict:
+    def precompute(self, tower, layout, grid_thw, device) -> dict:
         from transformers.vision_utils import get_vision_interpolation_indices_and_weights
 
-        inputs = super().precompute(tower, grid_thw, device)
+        inputs = super().precompute(tower, layout, grid_thw, device)
         indices, weights = get_vision_interpolation_indices_and_weights(
             grid_thw,
             num_grid_per_side=tower.num_grid_per_side,
