@@ -74,3 +74,16 @@ def device_count() -> int | None:
         return int(pynvml.nvmlDeviceGetCount())
     except Exception:  # noqa: BLE001 - no NVML: the count is unknown
         return None
+
+
+def compute_capability() -> tuple[int, int] | None:
+    """The first GPU's CUDA compute capability as NVML reports it (without initialising CUDA), or
+    None without NVML or a GPU."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(pynvml.nvmlDeviceGetHandleByIndex(0))
+        return int(major), int(minor)
+    except Exception:  # noqa: BLE001 - no NVML or no GPU: unknown
+        return None

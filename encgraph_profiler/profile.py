@@ -55,7 +55,7 @@ from .report import (
 )
 from .units import gib
 
-ATTN_IMPLEMENTATIONS = ("sdpa", "varlen", "eager", "flash_attention_2")
+ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "varlen", "eager", "flash_attention_2")
 
 # (what is happening, steps done, steps in all)
 Progress = Callable[[str, int, int], None]
@@ -68,7 +68,7 @@ class ProfileRequest:
     revision: str | None = None  # for a Hugging Face id
     max_items: int | None = None
     dtype: str = "bfloat16"
-    attn: str = "sdpa"
+    attn: str = "auto"  # see resolve_attention
     seed: int = 0
     warmup_iterations: int = 2
     decoder: DecoderSettings = field(default_factory=DecoderSettings)
@@ -117,9 +117,19 @@ class Prepared:
     graph_counts: GraphCounts
 
 
+def resolve_attention(attn: str, adapter) -> str:
+    """``auto`` is the kernel vLLM's ViT attention picks: one varlen flash kernel over the packed
+    sequences on GPUs of compute capability 8.0 and newer, where its flash-attention backend runs,
+    for towers that pack sequences; sdpa otherwise (other towers, older GPUs, no GPU found)."""
+    if attn != "auto":
+        return attn
+    from .nvml import compute_capability
+
+    capability = compute_capability()
+    return "varlen" if adapter.packs_sequences and capability is not None and capability >= (8, 0) else "sdpa"
+
+
 def _check_attention(attn: str, adapter) -> None:
-    if attn not in ATTN_IMPLEMENTATIONS:
-        raise UsageError(f"unknown --attn {attn!r}; choose one of {', '.join(ATTN_IMPLEMENTATIONS)}")
     if attn == "varlen":
         if not adapter.packs_sequences:
             raise UsageError(f"--attn varlen runs one kernel over a batch's packed sequences, and the {adapter.family} tower "
@@ -154,7 +164,10 @@ def prepare(request: ProfileRequest) -> Prepared:
     dtype = canonical_dtype(request.dtype)
     spec = resolve(request.model, request.revision)
     adapter = spec.adapter
-    _check_attention(request.attn, adapter)
+    if request.attn not in ATTN_IMPLEMENTATIONS:
+        raise UsageError(f"unknown --attn {request.attn!r}; choose one of {', '.join(ATTN_IMPLEMENTATIONS)}")
+    attn = resolve_attention(request.attn, adapter)
+    _check_attention(attn, adapter)
     tower_config = adapter.tower_config(spec.config)
     items = (resolve_max_items(request.budgets, request.max_items, adapter.min_budget(tower_config))
              if adapter.takes_max_items else None)
@@ -166,7 +179,7 @@ def prepare(request: ProfileRequest) -> Prepared:
         model=spec.name,
         family=adapter.family,
         dtype=dtype,
-        attn=request.attn,
+        attn=attn,
         budgets=tuple(sorted(request.budgets)),
         max_items=items if items is not None else max(l.items for l in layouts),
         seed=request.seed,
@@ -269,7 +282,7 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
     torch.manual_seed(request.seed)
     generator = torch.Generator().manual_seed(request.seed)  # inputs drawn on the host: a failed capture cannot spoil them
     with torch.device(device.torch_device):
-        tower, weights_bytes = device.measure_allocated(lambda: adapter.build_tower(setup.tower_config, dtype, request.attn))
+        tower, weights_bytes = device.measure_allocated(lambda: adapter.build_tower(setup.tower_config, dtype, setup.settings.attn))
     provenance = _provenance(device)
 
     ready: list[_Ready] = []

@@ -86,12 +86,12 @@ def test_vllm_video_layout(name, budget, items, frames, grid, tokens):
     assert layout.max_seqlen == budget * 4
 
 
-def test_vllm_video_layout_runs_one_sequence_a_frame(kernel_calls):
+@pytest.mark.parametrize("name", PACKING)
+def test_vllm_video_layout_runs_one_sequence_a_frame(name, kernel_calls):
     video = lambda adapter, config: adapter.vllm_layout(adapter.layout(config, 256, 4), config, 16)  # noqa: E731
-    expected, _, layout = _outputs("tiny-qwen2-vl", "sdpa", video)
-    got, _, _ = _outputs("tiny-qwen2-vl", "varlen", video)
-    (cu_seqlens, _), *_ = kernel_calls
-    assert len(cu_seqlens) == 4 * 4 + 1  # 4 videos of 4 frames
+    expected, _, layout = _outputs(name, "sdpa", video)
+    got, _, _ = _outputs(name, "varlen", video)
+    assert 4 * 4 + 1 in {len(cu) for cu, _ in kernel_calls}  # full attention: 4 videos of 4 frames, a sequence each
     assert layout.meaning.startswith("256 tokens = 4 videos of 4 frames")
     torch.testing.assert_close(got[0], expected[0])
 
@@ -106,3 +106,17 @@ def test_vllm_video_layout_runs_one_sequence_a_frame(kernel_calls):
 def test_bad_requests_are_refused(request_args, message):
     with pytest.raises(UsageError, match=message):
         prepare(ProfileRequest(budgets=(256, 512), **request_args))
+
+
+@pytest.mark.parametrize("capability, model, expected", [
+    ((9, 0), "tiny-qwen2-vl", "varlen"), ((8, 0), "tiny-glm4v", "varlen"), ((9, 0), "tiny-gemma3", "sdpa"),
+    ((7, 5), "tiny-qwen2-vl", "sdpa"), (None, "tiny-qwen2-vl", "sdpa"),
+])
+def test_auto_attention_is_vllms_choice(monkeypatch, capability, model, expected):
+    """vLLM's ViT attention is one flash varlen kernel where its flash backend runs (compute
+    capability 8.0 and newer) and sdpa elsewhere; the report records what was chosen."""
+    from encgraph_profiler import nvml
+
+    monkeypatch.setattr(nvml, "compute_capability", lambda: capability)
+    assert prepare(ProfileRequest(model=model, budgets=(256,))).settings.attn == expected
+    assert prepare(ProfileRequest(model=model, budgets=(256,), attn="sdpa")).settings.attn == "sdpa"

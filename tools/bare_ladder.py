@@ -10,6 +10,10 @@ the baseline is taken.
     python tools/bare_ladder.py configs/qwen2-vl-7b.json 1024,2048,4096,8192 > bare.json
     python tools/bare_ladder.py configs/gemma-3-27b.json 1024,2048,4096,8192 > bare.json
     python tools/bare_ladder.py configs/llama-4-scout-17b-16e.json 1024,2048,4096,8192 > bare.json
+    python tools/bare_ladder.py configs/qwen2-vl-7b.json 1024,2048,4096,8192 varlen > bare.json
+
+With ``varlen`` (Qwen2-VL), attention is ATen's flash kernel over the packed images, called here
+directly, the segments on the device and the longest image given.
 """
 
 import json
@@ -22,7 +26,7 @@ started = time.perf_counter()
 
 import pynvml  # noqa: E402
 import torch  # noqa: E402
-from transformers import Gemma3Config, Llama4Config, Qwen2VLConfig, SiglipVisionModel  # noqa: E402
+from transformers import AttentionInterface, Gemma3Config, Llama4Config, Qwen2VLConfig, SiglipVisionModel  # noqa: E402
 from transformers.models.gemma3.modeling_gemma3 import Gemma3MultiModalProjector  # noqa: E402
 from transformers.models.llama4.modeling_llama4 import Llama4MultiModalProjector, Llama4VisionModel  # noqa: E402
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel  # noqa: E402
@@ -36,7 +40,16 @@ def process_used(handle):
     raise SystemExit("NVML does not list this process")
 
 
-def qwen2_vl(data, budgets, items, gen):
+def packed_flash(module, query, key, value, attention_mask, scaling=None, cu_seq_lens_q=None, cu_seq_lens_k=None,
+                 max_length_q=None, max_length_k=None, **_):
+    """ATen's flash kernel over the packed sequences: (1, heads, tokens, dim) in, (1, tokens, heads, dim) out."""
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))
+    out = torch.ops.aten._flash_attention_forward(q, k, v, cu_seq_lens_q, cu_seq_lens_k, max_length_q, max_length_k,
+                                                  0.0, False, False, scale=scaling)[0]
+    return out[None], None
+
+
+def qwen2_vl(data, budgets, items, gen, attn="sdpa"):
     """Qwen2-VL: k images of grid [1, m, ceil(B / k) * m] per budget."""
     vision = Qwen2VLConfig(**data).vision_config
     m = vision.spatial_merge_size
@@ -44,17 +57,23 @@ def qwen2_vl(data, budgets, items, gen):
         tower = Qwen2VisionTransformerPretrainedModel._from_config(
             vision, dtype=torch.bfloat16, attn_implementation="sdpa"
         ).eval()
+    if attn == "varlen":  # the tower passes its segments to attention only for a "flash" implementation
+        AttentionInterface.register("flash_packed_bare", packed_flash)
+        tower.config._attn_implementation = "flash_packed_bare"
     features = vision.in_channels * vision.temporal_patch_size * vision.patch_size**2
     runs = []
     for budget in budgets:
         per_item = math.ceil(budget / items)
         grid = torch.tensor([[1, m, per_item * m]] * items)
-        runs.append({
+        run = {
             "hidden_states": torch.randn(items * m * m * per_item, features, generator=gen).to("cuda", torch.bfloat16),
             "grid_thw": grid.cuda(),
             "position_ids": get_vision_position_ids(grid, m).cuda(),
             "cu_seqlens": get_vision_cu_seqlens(grid).to(torch.int32),
-        })
+        }
+        if attn == "varlen":
+            run["cu_seqlens"], run["max_seqlen"] = run["cu_seqlens"].cuda(), m * m * per_item
+        runs.append(run)
     return (lambda **kwargs: tower(**kwargs).pooler_output), runs
 
 
@@ -93,12 +112,13 @@ def llama4(data, budgets, items, gen):
     return forward, runs
 
 
-def main(config_path, budget_text, warmup=2):
+def main(config_path, budget_text, attn="sdpa", warmup=2):
     budgets = sorted((int(b) for b in budget_text.split(",")), reverse=True)
     items = max(1, min(budgets[0] // 64, budgets[-1]))
     data = json.load(open(config_path))
     build = {"qwen2_vl": qwen2_vl, "gemma3": gemma3, "llama4": llama4}[data.pop("model_type")]
-    forward, runs = build(data, budgets, items, torch.Generator().manual_seed(0))
+    extra = {"attn": attn} if attn != "sdpa" else {}
+    forward, runs = build(data, budgets, items, torch.Generator().manual_seed(0), **extra)
     stream = torch.cuda.Stream()
     for kwargs in runs:
         stream.wait_stream(torch.cuda.current_stream())
@@ -136,4 +156,4 @@ def main(config_path, budget_text, warmup=2):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])

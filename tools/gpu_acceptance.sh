@@ -35,7 +35,7 @@ python3 -c 'import torch, transformers, typer; print(torch.__version__, torch.ve
 
 # The independent measurement and encgraph alternate, each in a fresh process, twice.
 for run in 1 2; do
-  timed "bare$run" python3 tools/bare_ladder.py configs/qwen2-vl-7b.json $LADDER
+  timed "bare$run" python3 tools/bare_ladder.py configs/qwen2-vl-7b.json $LADDER varlen  # the default attention on an H100
   timed "profile$run" python3 cli.py profile --model Qwen2-VL --budgets $LADDER --json "$OUT/profile$run.json"
 done
 

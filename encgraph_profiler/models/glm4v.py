@@ -13,6 +13,8 @@ the model's own ``get_image_features``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .base import Layout
 from .qwen2_vl import Qwen2VLAdapter
 
@@ -29,7 +31,10 @@ class Glm4vAdapter(Qwen2VLAdapter):
         return budget // items  # floor(B / k)
 
     def make_inputs(self, tower, vision_config, layout: Layout, dtype: str, device, generator) -> dict:
-        inputs = super().make_inputs(tower, vision_config, layout, dtype, device, generator)
+        # transformers' GLM tower takes a video as its frames, each an image of grid [1, h, w] (as
+        # Glm4vModel.get_video_features hands them over): the same sequences, one per frame.
+        frames = tuple((1, h, w) for t, h, w in layout.grids for _ in range(t))
+        inputs = super().make_inputs(tower, vision_config, replace(layout, grids=frames), dtype, device, generator)
         cu_seqlens = inputs["cu_seqlens"]
         inputs["lengths"] = (cu_seqlens[1:] - cu_seqlens[:-1]).to(device)
         return inputs
