@@ -169,6 +169,8 @@ def prepare(request: ProfileRequest) -> Prepared:
     attn = resolve_attention(request.attn, adapter)
     _check_attention(attn, adapter)
     tower_config = adapter.tower_config(spec.config)
+    if request.max_frames_per_batch and not adapter.captures_video:
+        raise UsageError(f"--max-frames-per-batch: vLLM captures no video layout for {adapter.family}, only images; drop it")
     items = (resolve_max_items(request.budgets, request.max_items, adapter.min_budget(tower_config))
              if adapter.takes_max_items else None)
     layouts = tuple(adapter.layout(tower_config, b, items or 0) for b in sorted(request.budgets, reverse=True))

@@ -57,6 +57,7 @@ class Adapter:
     dynamic_resolution: bool = True
     takes_max_items: bool = True  # a budget's batch is capped at k items (vLLM's max items per batch)
     packs_sequences: bool = False  # the tower passes cu_seqlens to its attention: --attn varlen applies
+    captures_video: bool = False  # vLLM captures a video layout for the family (--max-frames-per-batch)
     has_language_model: bool = True
     # Fields the family reads from the model's preprocessor_config.json (image sizes, tokens per
     # image); the registry puts that file's contents under "preprocessor_config" in the config dict.

@@ -4,7 +4,7 @@ only; its variable-resolution resampler runs eagerly after the graph, so the gra
 ViT's last hidden state, m^2 rows per budget token.
 
 vLLM's layout for budget B (ernie45_vl.py): k items of grid [1, m, ceil(B / k) * m], as for
-Qwen2-VL.
+Qwen2-VL, the longest sequence fixed at B * m^2; images only (its video path runs eagerly).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ class Ernie4_5VLAdapter(Qwen2VLAdapter):
     tower_class_name = "transformers.models.ernie4_5_vl_moe.modeling_ernie4_5_vl_moe:Ernie4_5_VLMoeVisionTransformerPretrainedModel"
     model_class_name = "transformers:Ernie4_5_VLMoeForConditionalGeneration"
     size_fields = ("depth", "hidden_size", "num_heads")
+    captures_video = False
 
     def patch_features(self, vision_config) -> int:
         return vision_config.in_channels * vision_config.patch_size**2

@@ -28,6 +28,7 @@ class Qwen2VLAdapter(Adapter):
     model_class_name = "transformers:Qwen2VLForConditionalGeneration"
     size_fields = ("depth", "embed_dim", "num_heads")
     packs_sequences = True
+    captures_video = True
 
     def tokens_per_item(self, budget: int, items: int) -> int:
         """Tokens each of the ``items`` images gets: ceil(B / k), so that together they cover B."""
@@ -53,7 +54,7 @@ class Qwen2VLAdapter(Adapter):
     def vllm_layout(self, layout: Layout, vision_config, frames_per_batch: int) -> Layout:
         m, p = vision_config.spatial_merge_size, vision_config.patch_size
         frames = frames_per_batch // layout.items
-        if frames > 1:
+        if frames > 1 and self.captures_video:
             per_frame = -(-self.tokens_per_item(layout.budget, layout.items) // frames)
             patches = layout.items * frames * m * per_frame * m
             layout = replace(
