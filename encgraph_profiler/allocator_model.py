@@ -1,0 +1,204 @@
+"""A model of PyTorch's CUDA caching allocator (c10/cuda/CUDACachingAllocator.cpp, the native
+backend, ``expandable_segments`` off, no ``max_split_size_mb`` or ``roundup_power2_divisions``:
+the defaults), exact to the byte for one stream. No torch.
+
+The rules, each as the allocator applies it:
+
+- Every request is rounded up to a multiple of 512 bytes, 512 at least (``round_size``).
+- Requests of up to 1 MiB are served from the small pool, larger ones from the large pool; each
+  pool is private to a graph's capture (``graph_pool_handle``) or the process's default pool.
+- A request takes the smallest free block of its pool that is large enough, the lowest address
+  among equal sizes (``get_free_block``: the free set is ordered by stream, size, address).
+- With no such block, a new segment is allocated (``alloc_block``): 2 MiB for a small request,
+  20 MiB for a large one under 10 MiB, otherwise the request rounded up to 2 MiB
+  (``get_allocation_size``).
+- The block handed out is the front of the chosen block; the rest stays free as a block of its
+  own when more than 1 MiB remains in the large pool, or at least 512 bytes in the small pool
+  (``should_split``); otherwise the whole block is handed out.
+- A freed block merges with its free neighbours in the same segment (``free_block``,
+  ``try_merge_blocks``). In a graph's private pool a block freed during capture is reused by
+  later requests of the same capture as in any pool.
+- ``empty_cache`` returns every segment that is wholly free (``release_cached_blocks``); a private
+  pool's segments go back only once its graphs are gone.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+MIN_BLOCK = 512  # kMinBlockSize
+SMALL_SIZE = 1 << 20  # kSmallSize: the largest request of the small pool
+SMALL_BUFFER = 2 << 20  # kSmallBuffer: a small pool's segment
+LARGE_BUFFER = 20 << 20  # kLargeBuffer: the segment of a 1-10 MiB request
+MIN_LARGE_ALLOC = 10 << 20  # kMinLargeAlloc
+ROUND_LARGE = 2 << 20  # kRoundLarge
+
+
+def round_size(size: int) -> int:
+    return MIN_BLOCK if size < MIN_BLOCK else MIN_BLOCK * -(-size // MIN_BLOCK)
+
+
+def allocation_size(size: int) -> int:
+    """The segment a request of ``size`` (rounded) makes when no free block fits."""
+    if size <= SMALL_SIZE:
+        return SMALL_BUFFER
+    if size < MIN_LARGE_ALLOC:
+        return LARGE_BUFFER
+    return ROUND_LARGE * -(-size // ROUND_LARGE)
+
+
+@dataclass(eq=False)
+class Block:
+    address: int
+    size: int
+    small: bool  # in the small pool
+    segment: int  # the address of its segment
+    allocated: bool = False
+    prev: Block | None = None
+    next: Block | None = None
+
+
+@dataclass
+class Pool:
+    """One pool (a graph's private pool, or the default one) of one stream: its free blocks by
+    size then address, small and large apart, and its segments."""
+
+    free: dict[bool, list[tuple[int, int, Block]]] = field(default_factory=lambda: {True: [], False: []})
+    segments: dict[int, int] = field(default_factory=dict)  # address -> size
+
+    @property
+    def reserved_bytes(self) -> int:
+        return sum(self.segments.values())
+
+
+@dataclass(frozen=True)
+class SegmentEvent:
+    action: str  # "segment_alloc" or "segment_free"
+    address: int
+    size: int
+
+
+class CachingAllocator:
+    """``malloc`` and ``free`` as the allocator does them; every segment it makes or returns is
+    appended to ``events``. Segment addresses come from ``next_segment_address`` (a callable taking
+    the size), so that a replay of a recorded trace can place segments where the driver did."""
+
+    def __init__(self, next_segment_address=None):
+        self.pools: dict[object, Pool] = {}
+        self.events: list[SegmentEvent] = []
+        self._next = next_segment_address or self._counting_addresses()
+
+    @staticmethod
+    def _counting_addresses():
+        top = [1 << 40]
+
+        def next_address(size: int) -> int:
+            address = top[0]
+            top[0] += size
+            return address
+
+        return next_address
+
+    def pool(self, key) -> Pool:
+        return self.pools.setdefault(key, Pool())
+
+    def malloc(self, size: int, pool_key=None) -> Block:
+        pool, size = self.pool(pool_key), round_size(size)
+        small = size <= SMALL_SIZE
+        free = pool.free[small]
+        index = bisect.bisect_left(free, (size, -1))
+        if index < len(free):
+            _, _, block = free.pop(index)
+        else:
+            segment = allocation_size(size)
+            address = self._next(segment)
+            pool.segments[address] = segment
+            self.events.append(SegmentEvent("segment_alloc", address, segment))
+            block = Block(address, segment, small, address)
+        remaining = block.size - size
+        if (remaining >= MIN_BLOCK) if small else (remaining > SMALL_SIZE):
+            rest = Block(block.address + size, remaining, small, block.segment, prev=block, next=block.next)
+            if block.next is not None:
+                block.next.prev = rest
+            block.next, block.size = rest, size
+            bisect.insort(free, (rest.size, rest.address, rest))
+        block.allocated = True
+        return block
+
+    def free(self, block: Block, pool_key=None) -> None:
+        pool = self.pool(pool_key)
+        free = pool.free[block.small]
+        block.allocated = False
+        for neighbour in (block.prev, block.next):
+            if neighbour is None or neighbour.allocated:
+                continue
+            free.remove((neighbour.size, neighbour.address, neighbour))
+            if neighbour is block.prev:
+                block.address, block.prev = neighbour.address, neighbour.prev
+                if neighbour.prev is not None:
+                    neighbour.prev.next = block
+            else:
+                block.next = neighbour.next
+                if neighbour.next is not None:
+                    neighbour.next.prev = block
+            block.size += neighbour.size
+        bisect.insort(free, (block.size, block.address, block))
+
+    def empty_cache(self, pool_key=None) -> None:
+        """Return every wholly free segment of the pool."""
+        pool = self.pool(pool_key)
+        for small in (True, False):
+            for entry in list(pool.free[small]):
+                _, _, block = entry
+                if block.prev is None and block.next is None:
+                    pool.free[small].remove(entry)
+                    size = pool.segments.pop(block.address)
+                    self.events.append(SegmentEvent("segment_free", block.address, size))
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A recorded capture replayed through the model: what it predicted against what happened."""
+
+    allocations: int  # requests made in the graph pools
+    misplaced: int  # of those, how many the model placed at another address than the allocator did
+    predicted_segments: tuple[int, ...]  # sizes of the segments the model made, in order
+    recorded_segments: tuple[int, ...]  # sizes of the segments the allocator made, in order
+
+    @property
+    def exact(self) -> bool:
+        return self.misplaced == 0 and self.predicted_segments == self.recorded_segments
+
+
+def replay_recorded_captures(snapshot: dict) -> Replay:
+    """Feed the requests and frees that a recorded history (``profile --memory-snapshot``) shows in
+    the graph pools to the model, one capture after another, and compare its segments and block
+    addresses with the allocator's. Graph-pool events are those of a capture (category
+    ``budget=...``) at an address inside a segment the snapshot lists in a private pool; capture
+    also makes a few requests in the default pool (the graph's RNG state), which are left out. The
+    model places each new segment at the address the allocator's next graph-pool segment got, so
+    that blocks of equal size are ordered as the allocator orders them."""
+    private = sorted((s["address"], s["total_size"]) for s in snapshot["segments"] if tuple(s["segment_pool_id"]) != (0, 0))
+    starts = [address for address, _ in private]
+
+    def in_graph_pool(event: dict) -> bool:
+        i = bisect.bisect_right(starts, event["addr"]) - 1
+        return (str(event.get("category", "")).startswith("budget=") and i >= 0
+                and event["addr"] < private[i][0] + private[i][1])
+
+    events = [e for trace in snapshot["device_traces"] for e in trace]
+    recorded = [e for e in events if e["action"] == "segment_alloc" and in_graph_pool(e)]
+    addresses, beyond = iter([e["addr"] for e in recorded]), CachingAllocator._counting_addresses()
+    model = CachingAllocator(lambda size: next(addresses, None) or beyond(size))  # more segments than recorded: a mismatch
+    live: dict[int, Block] = {}
+    allocations = misplaced = 0
+    for event in events:
+        if event["action"] == "alloc" and in_graph_pool(event):
+            block = model.malloc(event["size"], "graph")
+            allocations += 1
+            misplaced += block.address != event["addr"]
+            live[event["addr"]] = block
+        elif event["action"] == "free_completed" and event["addr"] in live:
+            model.free(live.pop(event["addr"]), "graph")
+    return Replay(allocations, misplaced, tuple(e.size for e in model.events), tuple(e["size"] for e in recorded))
