@@ -60,6 +60,6 @@ def test_recorded_captures_are_reproduced_exactly(path):
     """Every request of every capture in a real recorded history lands at the address the
     allocator gave it, and the model makes the same graph-pool segments in the same order."""
     replay = replay_recorded_captures(pickle.loads(gzip.decompress(path.read_bytes())))
-    assert replay.allocations > 1000
+    assert replay.allocations > 500
     assert replay.misplaced == 0
     assert replay.predicted_segments == replay.recorded_segments
