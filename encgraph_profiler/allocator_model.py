@@ -91,12 +91,13 @@ class CachingAllocator:
 
     @staticmethod
     def _counting_addresses():
-        top = [1 << 40]
+        """Each new segment below the last, as the driver hands out addresses in the recorded
+        traces: where equal free blocks tie, the lower address (the newer segment) is taken."""
+        bottom = [1 << 46]
 
         def next_address(size: int) -> int:
-            address = top[0]
-            top[0] += size
-            return address
+            bottom[0] -= -(-size // ROUND_LARGE) * ROUND_LARGE
+            return bottom[0]
 
         return next_address
 

@@ -117,15 +117,17 @@ class Prepared:
     graph_counts: GraphCounts
 
 
-def resolve_attention(attn: str, adapter) -> str:
+def resolve_attention(attn: str, adapter, capability: tuple[int, int] | None = None) -> str:
     """``auto`` is the kernel vLLM's ViT attention picks: one varlen flash kernel over the packed
     sequences on GPUs of compute capability 8.0 and newer, where its flash-attention backend runs,
-    for towers that pack sequences; sdpa otherwise (other towers, older GPUs, no GPU found)."""
+    for towers that pack sequences; sdpa otherwise (other towers, older GPUs, no GPU found). The
+    capability is this host's first GPU's unless given."""
     if attn != "auto":
         return attn
-    from .nvml import compute_capability
+    if capability is None:
+        from .nvml import compute_capability
 
-    capability = compute_capability()
+        capability = compute_capability()
     return "varlen" if adapter.packs_sequences and capability is not None and capability >= (8, 0) else "sdpa"
 
 
@@ -147,8 +149,9 @@ def _check_attention(attn: str, adapter) -> None:
             raise EnvironmentProblem("--attn flash_attention_2 needs the flash-attn package, which is not installed here; use --attn sdpa")
 
 
-def prepare(request: ProfileRequest) -> Prepared:
-    """Validate a request and lay out every budget. Raises UsageError on bad input."""
+def prepare(request: ProfileRequest, capability: tuple[int, int] | None = None) -> Prepared:
+    """Validate a request and lay out every budget. Raises UsageError on bad input. ``capability``
+    is the target GPU's compute capability where it is not this host's (``predict``)."""
     if request.capture not in CAPTURES:
         raise UsageError(f"--capture {request.capture!r}: choose {' or '.join(CAPTURES)}")
     if request.max_frames_per_batch < 0:
@@ -166,7 +169,7 @@ def prepare(request: ProfileRequest) -> Prepared:
     adapter = spec.adapter
     if request.attn not in ATTN_IMPLEMENTATIONS:
         raise UsageError(f"unknown --attn {request.attn!r}; choose one of {', '.join(ATTN_IMPLEMENTATIONS)}")
-    attn = resolve_attention(request.attn, adapter)
+    attn = resolve_attention(request.attn, adapter, capability)
     _check_attention(attn, adapter)
     tower_config = adapter.tower_config(spec.config)
     if request.max_frames_per_batch and not adapter.captures_video:

@@ -22,7 +22,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from .. import __version__  # noqa: E402
 from ..errors import ExitCode  # noqa: E402
-from . import check, compare, graphs, models, plan, profile, report, sweep  # noqa: E402
+from . import check, compare, graphs, models, plan, predict, profile, report, sweep  # noqa: E402
 from .common import err  # noqa: E402
 
 EPILOG = """\
@@ -99,6 +99,7 @@ app.command("plan", epilog=plan.EPILOG)(plan.plan)
 app.command("models", epilog=models.EPILOG)(models.models)
 app.command("report", epilog=report.EPILOG)(report.report)
 app.command("sweep", epilog=sweep.EPILOG)(sweep.sweep)
+app.command("predict", epilog=predict.EPILOG)(predict.predict)
 
 
 def main() -> None:

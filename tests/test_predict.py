@@ -1,0 +1,104 @@
+"""Predicting the pools without a GPU: the meta-tensor trace against real recorded captures, and
+the predicted pools against the pools those runs measured (tests/data/memory_snapshot)."""
+
+import gzip
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from encgraph_profiler.allocator_model import round_size
+from encgraph_profiler.cli import app
+from encgraph_profiler.predict import predict
+from encgraph_profiler.profile import ProfileRequest, prepare
+from encgraph_profiler.trace import trace
+
+DATA = Path(__file__).parent / "data" / "memory_snapshot"
+RUNS = json.loads((DATA / "runs.json").read_text())
+SMALL = 1 << 20
+
+
+def _snapshot(name):
+    return pickle.loads(gzip.decompress((DATA / name).read_bytes()))
+
+
+def _setup(run):
+    return prepare(ProfileRequest(model=run["model"], budgets=tuple(run["budgets"]), attn=run["attn"],
+                                  max_items=run.get("max_items")))
+
+
+def _graph_pool_bytes(snapshot):
+    return sum(s["total_size"] for s in snapshot["segments"] if tuple(s["segment_pool_id"]) != (0, 0))
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_predicted_pool_equals_the_recorded_runs(name):
+    """The pool the run measured (its graph pools' segments in the recorded snapshot), predicted to
+    the byte from the model's config alone."""
+    predicted = predict(_setup(RUNS[name]))
+    assert predicted[-1].pool_reserved_bytes == _graph_pool_bytes(_snapshot(name))
+
+
+# Gemma 3 is left out: in its projector's RMS norm, CUDA's mean over the last dimension stages
+# partial sums in a buffer of twice the input (9,437,184 bytes at 1024) that the trace does not
+# make; it comes and goes while the pool has room, so the predicted pool is still exact.
+@pytest.mark.parametrize("name", ["qwen2-vl-7b.1024-8192.pickle.gz", "qwen3-vl-8b.1024-2048.pickle.gz",
+                                  "llama-4-scout-17b-16e.1024-2048.pickle.gz"])
+def test_meta_trace_makes_the_recorded_large_requests_in_order(name):
+    """Every request above 1 MiB (the large pool, which holds nearly all of a pool) and every free
+    of one, in the order the recorded capture of the smallest budget made them."""
+    run, snapshot = RUNS[name], _snapshot(name)
+    budget = min(run["budgets"])
+    private = [(s["address"], s["address"] + s["total_size"]) for s in snapshot["segments"] if tuple(s["segment_pool_id"]) != (0, 0)]
+    live, recorded = set(), []
+    for event in snapshot["device_traces"][0]:
+        if event.get("category") != f"budget={budget}":
+            continue
+        if event["action"] == "alloc" and any(lo <= event["addr"] < hi for lo, hi in private):
+            live.add(event["addr"])
+            recorded.append(("alloc", round_size(event["size"])))
+        elif event["action"] == "free_completed" and event["addr"] in live:
+            live.discard(event["addr"])
+            recorded.append(("free", round_size(event["size"])))
+    setup = _setup(run)
+    adapter, layout = setup.spec.adapter, next(l for l in setup.layouts if l.budget == budget)
+    with torch.device("meta"):
+        tower = adapter.build_tower(setup.tower_config, setup.settings.dtype, setup.settings.attn)
+    inputs = adapter.make_inputs(tower, setup.tower_config, layout, setup.settings.dtype, torch.device("meta"), torch.Generator())
+    with torch.inference_mode():
+        events, _ = trace(lambda: adapter.forward(tower, inputs))
+    sizes, traced = {}, []
+    for kind, key, size in events:
+        if kind == "alloc":
+            sizes[key] = round_size(size)
+        traced.append((kind, sizes[key] if kind == "alloc" else sizes.pop(key)))
+    large = lambda seq: [e for e in seq if e[1] > SMALL]  # noqa: E731
+    assert large(traced) == large(recorded)
+
+
+def test_per_graph_and_smallest_first_follow_the_strategy():
+    """One pool per graph adds up to the budgets predicted alone; smallest first grows at every
+    capture and ends above the largest budget alone."""
+    base = ProfileRequest(model="qwen2-vl-2b", budgets=(1024, 2048), max_items=8, attn="sdpa")
+    per_graph = predict(prepare(ProfileRequest(**{**base.__dict__, "pool": "per-graph"})))
+    alone = [predict(prepare(ProfileRequest(**{**base.__dict__, "budgets": (b,)})))[-1].pool_reserved_bytes for b in (2048, 1024)]
+    assert [p.pool_growth_bytes for p in per_graph] == alone
+    smallest = predict(prepare(ProfileRequest(**{**base.__dict__, "order": "smallest-first"})))
+    assert [p.budget for p in smallest] == [1024, 2048] and all(p.pool_growth_bytes > 0 for p in smallest)
+
+
+def test_cli_writes_the_prediction_and_refuses_bad_input(tmp_path):
+    runner = CliRunner()
+    path = tmp_path / "p.json"
+    result = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--budgets", "64,128", "--json", str(path)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(path.read_text())
+    assert data["kind"] == "encgraph-prediction" and data["settings"]["attn"] == "varlen"  # auto, for a 9.0 GPU
+    assert data["encoder_pool_bytes"] == data["budgets"][-1]["pool_reserved_bytes"] > 0
+    assert "Predicted encoder graph pools" in result.output
+    assert runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--gpu-capability", "nine"]).exit_code == 2
+    old = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--budgets", "64", "--gpu-capability", "7.5", "--format", "json"])
+    assert old.exit_code == 0 and json.loads(old.stdout)["settings"]["attn"] == "sdpa"
