@@ -95,6 +95,18 @@ ENGINES = {
 }
 
 
+def strategy(engine: str | None, pool: str | None, order: str | None, capture: str | None) -> tuple[str, str, str]:
+    """--as, --pool, --order and --capture together: the engine's choices, each overridable only by
+    the same value; without --as, one shared pool, largest first, plain capture."""
+    if engine is not None and engine.lower() not in ENGINES:
+        raise UsageError(f"--as {engine!r}: choose one of {', '.join(ENGINES)}")
+    chosen = ENGINES[engine.lower()] if engine else ("shared", "largest-first", "plain")
+    for option, given, engines in zip(("--pool", "--order", "--capture"), (pool, order, capture), chosen):
+        if engine is not None and given is not None and given != engines:
+            raise UsageError(f"--as {engine} means {option} {engines}; drop {option} {given} or --as")
+    return tuple(given or engines for given, engines in zip((pool, order, capture), chosen))
+
+
 def parse_engines(text: str) -> list[str]:
     """"vllm,sglang" -> ["vllm", "sglang"]: known engines, each once, case-insensitive."""
     names = [name.strip().lower() for name in text.split(",") if name.strip()]
@@ -165,10 +177,10 @@ def prepare(request: ProfileRequest, capability: tuple[int, int] | None = None) 
     if request.warmup_iterations < 1:
         raise UsageError("--warmup must be at least 1: capture needs one eager run on the capture stream first")
     dtype = canonical_dtype(request.dtype)
-    spec = resolve(request.model, request.revision)
-    adapter = spec.adapter
     if request.attn not in ATTN_IMPLEMENTATIONS:
         raise UsageError(f"unknown --attn {request.attn!r}; choose one of {', '.join(ATTN_IMPLEMENTATIONS)}")
+    spec = resolve(request.model, request.revision)
+    adapter = spec.adapter
     attn = resolve_attention(request.attn, adapter, capability)
     _check_attention(attn, adapter)
     tower_config = adapter.tower_config(spec.config)

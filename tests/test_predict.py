@@ -100,5 +100,7 @@ def test_cli_writes_the_prediction_and_refuses_bad_input(tmp_path):
     assert data["encoder_pool_bytes"] == data["budgets"][-1]["pool_reserved_bytes"] > 0
     assert "Predicted encoder graph pools" in result.output
     assert runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--gpu-capability", "nine"]).exit_code == 2
+    clash = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--as", "vllm", "--pool", "per-graph"])
+    assert clash.exit_code == 2 and "--as vllm means --pool shared" in clash.output
     old = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--budgets", "64", "--gpu-capability", "7.5", "--format", "json"])
     assert old.exit_code == 0 and json.loads(old.stdout)["settings"]["attn"] == "sdpa"

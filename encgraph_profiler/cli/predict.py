@@ -48,7 +48,7 @@ def predict(
     from ..errors import UsageError
     from ..ladder import resolve_budgets
     from ..predict import predict as run_predict
-    from ..profile import ENGINES, ProfileRequest, prepare
+    from ..profile import ProfileRequest, prepare, strategy
     from ..report import check_writable, write_atomic
     from ..units import mib
 
@@ -58,11 +58,9 @@ def predict(
             raise ValueError
     except ValueError:
         raise UsageError(f"--gpu-capability {gpu_capability!r}: give MAJOR.MINOR, such as 9.0 or 8.6") from None
-    if engine is not None and engine.lower() not in ENGINES:
-        raise UsageError(f"--as {engine!r}: choose one of {', '.join(ENGINES)}")
-    engine_pool, engine_order, _ = ENGINES[engine.lower()] if engine else ("shared", "largest-first", "plain")
+    pool, order, _ = strategy(engine, pool, order, None)  # vLLM's own capture measured the same pools as plain
     request = ProfileRequest(model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision,
-                             max_items=max_items, dtype=dtype, attn=attn, pool=pool or engine_pool, order=order or engine_order)
+                             max_items=max_items, dtype=dtype, attn=attn, pool=pool, order=order)
     if json_path is not None:
         try:
             check_writable(json_path)

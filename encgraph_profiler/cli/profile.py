@@ -84,22 +84,17 @@ def profile(
     from ..check import settings_mismatches
     from ..errors import ExitCode, ReportError, UsageError
     from ..ladder import resolve_budgets
-    from ..profile import ENGINES, ProfileRequest, prepare
+    from ..profile import ProfileRequest, prepare, strategy
 
     decoder = common.decoder_settings(
         max_num_seqs, max_num_batched_tokens, cudagraph_mode, cudagraph_capture_sizes, max_cudagraph_capture_size,
         num_speculative_tokens, max_loras, specialize_lora, blackwell,
     )
-    if engine is not None and engine.lower() not in ENGINES:
-        raise UsageError(f"--as {engine!r}: choose one of {', '.join(ENGINES)}")
-    engine_pool, engine_order, engine_capture = ENGINES[engine.lower()] if engine else ("shared", "largest-first", "plain")
-    for option, given, engines in (("--pool", pool, engine_pool), ("--order", order, engine_order), ("--capture", capture, engine_capture)):
-        if engine is not None and given is not None and given != engines:
-            raise UsageError(f"--as {engine} means {option} {engines}; drop {option} {given} or --as")
+    pool, order, capture = strategy(engine, pool, order, capture)
     request = ProfileRequest(
         model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision, max_items=max_items, dtype=dtype, attn=attn,
         seed=seed, warmup_iterations=warmup, decoder=decoder, memory_snapshot=memory_snapshot,
-        pool=pool or engine_pool, order=order or engine_order, capture=capture or engine_capture,
+        pool=pool, order=order, capture=capture,
         max_frames_per_batch=max_frames_per_batch, check_release=check_release,
     )
     # Everything that can be refused is refused before the GPU work starts.
