@@ -3,10 +3,11 @@ under a dispatch mode that sees every operator's outputs, and a storage counts a
 last tensor that refers to it is gone, as the CUDA allocator frees a block when its storage dies.
 
 Each event is (``"alloc"``, key, bytes) or (``"free"``, key, 0), in the order the GPU run would make
-them. Attention is the one place where the kernel, not the Python code, decides what is allocated:
-on a GPU, sdpa runs a fused kernel (flash attention, else memory-efficient attention) that allocates
-its output and log-sum-exp, never the attention matrix; on meta tensors sdpa would take its
-matrix-multiply path. So sdpa calls are routed to the fused kernel the GPU would pick.
+them. Where a CUDA kernel, not the Python code, decides what is allocated, the trace follows the
+kernel: sdpa runs a fused kernel on the GPU that allocates its output and a few small buffers, never
+the attention matrix that sdpa's matrix-multiply path on meta tensors would; layer norm and linear
+make hidden copies and statistics (``_TEMPORARIES``). Each rule was found by comparing this trace
+with captures recorded on an H100.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ class _FusedAttention(TorchFunctionMode):
         if func is not torch.nn.functional.scaled_dot_product_attention:
             return func(*args, **kwargs)
         query, value = args[0], args[2]
-        made = {"dtype": query.dtype, "device": query.device}
-        seed, offset = torch.empty((), dtype=torch.int64, device=query.device), torch.empty((), dtype=torch.int64, device=query.device)
-        out = torch.empty(*query.shape[:-3], query.shape[-2], query.shape[-3], value.shape[-1], **made).transpose(-3, -2)
+        seed, offset = (torch.empty((), dtype=torch.int64, device=query.device) for _ in range(2))
+        out = torch.empty(*query.shape[:-3], query.shape[-2], query.shape[-3], value.shape[-1],
+                          dtype=query.dtype, device=query.device).transpose(-3, -2)
         scratch = torch.empty(256, dtype=torch.uint8, device=query.device)
         del scratch, seed, offset
         return out
@@ -79,6 +80,7 @@ class AllocationTrace(TorchDispatchMode):
         self.events: list[tuple[str, int, int]] = []
         self._refs: dict[int, int] = {}  # storage -> tensors alive that use it
         self._seen: dict[int, weakref.ref] = {}  # id(tensor) -> the tensor, for tensors counted
+        self._temporaries = 0  # keys of kernel temporaries count down from -1: never a storage's
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -94,8 +96,8 @@ class AllocationTrace(TorchDispatchMode):
         return out
 
     def _temporary(self, size: int) -> int:
-        """A block the kernel allocates for itself: keys below zero never clash with storages."""
-        self._temporaries = getattr(self, "_temporaries", 0) - 1
+        """A block the kernel allocates for itself."""
+        self._temporaries -= 1
         self.events.append(("alloc", self._temporaries, size))
         return self._temporaries
 
