@@ -30,6 +30,8 @@ Examples:
 
   encgraph profile --model Qwen2-VL --budgets 1024,2048,4096 --json report.json
 
+  encgraph predict --model Qwen2-VL --budgets 1024,2048,4096,8192    # no GPU needed
+
   encgraph check main.json report.json --format markdown
 
   encgraph plan --from report.json --gpu-memory-utilization 0.9
