@@ -17,13 +17,15 @@ class PredictedBudget:
     budget: int
     pool_growth_bytes: int  # what this budget's capture adds to the encoder pools
     pool_reserved_bytes: int  # the encoder pools after it
-    output_bytes: int  # its outputs, left in the pool
+    output_bytes: int  # its outputs (left in the pool, or with vLLM's capture copied out of it)
+    live_bytes: int  # the encoder pools' blocks still in use after it: the outputs kept so far
     allocations: int  # requests its capture makes
 
 
 def predict(setup: Prepared) -> list[PredictedBudget]:
     """The encoder pools, budget by budget in capture order, as ``profile`` would measure them
-    with the same settings (plain capture)."""
+    with the same settings. Capturing as vLLM does, each graph's outputs are copied out and freed
+    in its pool when the capture ends."""
     import torch
 
     from .trace import trace
@@ -33,13 +35,15 @@ def predict(setup: Prepared) -> list[PredictedBudget]:
         tower = adapter.build_tower(setup.tower_config, settings.dtype, settings.attn)
     model = CachingAllocator()
     layouts = sorted(setup.layouts, key=lambda l: l.budget, reverse=settings.order == "largest-first")
-    results = []
+    results, live = [], 0
     for layout in layouts:
         pool = "graph" if settings.pool == "shared" else layout.budget
         inputs = adapter.make_inputs(tower, setup.tower_config, layout, settings.dtype, torch.device("meta"),
                                      torch.Generator().manual_seed(settings.seed))
         with torch.inference_mode():
             events, outputs = trace(lambda: adapter.forward(tower, inputs))
+        if settings.capture == "vllm":
+            events += [("free", key, 0) for key in outputs]
         before = sum(p.reserved_bytes for p in model.pools.values())
         blocks = {}
         for kind, key, size in events:
@@ -48,5 +52,7 @@ def predict(setup: Prepared) -> list[PredictedBudget]:
             else:
                 model.free(blocks.pop(key), pool)
         after = sum(p.reserved_bytes for p in model.pools.values())
-        results.append(PredictedBudget(layout.budget, after - before, after, outputs, sum(k == "alloc" for k, _, _ in events)))
+        live += sum(block.size for block in blocks.values())
+        results.append(PredictedBudget(layout.budget, after - before, after, sum(outputs.values()), live,
+                                       sum(k == "alloc" for k, _, _ in events)))
     return results

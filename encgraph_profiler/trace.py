@@ -124,12 +124,12 @@ class AllocationTrace(TorchDispatchMode):
             self.events.append(("free", key, 0))
 
 
-def trace(run) -> tuple[list[tuple[str, int, int]], int]:
-    """The allocation events of ``run()`` (on meta tensors), and the bytes of its outputs, which
-    stay allocated, as a captured graph keeps its outputs."""
+def trace(run) -> tuple[list[tuple[str, int, int]], dict[int, int]]:
+    """The allocation events of ``run()`` (on meta tensors), and its outputs' storages (key ->
+    bytes), which stay allocated, as a captured graph keeps its outputs."""
     with _FusedAttention(), AllocationTrace() as recorder:
         outputs = run()
     events = list(recorder.events)
-    kept = sum(t.untyped_storage().nbytes() for t in tree_leaves(outputs) if isinstance(t, torch.Tensor))
+    kept = {t.untyped_storage()._cdata: t.untyped_storage().nbytes() for t in tree_leaves(outputs) if isinstance(t, torch.Tensor)}
     del outputs
     return events, kept

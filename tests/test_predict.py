@@ -104,3 +104,16 @@ def test_cli_writes_the_prediction_and_refuses_bad_input(tmp_path):
     assert clash.exit_code == 2 and "--as vllm means --pool shared" in clash.output
     old = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--budgets", "64", "--gpu-capability", "7.5", "--format", "json"])
     assert old.exit_code == 0 and json.loads(old.stdout)["settings"]["attn"] == "sdpa"
+
+
+def test_vllm_capture_frees_each_graphs_outputs_in_its_pool():
+    """Captured as vLLM captures, outputs are copied out and their blocks freed in the pool (later
+    captures may reuse them); captured plainly, every graph's outputs stay in use."""
+    from encgraph_profiler.allocator_model import round_size
+
+    base = ProfileRequest(model="qwen2-vl-2b", budgets=(1024, 2048), max_items=8, attn="sdpa")
+    plain = predict(prepare(base))
+    vllm = predict(prepare(ProfileRequest(**{**base.__dict__, "capture": "vllm"})))
+    assert plain[-1].live_bytes == sum(round_size(p.output_bytes) for p in plain) > 0
+    assert [p.live_bytes for p in vllm] == [0, 0]
+    assert vllm[-1].pool_reserved_bytes <= plain[-1].pool_reserved_bytes

@@ -37,9 +37,11 @@ def predict(
     dtype: Annotated[str, typer.Option("--dtype", help="bfloat16, float16 or float32.")] = "bfloat16",
     attn: Annotated[str, typer.Option("--attn", help="As for profile: auto, varlen, sdpa.")] = "auto",
     gpu_capability: Annotated[str, typer.Option("--gpu-capability", help="The target GPU's compute capability, for --attn auto.")] = "9.0",
-    engine: Annotated[str | None, typer.Option("--as", help="Pool and order as an engine does: vllm, vllm-legacy, sglang, tensorrt-llm.")] = None,
+    engine: Annotated[str | None, typer.Option("--as", help="Capture, pool and order as an engine does: vllm, vllm-legacy, sglang, tensorrt-llm.")] = None,
     pool: Annotated[str | None, typer.Option("--pool", help="shared or per-graph.")] = None,
     order: Annotated[str | None, typer.Option("--order", help="largest-first or smallest-first.")] = None,
+    capture: Annotated[str | None, typer.Option("--capture", help="plain, or vllm (outputs copied out of the pool; vLLM's inputs).")] = None,
+    max_frames_per_batch: Annotated[int, typer.Option("--max-frames-per-batch", help="With --as vllm: vLLM's video layout for this many frames per batch.")] = 0,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the prediction here.")] = None,
     output_format: Annotated[Format, typer.Option("--format", help="table, or json on stdout.")] = Format.table,
 ) -> None:
@@ -58,9 +60,9 @@ def predict(
             raise ValueError
     except ValueError:
         raise UsageError(f"--gpu-capability {gpu_capability!r}: give MAJOR.MINOR, such as 9.0 or 8.6") from None
-    pool, order, _ = strategy(engine, pool, order, None)  # vLLM's own capture measured the same pools as plain
-    request = ProfileRequest(model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision,
-                             max_items=max_items, dtype=dtype, attn=attn, pool=pool, order=order)
+    pool, order, capture = strategy(engine, pool, order, capture)
+    request = ProfileRequest(model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision, max_items=max_items,
+                             dtype=dtype, attn=attn, pool=pool, order=order, capture=capture, max_frames_per_batch=max_frames_per_batch)
     if json_path is not None:
         try:
             check_writable(json_path)
@@ -78,7 +80,7 @@ def predict(
         "encoder_pool_bytes": predicted[-1].pool_reserved_bytes,
         "budgets": [{"budget": p.budget, "items": layouts[p.budget].items, "input_patches": layouts[p.budget].input_patches,
                      "pool_growth_bytes": p.pool_growth_bytes, "pool_reserved_bytes": p.pool_reserved_bytes,
-                     "output_bytes": p.output_bytes, "allocations": p.allocations} for p in predicted],
+                     "output_bytes": p.output_bytes, "live_bytes": p.live_bytes, "allocations": p.allocations} for p in predicted],
     }
     if json_path is not None:
         write_atomic(json_path, json.dumps(data, indent=2) + "\n")
@@ -86,7 +88,8 @@ def predict(
     if output_format is Format.json:
         out.print(json.dumps(data, indent=2), markup=False, highlight=False, soft_wrap=True)
         return
-    table = Table(title=f"Predicted encoder CUDA graph pools: {setup.spec.name} ({setup.settings.attn}, {setup.settings.pool}, {setup.settings.order})")
+    s = setup.settings
+    table = Table(title=f"Predicted encoder CUDA graph pools: {s.model} ({s.attn}, {s.pool}, {s.order}, {s.capture} capture)")
     for column in ("budget", "items", "patches", "pool growth MiB", "pool total MiB", "outputs MiB"):
         table.add_column(column, justify="right")
     for p in predicted:
