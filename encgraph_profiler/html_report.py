@@ -83,8 +83,9 @@ def _table(report: Report) -> str:
     rows = "".join(
         "<tr>" + "".join(f"<td>{c}</td>" for c in (
             f"{b.budget:,}", b.items, mib(b.pool_reserved_bytes), mib(b.pool_growth_bytes), mib(b.static_io_bytes),
-            mib(b.output_bytes), mib(b.eager_peak_bytes), f"{b.capture_ms:.1f}", f"{b.replay_ms:.2f}",
-            "yes" if b.replay_matches_eager else "NO")) + "</tr>"
+            mib(b.output_bytes), mib(b.eager_peak_bytes), "n/a" if b.capture_ms is None else f"{b.capture_ms:.1f}",
+            "n/a" if b.replay_ms is None else f"{b.replay_ms:.2f}",
+            {None: "n/a", True: "yes", False: "NO"}[b.replay_matches_eager])) + "</tr>"
         for b in sorted(report.budgets, key=lambda b: b.budget))
     missing = "".join(f"<tr><td>{u.budget:,}</td><td colspan='9'>not measured: {escape(u.status.value)}: {escape(u.reason)}</td></tr>"
                       for u in report.unmeasured)

@@ -62,6 +62,8 @@ def gpu_memory(preset: str | None, size: str | None, report: Report | None = Non
         return match, GPU_PRESETS[match], "preset"
     if report is None:
         raise UsageError("give --gpu or --gpu-memory: there is no report to take the GPU from")
+    if report.predicted:
+        raise UsageError("give --gpu or --gpu-memory: the report is a prediction, made for no particular GPU")
     return report.provenance.gpu_name, report.provenance.gpu_total_bytes, "report"
 
 
@@ -144,6 +146,10 @@ def _kv_per_token(report: Report, kv_cache_dtype: str) -> int | None:
     return per_token // model_bytes * KV_DTYPE_BYTES[kv_cache_dtype]
 
 
+def _source(report: Report) -> str:
+    return "predicted" if report.predicted else "measured"
+
+
 def _log_terms(inputs: PlanInputs, report: Report, encoder_bytes: int, activation: int) -> list[Term]:
     """Weights, activation, outside the allocator, decoder graphs and encoder graphs, each from the
     user, else the vLLM log, else the report or the config."""
@@ -154,7 +160,7 @@ def _log_terms(inputs: PlanInputs, report: Report, encoder_bytes: int, activatio
     elif log.activation_bytes is not None:
         activation_term = Term("activation peak (vLLM's profiling run)", log.activation_bytes, LOG)
     else:
-        activation_term = Term("activation peak: the encoder's alone (the language model's is not included)", activation, "measured")
+        activation_term = Term("activation peak: the encoder's alone (the language model's is not included)", activation, _source(report))
     if inputs.decoder_graph_bytes is not None:
         decoder = Term("decoder graphs", inputs.decoder_graph_bytes, "user")
     elif log.graph_actual_bytes is not None or log.graph_estimate_bytes is not None:
@@ -165,7 +171,7 @@ def _log_terms(inputs: PlanInputs, report: Report, encoder_bytes: int, activatio
     else:
         decoder = Term("decoder graphs", 0, "not measured")
     encoder = (Term("encoder graphs: inside vLLM's logged graph memory", 0, LOG) if log.encoder_graphs and decoder.source == LOG
-               else Term("encoder graphs", encoder_bytes, "measured"))
+               else Term("encoder graphs", encoder_bytes, _source(report)))
     return [
         Term("weights", log.weights_bytes, LOG) if log.weights_bytes is not None
         else Term("weights (parameters x dtype)", report.model.weight_bytes or 0, "config"),
@@ -238,6 +244,9 @@ def plan(report: Report, inputs: PlanInputs) -> CapacityPlan:
     terms, kv = _kv_bytes(inputs, report, encoder, activation)
     per_token = _kv_per_token(report, inputs.kv_cache_dtype)
     notes = []
+    if report.predicted:
+        notes.append("the encoder graphs and the activation peak are predicted without a GPU (`encgraph predict`), and "
+                     "nothing outside the allocator is counted: the CUDA context alone takes hundreds of MiB")
     if per_token is None:
         notes.append(f"{report.settings.model} is an encoder only: the plan covers the encoder side, no KV cache")
     if inputs.log is None and inputs.decoder_graph_bytes is None:

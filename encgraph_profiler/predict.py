@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .allocator_model import CachingAllocator
+from .allocator_model import CachingAllocator, round_size
 from .profile import Prepared
 
 
@@ -20,6 +20,8 @@ class PredictedBudget:
     output_bytes: int  # its outputs (left in the pool, or with vLLM's capture copied out of it)
     live_bytes: int  # the encoder pools' blocks still in use after it: the outputs kept so far
     allocations: int  # requests its capture makes
+    input_bytes: int  # its static inputs, as the allocator would round them
+    eager_peak_bytes: int  # the most its forward has allocated at once
 
 
 def predict(setup: Prepared) -> list[PredictedBudget]:
@@ -53,6 +55,57 @@ def predict(setup: Prepared) -> list[PredictedBudget]:
                 model.free(blocks.pop(key), pool)
         after = sum(p.reserved_bytes for p in model.pools.values())
         live += sum(block.size for block in blocks.values())
+        inputs_bytes = sum(round_size(t.untyped_storage().nbytes()) for t in inputs.values() if isinstance(t, torch.Tensor) and t.is_meta)
         results.append(PredictedBudget(layout.budget, after - before, after, sum(outputs.values()), live,
-                                       sum(k == "alloc" for k, _, _ in events)))
+                                       sum(k == "alloc" for k, _, _ in events), inputs_bytes, _peak(events)))
     return results
+
+
+def _peak(events) -> int:
+    held = peak = 0
+    sizes = {}
+    for kind, key, size in events:
+        if kind == "alloc":
+            sizes[key] = round_size(size)
+            held += sizes[key]
+            peak = max(peak, held)
+        elif key in sizes:
+            held -= sizes.pop(key)
+    return peak
+
+
+def predicted_report(setup: Prepared, decoder, predicted: list[PredictedBudget], target: str, wall_ms: float):
+    """A report in profile's schema, marked predicted: pool figures from the model, no times, no
+    replay, nothing outside the allocator."""
+    import torch
+    import transformers
+
+    from . import __version__
+    from .profile import SCHEMA_VERSION, _graph_counts_report
+    from .report import BudgetResult, PoolName, PoolUsage, Provenance, Report
+
+    layouts = {layout.budget: layout for layout in setup.layouts}
+    budgets = tuple(sorted((BudgetResult(
+        budget=p.budget, items=layouts[p.budget].items, tokens=layouts[p.budget].tokens,
+        input_patches=layouts[p.budget].input_patches, pool_growth_bytes=p.pool_growth_bytes,
+        pool_reserved_bytes=p.pool_reserved_bytes, static_io_bytes=p.input_bytes, output_bytes=p.output_bytes,
+        non_allocator_bytes=None, eager_peak_bytes=p.eager_peak_bytes, capture_ms=None, eager_ms=None, replay_ms=None,
+        replay_matches_eager=None, replay_max_abs_diff=None) for p in predicted), key=lambda b: b.budget))
+    total, live = predicted[-1].pool_reserved_bytes, predicted[-1].live_bytes
+    weights = setup.facts.tower_parameters * {"bfloat16": 2, "float16": 2, "float32": 4}[setup.settings.dtype]
+    inputs = sum(p.input_bytes for p in predicted)
+    pools = (
+        PoolUsage(PoolName.ENCODER_GRAPHS, total, live, None, len(predicted), {"live_outputs": live, "scratch": total - live}),
+        PoolUsage(PoolName.DEFAULT, None, weights + inputs, None, None, {"weights": weights, "static_inputs": inputs}),
+        PoolUsage(PoolName.OUTSIDE_ALLOCATOR, None),
+    )
+    from datetime import datetime, timezone
+
+    provenance = Provenance(
+        gpu_name=f"predicted for compute capability {target}", gpu_total_bytes=0, driver="", cuda="",
+        torch=torch.__version__, transformers=transformers.__version__, encgraph=__version__, allocator_conf="",
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    return Report(schema_version=SCHEMA_VERSION, provenance=provenance, settings=setup.settings, model=setup.facts,
+                  budgets=budgets, pools=pools, graph_counts=_graph_counts_report(setup.graph_counts, decoder),
+                  process_used_bytes=None, wall_ms=wall_ms, predicted=True)

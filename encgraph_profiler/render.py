@@ -16,12 +16,19 @@ POOL_TITLES = {
 }
 
 
-def _ms(value: float) -> str:
-    return f"{value:,.1f}"
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f}"
+
+
+def _replay(b) -> str:
+    if b.replay_matches_eager is None:
+        return "n/a"
+    return "yes" if b.replay_matches_eager else f"[red]no (max |diff| {_diff(b.replay_max_abs_diff)})[/]"
 
 
 def budget_table(report: Report) -> Table:
-    table = Table(title=f"Encoder CUDA graphs per budget: {report.settings.model} ({report.provenance.gpu_name})")
+    what = "Predicted encoder CUDA graphs" if report.predicted else "Encoder CUDA graphs"
+    table = Table(title=f"{what} per budget: {report.settings.model} ({report.provenance.gpu_name})")
     if report.settings.layout:
         table.caption = f"largest budget: {report.settings.layout}"
     for name in ("budget", "items", "patches", "pool growth MiB", "pool total MiB", "static I/O MiB",
@@ -37,7 +44,7 @@ def budget_table(report: Report) -> Table:
         table.add_row(
             f"{b.budget:,}", str(b.items), f"{b.input_patches:,}", mib(b.pool_growth_bytes), mib(b.pool_reserved_bytes),
             mib(b.static_io_bytes), mib(b.non_allocator_bytes, signed=True), _ms(b.capture_ms), _ms(b.eager_ms),
-            _ms(b.replay_ms), "yes" if b.replay_matches_eager else f"[red]no (max |diff| {_diff(b.replay_max_abs_diff)})[/]",
+            _ms(b.replay_ms), _replay(b),
         )
     return table
 
@@ -47,7 +54,8 @@ def _diff(value: float | None) -> str:
 
 
 def pool_table(report: Report) -> Table:
-    table = Table(title="Memory by pool (rows add up to what NVML reports for this process)")
+    table = Table(title="Memory by pool, predicted (what a GPU run adds outside the allocator is not)" if report.predicted
+                  else "Memory by pool (rows add up to what NVML reports for this process)")
     for name in ("pool", "reserved MiB", "live MiB", "segments", "graphs", "made of (MiB)"):
         table.add_column(name, justify="left" if name in ("pool", "made of (MiB)") else "right")
     for p in report.pools:
@@ -64,7 +72,7 @@ def pool_table(report: Report) -> Table:
 def totals_line(report: Report) -> str:
     encoder = report.pool(PoolName.ENCODER_GRAPHS)
     line = (
-        f"Encoder graphs hold {mib(encoder.reserved_bytes)} MiB ({encoder.reserved_bytes:,} bytes) in "
+        f"Encoder graphs {'would hold (predicted)' if report.predicted else 'hold'} {mib(encoder.reserved_bytes)} MiB ({encoder.reserved_bytes:,} bytes) in "
         f"{encoder.graphs} graph{'' if encoder.graphs == 1 else 's'}; process total {mib(report.total_bytes)} MiB; wall {report.wall_ms / 1000:.1f} s"
     )
     if not report.complete:

@@ -97,10 +97,10 @@ class BudgetResult:
     output_bytes: int  # the graph's outputs, live inside the encoder pool (--as vllm: the buffers outside it they go to)
     non_allocator_bytes: int | None  # process NVML delta minus reserved delta around the capture
     eager_peak_bytes: int  # peak allocated above the baseline during one eager forward
-    capture_ms: float
-    eager_ms: float
-    replay_ms: float
-    replay_matches_eager: bool
+    capture_ms: float | None  # None in a prediction: nothing ran
+    eager_ms: float | None
+    replay_ms: float | None
+    replay_matches_eager: bool | None  # None in a prediction
     replay_max_abs_diff: float | None  # None where the difference is not finite (NaN or inf in an output)
 
 
@@ -182,6 +182,7 @@ class Report:
     stopped_by: str | None = None  # "SIGINT", "SIGTERM" or "capture failure" when the ladder stopped early
     release: ReleaseCheck | None = None  # with --check-release
     vllm_estimate: VllmEstimate | None = None  # with --as vllm
+    predicted: bool = False  # made by `encgraph predict`, without a GPU: nothing here was measured
 
     def pool(self, name: PoolName | str) -> PoolUsage:
         return next(p for p in self.pools if p.pool == name)
@@ -196,7 +197,7 @@ class Report:
 
     @property
     def replay_mismatches(self) -> tuple[int, ...]:
-        return tuple(b.budget for b in self.budgets if not b.replay_matches_eager)
+        return tuple(b.budget for b in self.budgets if b.replay_matches_eager is False)
 
     @property
     def total_bytes(self) -> int | None:

@@ -90,15 +90,45 @@ def test_per_graph_and_smallest_first_follow_the_strategy():
     assert [p.budget for p in smallest] == [1024, 2048] and all(p.pool_growth_bytes > 0 for p in smallest)
 
 
-def test_cli_writes_the_prediction_and_refuses_bad_input(tmp_path):
+def test_cli_writes_a_predicted_report_that_check_and_plan_read(tmp_path, recorded_report_path):
+    from encgraph_profiler.report import load
+
     runner = CliRunner()
     path = tmp_path / "p.json"
     result = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--budgets", "64,128", "--json", str(path)])
     assert result.exit_code == 0, result.output
+    report = load(path)
+    assert report.predicted and report.settings.attn == "varlen"  # auto, for a 9.0 GPU
+    assert [b.replay_matches_eager for b in report.budgets] == [None, None] and report.complete
+    assert "Encoder graphs would hold (predicted)" in result.output
+    # A gate between predictions works on a CPU; a prediction and a measurement are not compared.
+    grown = tmp_path / "grown.json"
     data = json.loads(path.read_text())
-    assert data["kind"] == "encgraph-prediction" and data["settings"]["attn"] == "varlen"  # auto, for a 9.0 GPU
-    assert data["encoder_pool_bytes"] == data["budgets"][-1]["pool_reserved_bytes"] > 0
-    assert "Predicted encoder graph pools" in result.output
+    data["pools"][0]["reserved_bytes"] += 64 << 20
+    data["budgets"][-1]["pool_reserved_bytes"] += 64 << 20
+    grown.write_text(json.dumps(data))
+    assert runner.invoke(app, ["check", str(path), str(path)]).exit_code == 0
+    assert runner.invoke(app, ["check", str(path), str(grown)]).exit_code == 1
+    mixed = runner.invoke(app, ["check", str(recorded_report_path), str(path)])
+    assert mixed.exit_code != 0 and "predicted" in mixed.output
+    # A plan needs the GPU named: a prediction is for none in particular.
+    assert "give --gpu" in runner.invoke(app, ["plan", "--from", str(path)]).output
+    planned = runner.invoke(app, ["plan", "--from", str(path), "--gpu", "H100-80GB", "--format", "json"])
+    terms = {t["name"]: t for t in json.loads(planned.stdout)["terms"]}
+    assert terms["encoder graphs"]["source"] == "predicted" and terms["encoder graphs"]["bytes"] == report.pool("encoder_graphs").reserved_bytes
+
+
+def test_plan_model_without_a_gpu_predicts_and_says_so(monkeypatch):
+    from encgraph_profiler import nvml
+
+    monkeypatch.setattr(nvml, "device_count", lambda: 0)
+    result = CliRunner().invoke(app, ["plan", "--model", "tiny-qwen2-vl", "--budgets", "64,128", "--gpu", "H100-80GB"])
+    assert result.exit_code == 0, result.output
+    assert "no GPU here: predicting" in result.output and "predicted without a GPU" in result.output
+
+
+def test_cli_refuses_bad_input():
+    runner = CliRunner()
     assert runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--gpu-capability", "nine"]).exit_code == 2
     clash = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--as", "vllm", "--pool", "per-graph"])
     assert clash.exit_code == 2 and "--as vllm means --pool shared" in clash.output

@@ -28,7 +28,7 @@ Examples:
 
   encgraph plan --from report.json --what-if H100-80GB,A100-40GB,L4
 
-  encgraph plan --model Qwen2-VL --budgets 1024,2048,4096      # profiles on this GPU first
+  encgraph plan --model Qwen2-VL --budgets 1024,2048,4096 --gpu H100-80GB   # profiles on this GPU, or predicts without one
 
   encgraph plan --from report.json --vllm-log server.log        # the deployment's own figures win
 
@@ -111,17 +111,27 @@ def _load_or_profile(report_path, model, revision, budgets, max_budget, max_item
             raise UsageError(f"{', '.join(given)} apply only with --model; a plan --from a report uses the report's settings")
         return report_io.load(report_path)
     from ..ladder import resolve_budgets
-    from ..profile import ProfileRequest, profile
+    from ..nvml import device_count
+    from ..profile import ProfileRequest, prepare, profile
 
-    err.print("profiling first (needs a CUDA device)...")
-    return profile(ProfileRequest(model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision,
-                                  max_items=max_items, dtype=dtype or "bfloat16"))
+    request = ProfileRequest(model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision,
+                             max_items=max_items, dtype=dtype or "bfloat16")
+    if device_count():
+        err.print("profiling first on this GPU...")
+        return profile(request)
+    import time
+
+    from ..predict import predict, predicted_report
+
+    err.print("no GPU here: predicting the encoder graphs instead, for a GPU of compute capability 9.0 (as `encgraph predict`)")
+    setup, started = prepare(request, (9, 0)), time.perf_counter()
+    return predicted_report(setup, request.decoder, predict(setup), "9.0", (time.perf_counter() - started) * 1000)
 
 
 @handled
 def plan(
     report_path: Annotated[Path | None, typer.Option("--from", help="A profile report (JSON). No GPU needed.")] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Profile this model first (needs a GPU).")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Profile this model first on this GPU; without a GPU, predict it (then give --gpu).")] = None,
     revision: Annotated[str | None, typer.Option("--revision", help="With --model and a Hugging Face id: branch, tag or commit.")] = None,
     budgets: Annotated[str | None, typer.Option("--budgets", "-b", help="With --model: token budgets.")] = None,
     max_budget: Annotated[int | None, typer.Option("--max-budget", help="With --model: auto ladder top.")] = None,

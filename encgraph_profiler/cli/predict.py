@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
-
 from ..models.registry import DEFAULT_MODEL
 from .common import Format, err, handled, out
 
@@ -22,8 +20,10 @@ Examples:
 Each budget's captured forward runs on meta tensors (no GPU, no weights), and what it allocates and
 frees goes through a model of PyTorch's CUDA caching allocator, in the pools and order the strategy
 captures them. `--attn auto` predicts for a GPU of compute capability --gpu-capability (default 9.0,
-an H100: the packed varlen kernel for Qwen-style towers). Checked against measured pools on an H100:
-see the README. Exit codes: 0 ok, 2 bad input.
+an H100: the packed varlen kernel for Qwen-style towers). The report is profile's, marked predicted
+(no times, no replay, nothing outside the allocator): `check` compares predictions with predictions,
+`plan --from` plans with one (give --gpu). Checked against measured pools on an H100: see the README.
+Exit codes: 0 ok, 2 bad input.
 """
 
 
@@ -42,17 +42,15 @@ def predict(
     order: Annotated[str | None, typer.Option("--order", help="largest-first or smallest-first.")] = None,
     capture: Annotated[str | None, typer.Option("--capture", help="plain, or vllm (outputs copied out of the pool; vLLM's inputs).")] = None,
     max_frames_per_batch: Annotated[int, typer.Option("--max-frames-per-batch", help="With --as vllm: vLLM's video layout for this many frames per batch.")] = 0,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the prediction here.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the prediction here: a report marked predicted, which check and plan read.")] = None,
     output_format: Annotated[Format, typer.Option("--format", help="table, or json on stdout.")] = Format.table,
 ) -> None:
     """Predict the encoder graph pools of a ladder without a GPU."""
-    from .. import __version__
+    from .. import render, report as report_io
     from ..errors import UsageError
     from ..ladder import resolve_budgets
-    from ..predict import predict as run_predict
+    from ..predict import predict as run_predict, predicted_report
     from ..profile import ProfileRequest, prepare, strategy
-    from ..report import check_writable, write_atomic
-    from ..units import mib
 
     try:
         capability = tuple(int(part) for part in gpu_capability.split("."))
@@ -65,36 +63,19 @@ def predict(
                              dtype=dtype, attn=attn, pool=pool, order=order, capture=capture, max_frames_per_batch=max_frames_per_batch)
     if json_path is not None:
         try:
-            check_writable(json_path)
+            report_io.check_writable(json_path)
         except OSError as error:
             raise UsageError(f"--json {json_path} cannot be written ({error.strerror or error}); give a writable file path") from None
     setup = prepare(request, capability)
     err.print(f"predicting {len(setup.layouts)} budgets of {setup.spec.name} ({setup.settings.attn}) on meta tensors")
-    predicted = run_predict(setup)
-    layouts = {layout.budget: layout for layout in setup.layouts}
-    data = {
-        "kind": "encgraph-prediction",
-        "encgraph": __version__,
-        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in setup.settings.__dict__.items()},
-        "target_gpu_capability": gpu_capability,
-        "encoder_pool_bytes": predicted[-1].pool_reserved_bytes,
-        "budgets": [{"budget": p.budget, "items": layouts[p.budget].items, "input_patches": layouts[p.budget].input_patches,
-                     "pool_growth_bytes": p.pool_growth_bytes, "pool_reserved_bytes": p.pool_reserved_bytes,
-                     "output_bytes": p.output_bytes, "live_bytes": p.live_bytes, "allocations": p.allocations} for p in predicted],
-    }
+    started = time.perf_counter()
+    report = predicted_report(setup, request.decoder, run_predict(setup), gpu_capability, (time.perf_counter() - started) * 1000)
     if json_path is not None:
-        write_atomic(json_path, json.dumps(data, indent=2) + "\n")
-        err.print(f"prediction written to {json_path}")
+        report_io.save(report, json_path)
+        err.print(f"report written to {json_path}")
     if output_format is Format.json:
-        out.print(json.dumps(data, indent=2), markup=False, highlight=False, soft_wrap=True)
+        out.print(report_io.to_json(report), markup=False, highlight=False, soft_wrap=True, end="")
         return
-    s = setup.settings
-    table = Table(title=f"Predicted encoder CUDA graph pools: {s.model} ({s.attn}, {s.pool}, {s.order}, {s.capture} capture)")
-    for column in ("budget", "items", "patches", "pool growth MiB", "pool total MiB", "outputs MiB"):
-        table.add_column(column, justify="right")
-    for p in predicted:
-        table.add_row(f"{p.budget:,}", str(layouts[p.budget].items), f"{layouts[p.budget].input_patches:,}",
-                      mib(p.pool_growth_bytes), mib(p.pool_reserved_bytes), mib(p.output_bytes))
-    out.print(table)
-    out.print(f"Predicted encoder graph pools: {mib(data['encoder_pool_bytes'])} MiB ({data['encoder_pool_bytes']:,} bytes), "
-              f"{len(predicted)} graphs; {setup.layouts[0].meaning}", markup=False)
+    out.print(render.budget_table(report))
+    out.print(render.pool_table(report))
+    out.print(render.totals_line(report), markup=False)
