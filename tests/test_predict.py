@@ -127,8 +127,12 @@ def test_plan_model_without_a_gpu_predicts_and_says_so(monkeypatch):
     assert "no GPU here: predicting" in result.output and "predicted without a GPU" in result.output
 
 
-def test_cli_refuses_bad_input():
+def test_cli_refuses_bad_input(monkeypatch):
     runner = CliRunner()
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    refused = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl"])
+    assert refused.exit_code == 3 and "default allocator" in refused.output
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF")
     assert runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--gpu-capability", "nine"]).exit_code == 2
     clash = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--as", "vllm", "--pool", "per-graph"])
     assert clash.exit_code == 2 and "--as vllm means --pool shared" in clash.output

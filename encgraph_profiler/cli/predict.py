@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -23,7 +24,8 @@ captures them. `--attn auto` predicts for a GPU of compute capability --gpu-capa
 an H100: the packed varlen kernel for Qwen-style towers). The report is profile's, marked predicted
 (no times, no replay, nothing outside the allocator): `check` compares predictions with predictions,
 `plan --from` plans with one (give --gpu). Checked against measured pools on an H100: see the README.
-Exit codes: 0 ok, 2 bad input.
+It models PyTorch's default allocator: with expandable segments or the cudaMallocAsync backend set
+in PYTORCH_CUDA_ALLOC_CONF it refuses. Exit codes: 0 ok, 2 bad input, 3 such an allocator setting.
 """
 
 
@@ -47,7 +49,7 @@ def predict(
 ) -> None:
     """Predict the encoder graph pools of a ladder without a GPU."""
     from .. import render, report as report_io
-    from ..errors import UsageError
+    from ..errors import EnvironmentProblem, UsageError
     from ..ladder import resolve_budgets
     from ..predict import predict as run_predict, predicted_report
     from ..profile import ProfileRequest, prepare, strategy
@@ -58,6 +60,10 @@ def predict(
             raise ValueError
     except ValueError:
         raise UsageError(f"--gpu-capability {gpu_capability!r}: give MAJOR.MINOR, such as 9.0 or 8.6") from None
+    conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF", os.environ.get("PYTORCH_ALLOC_CONF", "")).replace(" ", "").lower()
+    if "expandable_segments:true" in conf or "cudamallocasync" in conf:
+        raise EnvironmentProblem(f"PYTORCH_CUDA_ALLOC_CONF={conf}: predict models PyTorch's default allocator (no expandable "
+                                 "segments, native backend); unset it to predict, or profile on a GPU with it")
     pool, order, capture = strategy(engine, pool, order, capture)
     request = ProfileRequest(model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision, max_items=max_items,
                              dtype=dtype, attn=attn, pool=pool, order=order, capture=capture, max_frames_per_batch=max_frames_per_batch)
