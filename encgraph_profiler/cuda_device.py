@@ -90,8 +90,8 @@ class CudaDevice:
     def __init__(self) -> None:
         if not torch.cuda.is_available():
             raise EnvironmentProblem(
-                "no CUDA device is visible; `encgraph models`, `encgraph graphs`, `encgraph check` and "
-                "`encgraph plan --from REPORT` work without one"
+                "no CUDA device is visible; `encgraph predict` answers without one (as do `encgraph models`, "
+                "`graphs`, `check` and `plan`)"
             )
         backend = torch.cuda.get_allocator_backend()
         if backend != "native":
