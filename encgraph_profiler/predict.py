@@ -6,9 +6,14 @@ the private pools would reserve.
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from .allocator_model import CachingAllocator, round_size
+from .errors import EnvironmentProblem
+from .models.base import DTYPES
 from .profile import Prepared
 
 
@@ -74,9 +79,17 @@ def _peak(events) -> int:
     return peak
 
 
-def predicted_report(setup: Prepared, decoder, predicted: list[PredictedBudget], target: str, wall_ms: float):
-    """A report in profile's schema, marked predicted: pool figures from the model, no times, no
-    replay, nothing outside the allocator."""
+def check_allocator_conf() -> None:
+    """Refuse allocator settings the model does not cover, as a real run would read them."""
+    conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF", os.environ.get("PYTORCH_ALLOC_CONF", "")).replace(" ", "").lower()
+    if "expandable_segments:true" in conf or "cudamallocasync" in conf:
+        raise EnvironmentProblem(f"PYTORCH_CUDA_ALLOC_CONF={conf}: predict models PyTorch's default allocator (no expandable "
+                                 "segments, native backend); unset it to predict, or profile on a GPU with it")
+
+
+def predicted_report(setup: Prepared, decoder, capability: tuple[int, int]):
+    """Predict ``setup`` (prepared for a GPU of ``capability``) into a report in profile's schema,
+    marked predicted: pool figures from the model, no times, no replay, nothing outside the allocator."""
     import torch
     import transformers
 
@@ -84,6 +97,9 @@ def predicted_report(setup: Prepared, decoder, predicted: list[PredictedBudget],
     from .profile import SCHEMA_VERSION, _graph_counts_report
     from .report import BudgetResult, PoolName, PoolUsage, Provenance, Report
 
+    check_allocator_conf()
+    started = time.perf_counter()
+    predicted = predict(setup)
     layouts = {layout.budget: layout for layout in setup.layouts}
     budgets = tuple(sorted((BudgetResult(
         budget=p.budget, items=layouts[p.budget].items, tokens=layouts[p.budget].tokens,
@@ -92,20 +108,18 @@ def predicted_report(setup: Prepared, decoder, predicted: list[PredictedBudget],
         non_allocator_bytes=None, eager_peak_bytes=p.eager_peak_bytes, capture_ms=None, eager_ms=None, replay_ms=None,
         replay_matches_eager=None, replay_max_abs_diff=None) for p in predicted), key=lambda b: b.budget))
     total, live = predicted[-1].pool_reserved_bytes, predicted[-1].live_bytes
-    weights = setup.facts.tower_parameters * {"bfloat16": 2, "float16": 2, "float32": 4}[setup.settings.dtype]
+    weights = setup.facts.tower_parameters * DTYPES[setup.settings.dtype]
     inputs = sum(p.input_bytes for p in predicted)
     pools = (
         PoolUsage(PoolName.ENCODER_GRAPHS, total, live, None, len(predicted), {"live_outputs": live, "scratch": total - live}),
         PoolUsage(PoolName.DEFAULT, None, weights + inputs, None, None, {"weights": weights, "static_inputs": inputs}),
         PoolUsage(PoolName.OUTSIDE_ALLOCATOR, None),
     )
-    from datetime import datetime, timezone
-
     provenance = Provenance(
-        gpu_name=f"predicted for compute capability {target}", gpu_total_bytes=0, driver="", cuda="",
+        gpu_name=f"predicted for compute capability {capability[0]}.{capability[1]}", gpu_total_bytes=0, driver="", cuda="",
         torch=torch.__version__, transformers=transformers.__version__, encgraph=__version__, allocator_conf="",
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     return Report(schema_version=SCHEMA_VERSION, provenance=provenance, settings=setup.settings, model=setup.facts,
                   budgets=budgets, pools=pools, graph_counts=_graph_counts_report(setup.graph_counts, decoder),
-                  process_used_bytes=None, wall_ms=wall_ms, predicted=True)
+                  process_used_bytes=None, wall_ms=(time.perf_counter() - started) * 1000, predicted=True)

@@ -119,13 +119,10 @@ def _load_or_profile(report_path, model, revision, budgets, max_budget, max_item
     if device_count():
         err.print("profiling first on this GPU...")
         return profile(request)
-    import time
-
-    from ..predict import predict, predicted_report
+    from ..predict import predicted_report
 
     err.print("no GPU here: predicting the encoder graphs instead, for a GPU of compute capability 9.0 (as `encgraph predict`)")
-    setup, started = prepare(request, (9, 0)), time.perf_counter()
-    return predicted_report(setup, request.decoder, predict(setup), "9.0", (time.perf_counter() - started) * 1000)
+    return predicted_report(prepare(request, (9, 0)), request.decoder, (9, 0))
 
 
 @handled

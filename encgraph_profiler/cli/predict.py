@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -49,9 +47,9 @@ def predict(
 ) -> None:
     """Predict the encoder graph pools of a ladder without a GPU."""
     from .. import render, report as report_io
-    from ..errors import EnvironmentProblem, UsageError
+    from ..errors import UsageError
     from ..ladder import resolve_budgets
-    from ..predict import predict as run_predict, predicted_report
+    from ..predict import check_allocator_conf, predicted_report
     from ..profile import ProfileRequest, prepare, strategy
 
     try:
@@ -60,10 +58,7 @@ def predict(
             raise ValueError
     except ValueError:
         raise UsageError(f"--gpu-capability {gpu_capability!r}: give MAJOR.MINOR, such as 9.0 or 8.6") from None
-    conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF", os.environ.get("PYTORCH_ALLOC_CONF", "")).replace(" ", "").lower()
-    if "expandable_segments:true" in conf or "cudamallocasync" in conf:
-        raise EnvironmentProblem(f"PYTORCH_CUDA_ALLOC_CONF={conf}: predict models PyTorch's default allocator (no expandable "
-                                 "segments, native backend); unset it to predict, or profile on a GPU with it")
+    check_allocator_conf()
     pool, order, capture = strategy(engine, pool, order, capture)
     request = ProfileRequest(model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision, max_items=max_items,
                              dtype=dtype, attn=attn, pool=pool, order=order, capture=capture, max_frames_per_batch=max_frames_per_batch)
@@ -74,8 +69,7 @@ def predict(
             raise UsageError(f"--json {json_path} cannot be written ({error.strerror or error}); give a writable file path") from None
     setup = prepare(request, capability)
     err.print(f"predicting {len(setup.layouts)} budgets of {setup.spec.name} ({setup.settings.attn}) on meta tensors")
-    started = time.perf_counter()
-    report = predicted_report(setup, request.decoder, run_predict(setup), gpu_capability, (time.perf_counter() - started) * 1000)
+    report = predicted_report(setup, request.decoder, capability)
     if json_path is not None:
         report_io.save(report, json_path)
         err.print(f"report written to {json_path}")
