@@ -1,6 +1,6 @@
 """A model of PyTorch's CUDA caching allocator (c10/cuda/CUDACachingAllocator.cpp, the native
-backend, ``expandable_segments`` off, no ``max_split_size_mb`` or ``roundup_power2_divisions``:
-the defaults), exact to the byte for one stream. No torch.
+backend, no ``max_split_size_mb`` or ``roundup_power2_divisions``: the defaults, with
+``expandable_segments`` off or on), exact to the byte for one stream. No torch.
 
 The rules, each as the allocator applies it:
 
@@ -20,6 +20,19 @@ The rules, each as the allocator applies it:
   later requests of the same capture as in any pool.
 - ``empty_cache`` returns every segment that is wholly free (``release_cached_blocks``); a private
   pool's segments go back only once its graphs are gone.
+
+With ``expandable_segments:True`` (graph pools included, as in PyTorch 2.11) each pool has one
+segment for its small requests and one for its large ones, reserved as address space and mapped
+page by page at its end (2 MiB pages for the small pool, 20 MiB for the large one):
+
+- A request that no free block fits maps pages at the segment's end: as many as it needs beyond
+  the free block that ends the mapped part, if there is one, which it then extends
+  (``try_allocate_expandable_block``, ``find_expandable_block``, ``map_block``).
+- Best fit ranks that last free block by the size it could grow to, so any other free block large
+  enough is taken first (``get_free_block``).
+- A large block is split whenever at least 512 bytes remain (``should_split``).
+- Mapped and unmapped parts never merge; ``empty_cache`` (which would unmap free pages) is not
+  modelled for these segments: a graph pool is not emptied while its graphs live.
 """
 
 from __future__ import annotations
@@ -55,6 +68,7 @@ class Block:
     small: bool  # in the small pool
     segment: int  # the address of its segment
     allocated: bool = False
+    mapped: bool = True  # False for the unmapped end of an expandable segment
     prev: Block | None = None
     next: Block | None = None
 
@@ -62,10 +76,12 @@ class Block:
 @dataclass
 class Pool:
     """One pool (a graph's private pool, or the default one) of one stream: its free blocks by
-    size then address, small and large apart, and its segments."""
+    size then address, small and large apart, its segments, and with expandable segments the
+    unmapped end of each."""
 
     free: dict[bool, list[tuple[int, int, Block]]] = field(default_factory=lambda: {True: [], False: []})
-    segments: dict[int, int] = field(default_factory=dict)  # address -> size
+    segments: dict[int, int] = field(default_factory=dict)  # address -> bytes reserved (mapped)
+    unmapped: dict[bool, Block] = field(default_factory=dict)
 
     @property
     def reserved_bytes(self) -> int:
@@ -74,17 +90,22 @@ class Pool:
 
 @dataclass(frozen=True)
 class SegmentEvent:
-    action: str  # "segment_alloc" or "segment_free"
+    action: str  # "segment_alloc", "segment_free" or (expandable segments) "segment_map"
     address: int
     size: int
 
 
-class CachingAllocator:
-    """``malloc`` and ``free`` as the allocator does them; every segment it makes or returns is
-    appended to ``events``. Segment addresses come from ``next_segment_address`` (a callable taking
-    the size), so that a replay of a recorded trace can place segments where the driver did."""
+EXPANDABLE_ADDRESS_SPACE = 1 << 40  # more than any GPU's memory: the unmapped end never runs out
 
-    def __init__(self, next_segment_address=None):
+
+class CachingAllocator:
+    """``malloc`` and ``free`` as the allocator does them; every segment it makes, maps or returns
+    is appended to ``events``. Segment addresses come from ``next_segment_address`` (a callable
+    taking the size and whether the segment is for small requests), so that a replay of a recorded
+    trace can place segments where the driver did."""
+
+    def __init__(self, next_segment_address=None, expandable_segments: bool = False):
+        self.expandable_segments = expandable_segments
         self.pools: dict[object, Pool] = {}
         self.events: list[SegmentEvent] = []
         self._next = next_segment_address or self._counting_addresses()
@@ -95,7 +116,7 @@ class CachingAllocator:
         traces: where equal free blocks tie, the lower address (the newer segment) is taken."""
         bottom = [1 << 46]
 
-        def next_address(size: int) -> int:
+        def next_address(size: int, small: bool) -> int:
             bottom[0] -= -(-size // ROUND_LARGE) * ROUND_LARGE
             return bottom[0]
 
@@ -109,16 +130,20 @@ class CachingAllocator:
         small = size <= SMALL_SIZE
         free = pool.free[small]
         index = bisect.bisect_left(free, (size, -1))
+        if self.expandable_segments and index + 1 < len(free) and not _mapped_after(free[index][2]):
+            index += 1  # the free block that ends the mapped part ranks by what it could grow to
         if index < len(free):
             _, _, block = free.pop(index)
+        elif self.expandable_segments:
+            block = self._map(pool, size, small)
         else:
             segment = allocation_size(size)
-            address = self._next(segment)
+            address = self._next(segment, small)
             pool.segments[address] = segment
             self.events.append(SegmentEvent("segment_alloc", address, segment))
             block = Block(address, segment, small, address)
         remaining = block.size - size
-        if (remaining >= MIN_BLOCK) if small else (remaining > SMALL_SIZE):
+        if (remaining >= MIN_BLOCK) if small or self.expandable_segments else (remaining > SMALL_SIZE):
             rest = Block(block.address + size, remaining, small, block.segment, prev=block, next=block.next)
             if block.next is not None:
                 block.next.prev = rest
@@ -127,12 +152,38 @@ class CachingAllocator:
         block.allocated = True
         return block
 
+    def _map(self, pool: Pool, size: int, small: bool) -> Block:
+        """Map pages at the end of the pool's expandable segment until the free block ending its
+        mapped part (taken out of the free set) holds ``size``; that block."""
+        end = pool.unmapped.get(small)
+        if end is None:
+            address = self._next(EXPANDABLE_ADDRESS_SPACE, small)
+            end = pool.unmapped[small] = Block(address, EXPANDABLE_ADDRESS_SPACE, small, address, mapped=False)
+            pool.segments[address] = 0
+        last = end.prev if end.prev is not None and not end.prev.allocated else None
+        have = 0 if last is None else last.size
+        page = SMALL_BUFFER if small else LARGE_BUFFER
+        mapped = page * -(-(size - have) // page)
+        self.events.append(SegmentEvent("segment_map", end.address, mapped))
+        pool.segments[end.segment] += mapped
+        if last is None:
+            last = Block(end.address, 0, small, end.segment, prev=end.prev, next=end)
+            if end.prev is not None:
+                end.prev.next = last
+            end.prev = last
+        else:
+            pool.free[small].remove((last.size, last.address, last))
+        last.size += mapped
+        end.address += mapped
+        end.size -= mapped
+        return last
+
     def free(self, block: Block, pool_key=None) -> None:
         pool = self.pool(pool_key)
         free = pool.free[block.small]
         block.allocated = False
         for neighbour in (block.prev, block.next):
-            if neighbour is None or neighbour.allocated:
+            if neighbour is None or neighbour.allocated or not neighbour.mapped:
                 continue
             free.remove((neighbour.size, neighbour.address, neighbour))
             if neighbour is block.prev:
@@ -147,7 +198,7 @@ class CachingAllocator:
         bisect.insort(free, (block.size, block.address, block))
 
     def empty_cache(self, pool_key=None) -> None:
-        """Return every wholly free segment of the pool."""
+        """Return every wholly free segment of the pool (expandable segments excepted: see above)."""
         pool = self.pool(pool_key)
         for small in (True, False):
             for entry in list(pool.free[small]):
@@ -156,6 +207,10 @@ class CachingAllocator:
                     pool.free[small].remove(entry)
                     size = pool.segments.pop(block.address)
                     self.events.append(SegmentEvent("segment_free", block.address, size))
+
+
+def _mapped_after(block: Block) -> bool:
+    return block.next is None or block.next.mapped
 
 
 @dataclass(frozen=True)
@@ -179,9 +234,11 @@ def replay_recorded_captures(snapshot: dict) -> Replay:
     ``budget=...``) at an address inside a segment the snapshot lists in a private pool; capture
     also makes a few requests in the default pool (the graph's RNG state), which are left out. The
     model places each new segment at the address the allocator's next graph-pool segment got, so
-    that blocks of equal size are ordered as the allocator orders them."""
-    private = sorted((s["address"], s["total_size"]) for s in snapshot["segments"] if tuple(s["segment_pool_id"]) != (0, 0))
-    starts = [address for address, _ in private]
+    that blocks of equal size are ordered as the allocator orders them; with expandable segments
+    (as the snapshot's allocator settings say) it compares the pages mapped, in order."""
+    private = sorted((s["address"], s["total_size"], s["segment_type"] == "small")
+                     for s in snapshot["segments"] if tuple(s["segment_pool_id"]) != (0, 0))
+    starts = [address for address, _, _ in private]
 
     def in_graph_pool(event: dict) -> bool:
         i = bisect.bisect_right(starts, event["addr"]) - 1
@@ -189,9 +246,15 @@ def replay_recorded_captures(snapshot: dict) -> Replay:
                 and event["addr"] < private[i][0] + private[i][1])
 
     events = [e for trace in snapshot["device_traces"] for e in trace]
-    recorded = [e for e in events if e["action"] == "segment_alloc" and in_graph_pool(e)]
-    addresses, beyond = iter([e["addr"] for e in recorded]), CachingAllocator._counting_addresses()
-    model = CachingAllocator(lambda size: next(addresses, None) or beyond(size))  # more segments than recorded: a mismatch
+    expandable = bool(snapshot.get("allocator_settings", {}).get("expandable_segments", False))
+    recorded = [e for e in events if e["action"] == ("segment_map" if expandable else "segment_alloc") and in_graph_pool(e)]
+    if expandable:  # the pool's one segment for small requests and one for large: where their pages begin
+        bases = {small: address for address, _, small in reversed(private)}
+        place = lambda size, small: bases[small]
+    else:  # more segments than recorded: a mismatch
+        addresses, beyond = iter([e["addr"] for e in recorded]), CachingAllocator._counting_addresses()
+        place = lambda size, small: next(addresses, None) or beyond(size, small)
+    model = CachingAllocator(place, expandable)
     live: dict[int, Block] = {}
     allocations = misplaced = 0
     for event in events:

@@ -158,7 +158,7 @@ def fingerprint(report: Report) -> dict[str, object]:
     """What two reports must share to be compared: the measurement's settings and environment."""
     p = report.provenance
     return {**_settings_fingerprint(report.settings), "gpu": p.gpu_name, "torch": p.torch, "transformers": p.transformers,
-            "predicted": report.predicted}
+            "allocator_conf": p.allocator_conf, "predicted": report.predicted}
 
 
 def settings_mismatches(baseline: Report, settings: Settings) -> tuple[str, ...]:

@@ -177,7 +177,7 @@ class CudaDevice:
         except torch.OutOfMemoryError as err:
             message = str(err)
         else:
-            self.settle()
+            self.synchronize()  # the cache is left as it is: vLLM's capture loop never empties it
             return result, torch.cuda.memory_allocated() - before
         # Raised outside the except block, so that the frames holding the half-made tensors go.
         self._recover()

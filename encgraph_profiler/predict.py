@@ -29,9 +29,10 @@ class PredictedBudget:
     eager_peak_bytes: int  # the most its forward has allocated at once
 
 
-def predict(setup: Prepared) -> list[PredictedBudget]:
+def predict(setup: Prepared, expandable_segments: bool = False) -> list[PredictedBudget]:
     """The encoder pools, budget by budget in capture order, as ``profile`` would measure them
-    with the same settings. Capturing as vLLM does, each graph's outputs are copied out and freed
+    with the same settings (and ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`` where
+    ``expandable_segments``). Capturing as vLLM does, each graph's outputs are copied out and freed
     in its pool when the capture ends."""
     import torch
 
@@ -40,7 +41,7 @@ def predict(setup: Prepared) -> list[PredictedBudget]:
     settings, adapter = setup.settings, setup.spec.adapter
     with torch.device("meta"):
         tower = adapter.build_tower(setup.tower_config, settings.dtype, settings.attn)
-    model = CachingAllocator()
+    model = CachingAllocator(expandable_segments=expandable_segments)
     layouts = sorted(setup.layouts, key=lambda l: l.budget, reverse=settings.order == "largest-first")
     results, live = [], 0
     for layout in layouts:
@@ -79,12 +80,40 @@ def _peak(events) -> int:
     return peak
 
 
-def check_allocator_conf() -> None:
-    """Refuse allocator settings the model does not cover, as a real run would read them."""
-    conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF", os.environ.get("PYTORCH_ALLOC_CONF", "")).replace(" ", "").lower()
-    if "expandable_segments:true" in conf or "cudamallocasync" in conf:
-        raise EnvironmentProblem(f"PYTORCH_CUDA_ALLOC_CONF={conf}: predict models PyTorch's default allocator (no expandable "
-                                 "segments, native backend); unset it to predict, or profile on a GPU with it")
+# Allocator settings that change how a pool is laid out and that the model does not cover.
+_UNMODELLED = ("max_split_size_mb", "roundup_power2_divisions", "max_non_split_rounding_mb")
+
+
+def allocator_conf() -> str:
+    """The allocator settings a CUDA run of this process would read (PyTorch reads
+    PYTORCH_CUDA_ALLOC_CONF, and PYTORCH_ALLOC_CONF where that is unset)."""
+    conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF")
+    return conf if conf is not None else os.environ.get("PYTORCH_ALLOC_CONF", "")
+
+
+def expandable_segments(conf: str) -> bool:
+    """Whether ``conf`` turns expandable segments on; settings the model does not cover are refused
+    (exit 3) rather than guessed."""
+    options: dict[str, str] = {}
+    depth, start = 0, 0
+    for i, char in enumerate(conf + ","):  # commas inside [...] belong to roundup_power2_divisions
+        depth += (char == "[") - (char == "]")
+        if char == "," and depth == 0:
+            key, _, value = conf[start:i].partition(":")
+            if key.strip():
+                options[key.strip().lower()] = value.strip()
+            start = i + 1
+    unmodelled = [key for key in _UNMODELLED if key in options]
+    if options.get("backend", "native").lower() != "native":
+        unmodelled.append(f"backend:{options['backend']}")
+    if unmodelled:
+        raise EnvironmentProblem(
+            f"allocator setting {', '.join(unmodelled)} (PYTORCH_CUDA_ALLOC_CONF={conf}): predict models PyTorch's native "
+            "allocator with its default splitting and rounding, and expandable_segments; unset it to predict, or profile on a GPU with it")
+    value = options.get("expandable_segments", "false").lower()
+    if value not in ("true", "false"):
+        raise EnvironmentProblem(f"PYTORCH_CUDA_ALLOC_CONF={conf}: expandable_segments takes True or False, as PyTorch requires")
+    return value == "true"
 
 
 def predicted_report(setup: Prepared, decoder, capability: tuple[int, int]):
@@ -97,9 +126,10 @@ def predicted_report(setup: Prepared, decoder, capability: tuple[int, int]):
     from .profile import SCHEMA_VERSION, _graph_counts_report
     from .report import BudgetResult, PoolName, PoolUsage, Provenance, Report
 
-    check_allocator_conf()
+    conf = allocator_conf()
+    expandable = expandable_segments(conf)
     started = time.perf_counter()
-    predicted = predict(setup)
+    predicted = predict(setup, expandable)
     layouts = {layout.budget: layout for layout in setup.layouts}
     budgets = tuple(sorted((BudgetResult(
         budget=p.budget, items=layouts[p.budget].items, tokens=layouts[p.budget].tokens,
@@ -117,7 +147,7 @@ def predicted_report(setup: Prepared, decoder, capability: tuple[int, int]):
     )
     provenance = Provenance(
         gpu_name=f"predicted for compute capability {capability[0]}.{capability[1]}", gpu_total_bytes=0, driver="", cuda="",
-        torch=torch.__version__, transformers=transformers.__version__, encgraph=__version__, allocator_conf="",
+        torch=torch.__version__, transformers=transformers.__version__, encgraph=__version__, allocator_conf=conf,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     return Report(schema_version=SCHEMA_VERSION, provenance=provenance, settings=setup.settings, model=setup.facts,

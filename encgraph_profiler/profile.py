@@ -300,6 +300,7 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
     generator = torch.Generator().manual_seed(request.seed)  # inputs drawn on the host: a failed capture cannot spoil them
     with torch.device(device.torch_device):
         tower, weights_bytes = device.measure_allocated(lambda: adapter.build_tower(setup.tower_config, dtype, setup.settings.attn))
+    device.settle()  # what building left cached goes back: every strategy starts from the weights alone
     provenance = _provenance(device)
 
     ready: list[_Ready] = []

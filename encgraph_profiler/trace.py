@@ -6,7 +6,7 @@ Each event is (``"alloc"``, key, bytes) or (``"free"``, key, 0), in the order th
 them. Where a CUDA kernel, not the Python code, decides what is allocated, the trace follows the
 kernel: sdpa runs a fused kernel on the GPU that allocates its output and a few small buffers, never
 the attention matrix that sdpa's matrix-multiply path on meta tensors would; layer norm and linear
-make hidden copies and statistics (``_TEMPORARIES``). Each rule was found by comparing this trace
+make hidden copies and statistics, cuDNN's patch convolution a workspace (``_TEMPORARIES``). Each rule was found by comparing this trace
 with captures recorded on an H100.
 """
 
@@ -64,11 +64,37 @@ def _linear(args) -> tuple[list[int], list[int]]:
     return [], []
 
 
+def _patch_convolution(args) -> tuple[list[int], list[int]]:
+    """cuDNN's patch embedding (3 input channels, stride = kernel, half precision) on an H100
+    (cuDNN 9.19) runs an NHWC engine for output grids of up to 27 x 27 and inputs of up to about
+    40 million elements: after the output it takes one workspace holding the input and the weight
+    with their channels padded to 8 and the output, all NHWC, plus 16 bytes, and frees it on
+    return. Larger grids (32 x 32 and up) and batches take no workspace. Measured in recorded
+    captures of SigLIP-so400m and CLIP-L and probed shape by shape (tools/probe_conv_workspace.py);
+    other GPUs and cuDNN versions may choose other engines."""
+    x, weight = args[0], args[1]
+    stride = args[3] if len(args) > 3 else 1
+    kernel = tuple(weight.shape[-2:])
+    strides = tuple(stride) if isinstance(stride, (list, tuple)) else (stride, stride)
+    if x.dim() != 4 or x.shape[1] != 3 or x.dtype not in (torch.float16, torch.bfloat16) or strides != kernel:
+        return [], []
+    rows, cols = x.shape[2] // kernel[0], x.shape[3] // kernel[1]
+    if max(rows, cols) > 27 or x.numel() > 40_000_000:
+        return [], []
+    batch, out_channels, size = x.shape[0], weight.shape[0], x.element_size()
+    padded = 8
+    workspace = size * (batch * x.shape[2] * x.shape[3] * padded + batch * rows * cols * out_channels
+                        + out_channels * kernel[0] * kernel[1] * padded) + 16
+    return [], [workspace]
+
+
 # Operators whose CUDA kernels allocate more than their outputs: the bytes of each temporary
 # made before the outputs and after them; all are freed, in that order, before it returns.
 _TEMPORARIES = {
     torch.ops.aten.layer_norm.default: _layer_norm,
     torch.ops.aten.linear.default: _linear,
+    torch.ops.aten.conv2d.default: _patch_convolution,
+    torch.ops.aten.conv2d.padding: _patch_convolution,  # padding given as "valid" (SigLIP)
 }
 
 

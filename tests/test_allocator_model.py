@@ -55,6 +55,32 @@ def test_private_pools_do_not_share_blocks():
     assert [e.size for e in model.events] == [20 * MiB, 20 * MiB]
 
 
+def test_expandable_segments_map_pages_at_the_end_of_one_segment():
+    model = CachingAllocator(expandable_segments=True)
+    a = model.malloc(3 * MiB)  # one 20 MiB page mapped; split even though under 1 MiB would remain below
+    b = model.malloc(17 * MiB - 512)  # the rest of the page but 512 bytes: still split off
+    assert [(e.action, e.size) for e in model.events] == [("segment_map", 20 * MiB)]
+    assert b.address == a.address + 3 * MiB and b.size == 17 * MiB - 512
+    c = model.malloc(30 * MiB)  # the free 512 bytes that end the mapped part grow by two pages
+    assert c.address == b.address + b.size and [e.size for e in model.events] == [20 * MiB, 40 * MiB]
+    assert model.pool(None).reserved_bytes == 60 * MiB and len(model.pool(None).segments) == 1
+    model.free(a)
+    model.free(b)  # merges with a: 20 MiB - 512 free at the front
+    d = model.malloc(5 * MiB)
+    assert d.address == a.address and len(model.events) == 2
+    small = model.malloc(4096)  # small requests have their own segment, mapped 2 MiB at a time
+    assert [e.size for e in model.events][-1] == 2 * MiB and small.small
+
+
+def test_expandable_best_fit_keeps_the_growable_end_for_last():
+    model = CachingAllocator(expandable_segments=True)
+    front = model.malloc(6 * MiB)
+    model.malloc(12 * MiB)  # 2 MiB of the 20 MiB page stay free at the end, which could grow
+    model.free(front)  # 6 MiB free at the front
+    # plain best fit would take the 2 MiB at the end; the allocator ranks it by what it could grow to
+    assert model.malloc(MiB + MiB // 2).address == front.address
+
+
 @pytest.mark.parametrize("path", SNAPSHOTS, ids=lambda p: p.name)
 def test_recorded_captures_are_reproduced_exactly(path):
     """Every request of every capture in a real recorded history lands at the address the

@@ -38,15 +38,18 @@ def _graph_pool_bytes(snapshot):
 def test_predicted_pool_equals_the_recorded_runs(name):
     """The pool the run measured (its graph pools' segments in the recorded snapshot), predicted to
     the byte from the model's config alone."""
-    predicted = predict(_setup(RUNS[name]))
-    assert predicted[-1].pool_reserved_bytes == _graph_pool_bytes(_snapshot(name))
+    run, snapshot = RUNS[name], _snapshot(name)
+    assert snapshot["allocator_settings"]["expandable_segments"] == run.get("expandable_segments", False)
+    predicted = predict(_setup(run), run.get("expandable_segments", False))
+    assert predicted[-1].pool_reserved_bytes == _graph_pool_bytes(snapshot)
 
 
 # Gemma 3 is left out: in its projector's RMS norm, CUDA's mean over the last dimension stages
 # partial sums in a buffer of twice the input (9,437,184 bytes at 1024) that the trace does not
 # make; it comes and goes while the pool has room, so the predicted pool is still exact.
 @pytest.mark.parametrize("name", ["qwen2-vl-7b.1024-8192.pickle.gz", "qwen3-vl-8b.1024-2048.pickle.gz",
-                                  "llama-4-scout-17b-16e.1024-2048.pickle.gz"])
+                                  "llama-4-scout-17b-16e.1024-2048.pickle.gz", "siglip-so400m-patch14-384.1024-8192.pickle.gz",
+                                  "clip-vit-large-patch14-336.1024-8192.pickle.gz"])
 def test_meta_trace_makes_the_recorded_large_requests_in_order(name):
     """Every request above 1 MiB (the large pool, which holds nearly all of a pool) and every free
     of one, in the order the recorded capture of the smallest budget made them."""
@@ -129,9 +132,12 @@ def test_plan_model_without_a_gpu_predicts_and_says_so(monkeypatch):
 
 def test_cli_refuses_bad_input(monkeypatch):
     runner = CliRunner()
-    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
-    refused = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl"])
-    assert refused.exit_code == 3 and "default allocator" in refused.output
+    for conf in ("max_split_size_mb:128", "expandable_segments:True,roundup_power2_divisions:[256:1,>:4]", "backend:cudaMallocAsync"):
+        monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", conf)
+        refused = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl"])
+        assert refused.exit_code == 3 and "predict models PyTorch's native allocator" in refused.output, conf
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:yes")
+    assert runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl"]).exit_code == 3
     monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF")
     assert runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--gpu-capability", "nine"]).exit_code == 2
     clash = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--as", "vllm", "--pool", "per-graph"])

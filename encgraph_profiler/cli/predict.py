@@ -22,8 +22,9 @@ captures them. `--attn auto` predicts for a GPU of compute capability --gpu-capa
 an H100: the packed varlen kernel for Qwen-style towers). The report is profile's, marked predicted
 (no times, no replay, nothing outside the allocator): `check` compares predictions with predictions,
 `plan --from` plans with one (give --gpu). Checked against measured pools on an H100: see the README.
-It models PyTorch's default allocator: with expandable segments or the cudaMallocAsync backend set
-in PYTORCH_CUDA_ALLOC_CONF it refuses. Exit codes: 0 ok, 2 bad input, 3 such an allocator setting.
+It reads PYTORCH_CUDA_ALLOC_CONF as a CUDA run would: expandable_segments:True is modelled;
+max_split_size_mb, roundup_power2_divisions and the cudaMallocAsync backend are refused.
+Exit codes: 0 ok, 2 bad input, 3 such an allocator setting.
 """
 
 
@@ -49,7 +50,7 @@ def predict(
     from .. import render, report as report_io
     from ..errors import UsageError
     from ..ladder import resolve_budgets
-    from ..predict import check_allocator_conf, predicted_report
+    from ..predict import allocator_conf, expandable_segments, predicted_report
     from ..profile import ProfileRequest, prepare, strategy
 
     try:
@@ -58,7 +59,7 @@ def predict(
             raise ValueError
     except ValueError:
         raise UsageError(f"--gpu-capability {gpu_capability!r}: give MAJOR.MINOR, such as 9.0 or 8.6") from None
-    check_allocator_conf()
+    expandable_segments(allocator_conf())  # refuse an unmodelled setting before any work
     pool, order, capture = strategy(engine, pool, order, capture)
     request = ProfileRequest(model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision, max_items=max_items,
                              dtype=dtype, attn=attn, pool=pool, order=order, capture=capture, max_frames_per_batch=max_frames_per_batch)
