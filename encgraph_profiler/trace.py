@@ -65,13 +65,13 @@ def _linear(args) -> tuple[list[int], list[int]]:
 
 
 def _patch_convolution(args) -> tuple[list[int], list[int]]:
-    """cuDNN's patch embedding (3 input channels, stride = kernel, half precision) on an H100
-    (cuDNN 9.19) runs an NHWC engine for output grids of up to 27 x 27 and inputs of up to about
-    40 million elements: after the output it takes one workspace holding the input and the weight
-    with their channels padded to 8 and the output, all NHWC, plus 16 bytes, and frees it on
-    return. Larger grids (32 x 32 and up) and batches take no workspace. Measured in recorded
-    captures of SigLIP-so400m and CLIP-L and probed shape by shape (tools/probe_conv_workspace.py);
-    other GPUs and cuDNN versions may choose other engines."""
+    """cuDNN's patch embedding (3 input channels, stride = kernel, half precision) as cuDNN 9.19
+    runs it on an H100: for output grids of up to 27 x 27 it takes, after the output, one workspace
+    holding the input and the weight with their channels padded to 8 and the output, all NHWC, plus
+    16 bytes, and from about 40 million input elements on a 2,352-byte one instead; larger grids
+    (32 x 32 and up) take none. Frees it on return. Found in recorded captures of SigLIP-so400m
+    and CLIP-L and probed shape by shape (tools/probe_conv_workspace.py, its output in
+    tests/data/conv_workspace.h100.jsonl); other GPUs and cuDNN versions may choose other engines."""
     x, weight = args[0], args[1]
     stride = args[3] if len(args) > 3 else 1
     kernel = tuple(weight.shape[-2:])
@@ -79,10 +79,11 @@ def _patch_convolution(args) -> tuple[list[int], list[int]]:
     if x.dim() != 4 or x.shape[1] != 3 or x.dtype not in (torch.float16, torch.bfloat16) or strides != kernel:
         return [], []
     rows, cols = x.shape[2] // kernel[0], x.shape[3] // kernel[1]
-    if max(rows, cols) > 27 or x.numel() > 40_000_000:
+    if max(rows, cols) > 27:
         return [], []
-    batch, out_channels, size = x.shape[0], weight.shape[0], x.element_size()
-    padded = 8
+    if x.numel() > 40_000_000:
+        return [], [2352]
+    batch, out_channels, size, padded = x.shape[0], weight.shape[0], x.element_size(), 8
     workspace = size * (batch * x.shape[2] * x.shape[3] * padded + batch * rows * cols * out_channels
                         + out_channels * kernel[0] * kernel[1] * padded) + 16
     return [], [workspace]

@@ -82,6 +82,21 @@ def test_meta_trace_makes_the_recorded_large_requests_in_order(name):
     assert large(traced) == large(recorded)
 
 
+def test_patch_convolution_makes_the_probed_requests():
+    """Every shape probed on an H100 (tools/probe_conv_workspace.py): the trace's requests for one
+    patch convolution, its output then any workspace, equal the ones cuDNN made."""
+    lines = (Path(__file__).parent / "data" / "conv_workspace.h100.jsonl").read_text().splitlines()
+    probes = [json.loads(line) for line in lines[1:]]
+    assert len(probes) > 150
+    for probe in probes:
+        size, patch, batch = probe["size"], probe["patch"], probe["batch"]
+        conv = torch.nn.Conv2d(3, probe["channels"], patch, stride=patch, device="meta", dtype=torch.bfloat16)
+        pixels = torch.empty(batch, 3, size, size, device="meta", dtype=torch.bfloat16)
+        with torch.inference_mode():
+            events, _ = trace(lambda: (conv(pixels),))
+        assert [n for kind, _, n in events if kind == "alloc"] == probe["requests"], probe
+
+
 def test_per_graph_and_smallest_first_follow_the_strategy():
     """One pool per graph adds up to the budgets predicted alone; smallest first grows at every
     capture and ends above the largest budget alone."""

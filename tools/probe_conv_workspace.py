@@ -1,8 +1,8 @@
 """On a CUDA machine: how much workspace cuDNN's patch-embedding convolution takes from the caching
 allocator, for the image sizes, patch sizes and widths the bundled towers use, batch by batch.
 The trace (encgraph_profiler/trace.py) must allocate what the kernel allocates; this prints, per
-shape, the bytes beyond the output that the convolution held at its peak, and the bytes the
-NHWC-transform rule predicts, as JSON lines.
+shape, the requests the convolution made of the allocator (its output, then any workspace), as the
+allocator's history records them, and the workspace the NHWC-transform rule predicts, as JSON lines.
 
     python3 tools/probe_conv_workspace.py > conv_workspace.jsonl
 """
@@ -39,14 +39,15 @@ def main() -> None:
             with torch.inference_mode():
                 conv(x)  # heuristics settle on the first call
                 torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-                before = torch.cuda.memory_allocated()
+                torch.cuda.memory._record_memory_history(context="alloc", stacks="python", max_entries=1000)
                 y = conv(x)
                 torch.cuda.synchronize()
+                events = torch.cuda.memory._snapshot()["device_traces"][0]
+                torch.cuda.memory._record_memory_history(enabled=None)
+            requests = [e["size"] for e in events if e["action"] == "alloc"]
             output = y.untyped_storage().nbytes()
-            extra = torch.cuda.max_memory_allocated() - before - output
             print(json.dumps({"size": size, "patch": patch, "channels": channels, "batch": batch,
-                              "input_elements": x.numel(), "extra_bytes": extra,
+                              "input_elements": x.numel(), "output_bytes": output, "requests": requests,
                               "nhwc_rule_bytes": nhwc_rule(batch, size, patch, channels)}))
             sys.stdout.flush()
             del x, y
