@@ -22,6 +22,7 @@ class PredictedBudget:
     budget: int
     pool_growth_bytes: int  # what this budget's capture adds to the encoder pools
     pool_reserved_bytes: int  # the encoder pools after it
+    pool_segments: int  # their segments after it (an expandable segment counts once)
     output_bytes: int  # its outputs (left in the pool, or with vLLM's capture copied out of it)
     live_bytes: int  # the encoder pools' blocks still in use after it: the outputs kept so far
     allocations: int  # requests its capture makes
@@ -62,7 +63,8 @@ def predict(setup: Prepared, expandable_segments: bool = False) -> list[Predicte
         after = sum(p.reserved_bytes for p in model.pools.values())
         live += sum(block.size for block in blocks.values())
         inputs_bytes = sum(round_size(t.untyped_storage().nbytes()) for t in inputs.values() if isinstance(t, torch.Tensor) and t.is_meta)
-        results.append(PredictedBudget(layout.budget, after - before, after, sum(outputs.values()), live,
+        segments = sum(len(p.segments) for p in model.pools.values())
+        results.append(PredictedBudget(layout.budget, after - before, after, segments, sum(outputs.values()), live,
                                        sum(k == "alloc" for k, _, _ in events), inputs_bytes, _peak(events)))
     return results
 
@@ -141,7 +143,8 @@ def predicted_report(setup: Prepared, decoder, capability: tuple[int, int]):
     weights = setup.facts.tower_parameters * DTYPES[setup.settings.dtype]
     inputs = sum(p.input_bytes for p in predicted)
     pools = (
-        PoolUsage(PoolName.ENCODER_GRAPHS, total, live, None, len(predicted), {"live_outputs": live, "scratch": total - live}),
+        PoolUsage(PoolName.ENCODER_GRAPHS, total, live, predicted[-1].pool_segments, len(predicted),
+                  {"live_outputs": live, "scratch": total - live}),
         PoolUsage(PoolName.DEFAULT, None, weights + inputs, None, None, {"weights": weights, "static_inputs": inputs}),
         PoolUsage(PoolName.OUTSIDE_ALLOCATOR, None),
     )

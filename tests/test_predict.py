@@ -42,6 +42,7 @@ def test_predicted_pool_equals_the_recorded_runs(name):
     assert snapshot["allocator_settings"]["expandable_segments"] == run.get("expandable_segments", False)
     predicted = predict(_setup(run), run.get("expandable_segments", False))
     assert predicted[-1].pool_reserved_bytes == _graph_pool_bytes(snapshot)
+    assert predicted[-1].pool_segments == sum(tuple(s["segment_pool_id"]) != (0, 0) for s in snapshot["segments"])
 
 
 # Gemma 3 is left out: in its projector's RMS norm, CUDA's mean over the last dimension stages
