@@ -1,6 +1,6 @@
 """A model of PyTorch's CUDA caching allocator (c10/cuda/CUDACachingAllocator.cpp, the native
-backend, no ``max_split_size_mb`` or ``roundup_power2_divisions``: the defaults, with
-``expandable_segments`` off or on), exact to the byte for one stream. No torch.
+backend, with ``expandable_segments`` and ``max_split_size_mb`` as set, no
+``roundup_power2_divisions``), exact to the byte for one stream. No torch.
 
 The rules, each as the allocator applies it:
 
@@ -15,6 +15,10 @@ The rules, each as the allocator applies it:
 - The block handed out is the front of the chosen block; the rest stays free as a block of its
   own when more than 1 MiB remains in the large pool, or at least 512 bytes in the small pool
   (``should_split``); otherwise the whole block is handed out.
+- With ``max_split_size_mb`` set, a block of that size or more is never split for a request, is
+  not handed to a smaller request at all, and goes to a request of that size or more only if it
+  is less than ``max_non_split_rounding_mb`` (20 MiB unless set) larger; otherwise a new segment
+  is made (``get_free_block``, ``should_split``).
 - A freed block merges with its free neighbours in the same segment (``free_block``,
   ``try_merge_blocks``). In a graph's private pool a block freed during capture is reused by
   later requests of the same capture as in any pool.
@@ -61,6 +65,52 @@ def allocation_size(size: int) -> int:
     return ROUND_LARGE * -(-size // ROUND_LARGE)
 
 
+@dataclass(frozen=True)
+class AllocatorSettings:
+    """The allocator settings the model covers, as PYTORCH_CUDA_ALLOC_CONF sets them."""
+
+    expandable_segments: bool = False
+    max_split_size: int | None = None  # bytes; None: unlimited, PyTorch's default
+    max_non_split_rounding: int = LARGE_BUFFER
+
+
+# Settings that change how a pool is laid out and that the model does not cover.
+UNMODELLED = ("roundup_power2_divisions",)
+
+
+def parse_allocator_conf(conf: str) -> AllocatorSettings:
+    """``conf`` (PYTORCH_CUDA_ALLOC_CONF's syntax) read as PyTorch reads it. Raises ValueError,
+    naming the setting, for one the model does not cover or a value PyTorch would reject."""
+    options: dict[str, str] = {}
+    depth, start = 0, 0
+    for i, char in enumerate(conf + ","):  # commas inside [...] belong to roundup_power2_divisions
+        depth += (char == "[") - (char == "]")
+        if char == "," and depth == 0:
+            key, _, value = conf[start:i].partition(":")
+            if key.strip():
+                options[key.strip().lower()] = value.strip()
+            start = i + 1
+    unmodelled = [key for key in UNMODELLED if key in options]
+    if options.get("backend", "native").lower() != "native":
+        unmodelled.append(f"backend:{options['backend']}")
+    if unmodelled:
+        raise ValueError(f"{', '.join(unmodelled)} is not modelled")
+    expandable = options.get("expandable_segments", "False")
+    if expandable not in ("True", "False"):
+        raise ValueError("expandable_segments takes True or False")
+
+    def megabytes(key: str, above: int) -> int | None:
+        if key not in options:
+            return None
+        if not options[key].isdigit() or int(options[key]) <= above:
+            raise ValueError(f"{key} takes a whole number of MiB above {above}")
+        return int(options[key]) << 20
+
+    rounding = megabytes("max_non_split_rounding_mb", 0)
+    return AllocatorSettings(expandable == "True", megabytes("max_split_size_mb", LARGE_BUFFER >> 20),
+                             LARGE_BUFFER if rounding is None else rounding)
+
+
 @dataclass(eq=False)
 class Block:
     address: int
@@ -104,8 +154,9 @@ class CachingAllocator:
     taking the size and whether the segment is for small requests), so that a replay of a recorded
     trace can place segments where the driver did."""
 
-    def __init__(self, next_segment_address=None, expandable_segments: bool = False):
-        self.expandable_segments = expandable_segments
+    def __init__(self, next_segment_address=None, settings: AllocatorSettings = AllocatorSettings()):
+        self.settings = settings
+        self.expandable_segments = settings.expandable_segments
         self.pools: dict[object, Pool] = {}
         self.events: list[SegmentEvent] = []
         self._next = next_segment_address or self._counting_addresses()
@@ -132,7 +183,7 @@ class CachingAllocator:
         index = bisect.bisect_left(free, (size, -1))
         if self.expandable_segments and index + 1 < len(free) and not _mapped_after(free[index][2]):
             index += 1  # the free block that ends the mapped part ranks by what it could grow to
-        if index < len(free):
+        if index < len(free) and self._may_take(free[index][2], size):
             _, _, block = free.pop(index)
         elif self.expandable_segments:
             block = self._map(pool, size, small)
@@ -143,7 +194,7 @@ class CachingAllocator:
             self.events.append(SegmentEvent("segment_alloc", address, segment))
             block = Block(address, segment, small, address)
         remaining = block.size - size
-        if (remaining >= MIN_BLOCK) if small or self.expandable_segments else (remaining > SMALL_SIZE):
+        if (remaining >= MIN_BLOCK) if small or self.expandable_segments else (remaining > SMALL_SIZE and self._splits(size)):
             rest = Block(block.address + size, remaining, small, block.segment, prev=block, next=block.next)
             if block.next is not None:
                 block.next.prev = rest
@@ -151,6 +202,18 @@ class CachingAllocator:
             bisect.insort(free, (rest.size, rest.address, rest))
         block.allocated = True
         return block
+
+    def _may_take(self, block: Block, size: int) -> bool:
+        """Whether the best-fitting free block may serve ``size`` under ``max_split_size``."""
+        limit = self.settings.max_split_size
+        if limit is None:
+            return True
+        if size < limit:
+            return block.size < limit
+        return block.size < size + self.settings.max_non_split_rounding
+
+    def _splits(self, size: int) -> bool:
+        return self.settings.max_split_size is None or size < self.settings.max_split_size
 
     def _map(self, pool: Pool, size: int, small: bool) -> Block:
         """Map pages at the end of the pool's expandable segment until the free block ending its
@@ -246,7 +309,8 @@ def replay_recorded_captures(snapshot: dict) -> Replay:
                 and event["addr"] < private[i][0] + private[i][1])
 
     events = [e for trace in snapshot["device_traces"] for e in trace]
-    expandable = bool(snapshot.get("allocator_settings", {}).get("expandable_segments", False))
+    settings = parse_allocator_conf(snapshot.get("allocator_settings", {}).get("PYTORCH_CUDA_ALLOC_CONF", ""))
+    expandable = settings.expandable_segments
     recorded = [e for e in events if e["action"] == ("segment_map" if expandable else "segment_alloc") and in_graph_pool(e)]
     if expandable:  # the pool's one segment for small requests and one for large: where their pages begin
         bases = {small: address for address, _, small in reversed(private)}
@@ -254,7 +318,7 @@ def replay_recorded_captures(snapshot: dict) -> Replay:
     else:  # more segments than recorded: a mismatch
         addresses, beyond = iter([e["addr"] for e in recorded]), CachingAllocator._counting_addresses()
         place = lambda size, small: next(addresses, None) or beyond(size, small)
-    model = CachingAllocator(place, expandable)
+    model = CachingAllocator(place, settings)
     live: dict[int, Block] = {}
     allocations = misplaced = 0
     for event in events:

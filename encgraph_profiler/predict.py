@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .allocator_model import CachingAllocator, round_size
+from .allocator_model import AllocatorSettings, CachingAllocator, parse_allocator_conf, round_size
 from .errors import EnvironmentProblem
 from .models.base import DTYPES
 from .profile import Prepared
@@ -30,10 +30,9 @@ class PredictedBudget:
     eager_peak_bytes: int  # the most its forward has allocated at once
 
 
-def predict(setup: Prepared, expandable_segments: bool = False) -> list[PredictedBudget]:
+def predict(setup: Prepared, allocator: AllocatorSettings = AllocatorSettings()) -> list[PredictedBudget]:
     """The encoder pools, budget by budget in capture order, as ``profile`` would measure them
-    with the same settings (and ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`` where
-    ``expandable_segments``). Capturing as vLLM does, each graph's outputs are copied out and freed
+    with the same settings, the allocator's included. Capturing as vLLM does, each graph's outputs are copied out and freed
     in its pool when the capture ends."""
     import torch
 
@@ -42,7 +41,7 @@ def predict(setup: Prepared, expandable_segments: bool = False) -> list[Predicte
     settings, adapter = setup.settings, setup.spec.adapter
     with torch.device("meta"):
         tower = adapter.build_tower(setup.tower_config, settings.dtype, settings.attn)
-    model = CachingAllocator(expandable_segments=expandable_segments)
+    model = CachingAllocator(settings=allocator)
     layouts = sorted(setup.layouts, key=lambda l: l.budget, reverse=settings.order == "largest-first")
     results, live = [], 0
     for layout in layouts:
@@ -82,9 +81,8 @@ def _peak(events) -> int:
     return peak
 
 
-# Allocator settings that change how a pool is laid out and that the model does not cover.
-_UNMODELLED = ("max_split_size_mb", "roundup_power2_divisions", "max_non_split_rounding_mb")
-
+# The compute capability of the GPU whose kernels the trace's rules were read from (trace.py).
+RULES_FOUND_ON = (9, 0)
 
 def allocator_conf() -> str:
     """The allocator settings a CUDA run of this process would read (PyTorch reads
@@ -93,29 +91,15 @@ def allocator_conf() -> str:
     return conf if conf is not None else os.environ.get("PYTORCH_ALLOC_CONF", "")
 
 
-def expandable_segments(conf: str) -> bool:
-    """Whether ``conf`` turns expandable segments on; settings the model does not cover are refused
-    (exit 3) rather than guessed."""
-    options: dict[str, str] = {}
-    depth, start = 0, 0
-    for i, char in enumerate(conf + ","):  # commas inside [...] belong to roundup_power2_divisions
-        depth += (char == "[") - (char == "]")
-        if char == "," and depth == 0:
-            key, _, value = conf[start:i].partition(":")
-            if key.strip():
-                options[key.strip().lower()] = value.strip()
-            start = i + 1
-    unmodelled = [key for key in _UNMODELLED if key in options]
-    if options.get("backend", "native").lower() != "native":
-        unmodelled.append(f"backend:{options['backend']}")
-    if unmodelled:
+def allocator_settings(conf: str) -> AllocatorSettings:
+    """``conf`` as the allocator model takes it; a setting it does not cover is refused (exit 3)
+    rather than guessed."""
+    try:
+        return parse_allocator_conf(conf)
+    except ValueError as error:
         raise EnvironmentProblem(
-            f"allocator setting {', '.join(unmodelled)} (PYTORCH_CUDA_ALLOC_CONF={conf}): predict models PyTorch's native "
-            "allocator with its default splitting and rounding, and expandable_segments; unset it to predict, or profile on a GPU with it")
-    value = options.get("expandable_segments", "false").lower()
-    if value not in ("true", "false"):
-        raise EnvironmentProblem(f"PYTORCH_CUDA_ALLOC_CONF={conf}: expandable_segments takes True or False, as PyTorch requires")
-    return value == "true"
+            f"PYTORCH_CUDA_ALLOC_CONF={conf}: {error}; predict models PyTorch's native allocator with expandable_segments, "
+            "max_split_size_mb and max_non_split_rounding_mb; unset the others to predict, or profile on a GPU with them") from None
 
 
 def predicted_report(setup: Prepared, decoder, capability: tuple[int, int]):
@@ -129,9 +113,9 @@ def predicted_report(setup: Prepared, decoder, capability: tuple[int, int]):
     from .report import BudgetResult, PoolName, PoolUsage, Provenance, Report
 
     conf = allocator_conf()
-    expandable = expandable_segments(conf)
+    settings = allocator_settings(conf)
     started = time.perf_counter()
-    predicted = predict(setup, expandable)
+    predicted = predict(setup, settings)
     layouts = {layout.budget: layout for layout in setup.layouts}
     budgets = tuple(sorted((BudgetResult(
         budget=p.budget, items=layouts[p.budget].items, tokens=layouts[p.budget].tokens,
@@ -153,6 +137,11 @@ def predicted_report(setup: Prepared, decoder, capability: tuple[int, int]):
         torch=torch.__version__, transformers=transformers.__version__, encgraph=__version__, allocator_conf=conf,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+    warnings = () if capability == RULES_FOUND_ON else (
+        f"predicted for compute capability {capability[0]}.{capability[1]} with kernel rules found on an H100 "
+        f"({RULES_FOUND_ON[0]}.{RULES_FOUND_ON[1]}): sdpa's buffers and cuDNN's convolution workspace may differ on "
+        "that GPU; profile there to confirm",)
     return Report(schema_version=SCHEMA_VERSION, provenance=provenance, settings=setup.settings, model=setup.facts,
                   budgets=budgets, pools=pools, graph_counts=_graph_counts_report(setup.graph_counts, decoder),
-                  process_used_bytes=None, wall_ms=(time.perf_counter() - started) * 1000, predicted=True)
+                  process_used_bytes=None, wall_ms=(time.perf_counter() - started) * 1000, warnings=warnings,
+                  predicted=True)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from encgraph_profiler.allocator_model import CachingAllocator, allocation_size, replay_recorded_captures, round_size
+from encgraph_profiler.allocator_model import (AllocatorSettings, CachingAllocator, allocation_size, parse_allocator_conf,
+                                               replay_recorded_captures, round_size)
 
 MiB = 1 << 20
 SNAPSHOTS = sorted((Path(__file__).parent / "data" / "memory_snapshot").glob("*.pickle.gz"))
@@ -56,7 +57,7 @@ def test_private_pools_do_not_share_blocks():
 
 
 def test_expandable_segments_map_pages_at_the_end_of_one_segment():
-    model = CachingAllocator(expandable_segments=True)
+    model = CachingAllocator(settings=AllocatorSettings(expandable_segments=True))
     a = model.malloc(3 * MiB)  # one 20 MiB page mapped; split even though under 1 MiB would remain below
     b = model.malloc(17 * MiB - 512)  # the rest of the page but 512 bytes: still split off
     assert [(e.action, e.size) for e in model.events] == [("segment_map", 20 * MiB)]
@@ -73,12 +74,44 @@ def test_expandable_segments_map_pages_at_the_end_of_one_segment():
 
 
 def test_expandable_best_fit_keeps_the_growable_end_for_last():
-    model = CachingAllocator(expandable_segments=True)
+    model = CachingAllocator(settings=AllocatorSettings(expandable_segments=True))
     front = model.malloc(6 * MiB)
     model.malloc(12 * MiB)  # 2 MiB of the 20 MiB page stay free at the end, which could grow
     model.free(front)  # 6 MiB free at the front
     # plain best fit would take the 2 MiB at the end; the allocator ranks it by what it could grow to
     assert model.malloc(MiB + MiB // 2).address == front.address
+
+
+def test_max_split_size_keeps_oversized_blocks_whole_and_for_large_requests():
+    model = CachingAllocator(settings=parse_allocator_conf("max_split_size_mb:40"))
+    big = model.malloc(50 * MiB)
+    model.free(big)
+    small = model.malloc(30 * MiB)  # the free 50 MiB block is oversized for it: a new segment
+    assert [e.size for e in model.events] == [50 * MiB, 30 * MiB] and small.address != big.address
+    whole = model.malloc(45 * MiB)  # within 20 MiB of the request: taken whole, not split
+    assert whole.address == big.address and whole.size == 50 * MiB and len(model.events) == 2
+    model.free(whole)
+    assert model.malloc(29 * MiB).address != big.address  # under the limit never takes it
+    plain = CachingAllocator()
+    plain.free(plain.malloc(50 * MiB))
+    assert plain.malloc(45 * MiB).size == 45 * MiB  # PyTorch's default splits it
+
+
+@pytest.mark.parametrize("conf, error", [
+    ("roundup_power2_divisions:[256:1,>:4]", "roundup_power2_divisions is not modelled"),
+    ("backend:cudaMallocAsync", "backend:cudaMallocAsync is not modelled"),
+    ("max_split_size_mb:20", "max_split_size_mb takes a whole number of MiB above 20"),
+    ("expandable_segments:true", "expandable_segments takes True or False"),
+])
+def test_settings_the_model_does_not_cover_are_refused(conf, error):
+    with pytest.raises(ValueError, match=error.replace("[", r"\[")):
+        parse_allocator_conf(conf)
+
+
+def test_settings_are_read_as_pytorch_reads_them():
+    assert parse_allocator_conf("") == AllocatorSettings()
+    assert parse_allocator_conf("expandable_segments:True, max_split_size_mb:128,max_non_split_rounding_mb:64,"
+                                "garbage_collection_threshold:0.6") == AllocatorSettings(True, 128 * MiB, 64 * MiB)
 
 
 @pytest.mark.parametrize("path", SNAPSHOTS, ids=lambda p: p.name)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from encgraph_profiler.allocator_model import round_size
+from encgraph_profiler.allocator_model import parse_allocator_conf, round_size
 from encgraph_profiler.cli import app
 from encgraph_profiler.predict import predict
 from encgraph_profiler.profile import ProfileRequest, prepare
@@ -39,8 +39,9 @@ def test_predicted_pool_equals_the_recorded_runs(name):
     """The pool the run measured (its graph pools' segments in the recorded snapshot), predicted to
     the byte from the model's config alone."""
     run, snapshot = RUNS[name], _snapshot(name)
-    assert snapshot["allocator_settings"]["expandable_segments"] == run.get("expandable_segments", False)
-    predicted = predict(_setup(run), run.get("expandable_segments", False))
+    conf = snapshot["allocator_settings"]["PYTORCH_CUDA_ALLOC_CONF"]
+    assert conf == run.get("allocator_conf", "")
+    predicted = predict(_setup(run), parse_allocator_conf(conf))
     assert predicted[-1].pool_reserved_bytes == _graph_pool_bytes(snapshot)
     assert predicted[-1].pool_segments == sum(tuple(s["segment_pool_id"]) != (0, 0) for s in snapshot["segments"])
 
@@ -148,25 +149,27 @@ def test_plan_model_without_a_gpu_predicts_and_says_so(monkeypatch):
 
 def test_cli_refuses_bad_input(monkeypatch):
     runner = CliRunner()
-    for conf in ("max_split_size_mb:128", "expandable_segments:True,roundup_power2_divisions:[256:1,>:4]", "backend:cudaMallocAsync"):
+    for conf in ("expandable_segments:True,roundup_power2_divisions:[256:1,>:4]", "backend:cudaMallocAsync", "expandable_segments:yes"):
         monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", conf)
         refused = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl"])
         assert refused.exit_code == 3 and "predict models PyTorch's native allocator" in refused.output, conf
-    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:yes")
-    assert runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl"]).exit_code == 3
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:128")
+    taken = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--budgets", "64", "--format", "json"])
+    assert taken.exit_code == 0 and json.loads(taken.stdout)["provenance"]["allocator_conf"] == "max_split_size_mb:128"
     monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF")
     assert runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--gpu-capability", "nine"]).exit_code == 2
     clash = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--as", "vllm", "--pool", "per-graph"])
     assert clash.exit_code == 2 and "--as vllm means --pool shared" in clash.output
     old = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--budgets", "64", "--gpu-capability", "7.5", "--format", "json"])
     assert old.exit_code == 0 and json.loads(old.stdout)["settings"]["attn"] == "sdpa"
+    assert "compute capability 7.5 with kernel rules found on an H100" in json.loads(old.stdout)["warnings"][0]
+    h100 = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--budgets", "64", "--format", "json"])
+    assert h100.exit_code == 0 and json.loads(h100.stdout)["warnings"] == []
 
 
 def test_vllm_capture_frees_each_graphs_outputs_in_its_pool():
     """Captured as vLLM captures, outputs are copied out and their blocks freed in the pool (later
     captures may reuse them); captured plainly, every graph's outputs stay in use."""
-    from encgraph_profiler.allocator_model import round_size
-
     base = ProfileRequest(model="qwen2-vl-2b", budgets=(1024, 2048), max_items=8, attn="sdpa")
     plain = predict(prepare(base))
     vllm = predict(prepare(ProfileRequest(**{**base.__dict__, "capture": "vllm"})))

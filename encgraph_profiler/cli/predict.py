@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 from ..models.registry import DEFAULT_MODEL
-from .common import Format, err, handled, out
+from .common import Format, err, handled, out, warn
 
 EPILOG = """\
 Examples:
@@ -22,8 +22,9 @@ captures them. `--attn auto` predicts for a GPU of compute capability --gpu-capa
 an H100: the packed varlen kernel for Qwen-style towers). The report is profile's, marked predicted
 (no times, no replay, nothing outside the allocator): `check` compares predictions with predictions,
 `plan --from` plans with one (give --gpu). Checked against measured pools on an H100: see the README.
-It reads PYTORCH_CUDA_ALLOC_CONF as a CUDA run would: expandable_segments:True is modelled;
-max_split_size_mb, roundup_power2_divisions and the cudaMallocAsync backend are refused.
+It reads PYTORCH_CUDA_ALLOC_CONF as a CUDA run would: expandable_segments, max_split_size_mb and
+max_non_split_rounding_mb are modelled; roundup_power2_divisions and the cudaMallocAsync backend
+are refused.
 Exit codes: 0 ok, 2 bad input, 3 such an allocator setting.
 """
 
@@ -50,7 +51,7 @@ def predict(
     from .. import render, report as report_io
     from ..errors import UsageError
     from ..ladder import resolve_budgets
-    from ..predict import allocator_conf, expandable_segments, predicted_report
+    from ..predict import allocator_conf, allocator_settings, predicted_report
     from ..profile import ProfileRequest, prepare, strategy
 
     try:
@@ -59,7 +60,7 @@ def predict(
             raise ValueError
     except ValueError:
         raise UsageError(f"--gpu-capability {gpu_capability!r}: give MAJOR.MINOR, such as 9.0 or 8.6") from None
-    expandable_segments(allocator_conf())  # refuse an unmodelled setting before any work
+    allocator_settings(allocator_conf())  # refuse an unmodelled setting before any work
     pool, order, capture = strategy(engine, pool, order, capture)
     request = ProfileRequest(model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision, max_items=max_items,
                              dtype=dtype, attn=attn, pool=pool, order=order, capture=capture, max_frames_per_batch=max_frames_per_batch)
@@ -71,6 +72,8 @@ def predict(
     setup = prepare(request, capability)
     err.print(f"predicting {len(setup.layouts)} budgets of {setup.spec.name} ({setup.settings.attn}) on meta tensors")
     report = predicted_report(setup, request.decoder, capability)
+    for message in report.warnings:
+        warn(message)
     if json_path is not None:
         report_io.save(report, json_path)
         err.print(f"report written to {json_path}")
