@@ -140,11 +140,11 @@ def gate_problems(report: Report, role: str) -> tuple[str, ...]:
         problems.append(f"the {role} report has no measured budgets")
     if report.stopped_by:
         problems.append(f"the {role} report's run stopped early ({report.stopped_by})")
-    not_measured = [f"{u.budget} ({u.status.value.replace('_', ' ')})" for u in report.unmeasured]
+    not_measured = [f"{u.label} ({u.status.value.replace('_', ' ')})" for u in report.unmeasured]
     if not_measured:
         problems.append(f"the {role} report did not measure budget {', '.join(not_measured)}")
     if report.replay_mismatches:
-        problems.append(f"the {role} report's replay differed from eager at budget {', '.join(map(str, report.replay_mismatches))}")
+        problems.append(f"the {role} report's replay differed from eager at budget {', '.join(report.replay_mismatches)}")
     return tuple(problems)
 
 
@@ -198,10 +198,10 @@ def compare(
             "refresh the baseline, or pass --allow-env-mismatch to compare anyway"
         )
     rows: list[Row] = []
-    base_budgets = {b.budget: b for b in baseline.budgets}
-    cur_budgets = {b.budget: b for b in current.budgets}
-    for budget in sorted(set(base_budgets) | set(cur_budgets), reverse=True):
-        scope = f"budget {budget}"
+    base_budgets = {(b.path, b.budget): b for b in baseline.budgets}
+    cur_budgets = {(b.path, b.budget): b for b in current.budgets}
+    for budget in sorted(set(base_budgets) | set(cur_budgets), key=lambda key: (key[0], -key[1])):
+        scope = f"budget {budget[0]}:{budget[1]}" if budget[0] else f"budget {budget[1]}"
         if budget not in cur_budgets:
             rows.append(Row(scope, "pool_reserved_bytes", base_budgets[budget].pool_reserved_bytes, None, None, RowStatus.ONLY_IN_BASELINE))
             continue

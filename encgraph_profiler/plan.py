@@ -280,7 +280,7 @@ def plan(report: Report, inputs: PlanInputs) -> CapacityPlan:
     return CapacityPlan(
         model=report.settings.model,
         gpu=inputs.gpu,
-        budgets=tuple(b.budget for b in report.budgets),
+        budgets=tuple(sorted({b.budget for b in report.budgets})),  # each once, whatever the encoder paths
         max_items=report.settings.max_items,
         terms=tuple(terms),
         kv_cache_bytes=kv,
@@ -309,7 +309,7 @@ def _fitting_ladder(report: Report, inputs: PlanInputs, activation: int) -> tupl
     all. Only the full ladder's pool was measured: a shorter ladder's pool is estimated in
     proportion to its largest budget (a largest-first ladder's pool is that of its largest
     budget). The activation term stays: batches above the top budget still run eagerly."""
-    budgets = sorted(b.budget for b in report.budgets)
+    budgets = sorted({b.budget for b in report.budgets})
     full_pool = report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
     per_token = _kv_per_token(report, inputs.kv_cache_dtype)
     needed = (_max_len(inputs, report) or 1) * (per_token or 0)

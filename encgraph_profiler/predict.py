@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from .allocator_model import AllocatorSettings, CachingAllocator, parse_allocator_conf, round_size
 from .errors import EnvironmentProblem
 from .models.base import DTYPES
-from .profile import Prepared
+from .profile import Prepared, _capture_order
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class PredictedBudget:
     allocations: int  # requests its capture makes
     input_bytes: int  # its static inputs, as the allocator would round them
     eager_peak_bytes: int  # the most its forward has allocated at once
+    path: str = ""  # the encoder path of its graph, for families with more than one
 
 
 def predict(setup: Prepared, allocator: AllocatorSettings = AllocatorSettings()) -> list[PredictedBudget]:
@@ -42,10 +43,10 @@ def predict(setup: Prepared, allocator: AllocatorSettings = AllocatorSettings())
     with torch.device("meta"):
         tower = adapter.build_tower(setup.tower_config, settings.dtype, settings.attn)
     model = CachingAllocator(settings=allocator)
-    layouts = sorted(setup.layouts, key=lambda l: l.budget, reverse=settings.order == "largest-first")
+    layouts = _capture_order(setup.layouts, adapter.paths, settings.order == "largest-first")
     results, live = [], 0
     for layout in layouts:
-        pool = "graph" if settings.pool == "shared" else layout.budget
+        pool = "graph" if settings.pool == "shared" else layout.label
         inputs = adapter.make_inputs(tower, setup.tower_config, layout, settings.dtype, torch.device("meta"),
                                      torch.Generator().manual_seed(settings.seed))
         with torch.inference_mode():
@@ -64,7 +65,7 @@ def predict(setup: Prepared, allocator: AllocatorSettings = AllocatorSettings())
         inputs_bytes = sum(round_size(t.untyped_storage().nbytes()) for t in inputs.values() if isinstance(t, torch.Tensor) and t.is_meta)
         segments = sum(len(p.segments) for p in model.pools.values())
         results.append(PredictedBudget(layout.budget, after - before, after, segments, sum(outputs.values()), live,
-                                       sum(k == "alloc" for k, _, _ in events), inputs_bytes, _peak(events)))
+                                       sum(k == "alloc" for k, _, _ in events), inputs_bytes, _peak(events), layout.path))
     return results
 
 
@@ -116,13 +117,13 @@ def predicted_report(setup: Prepared, decoder, capability: tuple[int, int]):
     settings = allocator_settings(conf)
     started = time.perf_counter()
     predicted = predict(setup, settings)
-    layouts = {layout.budget: layout for layout in setup.layouts}
+    layouts = {(layout.path, layout.budget): layout for layout in setup.layouts}
     budgets = tuple(sorted((BudgetResult(
-        budget=p.budget, items=layouts[p.budget].items, tokens=layouts[p.budget].tokens,
-        input_patches=layouts[p.budget].input_patches, pool_growth_bytes=p.pool_growth_bytes,
+        budget=p.budget, items=layouts[p.path, p.budget].items, tokens=layouts[p.path, p.budget].tokens,
+        input_patches=layouts[p.path, p.budget].input_patches, pool_growth_bytes=p.pool_growth_bytes,
         pool_reserved_bytes=p.pool_reserved_bytes, static_io_bytes=p.input_bytes, output_bytes=p.output_bytes,
         non_allocator_bytes=None, eager_peak_bytes=p.eager_peak_bytes, capture_ms=None, eager_ms=None, replay_ms=None,
-        replay_matches_eager=None, replay_max_abs_diff=None) for p in predicted), key=lambda b: b.budget))
+        replay_matches_eager=None, replay_max_abs_diff=None, path=p.path) for p in predicted), key=lambda b: (b.path, b.budget)))
     total, live = predicted[-1].pool_reserved_bytes, predicted[-1].live_bytes
     weights = setup.facts.tower_parameters * DTYPES[setup.settings.dtype]
     inputs = sum(p.input_bytes for p in predicted)

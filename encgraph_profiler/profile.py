@@ -125,7 +125,7 @@ class Prepared:
     tower_config: object  # what the adapter builds the captured part from
     settings: Settings
     facts: ModelFacts
-    layouts: tuple[Layout, ...]  # largest budget first: the capture order
+    layouts: tuple[Layout, ...]  # path by path, largest budget first: the capture order
     graph_counts: GraphCounts
 
 
@@ -188,10 +188,11 @@ def prepare(request: ProfileRequest, capability: tuple[int, int] | None = None) 
         raise UsageError(f"--max-frames-per-batch: vLLM captures no video layout for {adapter.family}, only images; drop it")
     items = (resolve_max_items(request.budgets, request.max_items, adapter.min_budget(tower_config))
              if adapter.takes_max_items else None)
-    layouts = tuple(adapter.layout(tower_config, b, items or 0) for b in sorted(request.budgets, reverse=True))
+    layouts = tuple(sorted((l for b in request.budgets for l in adapter.layouts(tower_config, b, items or 0)),
+                           key=lambda l: (adapter.paths.index(l.path), -l.budget)))  # path by path, largest first
     if request.capture == "vllm":
         layouts = tuple(adapter.vllm_layout(layout, tower_config, request.max_frames_per_batch) for layout in layouts)
-    counts = graph_counts(request.decoder, request.budgets)
+    counts = graph_counts(request.decoder, tuple(l.budget for l in layouts))
     settings = Settings(
         model=spec.name,
         family=adapter.family,
@@ -259,10 +260,17 @@ def _copied_to(run: Callable[[], tuple], buffers: tuple) -> Callable[[], tuple]:
     return lambda: tuple(b.copy_(o) for b, o in zip(buffers, run(), strict=True))
 
 
+def _capture_order(layouts, paths: tuple[str, ...], largest_first: bool) -> list[Layout]:
+    """The order the graphs are captured in: path by path (as the adapter lists them), each path's
+    budgets largest or smallest first."""
+    return sorted(layouts, key=lambda l: (paths.index(l.path), -l.budget if largest_first else l.budget))
+
+
 def _fit_estimate(ready: list[_Ready], layout: Layout) -> int | None:
     """Bytes the budget's inputs and eager forward need, scaled from the largest budget warmed up
     so far. Activation memory grows at least in proportion to the tokens, so this undercounts
     rather than overcounts: a budget it says cannot fit would not have fitted."""
+    ready = [r for r in ready if r.layout.path == layout.path]  # each path has its own tower work
     if not ready:
         return None
     largest = max(ready, key=lambda r: r.layout.tokens)
@@ -305,11 +313,11 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
 
     ready: list[_Ready] = []
     results: list[BudgetResult] = []
-    unmeasured: dict[int, UnmeasuredBudget] = {}
+    unmeasured: dict[str, UnmeasuredBudget] = {}  # by graph label
     graphs: list[Any] = []  # every graph must stay referenced until the final sample: each one holds the pool
     stopped_by: str | None = None
-    capture_order: list[int] = []  # budgets in the order their captures started
-    failed_captures: list[int] = []  # budgets whose capture ran out of memory, leaving blocks in the pool
+    capture_order: list[str] = []  # graphs (labels) in the order their captures started
+    failed_captures: list[str] = []  # graphs whose capture ran out of memory, leaving blocks in the pool
     done = 0
     as_vllm = request.capture == "vllm"
     # vLLM's capture loop never empties the cache; encgraph's own settles before each step so that
@@ -323,12 +331,12 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
         """Make the budget's inputs and warm it up; None (recorded) where it cannot fit."""
         nonlocal done
         done += 1
-        report_progress(f"warming up budget {layout.budget}", done, steps)
+        report_progress(f"warming up budget {layout.label}", done, steps)
         between_steps()
         needed = _fit_estimate(ready, layout)
         free = device.free_bytes()
         if needed is not None and needed > free:
-            unmeasured[layout.budget] = UnmeasuredBudget(
+            unmeasured[layout.label] = UnmeasuredBudget(
                 layout.budget, BudgetStatus.OUT_OF_MEMORY,
                 f"not run: the smaller budgets scale to at least {gib(needed)} GiB for its inputs and eager "
                 f"forward, and {gib(free)} GiB is free",
@@ -348,10 +356,11 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
                 run = _copied_to(run, buffers)
         except DeviceOutOfMemory as oom:
             inputs = None  # its memory goes back at the next settle
-            unmeasured[layout.budget] = UnmeasuredBudget(layout.budget, BudgetStatus.OUT_OF_MEMORY, str(oom), oom.requested_bytes)
+            unmeasured[layout.label] = UnmeasuredBudget(layout.budget, BudgetStatus.OUT_OF_MEMORY, str(oom), oom.requested_bytes,
+                                                        layout.path)
             return None
         finally:
-            phases.append(Phase(f"warm-up budget={layout.budget}", began, device.clock_us()))
+            phases.append(Phase(f"warm-up budget={layout.label}", began, device.clock_us()))
         item = _Ready(layout, run, io_bytes, eager.reference, eager.eager_ms, eager.peak_bytes, buffer_bytes)
         ready.append(item)
         return item
@@ -361,30 +370,31 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
         nonlocal done
         layout = item.layout
         done += 1
-        report_progress(f"capturing budget {layout.budget}", done, steps)
+        report_progress(f"capturing budget {layout.label}", done, steps)
         if request.pool == "per-graph":
             pools.append(device.new_pool())
         between_steps()
         before = device.sample(pools)
         began = device.clock_us()
-        capture_order.append(layout.budget)
+        capture_order.append(layout.label)
         try:
-            captured = device.capture(item.run, pools[-1], stream, f"budget {layout.budget}")
+            captured = device.capture(item.run, pools[-1], stream, f"budget {layout.label}")
         except DeviceOutOfMemory as oom:
-            unmeasured[layout.budget] = UnmeasuredBudget(layout.budget, BudgetStatus.OUT_OF_MEMORY, str(oom), oom.requested_bytes)
-            failed_captures.append(layout.budget)
+            unmeasured[layout.label] = UnmeasuredBudget(layout.budget, BudgetStatus.OUT_OF_MEMORY, str(oom), oom.requested_bytes,
+                                                        layout.path)
+            failed_captures.append(layout.label)
             return True
         except CaptureFailure as failure:
-            unmeasured[layout.budget] = UnmeasuredBudget(layout.budget, BudgetStatus.CAPTURE_FAILED, str(failure))
+            unmeasured[layout.label] = UnmeasuredBudget(layout.budget, BudgetStatus.CAPTURE_FAILED, str(failure), path=layout.path)
             return False
         finally:
-            phases.append(Phase(f"budget={layout.budget}", began, device.clock_us()))
+            phases.append(Phase(f"budget={layout.label}", began, device.clock_us()))
         between_steps()
         after = device.sample(pools)
         replayed = device.replay(captured, item.reference)
         graphs.append(captured)
         results.append(_budget_result(item, before, after, captured, replayed))
-        report_progress(f"captured budget {layout.budget}", done, steps)
+        report_progress(f"captured budget {layout.label}", done, steps)
         return True
 
     largest_first = request.order == "largest-first"
@@ -394,7 +404,7 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
     estimate_start = (device.sample(pools), device.driver_free_bytes()) if as_vllm else None
     try:
         if as_vllm:  # vLLM's loop: each budget's inputs, one warm-up, its capture, budget after budget
-            for layout in sorted(setup.layouts, key=lambda l: l.budget, reverse=largest_first):
+            for layout in _capture_order(setup.layouts, adapter.paths, largest_first):
                 item = warm(layout)
                 if item is not None and not capture(item):
                     stopped_by = "capture failure"
@@ -402,7 +412,8 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
         else:  # every warm-up first, smallest first so that each can judge the next; then the captures
             for layout in reversed(setup.layouts):
                 warm(layout)
-            for item in sorted(ready, key=lambda r: r.layout.budget, reverse=largest_first):
+            captures = {layout.label: i for i, layout in enumerate(_capture_order(setup.layouts, adapter.paths, largest_first))}
+            for item in sorted(ready, key=lambda r: captures[r.layout.label]):
                 if not capture(item):
                     stopped_by = "capture failure"
                     break
@@ -410,19 +421,19 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
         stopped_by = "SIGTERM" if isinstance(signal, Terminated) else "SIGINT"
     estimate = _vllm_estimate(device, pools, estimate_start, ready) if as_vllm and not stopped_by else None
 
-    measured = {r.budget for r in results}
+    measured = {r.label for r in results}
     for layout in setup.layouts:
-        if layout.budget not in measured and layout.budget not in unmeasured:
+        if layout.label not in measured and layout.label not in unmeasured:
             reason = f"not run: the ladder stopped ({stopped_by}) before this budget" if stopped_by else "not run"
-            unmeasured[layout.budget] = UnmeasuredBudget(layout.budget, BudgetStatus.NOT_RUN, reason)
+            unmeasured[layout.label] = UnmeasuredBudget(layout.budget, BudgetStatus.NOT_RUN, reason, path=layout.path)
     if failed_captures:
         first_failed = min(failed_captures, key=capture_order.index)
         later = capture_order[capture_order.index(first_failed) + 1:]
-        after_failure = [b for b in later if b in {r.budget for r in results}]
+        after_failure = [b for b in later if b in measured]
         if after_failure:
             warnings.append(
                 f"the capture of budget {first_failed} ran out of memory; the pool figures of budgets "
-                f"{', '.join(map(str, after_failure))}, captured after it, include what it left in the encoder pools"
+                f"{', '.join(after_failure)}, captured after it, include what it left in the encoder pools"
             )
 
     if request.memory_snapshot is not None:
@@ -439,19 +450,19 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
         gc.collect()
         device.settle()
         release = _release_check(held, device.sample(pools))
-    mismatched = [f"replay differs from eager for budget {b.budget}" for b in results if not b.replay_matches_eager]
+    mismatched = [f"replay differs from eager for budget {b.label}" for b in results if not b.replay_matches_eager]
     return Report(
         schema_version=SCHEMA_VERSION,
         provenance=provenance,
         settings=setup.settings,
         model=setup.facts,
-        budgets=tuple(sorted(results, key=lambda r: r.budget)),
+        budgets=tuple(sorted(results, key=lambda r: (r.path, r.budget))),
         pools=pool_rows,
         graph_counts=_graph_counts_report(setup.graph_counts, request.decoder),
         process_used_bytes=process_used,
         wall_ms=(time.perf_counter() - started) * 1000.0,
         warnings=tuple(warnings + pool_warnings + mismatched),
-        unmeasured=tuple(sorted(unmeasured.values(), key=lambda u: u.budget)),
+        unmeasured=tuple(sorted(unmeasured.values(), key=lambda u: (u.path, u.budget))),
         stopped_by=stopped_by,
         release=release,
         vllm_estimate=estimate,
@@ -520,6 +531,7 @@ def _budget_result(item: _Ready, before: Sample, after: Sample, captured, replay
         replay_ms=replayed.replay_ms,
         replay_matches_eager=replayed.matches,
         replay_max_abs_diff=replayed.max_abs_diff,
+        path=layout.path,
     )
 
 

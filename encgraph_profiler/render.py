@@ -34,15 +34,16 @@ def budget_table(report: Report) -> Table:
     for name in ("budget", "items", "patches", "pool growth MiB", "pool total MiB", "static I/O MiB",
                  "non-alloc MiB", "capture ms", "eager ms", "replay ms", "replay = eager"):
         table.add_column(name, justify="left" if name == "replay = eager" else "right")
-    rows = [(b.budget, b) for b in report.budgets] + [(u.budget, u) for u in report.unmeasured]
-    for _, b in sorted(rows, key=lambda r: r[0]):
+    rows = sorted([*report.budgets, *report.unmeasured], key=lambda b: (b.path, b.budget))
+    for b in rows:
+        name = f"{b.path} {b.budget:,}" if b.path else f"{b.budget:,}"  # the encoder path, where a family has several
         if isinstance(b, UnmeasuredBudget):  # why it has no figures, across the row
             asked = "" if b.requested_bytes is None else f"; {b.requested_bytes:,} bytes requested"
-            table.add_row(f"{b.budget:,}", "", "", f"[red]{b.status.value.replace('_', ' ')}[/]", "", "", "", "", "", "",
+            table.add_row(name, "", "", f"[red]{b.status.value.replace('_', ' ')}[/]", "", "", "", "", "", "",
                           f"[red]{escape(b.reason)}{asked}[/]")
             continue
         table.add_row(
-            f"{b.budget:,}", str(b.items), f"{b.input_patches:,}", mib(b.pool_growth_bytes), mib(b.pool_reserved_bytes),
+            name, str(b.items), f"{b.input_patches:,}", mib(b.pool_growth_bytes), mib(b.pool_reserved_bytes),
             mib(b.static_io_bytes), mib(b.non_allocator_bytes, signed=True), _ms(b.capture_ms), _ms(b.eager_ms),
             _ms(b.replay_ms), _replay(b),
         )

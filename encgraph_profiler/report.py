@@ -102,6 +102,11 @@ class BudgetResult:
     replay_ms: float | None
     replay_matches_eager: bool | None  # None in a prediction
     replay_max_abs_diff: float | None  # None where the difference is not finite (NaN or inf in an output)
+    path: str = ""  # the encoder path of this budget's graph, for families with more than one
+
+    @property
+    def label(self) -> str:
+        return f"{self.path}:{self.budget}" if self.path else str(self.budget)
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,11 @@ class UnmeasuredBudget:
     status: BudgetStatus
     reason: str  # one line
     requested_bytes: int | None = None  # the allocation that did not fit, when the allocator said
+    path: str = ""  # as in BudgetResult
+
+    @property
+    def label(self) -> str:
+        return f"{self.path}:{self.budget}" if self.path else str(self.budget)
 
 
 @dataclass(frozen=True)
@@ -196,8 +206,8 @@ class Report:
         return not self.unmeasured and self.stopped_by is None
 
     @property
-    def replay_mismatches(self) -> tuple[int, ...]:
-        return tuple(b.budget for b in self.budgets if b.replay_matches_eager is False)
+    def replay_mismatches(self) -> tuple[str, ...]:
+        return tuple(b.label for b in self.budgets if b.replay_matches_eager is False)
 
     @property
     def total_bytes(self) -> int | None:
@@ -348,14 +358,15 @@ def _check_consistency(report: Report) -> None:
     requested = set(report.settings.budgets)
     if any(b <= 0 for b in requested):
         raise ReportError("report.settings.budgets must be positive token counts")
-    measured = [b.budget for b in report.budgets]
-    unmeasured = [u.budget for u in report.unmeasured]
+    measured = [(b.path, b.budget) for b in report.budgets]
+    unmeasured = [(u.path, u.budget) for u in report.unmeasured]
     if len(set(measured + unmeasured)) != len(measured) + len(unmeasured):
         raise ReportError("report lists a budget twice (in budgets or unmeasured)")
-    if set(measured) | set(unmeasured) != requested:
+    covered = {budget for _, budget in measured + unmeasured}
+    if covered != requested:
         raise ReportError(
             "report.budgets and report.unmeasured do not cover report.settings.budgets "
-            f"({sorted(set(measured) | set(unmeasured))} against {sorted(requested)})"
+            f"({sorted(covered)} against {sorted(requested)})"
         )
     if report.model.kv_bytes_per_token == 0:
         raise ReportError("report.model.kv_bytes_per_token is 0; a model with a KV cache has a positive figure (null for encoder-only models)")

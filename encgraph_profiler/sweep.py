@@ -78,12 +78,12 @@ def _cell_main(cell: Cell, setup, gpu: int | None, path: Path, status: Path, thr
 
         report = profile(_request(cell), setup=setup)  # prepared in the parent, inherited
         save(report, path)
-        failed = [f"{u.budget} ({u.status.value})" for u in report.unmeasured]
+        failed = [f"{u.label} ({u.status.value})" for u in report.unmeasured]
         mismatched = report.replay_mismatches
         if failed or mismatched:
             code = int(ExitCode.CAPTURE)
             message = "; ".join(filter(None, [f"not measured: {', '.join(failed)}" if failed else "",
-                                              f"replay differed at {', '.join(map(str, mismatched))}" if mismatched else ""]))
+                                              f"replay differed at {', '.join(mismatched)}" if mismatched else ""]))
         else:
             code, message = int(ExitCode.OK), ""
     except EncgraphError as error:

@@ -117,7 +117,7 @@ def test_gate_refuses_partial_and_mismatched_reports():
     good = _run(FakeDevice())
     partial = _run(FakeDevice(stop_at_capture=(3, KeyboardInterrupt)))
     mismatched = _run(FakeDevice(mismatch={128}))
-    assert mismatched.replay_mismatches == (128,)
+    assert mismatched.replay_mismatches == ("128",)
     for bad in (partial, mismatched):
         with pytest.raises(NotGateable):
             compare(good, bad)

@@ -201,7 +201,7 @@ def _outcome(report):
         err.print(f"[red]error:[/] not measured: budget {failed}; the other budgets are in the report", soft_wrap=True)
         return ExitCode.CAPTURE
     if report.replay_mismatches:
-        err.print(f"[red]error:[/] replay differed from eager at budget {', '.join(map(str, report.replay_mismatches))}: "
+        err.print(f"[red]error:[/] replay differed from eager at budget {', '.join(report.replay_mismatches)}: "
                   "those graphs do not compute what the eager forward does", soft_wrap=True)
         return ExitCode.CAPTURE
     return None

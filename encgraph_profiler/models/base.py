@@ -47,6 +47,12 @@ class Layout:
     grids: tuple[tuple[int, int, int], ...] = ()  # [t, h, w] patch grids, dynamic-resolution towers
     meaning: str = ""  # the budget in the user's terms: "8,192 tokens = 128 images of 28x1792 px, ..."
     max_seqlen: int = 0  # the longest sequence packed attention is told of; 0: the longest there is
+    path: str = ""  # the encoder path whose graph this is, for families with more than one; "" otherwise
+
+    @property
+    def label(self) -> str:
+        """The graph's name in messages and histories: "8192", or "local:8192" on a path."""
+        return f"{self.path}:{self.budget}" if self.path else str(self.budget)
 
 
 class Adapter:
@@ -59,6 +65,9 @@ class Adapter:
     packs_sequences: bool = False  # the tower passes cu_seqlens to its attention: --attn varlen applies
     captures_video: bool = False  # vLLM captures a video layout for the family (--max-frames-per-batch)
     has_language_model: bool = True
+    # vLLM's encoder paths, each with its own set of budget graphs in the one pool, in capture order
+    # (Step3-VL: global images and local crops); ("",) for the single path of most families.
+    paths: tuple[str, ...] = ("",)
     # Fields the family reads from the model's preprocessor_config.json (image sizes, tokens per
     # image); the registry puts that file's contents under "preprocessor_config" in the config dict.
     preprocessor_fields: tuple[str, ...] = ()
@@ -155,6 +164,10 @@ class Adapter:
 
     def layout(self, vision_config, budget: int, items: int) -> Layout:
         raise NotImplementedError
+
+    def layouts(self, vision_config, budget: int, items: int) -> tuple[Layout, ...]:
+        """Every graph a budget captures: one, or one per encoder path (``paths``) it reaches."""
+        return (self.layout(vision_config, budget, items),)
 
     def vllm_layout(self, layout: Layout, vision_config, frames_per_batch: int) -> Layout:
         """``layout`` where vLLM's capture inputs differ from it (a fixed longest sequence, a video
