@@ -63,6 +63,7 @@ class FakeDevice:
         self.keep_graphs = keep_graphs  # hold every graph, as a leak elsewhere would: no pool comes back
         self._held: list = []
         self.captures = 0
+        self.captured: list[str] = []  # what each capture was, in order
         self.graph_exec = 0
 
     # -- the ledger ---------------------------------------------------------------------------
@@ -158,7 +159,8 @@ class FakeDevice:
             raise self.stop_at_capture[1]()
         if self.on_capture:
             self.on_capture(self.captures)
-        budget = int(what.split()[-1])
+        self.captured.append(what)
+        budget = int(what.split()[-1].split(":")[-1])  # "budget 4096", or "budget local:4096" on a path
         if budget in self.fail_capture:
             raise CaptureFailure(f"capture of {what} failed: operation not permitted when stream is capturing (fake)")
         with torch.inference_mode():

@@ -11,7 +11,7 @@ from encgraph_profiler.models.registry import bundled_names, resolve
 
 TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe", "tiny-qwen3.5", "tiny-qwen3.5-moe",
         "tiny-gemma3", "tiny-gemma4", "tiny-internvl", "tiny-glm4v", "tiny-glm46v", "tiny-ernie4.5-vl", "tiny-kimi-k2.5", "tiny-lfm2-vl", "tiny-llama4", "tiny-idefics3",
-        "tiny-smolvlm", "tiny-siglip", "tiny-clip"]
+        "tiny-smolvlm", "tiny-siglip", "tiny-clip"]  # tiny-step3p7 has two paths: tested below
 
 
 def test_real_models_are_bundled():
@@ -330,3 +330,43 @@ def test_lfm2_vl_layout_and_graph_are_vllms():
         theirs = torch.cat(full.model.get_image_features(inputs["pixel_values"], shapes, mask).pooler_output)
     assert ours.shape[0] == 150 and torch.equal(ours, theirs)
     assert model_facts(spec, "bfloat16").kv_bytes_per_token == 2 * 2 * 16 * 2  # the one attention layer; conv keeps none
+
+
+def test_step3p7_lays_out_two_paths_as_vllm_does():
+    """Global images of 728 px (169 tokens each, at most k of them) and local crops of 504 px (81
+    tokens each, k not applying), each budget a graph on each path it reaches."""
+    from encgraph_profiler.models.step3p7 import Step3p7Adapter
+    from transformers import Step3p7Config
+
+    adapter, config = Step3p7Adapter(), Step3p7Config()
+    assert adapter.min_budget(config) == 169
+    glob, local = adapter.layouts(config, 1024, 8)
+    assert (glob.path, glob.items, glob.tokens, glob.input_patches) == ("global", 6, 1014, 6 * 52 * 52)
+    assert (local.path, local.items, local.tokens, local.input_patches) == ("local", 12, 972, 12 * 36 * 36)
+    assert adapter.layouts(config, 8192, 8)[0].items == 8  # capped at k; the crops are not
+    assert adapter.layouts(config, 8192, 8)[1].items == 101
+    assert local.meaning == "1,024 tokens = 12 local crops of 504x504 px, 15,552 ViT patches downsampled to 81 tokens each"
+    with pytest.raises(UsageError, match="below one Step-3.7 image"):
+        adapter.layouts(config, 168, 8)
+
+
+def test_step3p7_graphs_compute_what_the_model_computes():
+    """Each path's captured forward (rotary embedding given) equals the whole model's image
+    features for the same pixels, weight for weight."""
+    spec = resolve("tiny-step3p7")
+    adapter = spec.adapter
+    config = adapter.tower_config(spec.config)
+    tower = adapter.build_tower(config, "float32", "sdpa")
+    model = adapter.full_model_class()._from_config(adapter.full_config(spec.config)).eval().model
+    tower.vision_model.load_state_dict(model.vision_model.state_dict())
+    tower.multi_modal_projector.load_state_dict(model.multi_modal_projector.state_dict())
+    glob, local = adapter.layouts(config, 162, 2)
+    images = adapter.make_inputs(tower, config, glob, "float32", torch.device("cpu"), torch.Generator().manual_seed(0))
+    crops = adapter.make_inputs(tower, config, local, "float32", torch.device("cpu"), torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        (ours_global,), (ours_local,) = adapter.forward(tower, images), adapter.forward(tower, crops)
+        alone = torch.cat(model.get_image_features(images["pixel_values"]).pooler_output)
+        cropped = model.get_image_features(images["pixel_values"][:1], crops["pixel_values"], [local.items]).pooler_output[0]
+    assert torch.equal(alone, ours_global.reshape(alone.shape))
+    assert torch.equal(cropped[:-ours_global.shape[1]], ours_local.reshape(-1, 64))  # an image's crops come before it
+    assert ours_local.shape == (2, 81, 64)

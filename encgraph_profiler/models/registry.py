@@ -28,6 +28,7 @@ from .remote_code import native_config
 from .qwen3_5 import Qwen3_5Adapter, Qwen3_5MoeAdapter, Qwen3VLMoeAdapter
 from .qwen3_vl import Qwen3VLAdapter
 from .siglip import SiglipAdapter
+from .step3p7 import Step3p7Adapter
 
 ADAPTERS: tuple[Adapter, ...] = (
     Qwen2VLAdapter(),
@@ -45,6 +46,7 @@ ADAPTERS: tuple[Adapter, ...] = (
     KimiK25Adapter(),
     Llama4Adapter(),
     Lfm2VlAdapter(),
+    Step3p7Adapter(),
     Idefics3Adapter(),
     SmolVLMAdapter(),
     SiglipAdapter(),

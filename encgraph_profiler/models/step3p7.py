@@ -1,0 +1,112 @@
+"""Step-3.7 (transformers' ``step3p7``): a ViT with 2-D rotary attention whose two stride-2
+convolutions shrink each image's patch grid fourfold per side, then the projector. vLLM captures it
+with Step3-VL's encoder-graph paths (step3p7.py builds on step3_vl.py), two sets of budget graphs
+in the one pool:
+
+- ``global``: min(B // g, k) whole images of image_size px (728), g the tokens one image makes
+  (169: a 52 x 52 patch grid, 26 x 26, then 13 x 13);
+- ``local``: B // c crops of 504 px, c the tokens one crop makes (81: 36 x 36, 18 x 18, 9 x 9), for
+  budgets of at least one crop; k does not apply.
+
+vLLM's smallest budget is one global image (g tokens). Each graph covers the vision model and the
+projector; the rotary embedding of the grid is computed outside the graph.
+"""
+
+from __future__ import annotations
+
+from ..errors import UsageError
+from .base import Adapter, Layout
+
+LOCAL_CROP = 504  # the crop vLLM's Step3-VL local path captures, and the image processor's patch_size
+
+
+def _tower_module():
+    """Step-3.7's vision model and projector as one module (defined lazily: it needs torch)."""
+    import torch
+    from transformers.models.step3p7.modeling_step3p7 import Step3p7VisionModel
+
+    class Step3p7Tower(torch.nn.Module):
+        def __init__(self, config, dtype, attn):
+            super().__init__()
+            self.vision_model = Step3p7VisionModel._from_config(config.vision_config, dtype=dtype, attn_implementation=attn)
+            self.multi_modal_projector = torch.nn.Linear(config.vision_config.hidden_size * 4, config.text_config.hidden_size,
+                                                         bias=config.projector_bias, dtype=dtype)
+
+        def forward(self, pixel_values, cos, sin):
+            """Step3p7VisionModel's forward with the grid's rotary embedding given, then the projector."""
+            vision = self.vision_model
+            batch, _, height, width = pixel_values.shape
+            rows, cols = height // vision.embeddings.patch_size, width // vision.embeddings.patch_size
+            hidden = vision.pre_layernorm(vision.embeddings(pixel_values, interpolate_pos_encoding=True))
+            for layer in vision.layers:
+                hidden = layer(hidden, position_embeddings=(cos, sin))
+            hidden = hidden.permute(0, 2, 1).view(batch, hidden.shape[-1], rows, cols)
+            hidden = vision.downsampler2(vision.downsampler1(hidden))
+            return self.multi_modal_projector(hidden.flatten(2).permute(0, 2, 1))
+
+    return Step3p7Tower
+
+
+def _downsampled(side: int) -> int:
+    """A grid side after the two downsampling convolutions (kernel 3, stride 2, padding 1)."""
+    for _ in range(2):
+        side = (side + 2 - 3) // 2 + 1
+    return side
+
+
+class Step3p7Adapter(Adapter):
+    family = "step3p7"
+    model_types = ("step3p7",)
+    config_class_name = "transformers:Step3p7Config"
+    model_class_name = "transformers:Step3p7ForConditionalGeneration"
+    dynamic_resolution = False
+    paths = ("global", "local")
+    size_fields = ("image_size", "patch_size")
+
+    def tower_config(self, data):
+        return self.full_config(data)  # the projector needs the language model's width
+
+    def tower_module(self):
+        return _tower_module()
+
+    def tokens(self, config, size: int) -> int:
+        return _downsampled(size // config.vision_config.patch_size) ** 2
+
+    def min_budget(self, config) -> int:
+        return self.tokens(config, config.vision_config.image_size)  # one global image
+
+    def layouts(self, config, budget: int, items: int) -> tuple[Layout, ...]:
+        image, patch = config.vision_config.image_size, config.vision_config.patch_size
+        per_image, per_crop = self.tokens(config, image), self.tokens(config, LOCAL_CROP)
+        if budget < per_image:
+            raise UsageError(f"budget {budget} is below one Step-3.7 image ({per_image} tokens); use budgets of at least {per_image}")
+        images, crops = min(budget // per_image, items), budget // per_crop
+
+        def path(name: str, count: int, size: int, per: int) -> Layout:
+            patches = count * (size // patch) ** 2
+            return Layout(budget=budget, items=count, tokens=count * per, input_patches=patches, path=name,
+                          meaning=f"{budget:,} tokens = {count} {name} {'images' if name == 'global' else 'crops'} of "
+                                  f"{size}x{size} px, {patches:,} ViT patches downsampled to {per} tokens each")
+
+        # The local path's budgets start at one crop (vLLM's minimum for that path).
+        return (path("global", images, image, per_image),) + ((path("local", crops, LOCAL_CROP, per_crop),) if crops else ())
+
+    def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
+        import torch
+        from transformers.models.step3p7.modeling_step3p7 import Step3p7VisionRotaryEmbedding
+        from transformers.vision_utils import get_vision_position_ids
+
+        vision = config.vision_config
+        size = vision.image_size if layout.path == "global" else LOCAL_CROP
+        pixels = torch.randn(layout.items, vision.num_channels, size, size, generator=generator)
+        side = size // vision.patch_size
+        positions = get_vision_position_ids(torch.tensor([[1, side, side]]), spatial_merge_size=1)
+        cos, sin = Step3p7VisionRotaryEmbedding(vision)(pixels, positions)  # float32, as the model computes it
+        return {"pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype)), "cos": cos.to(device), "sin": sin.to(device)}
+
+    def forward(self, tower, inputs: dict):
+        return (tower(**inputs),)
+
+    def reference_forward(self, tower, inputs: dict):
+        """Step3p7Model.get_image_features' path: the vision model as transformers runs it."""
+        return (tower.multi_modal_projector(tower.vision_model(inputs["pixel_values"]).last_hidden_state),)
