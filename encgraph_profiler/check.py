@@ -16,7 +16,7 @@ from enum import Enum
 
 from .errors import ExitCode, NotGateable, ReportError, UsageError
 from .report import Report, Settings
-from .units import parse_percent, parse_size
+from .units import graph_label, parse_percent, parse_size
 
 BUDGET_FIGURES = ("pool_reserved_bytes", "pool_growth_bytes", "static_io_bytes", "non_allocator_bytes")
 POOL_FIGURE = "reserved_bytes"
@@ -201,7 +201,7 @@ def compare(
     base_budgets = {(b.path, b.budget): b for b in baseline.budgets}
     cur_budgets = {(b.path, b.budget): b for b in current.budgets}
     for budget in sorted(set(base_budgets) | set(cur_budgets), key=lambda key: (key[0], -key[1])):
-        scope = f"budget {budget[0]}:{budget[1]}" if budget[0] else f"budget {budget[1]}"
+        scope = f"budget {graph_label(*budget)}"
         if budget not in cur_budgets:
             rows.append(Row(scope, "pool_reserved_bytes", base_budgets[budget].pool_reserved_bytes, None, None, RowStatus.ONLY_IN_BASELINE))
             continue

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from html import escape
 
 from .report import PoolName, Report
-from .units import mib
+from .units import graph_name, mib
 COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 POOL_LABELS = {PoolName.ENCODER_GRAPHS: "encoder graph pool", PoolName.DEFAULT: "default pool",
                PoolName.OUTSIDE_ALLOCATOR: "outside the allocator"}
@@ -82,12 +82,12 @@ def _table(report: Report) -> str:
             "capture ms", "replay ms", "replay = eager")
     rows = "".join(
         "<tr>" + "".join(f"<td>{c}</td>" for c in (
-            _name(b), b.items, mib(b.pool_reserved_bytes), mib(b.pool_growth_bytes), mib(b.static_io_bytes),
+            graph_name(b.path, b.budget), b.items, mib(b.pool_reserved_bytes), mib(b.pool_growth_bytes), mib(b.static_io_bytes),
             mib(b.output_bytes), mib(b.eager_peak_bytes), "n/a" if b.capture_ms is None else f"{b.capture_ms:.1f}",
             "n/a" if b.replay_ms is None else f"{b.replay_ms:.2f}",
             {None: "n/a", True: "yes", False: "NO"}[b.replay_matches_eager])) + "</tr>"
         for b in sorted(report.budgets, key=lambda b: (b.path, b.budget)))
-    missing = "".join(f"<tr><td>{_name(u)}</td><td colspan='9'>not measured: {escape(u.status.value)}: {escape(u.reason)}</td></tr>"
+    missing = "".join(f"<tr><td>{graph_name(u.path, u.budget)}</td><td colspan='9'>not measured: {escape(u.status.value)}: {escape(u.reason)}</td></tr>"
                       for u in report.unmeasured)
     return (f"<table><thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>"
             f"<tbody>{rows}{missing}</tbody></table>")
@@ -96,7 +96,7 @@ def _table(report: Report) -> str:
 def _section(report: Report, label: str, index: int) -> str:
     p, s = report.provenance, report.settings
     pool = report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
-    bars = [Bar(_name(b), series, value, index) for b in sorted(report.budgets, key=lambda b: (b.path, b.budget))
+    bars = [Bar(graph_name(b.path, b.budget), series, value, index) for b in sorted(report.budgets, key=lambda b: (b.path, b.budget))
             for series, value in (("encoder pool after capture", b.pool_reserved_bytes), ("static I/O", b.static_io_bytes))]
     status = "complete" if report.complete else "INCOMPLETE"
     return (f'<section id="report-{index}"><h2>{escape(label)}</h2>'
@@ -110,17 +110,12 @@ def _section(report: Report, label: str, index: int) -> str:
             + _pool_split(report, index) + _table(report) + "</section>")
 
 
-def _name(budget) -> str:
-    """A budget as a row or bar is named: "4,096", or "local 4,096" on an encoder path."""
-    return f"{budget.path} {budget.budget:,}" if budget.path else f"{budget.budget:,}"
-
-
 def render(reports: list[tuple[str, Report]], title: str = "encgraph report") -> str:
     """The page for ``reports``, each (label, report)."""
     parts = []
     if len(reports) > 1:
         labels = [label for label, _ in reports]
-        per_budget = [Bar(_name(b), label, b.pool_reserved_bytes, i)
+        per_budget = [Bar(graph_name(b.path, b.budget), label, b.pool_reserved_bytes, i)
                       for i, (label, r) in enumerate(reports) for b in sorted(r.budgets, key=lambda b: (b.path, b.budget))]
         totals = [Bar(label, "encoder graph pool", r.pool(PoolName.ENCODER_GRAPHS).reserved_bytes or 0, i)
                   for i, (label, r) in enumerate(reports)]

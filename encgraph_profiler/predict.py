@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from .allocator_model import AllocatorSettings, CachingAllocator, parse_allocator_conf, round_size
 from .errors import EnvironmentProblem
 from .models.base import DTYPES
-from .profile import Prepared, _capture_order
+from .profile import Prepared, capture_order
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def predict(setup: Prepared, allocator: AllocatorSettings = AllocatorSettings())
     with torch.device("meta"):
         tower = adapter.build_tower(setup.tower_config, settings.dtype, settings.attn)
     model = CachingAllocator(settings=allocator)
-    layouts = _capture_order(setup.layouts, adapter.paths, settings.order == "largest-first")
+    layouts = capture_order(setup.layouts, adapter.paths, settings.order == "largest-first")
     results, live = [], 0
     for layout in layouts:
         pool = "graph" if settings.pool == "shared" else layout.label

@@ -260,7 +260,7 @@ def _copied_to(run: Callable[[], tuple], buffers: tuple) -> Callable[[], tuple]:
     return lambda: tuple(b.copy_(o) for b, o in zip(buffers, run(), strict=True))
 
 
-def _capture_order(layouts, paths: tuple[str, ...], largest_first: bool) -> list[Layout]:
+def capture_order(layouts, paths: tuple[str, ...], largest_first: bool) -> list[Layout]:
     """The order the graphs are captured in: path by path (as the adapter lists them), each path's
     budgets largest or smallest first."""
     return sorted(layouts, key=lambda l: (paths.index(l.path), -l.budget if largest_first else l.budget))
@@ -316,7 +316,7 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
     unmeasured: dict[str, UnmeasuredBudget] = {}  # by graph label
     graphs: list[Any] = []  # every graph must stay referenced until the final sample: each one holds the pool
     stopped_by: str | None = None
-    capture_order: list[str] = []  # graphs (labels) in the order their captures started
+    captures_started: list[str] = []  # graphs (labels) in the order their captures started
     failed_captures: list[str] = []  # graphs whose capture ran out of memory, leaving blocks in the pool
     done = 0
     as_vllm = request.capture == "vllm"
@@ -376,7 +376,7 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
         between_steps()
         before = device.sample(pools)
         began = device.clock_us()
-        capture_order.append(layout.label)
+        captures_started.append(layout.label)
         try:
             captured = device.capture(item.run, pools[-1], stream, f"budget {layout.label}")
         except DeviceOutOfMemory as oom:
@@ -404,7 +404,7 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
     estimate_start = (device.sample(pools), device.driver_free_bytes()) if as_vllm else None
     try:
         if as_vllm:  # vLLM's loop: each budget's inputs, one warm-up, its capture, budget after budget
-            for layout in _capture_order(setup.layouts, adapter.paths, largest_first):
+            for layout in capture_order(setup.layouts, adapter.paths, largest_first):
                 item = warm(layout)
                 if item is not None and not capture(item):
                     stopped_by = "capture failure"
@@ -412,7 +412,7 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
         else:  # every warm-up first, smallest first so that each can judge the next; then the captures
             for layout in reversed(setup.layouts):
                 warm(layout)
-            captures = {layout.label: i for i, layout in enumerate(_capture_order(setup.layouts, adapter.paths, largest_first))}
+            captures = {layout.label: i for i, layout in enumerate(capture_order(setup.layouts, adapter.paths, largest_first))}
             for item in sorted(ready, key=lambda r: captures[r.layout.label]):
                 if not capture(item):
                     stopped_by = "capture failure"
@@ -427,8 +427,8 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
             reason = f"not run: the ladder stopped ({stopped_by}) before this budget" if stopped_by else "not run"
             unmeasured[layout.label] = UnmeasuredBudget(layout.budget, BudgetStatus.NOT_RUN, reason, path=layout.path)
     if failed_captures:
-        first_failed = min(failed_captures, key=capture_order.index)
-        later = capture_order[capture_order.index(first_failed) + 1:]
+        first_failed = min(failed_captures, key=captures_started.index)
+        later = captures_started[captures_started.index(first_failed) + 1:]
         after_failure = [b for b in later if b in measured]
         if after_failure:
             warnings.append(

@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.markup import escape
 
 from .report import PoolName, Report, UnmeasuredBudget
-from .units import mib
+from .units import graph_name, mib
 
 POOL_TITLES = {
     PoolName.ENCODER_GRAPHS: "encoder graph pool",
@@ -36,7 +36,7 @@ def budget_table(report: Report) -> Table:
         table.add_column(name, justify="left" if name == "replay = eager" else "right")
     rows = sorted([*report.budgets, *report.unmeasured], key=lambda b: (b.path, b.budget))
     for b in rows:
-        name = f"{b.path} {b.budget:,}" if b.path else f"{b.budget:,}"  # the encoder path, where a family has several
+        name = graph_name(b.path, b.budget)
         if isinstance(b, UnmeasuredBudget):  # why it has no figures, across the row
             asked = "" if b.requested_bytes is None else f"; {b.requested_bytes:,} bytes requested"
             table.add_row(name, "", "", f"[red]{b.status.value.replace('_', ' ')}[/]", "", "", "", "", "", "",

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ReportError
+from .units import graph_label
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -106,7 +107,7 @@ class BudgetResult:
 
     @property
     def label(self) -> str:
-        return f"{self.path}:{self.budget}" if self.path else str(self.budget)
+        return graph_label(self.path, self.budget)
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class UnmeasuredBudget:
 
     @property
     def label(self) -> str:
-        return f"{self.path}:{self.budget}" if self.path else str(self.budget)
+        return graph_label(self.path, self.budget)
 
 
 @dataclass(frozen=True)

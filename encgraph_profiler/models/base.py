@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UsageError
+from ..units import graph_label
 
 # Vision-config fields that are whole positive numbers wherever a family has them.
 POSITIVE_INT_FIELDS = frozenset({
@@ -51,8 +52,7 @@ class Layout:
 
     @property
     def label(self) -> str:
-        """The graph's name in messages and histories: "8192", or "local:8192" on a path."""
-        return f"{self.path}:{self.budget}" if self.path else str(self.budget)
+        return graph_label(self.path, self.budget)
 
 
 class Adapter:
