@@ -32,9 +32,9 @@ class PredictedBudget:
 
 
 def predict(setup: Prepared, allocator: AllocatorSettings = AllocatorSettings()) -> list[PredictedBudget]:
-    """The encoder pools, budget by budget in capture order, as ``profile`` would measure them
-    with the same settings, the allocator's included. Capturing as vLLM does, each graph's outputs are copied out and freed
-    in its pool when the capture ends."""
+    """The encoder pools, graph by graph in capture order, as ``profile`` would measure them with
+    the same settings, the allocator's included. Capturing as vLLM does, each graph's outputs are
+    copied out and freed in its pool when the capture ends."""
     import torch
 
     from .trace import trace
@@ -85,6 +85,7 @@ def _peak(events) -> int:
 # The compute capability of the GPU whose kernels the trace's rules were read from (trace.py).
 RULES_FOUND_ON = (9, 0)
 
+
 def allocator_conf() -> str:
     """The allocator settings a CUDA run of this process would read (PyTorch reads
     PYTORCH_CUDA_ALLOC_CONF, and PYTORCH_ALLOC_CONF where that is unset)."""
@@ -114,9 +115,9 @@ def predicted_report(setup: Prepared, decoder, capability: tuple[int, int]):
     from .report import BudgetResult, PoolName, PoolUsage, Provenance, Report
 
     conf = allocator_conf()
-    settings = allocator_settings(conf)
+    allocator = allocator_settings(conf)
     started = time.perf_counter()
-    predicted = predict(setup, settings)
+    predicted = predict(setup, allocator)
     layouts = {(layout.path, layout.budget): layout for layout in setup.layouts}
     budgets = tuple(sorted((BudgetResult(
         budget=p.budget, items=layouts[p.path, p.budget].items, tokens=layouts[p.path, p.budget].tokens,

@@ -6,8 +6,8 @@ Each event is (``"alloc"``, key, bytes) or (``"free"``, key, 0), in the order th
 them. Where a CUDA kernel, not the Python code, decides what is allocated, the trace follows the
 kernel: sdpa runs a fused kernel on the GPU that allocates its output and a few small buffers, never
 the attention matrix that sdpa's matrix-multiply path on meta tensors would; layer norm and linear
-make hidden copies and statistics, cuDNN's patch convolution a workspace (``_TEMPORARIES``). Each rule was found by comparing this trace
-with captures recorded on an H100.
+make hidden copies and statistics, cuDNN's patch convolution a workspace (``_TEMPORARIES``). Each
+rule was found by comparing this trace with captures recorded on an H100.
 """
 
 from __future__ import annotations
