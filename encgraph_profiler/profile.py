@@ -203,7 +203,7 @@ def prepare(request: ProfileRequest, capability: tuple[int, int] | None = None) 
         seed=request.seed,
         revision=spec.revision,
         commit=spec.commit,
-        layout=layouts[0].meaning,
+        layout="; ".join(l.meaning for l in layouts if l.budget == layouts[0].budget),  # the largest budget, on each path
         pool=request.pool,
         order=request.order,
         capture=request.capture,

@@ -383,6 +383,8 @@ def test_a_two_path_family_captures_and_reports_every_path(tmp_path):
     assert device.captured == ["budget global:162", "budget global:81", "budget local:162", "budget local:81"]
     assert [(b.path, b.budget) for b in report.budgets] == [("global", 81), ("global", 162), ("local", 81), ("local", 162)]
     assert [b.items for b in report.budgets if b.path == "local"] == [1, 2]
+    assert report.settings.layout == ("162 tokens = 81 global images of 56x56 px, 1,296 ViT patches downsampled to 1 tokens each; "
+                                      "162 tokens = 2 local crops of 504x504 px, 2,592 ViT patches downsampled to 81 tokens each")
     assert report.complete and report.pool(PoolName.ENCODER_GRAPHS).graphs == 4
     assert [g.count for g in report.graph_counts.groups if g.kind == "ENCODER"] == [4]
     path = tmp_path / "two-paths.json"
