@@ -42,6 +42,7 @@ page by page at its end (2 MiB pages for the small pool, 20 MiB for the large on
 from __future__ import annotations
 
 import bisect
+import os
 from dataclasses import dataclass, field
 
 MIN_BLOCK = 512  # kMinBlockSize
@@ -76,6 +77,13 @@ class AllocatorSettings:
 
 # Settings that change how a pool is laid out and that the model does not cover.
 UNMODELLED = ("roundup_power2_divisions",)
+
+
+def allocator_conf() -> str:
+    """The allocator settings a CUDA run of this process reads: PYTORCH_CUDA_ALLOC_CONF, and
+    PYTORCH_ALLOC_CONF where that is unset."""
+    conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF")
+    return conf if conf is not None else os.environ.get("PYTORCH_ALLOC_CONF", "")
 
 
 def parse_allocator_conf(conf: str) -> AllocatorSettings:
@@ -156,7 +164,6 @@ class CachingAllocator:
 
     def __init__(self, next_segment_address=None, settings: AllocatorSettings = AllocatorSettings()):
         self.settings = settings
-        self.expandable_segments = settings.expandable_segments
         self.pools: dict[object, Pool] = {}
         self.events: list[SegmentEvent] = []
         self._next = next_segment_address or self._counting_addresses()
@@ -181,11 +188,11 @@ class CachingAllocator:
         small = size <= SMALL_SIZE
         free = pool.free[small]
         index = bisect.bisect_left(free, (size, -1))
-        if self.expandable_segments and index + 1 < len(free) and not _mapped_after(free[index][2]):
+        if self.settings.expandable_segments and index + 1 < len(free) and not _mapped_after(free[index][2]):
             index += 1  # the free block that ends the mapped part ranks by what it could grow to
         if index < len(free) and self._may_take(free[index][2], size):
             _, _, block = free.pop(index)
-        elif self.expandable_segments:
+        elif self.settings.expandable_segments:
             block = self._map(pool, size, small)
         else:
             segment = allocation_size(size)
@@ -194,7 +201,7 @@ class CachingAllocator:
             self.events.append(SegmentEvent("segment_alloc", address, segment))
             block = Block(address, segment, small, address)
         remaining = block.size - size
-        if (remaining >= MIN_BLOCK) if small or self.expandable_segments else (remaining > SMALL_SIZE and self._splits(size)):
+        if (remaining >= MIN_BLOCK) if small or self.settings.expandable_segments else (remaining > SMALL_SIZE and self._splits(size)):
             rest = Block(block.address + size, remaining, small, block.segment, prev=block, next=block.next)
             if block.next is not None:
                 block.next.prev = rest

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gc
 import math
-import os
 import re
 import statistics
 import time
@@ -30,6 +29,7 @@ from typing import Any
 
 import torch
 
+from .allocator_model import allocator_conf
 from .device import Captured, DeviceInfo, PoolBytes, Replayed, Sample, WarmUp
 from .errors import CaptureFailure, DeviceOutOfMemory, EnvironmentProblem
 from .nvml import Nvml
@@ -123,7 +123,7 @@ class CudaDevice:
             total_bytes=int(props.total_memory),
             driver=self._nvml.driver_version(),
             cuda=torch.version.cuda,
-            allocator_conf=os.environ.get("PYTORCH_CUDA_ALLOC_CONF", os.environ.get("PYTORCH_ALLOC_CONF", "")),
+            allocator_conf=allocator_conf(),
         )
 
     # -- samples -------------------------------------------------------------------------------

@@ -6,12 +6,11 @@ the private pools would reserve.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .allocator_model import AllocatorSettings, CachingAllocator, parse_allocator_conf, round_size
+from .allocator_model import AllocatorSettings, CachingAllocator, allocator_conf, parse_allocator_conf, round_size
 from .errors import EnvironmentProblem
 from .models.base import DTYPES
 from .profile import Prepared, capture_order
@@ -84,13 +83,6 @@ def _peak(events) -> int:
 
 # The compute capability of the GPU whose kernels the trace's rules were read from (trace.py).
 RULES_FOUND_ON = (9, 0)
-
-
-def allocator_conf() -> str:
-    """The allocator settings a CUDA run of this process would read (PyTorch reads
-    PYTORCH_CUDA_ALLOC_CONF, and PYTORCH_ALLOC_CONF where that is unset)."""
-    conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF")
-    return conf if conf is not None else os.environ.get("PYTORCH_ALLOC_CONF", "")
 
 
 def allocator_settings(conf: str) -> AllocatorSettings:

@@ -51,7 +51,8 @@ def predict(
     from .. import render, report as report_io
     from ..errors import UsageError
     from ..ladder import resolve_budgets
-    from ..predict import allocator_conf, allocator_settings, predicted_report
+    from ..allocator_model import allocator_conf
+    from ..predict import allocator_settings, predicted_report
     from ..profile import ProfileRequest, prepare, strategy
 
     try:
