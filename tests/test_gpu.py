@@ -42,10 +42,12 @@ def test_replay_equals_eager_for_every_family(model):
     assert all(b.pool_reserved_bytes > 0 for b in report.budgets)
 
 
-def test_two_path_family_captures_both_paths_and_replays():
-    """Step-3.7: a global and a local graph per budget, in one pool, each replaying as eager."""
-    report = _profile("tiny-step3p7", (81, 162))
-    assert [(b.path, b.budget) for b in report.budgets] == [("global", 81), ("global", 162), ("local", 81), ("local", 162)]
+@pytest.mark.parametrize("model, budgets", [("tiny-step3p7", (81, 162)), ("tiny-deepseek-ocr2", (256, 512))])
+def test_two_path_family_captures_both_paths_and_replays(model, budgets):
+    """Step-3.7, DeepSeek-OCR 2: a global and a local graph per budget, in one pool, each replaying as eager."""
+    report = _profile(model, budgets)
+    small, large = budgets
+    assert [(b.path, b.budget) for b in report.budgets] == [("global", small), ("global", large), ("local", small), ("local", large)]
     assert [b.replay_matches_eager for b in report.budgets] == [True] * 4
     assert report.pool("encoder_graphs").graphs == 4
 

@@ -11,7 +11,7 @@ from encgraph_profiler.models.registry import bundled_names, resolve
 
 TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe", "tiny-qwen3.5", "tiny-qwen3.5-moe",
         "tiny-gemma3", "tiny-gemma4", "tiny-internvl", "tiny-glm4v", "tiny-glm46v", "tiny-ernie4.5-vl", "tiny-kimi-k2.5", "tiny-lfm2-vl", "tiny-llama4", "tiny-idefics3",
-        "tiny-smolvlm", "tiny-siglip", "tiny-clip"]  # tiny-step3p7 has two paths: tested below
+        "tiny-smolvlm", "tiny-siglip", "tiny-clip"]  # tiny-step3p7 and tiny-deepseek-ocr2 have two paths: tested below
 
 
 def test_real_models_are_bundled():
@@ -370,3 +370,49 @@ def test_step3p7_graphs_compute_what_the_model_computes():
     assert torch.equal(alone, ours_global.reshape(alone.shape))
     assert torch.equal(cropped[:-ours_global.shape[1]], ours_local.reshape(-1, 64))  # an image's crops come before it
     assert ours_local.shape == (2, 81, 64)
+
+
+def test_deepseek_ocr2_lays_out_two_paths_as_vllm_does():
+    """Global views of 1024 px (256 tokens each, at most k of them) and local crops of 768 px (144
+    tokens each, k not applying), each budget a graph on both paths."""
+    spec = resolve("tiny-deepseek-ocr2")
+    adapter, config = spec.adapter, spec.adapter.tower_config(spec.config)
+    assert adapter.min_budget(config) == 256
+    glob, local = adapter.layouts(config, 1024, 8)
+    assert (glob.path, glob.items, glob.tokens, glob.input_patches) == ("global", 4, 1024, 4 * 64 * 64)
+    assert (local.path, local.items, local.tokens, local.input_patches) == ("local", 7, 1008, 7 * 48 * 48)
+    assert [layout.items for layout in adapter.layouts(config, 8192, 8)] == [8, 56]  # k caps the views, not the crops
+    assert local.meaning == "1,024 tokens = 7 local crops of 768x768 px, 16,128 SAM patches, 144 tokens each"
+    with pytest.raises(UsageError, match="below one DeepSeek-OCR 2 view"):
+        adapter.layouts(config, 255, 8)
+
+
+def test_deepseek_ocr2_graphs_compute_what_the_model_computes():
+    """Each path's captured forward (position embedding, relative-position tables, mask and rotary
+    embedding given) equals the whole model's image features for the same pixels, weight for weight."""
+    spec = resolve("tiny-deepseek-ocr2")
+    adapter = spec.adapter
+    config = adapter.tower_config(spec.config)
+    tower = adapter.build_tower(config, "float32", "sdpa")
+    model = adapter.full_model_class()._from_config(adapter.full_config(spec.config)).eval().model
+    tower.vision_tower.load_state_dict(model.vision_tower.state_dict())
+    tower.multi_modal_projector.load_state_dict(model.multi_modal_projector.state_dict())
+    glob, local = adapter.layouts(config, 300, 2)
+    views = adapter.make_inputs(tower, config, glob, "float32", torch.device("cpu"), torch.Generator().manual_seed(0))
+    crops = adapter.make_inputs(tower, config, local, "float32", torch.device("cpu"), torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        (ours_global,), (ours_local,) = adapter.forward(tower, views), adapter.forward(tower, crops)
+        alone = model.get_image_features(views["pixel_values"]).pooler_output[0]
+        cropped = model.get_image_features(views["pixel_values"], crops["pixel_values"], [local.items]).pooler_output[0]
+        (reference,) = adapter.reference_forward(tower, crops)
+    assert ours_global.shape == (1, 256, 64) and ours_local.shape == (2, 144, 64)
+    assert torch.equal(alone[:-1], ours_global[0])  # the view separator follows each image's tokens
+    assert torch.equal(cropped[:2 * 144], ours_local.reshape(-1, 64))  # an image's crops come before it
+    assert torch.equal(reference, ours_local)  # and the blocks compute their own tables again afterwards
+
+
+def test_deepseek_ocr2_refuses_views_its_queries_do_not_fit():
+    data = json.loads(resolve("tiny-deepseek-ocr2").source.read_text())
+    data["vision_config"]["sam_config"]["image_size"] = 896
+    with pytest.raises(UsageError, match="queries fit 1024 px views of 16 px patches only"):
+        resolve("tiny-deepseek-ocr2").adapter.check_config(data, "config.json")

@@ -47,6 +47,8 @@ def _variant(tmp_path, change):
     (lambda d: d["llm_config"].update(model_type="internlm2"), "no InternLM2 language model"),
     (lambda d: d.pop("llm_config"), "needs vision_config and llm_config"),
     (lambda d: d.update(model_type="deepseek_vl_v2"), "deepseek_vl_v2 config for their own code"),
+    (lambda d: d.update(model_type="deepseek_vl_v2", architectures=["DeepseekOCR2ForCausalLM"]),
+     "model_type deepseek_ocr2: deepseek-community/DeepSeek-OCR-2"),
     (lambda d: d.update(model_type="minicpmv"), "minicpmv config for their own code"),
     (lambda d: d.update(model_type="ernie4_5_moe_vl"), "model_type ernie4_5_vl_moe"),
 ])

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Model reach on a CUDA machine, for the families added last: each by its Hugging Face id from a
 # pre-filled cache with HF_HUB_OFFLINE=1, then from a local model folder holding the same files
-# (two runs in a row: their pools must be identical); the independent ladder measurement for
-# Llama 4; the whole test suite on this machine's transformers. Reports and logs go to $OUT.
+# (two runs in a row: their pools must be identical), and `encgraph predict` of the same folder;
+# the independent ladder measurement for Llama 4; the whole test suite on this machine's
+# transformers. Reports and logs go to $OUT.
 # IDS picks some of the ids below (default: all).
 #   OUT=/tmp/out bash tools/gpu_families.sh
 #   OUT=/tmp/out IDS="google/gemma-4-E4B-it" bash tools/gpu_families.sh
@@ -18,10 +19,12 @@ python3 -c 'import huggingface_hub, transformers, torch; print("huggingface_hub"
 # Sizes from transformers' config defaults: GLM-4.1V-9B's (Glm4vConfig), ERNIE-4.5-VL-28B-A3B's
 # vision tower (Ernie4_5_VLMoeConfig), Kimi-K2.5's (Kimi_K25Config: MoonViT, 27 blocks of 1152),
 # LFM2-VL's (Lfm2VlConfig: a SigLIP2 NaFlex base tower, 12 blocks of 768), and the 768-wide, 16-layer vision tower of the smaller Gemma 4
-# models (Gemma4VisionConfig) with a Gemma 4 text config.
+# models (Gemma4VisionConfig) with a Gemma 4 text config, Step-3.7's (Step3p7Config). DeepSeek-OCR 2's
+# tower at the sizes vLLM builds it with (a SAM ViT-B, as DeepseekOcr2SamVisionConfig's defaults,
+# and a 24-layer, 896-wide Qwen2 encoder), projecting to DeepSeek-OCR's 1280-wide language model.
 python3 - "$WORK" <<'PY'
 import json, sys
-from transformers import Ernie4_5_VLMoeConfig, Glm4vConfig, Kimi_K25Config, Lfm2VlConfig
+from transformers import DeepseekOcr2Config, Ernie4_5_VLMoeConfig, Glm4vConfig, Kimi_K25Config, Lfm2VlConfig, Step3p7Config
 from transformers.models.gemma4.configuration_gemma4 import Gemma4TextConfig, Gemma4VisionConfig
 work = sys.argv[1]
 json.dump(Glm4vConfig().to_dict(), open(f"{work}/glm-4.1v-9b.json", "w"))
@@ -32,6 +35,14 @@ json.dump({"min_image_tokens": 64, "max_image_tokens": 256}, open(f"{work}/lfm2-
 gemma4 = {"model_type": "gemma4", "text_config": Gemma4TextConfig().to_dict(), "vision_config": Gemma4VisionConfig().to_dict()}
 json.dump(gemma4, open(f"{work}/gemma-4.json", "w"))
 json.dump({"max_soft_tokens": 280, "pooling_kernel_size": 3, "patch_size": 16}, open(f"{work}/gemma-4.preprocessor.json", "w"))
+json.dump(Step3p7Config().to_dict(), open(f"{work}/step-3.7.json", "w"))
+encoder = {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
+           "num_key_value_heads": 2, "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}}
+text = {"hidden_size": 1280, "intermediate_size": 6848, "moe_intermediate_size": 896, "num_hidden_layers": 12,
+        "num_attention_heads": 10, "num_key_value_heads": 10, "n_routed_experts": 64, "num_experts_per_tok": 6,
+        "n_shared_experts": 2, "vocab_size": 129280, "mlp_layer_types": ["dense"] + ["sparse"] * 11}
+json.dump(DeepseekOcr2Config(vision_config={"sam_config": {}, "encoder_config": encoder}, text_config=text).to_dict(),
+          open(f"{work}/deepseek-ocr-2.json", "w"))
 PY
 
 # A Hugging Face cache as huggingface_hub lays it out, and a local model folder, per model.
@@ -48,6 +59,8 @@ models = {  # id: {file in the repository: its source here}
     "moonshotai/Kimi-K2.5": {"config.json": work / "kimi-k2.5.json"},
     "LiquidAI/LFM2-VL-1.6B": {"config.json": work / "lfm2-vl.json", "preprocessor_config.json": work / "lfm2-vl.preprocessor.json"},
     "google/gemma-4-E4B-it": {"config.json": work / "gemma-4.json", "preprocessor_config.json": work / "gemma-4.preprocessor.json"},
+    "stepfun-ai/Step-3.7-Flash": {"config.json": work / "step-3.7.json"},
+    "deepseek-community/DeepSeek-OCR-2": {"config.json": work / "deepseek-ocr-2.json"},
 }
 for repo_id, files in models.items():
     commit = hashlib.sha1(repo_id.encode()).hexdigest()
@@ -63,13 +76,15 @@ for repo_id, files in models.items():
         (local / name).write_bytes(data)
 PY
 
-ALL="meta-llama/Llama-4-Scout-17B-16E-Instruct HuggingFaceTB/SmolVLM2-500M-Video-Instruct zai-org/GLM-4.1V-9B-Thinking OpenGVLab/InternVL3-1B baidu/ERNIE-4.5-VL-28B-A3B moonshotai/Kimi-K2.5 LiquidAI/LFM2-VL-1.6B google/gemma-4-E4B-it"
+ALL="meta-llama/Llama-4-Scout-17B-16E-Instruct HuggingFaceTB/SmolVLM2-500M-Video-Instruct zai-org/GLM-4.1V-9B-Thinking OpenGVLab/InternVL3-1B baidu/ERNIE-4.5-VL-28B-A3B moonshotai/Kimi-K2.5 LiquidAI/LFM2-VL-1.6B google/gemma-4-E4B-it stepfun-ai/Step-3.7-Flash deepseek-community/DeepSeek-OCR-2"
 for id in ${IDS:-$ALL}; do
   name=${id#*/}
   HF_HOME=$WORK/hf HF_HUB_OFFLINE=1 python3 cli.py profile --model "$id" --budgets $LADDER --json "$OUT/$name.hf-id.json" >"$OUT/$name.hf-id.log" 2>&1
   echo "$id by id (offline cache) rc=$?"
   python3 cli.py profile --model "$WORK/local/$name" --budgets $LADDER --json "$OUT/$name.local.json" >"$OUT/$name.local.log" 2>&1
   echo "$id from a local folder rc=$?"
+  python3 cli.py predict --model "$WORK/local/$name" --budgets $LADDER --json "$OUT/$name.predicted.json" >"$OUT/$name.predicted.log" 2>&1
+  echo "$id predicted rc=$?"
 done
 case " ${IDS:-$ALL} " in *" meta-llama/"*) python3 tools/bare_ladder.py configs/llama-4-scout-17b-16e.json $LADDER | tee "$OUT/llama4-bare.txt";; esac
 
@@ -80,9 +95,9 @@ for path in sorted(Path(sys.argv[1]).glob("*.json")):
     r = json.loads(path.read_text())
     pool = next(p for p in r["pools"] if p["pool"] == "encoder_graphs")["reserved_bytes"]
     s = r["settings"]
-    print(f"{path.name}: model {s['model']} revision {s.get('revision')} commit {s.get('commit')} complete {r['complete']} "
+    print(f"{path.name}: model {s['model']} revision {s.get('revision')} commit {s.get('commit')} complete {r.get('complete')} "
           f"replay {[b['replay_matches_eager'] for b in r['budgets']]} pool {pool:,} B "
-          f"per budget {[b['pool_reserved_bytes'] for b in r['budgets']]}")
+          f"per graph {[(b.get('path') or '') + str(b['budget']) + ' ' + str(b['pool_growth_bytes']) for b in r['budgets']]}")
     print("   ", s.get("layout"))
 PY
 python3 -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-tests} 2>&1 | tail -6

@@ -13,6 +13,7 @@ from typing import Any
 from ..errors import UsageError
 from .base import Adapter
 from .clip import ClipAdapter
+from .deepseek_ocr2 import DeepseekOcr2Adapter
 from .ernie4_5_vl import Ernie4_5VLAdapter
 from .gemma3 import Gemma3Adapter
 from .gemma4 import Gemma4Adapter
@@ -47,6 +48,7 @@ ADAPTERS: tuple[Adapter, ...] = (
     Llama4Adapter(),
     Lfm2VlAdapter(),
     Step3p7Adapter(),
+    DeepseekOcr2Adapter(),
     Idefics3Adapter(),
     SmolVLMAdapter(),
     SiglipAdapter(),

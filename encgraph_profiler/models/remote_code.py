@@ -55,12 +55,20 @@ def _internvl_chat(data: dict[str, Any], source: str) -> dict[str, Any]:
     }
 
 
-# model_type -> how to read it. Forms absent here and absent from transformers are refused by the
+def _deepseek_vl_v2(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """DeepSeek's own ``deepseek_vl_v2`` form: DeepSeek-OCR 2 has a transformers-format checkpoint
+    to point to; DeepSeek-VL2 and DeepSeek-OCR have no transformers class at all."""
+    if "DeepseekOCR2ForCausalLM" in data.get("architectures", ()):
+        raise UsageError(f"{source}: this is DeepSeek-OCR 2's config for its own code, which encgraph does not run; use the "
+                         "transformers-format checkpoint of the model (model_type deepseek_ocr2: deepseek-community/DeepSeek-OCR-2)")
+    raise UsageError(f"{source}: DeepSeek-VL2 and DeepSeek-OCR publish a deepseek_vl_v2 config for their own code, which encgraph "
+                     "does not run and transformers has no class for; these families are not supported yet")
+
+
+# model_type -> how to read it (or which form to use instead). Forms absent here and absent from transformers are refused by the
 # registry as unsupported model types.
-_MAPPED = {"internvl_chat": _internvl_chat}
+_MAPPED = {"internvl_chat": _internvl_chat, "deepseek_vl_v2": _deepseek_vl_v2}
 _REFUSED = {
-    "deepseek_vl_v2": "DeepSeek-VL2 and DeepSeek-OCR publish a deepseek_vl_v2 config for their own code, which encgraph "
-                      "does not run and transformers has no class for; these families are not supported yet",
     "minicpmv": "MiniCPM-V 2.5 to 4.5 publish a minicpmv config for their own code (a ViT and a resampler), which encgraph "
                 "does not run and transformers has no class for; this family is not supported yet",
     "ernie4_5_moe_vl": "this is ERNIE-4.5-VL's config for its own code, which encgraph does not run; use the "
