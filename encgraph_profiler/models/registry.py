@@ -73,6 +73,12 @@ ALIASES = {
 }
 DEFAULT_MODEL = "qwen2-vl-7b"
 
+# Model types transformers ships whose encoder graphs encgraph cannot lay out as an engine does.
+NOT_CAPTURABLE = {
+    "minicpmv4_6": "vLLM lays out MiniCPM-V's encoder graphs by the resampler's queries per slice (MiniCPM-V 2.5 to 4.5, "
+                   "published for their own code); MiniCPM-V 4.6 has no resampler, and no engine layout for it is known here",
+}
+
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
 
@@ -133,6 +139,8 @@ def adapter_for(config: dict[str, Any], source: str) -> Adapter:
     for adapter in ADAPTERS:
         if model_type in adapter.model_types:
             return adapter
+    if model_type in NOT_CAPTURABLE:
+        raise UsageError(f"{source}: model_type {model_type!r} is not supported: {NOT_CAPTURABLE[model_type]}")
     known = ", ".join(t for a in ADAPTERS for t in a.model_types)
     raise UsageError(f"{source}: model_type {model_type!r} is not supported; encgraph knows {known}")
 

@@ -71,6 +71,8 @@ _MAPPED = {"internvl_chat": _internvl_chat, "deepseek_vl_v2": _deepseek_vl_v2}
 _REFUSED = {
     "minicpmv": "MiniCPM-V 2.5 to 4.5 publish a minicpmv config for their own code (a ViT and a resampler), which encgraph "
                 "does not run and transformers has no class for; this family is not supported yet",
+    "step3_vl": "Step3-VL publishes a step3_vl config for its own code, which encgraph does not run and transformers has no "
+                "class for; this family is not supported yet (Step-3.7, model_type step3p7, is)",
     "ernie4_5_moe_vl": "this is ERNIE-4.5-VL's config for its own code, which encgraph does not run; use the "
                        "transformers-format checkpoint of the model (model_type ernie4_5_vl_moe)",
 }
