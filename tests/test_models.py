@@ -16,7 +16,7 @@ TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe"
 
 def test_real_models_are_bundled():
     assert bundled_names() == [
-        "clip-vit-large-patch14-336", "gemma-3-27b", "llama-4-scout-17b-16e", "qwen2-vl-2b", "qwen2-vl-7b",
+        "clip-vit-large-patch14-336", "gemma-3-27b", "internvl3-1b", "llama-4-scout-17b-16e", "qwen2-vl-2b", "qwen2-vl-7b",
         "qwen2.5-vl-7b", "qwen3-vl-8b", "siglip-so400m-patch14-384", "smolvlm2-500m",
     ]
 
@@ -37,6 +37,7 @@ def test_gemma3_layout_is_vllms():
 @pytest.mark.parametrize("name, expected", [
     ("Qwen2-VL", "qwen2-vl-7b"), ("qwen2.5-vl", "qwen2.5-vl-7b"), ("Qwen2_5-VL", "qwen2.5-vl-7b"),
     ("Qwen2-VL-2B-Instruct", "qwen2-vl-2b"), ("QWEN3-VL", "qwen3-vl-8b"), ("SigLIP", "siglip-so400m-patch14-384"),
+    ("InternVL", "internvl3-1b"), ("internvl3", "internvl3-1b"),
 ])
 def test_aliases_resolve(name, expected):
     assert resolve(name).name == expected

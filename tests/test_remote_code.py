@@ -11,8 +11,9 @@ from encgraph_profiler.models.facts import model_facts
 from encgraph_profiler.models.registry import resolve
 
 # OpenGVLab/InternVL3-1B's config as its own InternVLChatConfig prints it (a public notebook that
-# prints the model and its config); the same print shows the module tree checked below.
-INTERNVL_CHAT = Path(__file__).parent / "data" / "internvl3-1b.internvl_chat.json"
+# prints the model and its config), bundled as internvl3-1b; the same print shows the module tree
+# checked below.
+INTERNVL_CHAT = Path(__file__).parent.parent / "configs" / "internvl3-1b.json"
 
 
 def test_internvl_chat_reads_as_native_internvl():

@@ -54,7 +54,7 @@ models = {  # id: {file in the repository: its source here}
     "meta-llama/Llama-4-Scout-17B-16E-Instruct": {"config.json": "configs/llama-4-scout-17b-16e.json"},
     "HuggingFaceTB/SmolVLM2-500M-Video-Instruct": {"config.json": "configs/smolvlm2-500m.json"},
     "zai-org/GLM-4.1V-9B-Thinking": {"config.json": work / "glm-4.1v-9b.json"},
-    "OpenGVLab/InternVL3-1B": {"config.json": "tests/data/internvl3-1b.internvl_chat.json"},
+    "OpenGVLab/InternVL3-1B": {"config.json": "configs/internvl3-1b.json"},
     "baidu/ERNIE-4.5-VL-28B-A3B": {"config.json": work / "ernie-4.5-vl.json"},
     "moonshotai/Kimi-K2.5": {"config.json": work / "kimi-k2.5.json"},
     "LiquidAI/LFM2-VL-1.6B": {"config.json": work / "lfm2-vl.json", "preprocessor_config.json": work / "lfm2-vl.preprocessor.json"},

@@ -70,6 +70,8 @@ ALIASES = {
     "smolvlm2-500m-video": "smolvlm2-500m",
     "siglip": "siglip-so400m-patch14-384",
     "clip": "clip-vit-large-patch14-336",
+    "internvl": "internvl3-1b",
+    "internvl3": "internvl3-1b",
 }
 DEFAULT_MODEL = "qwen2-vl-7b"
 
