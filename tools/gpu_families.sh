@@ -19,12 +19,14 @@ python3 -c 'import huggingface_hub, transformers, torch; print("huggingface_hub"
 # Sizes from transformers' config defaults: GLM-4.1V-9B's (Glm4vConfig), ERNIE-4.5-VL-28B-A3B's
 # vision tower (Ernie4_5_VLMoeConfig), Kimi-K2.5's (Kimi_K25Config: MoonViT, 27 blocks of 1152),
 # LFM2-VL's (Lfm2VlConfig: a SigLIP2 NaFlex base tower, 12 blocks of 768), and the 768-wide, 16-layer vision tower of the smaller Gemma 4
-# models (Gemma4VisionConfig) with a Gemma 4 text config, Step-3.7's (Step3p7Config). DeepSeek-OCR 2's
+# models (Gemma4VisionConfig) with a Gemma 4 text config, Step-3.7's (Step3p7Config), Qwen3.5's, Qwen3.5-MoE's
+# and Qwen3-VL-MoE's (27 blocks of 1152 each). DeepSeek-OCR 2's
 # tower at the sizes vLLM builds it with (a SAM ViT-B, as DeepseekOcr2SamVisionConfig's defaults,
 # and a 24-layer, 896-wide Qwen2 encoder), projecting to DeepSeek-OCR's 1280-wide language model.
 python3 - "$WORK" <<'PY'
 import json, sys
-from transformers import DeepseekOcr2Config, Ernie4_5_VLMoeConfig, Glm4vConfig, Kimi_K25Config, Lfm2VlConfig, Step3p7Config
+from transformers import (DeepseekOcr2Config, Ernie4_5_VLMoeConfig, Glm4vConfig, Kimi_K25Config, Lfm2VlConfig, Qwen3_5Config,
+                          Qwen3_5MoeConfig, Qwen3VLMoeConfig, Step3p7Config)
 from transformers.models.gemma4.configuration_gemma4 import Gemma4TextConfig, Gemma4VisionConfig
 work = sys.argv[1]
 json.dump(Glm4vConfig().to_dict(), open(f"{work}/glm-4.1v-9b.json", "w"))
@@ -36,6 +38,9 @@ gemma4 = {"model_type": "gemma4", "text_config": Gemma4TextConfig().to_dict(), "
 json.dump(gemma4, open(f"{work}/gemma-4.json", "w"))
 json.dump({"max_soft_tokens": 280, "pooling_kernel_size": 3, "patch_size": 16}, open(f"{work}/gemma-4.preprocessor.json", "w"))
 json.dump(Step3p7Config().to_dict(), open(f"{work}/step-3.7.json", "w"))
+json.dump(Qwen3_5Config().to_dict(), open(f"{work}/qwen3.5.json", "w"))
+json.dump(Qwen3_5MoeConfig().to_dict(), open(f"{work}/qwen3.5-moe.json", "w"))
+json.dump(Qwen3VLMoeConfig().to_dict(), open(f"{work}/qwen3-vl-moe.json", "w"))
 encoder = {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
            "num_key_value_heads": 2, "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}}
 text = {"hidden_size": 1280, "intermediate_size": 6848, "moe_intermediate_size": 896, "num_hidden_layers": 12,
@@ -61,6 +66,9 @@ models = {  # id: {file in the repository: its source here}
     "google/gemma-4-E4B-it": {"config.json": work / "gemma-4.json", "preprocessor_config.json": work / "gemma-4.preprocessor.json"},
     "stepfun-ai/Step-3.7-Flash": {"config.json": work / "step-3.7.json"},
     "deepseek-community/DeepSeek-OCR-2": {"config.json": work / "deepseek-ocr-2.json"},
+    "Qwen/Qwen3.5-27B": {"config.json": work / "qwen3.5.json"},
+    "Qwen/Qwen3.5-35B-A3B": {"config.json": work / "qwen3.5-moe.json"},
+    "Qwen/Qwen3-VL-30B-A3B-Instruct": {"config.json": work / "qwen3-vl-moe.json"},
 }
 for repo_id, files in models.items():
     commit = hashlib.sha1(repo_id.encode()).hexdigest()
@@ -76,7 +84,7 @@ for repo_id, files in models.items():
         (local / name).write_bytes(data)
 PY
 
-ALL="meta-llama/Llama-4-Scout-17B-16E-Instruct HuggingFaceTB/SmolVLM2-500M-Video-Instruct zai-org/GLM-4.1V-9B-Thinking OpenGVLab/InternVL3-1B baidu/ERNIE-4.5-VL-28B-A3B moonshotai/Kimi-K2.5 LiquidAI/LFM2-VL-1.6B google/gemma-4-E4B-it stepfun-ai/Step-3.7-Flash deepseek-community/DeepSeek-OCR-2"
+ALL="meta-llama/Llama-4-Scout-17B-16E-Instruct HuggingFaceTB/SmolVLM2-500M-Video-Instruct zai-org/GLM-4.1V-9B-Thinking OpenGVLab/InternVL3-1B baidu/ERNIE-4.5-VL-28B-A3B moonshotai/Kimi-K2.5 LiquidAI/LFM2-VL-1.6B google/gemma-4-E4B-it stepfun-ai/Step-3.7-Flash deepseek-community/DeepSeek-OCR-2 Qwen/Qwen3.5-27B Qwen/Qwen3.5-35B-A3B Qwen/Qwen3-VL-30B-A3B-Instruct"
 for id in ${IDS:-$ALL}; do
   name=${id#*/}
   HF_HOME=$WORK/hf HF_HUB_OFFLINE=1 python3 cli.py profile --model "$id" --budgets $LADDER --json "$OUT/$name.hf-id.json" >"$OUT/$name.hf-id.log" 2>&1
