@@ -98,3 +98,8 @@ def graph_label(path: str, budget: int) -> str:
 def graph_name(path: str, budget: int) -> str:
     """A graph as tables and charts name it: "8,192", or "local 8,192"."""
     return f"{path} {budget:,}" if path else f"{budget:,}"
+
+
+def counted(n: int, plural: str) -> str:
+    """``n`` items in words: "1 image", "16 images" (``plural`` ends in s)."""
+    return f"{n:,} {plural[:-1] if n == 1 else plural}"

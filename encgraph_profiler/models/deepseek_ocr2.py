@@ -19,6 +19,7 @@ forbids), the encoder's attention mask and its rotary embedding.
 from __future__ import annotations
 
 from ..errors import UsageError
+from ..units import counted
 from .base import Adapter, Layout
 
 GLOBAL_VIEW = 1024  # vLLM's BASE_SIZE: the global view of every image
@@ -108,7 +109,7 @@ class DeepseekOcr2Adapter(Adapter):
         def path(name: str, count: int, size: int, per: int) -> Layout:
             patches = count * (size // patch) ** 2
             return Layout(budget=budget, items=count, tokens=count * per, input_patches=patches, path=name,
-                          meaning=f"{budget:,} tokens = {count} {name} {'views' if name == 'global' else 'crops'} of "
+                          meaning=f"{budget:,} tokens = {counted(count, name + (' views' if name == 'global' else ' crops'))} of "
                                   f"{size}x{size} px, {patches:,} SAM patches, {per} tokens each")
 
         return (path("global", min(budget // per_view, items), GLOBAL_VIEW, per_view),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .base import Adapter, Layout
 from ..errors import UsageError
+from ..units import counted
 
 
 class FixedResolutionAdapter(Adapter):
@@ -35,7 +36,7 @@ class FixedResolutionAdapter(Adapter):
             items=images,
             tokens=images * per_image,
             input_patches=patches,
-            meaning=f"{budget:,} tokens = {images} images of {size}x{size} px, {patches:,} ViT patches",
+            meaning=f"{budget:,} tokens = {counted(images, 'images')} of {size}x{size} px, {patches:,} ViT patches",
         )
 
     def make_inputs(self, tower, vision_config, layout: Layout, dtype: str, device, generator) -> dict:

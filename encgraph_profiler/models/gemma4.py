@@ -18,6 +18,7 @@ sort); a CPU test checks the result against the model's own ``get_image_features
 
 from __future__ import annotations
 
+from ..units import counted
 from .base import Adapter, Layout
 
 DEFAULT_MAX_SOFT_TOKENS = 280  # transformers' Gemma4ImageProcessor
@@ -96,7 +97,7 @@ class Gemma4Adapter(Adapter):
             items=images,
             tokens=images * soft,
             input_patches=patches,
-            meaning=f"{budget:,} tokens = {images} images of {rows * k * p}x{cols * k * p} px, {patches:,} ViT patches pooled to {soft} tokens each",
+            meaning=f"{budget:,} tokens = {counted(images, 'images')} of {rows * k * p}x{cols * k * p} px, {patches:,} ViT patches pooled to {soft} tokens each",
         )
 
     def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:

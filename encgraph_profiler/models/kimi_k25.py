@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+from ..units import counted
 from .base import Adapter, Layout
 
 ROPE_TABLE_SIDE = 512  # vLLM's 2-D RoPE table: items stay within 512 x 512 patches
@@ -67,7 +68,7 @@ class KimiK25Adapter(Adapter):
             tokens=items * nh * nw,
             input_patches=patches,
             grids=(grid,) * items,
-            meaning=f"{budget:,} tokens = {items} images of {nh * kh * p}x{nw * kw * p} px, {patches:,} ViT patches merged {kh}x{kw}",
+            meaning=f"{budget:,} tokens = {counted(items, 'images')} of {nh * kh * p}x{nw * kw * p} px, {patches:,} ViT patches merged {kh}x{kw}",
         )
 
     def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:

@@ -16,6 +16,7 @@ against the model's own ``get_image_features``.
 
 from __future__ import annotations
 
+from ..units import counted
 from .base import Adapter, Layout
 
 DEFAULT_MIN_IMAGE_TOKENS = 64  # transformers' Lfm2VlImageProcessor and vLLM
@@ -82,7 +83,7 @@ class Lfm2VlAdapter(Adapter):
             items=len(tiles),
             tokens=budget,
             input_patches=patches,
-            meaning=f"{budget:,} tokens = {len(tiles)} tiles of up to {factor * p}x{tiles[0] * factor * p} px, "
+            meaning=f"{budget:,} tokens = {counted(len(tiles), 'tiles')} of up to {factor * p}x{tiles[0] * factor * p} px, "
                     f"{patches:,} ViT patches unshuffled {factor}x{factor}",
         )
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .base import Adapter, Layout
 from ..errors import UsageError
 from ..ladder import tokens_per_item
+from ..units import counted
+from .base import Adapter, Layout
 
 
 class Qwen2VLAdapter(Adapter):
@@ -37,7 +38,7 @@ class Qwen2VLAdapter(Adapter):
     def layout(self, vision_config, budget: int, items: int) -> Layout:
         m = vision_config.spatial_merge_size
         if items > budget:
-            raise UsageError(f"budget {budget} cannot hold {items} images of at least one token each")
+            raise UsageError(f"budget {budget} cannot hold {counted(items, 'images')} of at least one token each")
         per_item = self.tokens_per_item(budget, items)
         grid = (1, m, per_item * m)
         patches = items * m * per_item * m
@@ -48,7 +49,7 @@ class Qwen2VLAdapter(Adapter):
             tokens=items * per_item,
             input_patches=patches,
             grids=(grid,) * items,
-            meaning=f"{budget:,} tokens = {items} images of {m * p}x{per_item * m * p} px, {patches:,} ViT patches merged {m}x{m}",
+            meaning=f"{budget:,} tokens = {counted(items, 'images')} of {m * p}x{per_item * m * p} px, {patches:,} ViT patches merged {m}x{m}",
         )
 
     def vllm_layout(self, layout: Layout, vision_config, frames_per_batch: int) -> Layout:

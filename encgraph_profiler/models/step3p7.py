@@ -15,6 +15,7 @@ projector; the rotary embedding of the grid is computed outside the graph.
 from __future__ import annotations
 
 from ..errors import UsageError
+from ..units import counted
 from .base import Adapter, Layout
 
 LOCAL_CROP = 504  # the crop vLLM's Step3-VL local path captures, and the image processor's patch_size
@@ -85,7 +86,7 @@ class Step3p7Adapter(Adapter):
         def path(name: str, count: int, size: int, per: int) -> Layout:
             patches = count * (size // patch) ** 2
             return Layout(budget=budget, items=count, tokens=count * per, input_patches=patches, path=name,
-                          meaning=f"{budget:,} tokens = {count} {name} {'images' if name == 'global' else 'crops'} of "
+                          meaning=f"{budget:,} tokens = {counted(count, name + (' images' if name == 'global' else ' crops'))} of "
                                   f"{size}x{size} px, {patches:,} ViT patches downsampled to {per} tokens each")
 
         # The local path's budgets start at one crop (vLLM's minimum for that path).
