@@ -351,16 +351,23 @@ def test_step3p7_lays_out_two_paths_as_vllm_does():
         adapter.layouts(config, 168, 8)
 
 
-def test_step3p7_graphs_compute_what_the_model_computes():
-    """Each path's captured forward (rotary embedding given) equals the whole model's image
-    features for the same pixels, weight for weight."""
-    spec = resolve("tiny-step3p7")
+def _tower_and_model(name):
+    """A tiny family's captured module and its whole model (transformers' class), the same weights
+    in both: (adapter, tower config, tower, model)."""
+    spec = resolve(name)
     adapter = spec.adapter
     config = adapter.tower_config(spec.config)
     tower = adapter.build_tower(config, "float32", "sdpa")
     model = adapter.full_model_class()._from_config(adapter.full_config(spec.config)).eval().model
-    tower.vision_model.load_state_dict(model.vision_model.state_dict())
-    tower.multi_modal_projector.load_state_dict(model.multi_modal_projector.state_dict())
+    ours = tower.state_dict()
+    tower.load_state_dict({key: value for key, value in model.state_dict().items() if key in ours})  # every key: strict
+    return adapter, config, tower, model
+
+
+def test_step3p7_graphs_compute_what_the_model_computes():
+    """Each path's captured forward (rotary embedding given) equals the whole model's image
+    features for the same pixels, weight for weight."""
+    adapter, config, tower, model = _tower_and_model("tiny-step3p7")
     glob, local = adapter.layouts(config, 162, 2)
     images = adapter.make_inputs(tower, config, glob, "float32", torch.device("cpu"), torch.Generator().manual_seed(0))
     crops = adapter.make_inputs(tower, config, local, "float32", torch.device("cpu"), torch.Generator().manual_seed(1))
@@ -391,13 +398,7 @@ def test_deepseek_ocr2_lays_out_two_paths_as_vllm_does():
 def test_deepseek_ocr2_graphs_compute_what_the_model_computes():
     """Each path's captured forward (position embedding, relative-position tables, mask and rotary
     embedding given) equals the whole model's image features for the same pixels, weight for weight."""
-    spec = resolve("tiny-deepseek-ocr2")
-    adapter = spec.adapter
-    config = adapter.tower_config(spec.config)
-    tower = adapter.build_tower(config, "float32", "sdpa")
-    model = adapter.full_model_class()._from_config(adapter.full_config(spec.config)).eval().model
-    tower.vision_tower.load_state_dict(model.vision_tower.state_dict())
-    tower.multi_modal_projector.load_state_dict(model.multi_modal_projector.state_dict())
+    adapter, config, tower, model = _tower_and_model("tiny-deepseek-ocr2")
     glob, local = adapter.layouts(config, 300, 2)
     views = adapter.make_inputs(tower, config, glob, "float32", torch.device("cpu"), torch.Generator().manual_seed(0))
     crops = adapter.make_inputs(tower, config, local, "float32", torch.device("cpu"), torch.Generator().manual_seed(1))
