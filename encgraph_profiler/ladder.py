@@ -35,20 +35,25 @@ def parse_budgets(text: str) -> tuple[int, ...]:
     return tuple(sorted(budgets))
 
 
+def doubling_ladder(smallest: int, largest: int) -> tuple[int, ...]:
+    """vLLM's generated budgets: smallest, doubling while at most largest, then largest itself."""
+    ladder = []
+    budget = smallest
+    while budget <= largest:
+        ladder.append(budget)
+        budget *= 2
+    if not ladder or ladder[-1] != largest:
+        ladder.append(largest)
+    return tuple(ladder)
+
+
 def auto_ladder(max_budget: int) -> tuple[int, ...]:
     """vLLM's automatic ladder: powers of two from 64 up to max_budget, plus max_budget itself."""
     if max_budget < _SMALLEST_AUTO_BUDGET:
         raise UsageError(f"--max-budget {max_budget} is below the smallest automatic budget (64)")
     if max_budget > MAX_BUDGET:
         raise UsageError(f"--max-budget {max_budget:,} is above {MAX_BUDGET:,} tokens; give a budget such as 8192")
-    ladder = []
-    budget = _SMALLEST_AUTO_BUDGET
-    while budget <= max_budget:
-        ladder.append(budget)
-        budget *= 2
-    if ladder[-1] != max_budget:
-        ladder.append(max_budget)
-    return tuple(ladder)
+    return doubling_ladder(_SMALLEST_AUTO_BUDGET, max_budget)
 
 
 def resolve_budgets(budgets: str | None, max_budget: int | None) -> tuple[int, ...]:

@@ -188,8 +188,8 @@ def prepare(request: ProfileRequest, capability: tuple[int, int] | None = None) 
         raise UsageError(f"--max-frames-per-batch: vLLM captures no video layout for {adapter.family}, only images; drop it")
     items = (resolve_max_items(request.budgets, request.max_items, adapter.min_budget(tower_config))
              if adapter.takes_max_items else None)
-    layouts = tuple(capture_order([l for b in request.budgets for l in adapter.layouts(tower_config, b, items or 0)],
-                                  adapter.paths, largest_first=True))
+    layouts = tuple(capture_order(adapter.graph_layouts(tower_config, request.budgets, items or 0), adapter.paths,
+                                  largest_first=True))
     if request.capture == "vllm":
         layouts = tuple(adapter.vllm_layout(layout, tower_config, request.max_frames_per_batch) for layout in layouts)
     counts = graph_counts(request.decoder, tuple(l.budget for l in layouts))

@@ -363,12 +363,18 @@ def _check_consistency(report: Report) -> None:
     unmeasured = [(u.path, u.budget) for u in report.unmeasured]
     if len(set(measured + unmeasured)) != len(measured) + len(unmeasured):
         raise ReportError("report lists a budget twice (in budgets or unmeasured)")
-    covered = {budget for _, budget in measured + unmeasured}
-    if covered != requested:
-        raise ReportError(
-            "report.budgets and report.unmeasured do not cover report.settings.budgets "
-            f"({sorted(covered)} against {sorted(requested)})"
-        )
+    by_path: dict[str, set[int]] = {}
+    for path, budget in measured + unmeasured:
+        by_path.setdefault(path, set()).add(budget)
+    if set(by_path) == {""}:  # one graph per budget requested
+        if by_path[""] != requested:
+            raise ReportError("report.budgets and report.unmeasured do not cover report.settings.budgets "
+                              f"({sorted(by_path[''])} against {sorted(requested)})")
+    else:  # each encoder path on its own ladder, up to the largest budget requested
+        for path, budgets in sorted(by_path.items()):
+            if max(budgets) != max(requested):
+                raise ReportError(f"report's {path or 'default'} path ends at budget {max(budgets)}, "
+                                  f"not at the largest of report.settings.budgets ({max(requested)})")
     if report.model.kv_bytes_per_token == 0:
         raise ReportError("report.model.kv_bytes_per_token is 0; a model with a KV cache has a positive figure (null for encoder-only models)")
     if report.settings.max_items <= 0:

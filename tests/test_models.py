@@ -335,20 +335,24 @@ def test_lfm2_vl_layout_and_graph_are_vllms():
 
 def test_step3p7_lays_out_two_paths_as_vllm_does():
     """Global images of 728 px (169 tokens each, at most k of them) and local crops of 504 px (81
-    tokens each, k not applying), each budget a graph on each path it reaches."""
+    tokens each, k not applying), each path on vLLM's own ladder: from one item doubling up to the
+    largest budget, plus the largest."""
     from encgraph_profiler.models.step3p7 import Step3p7Adapter
     from transformers import Step3p7Config
 
     adapter, config = Step3p7Adapter(), Step3p7Config()
-    assert adapter.min_budget(config) == 169
-    glob, local = adapter.layouts(config, 1024, 8)
+    assert adapter.min_budget(config) == 169 and adapter.path_minimums(config) == {"global": 169, "local": 81}
+    graphs = adapter.graph_layouts(config, (1024, 2048, 4096, 8192), 8)
+    assert [(g.path, g.budget) for g in graphs] == (
+        [("global", b) for b in (169, 338, 676, 1352, 2704, 5408, 8192)]
+        + [("local", b) for b in (81, 162, 324, 648, 1296, 2592, 5184, 8192)])
+    glob, local = adapter.path_layout(config, "global", 1024, 8), adapter.path_layout(config, "local", 1024, 8)
     assert (glob.path, glob.items, glob.tokens, glob.input_patches) == ("global", 6, 1014, 6 * 52 * 52)
     assert (local.path, local.items, local.tokens, local.input_patches) == ("local", 12, 972, 12 * 36 * 36)
-    assert adapter.layouts(config, 8192, 8)[0].items == 8  # capped at k; the crops are not
-    assert adapter.layouts(config, 8192, 8)[1].items == 101
+    assert [g.items for g in graphs if g.budget == 8192] == [8, 101]  # k caps the images, not the crops
     assert local.meaning == "1,024 tokens = 12 local crops of 504x504 px, 15,552 ViT patches downsampled to 81 tokens each"
-    with pytest.raises(UsageError, match="below one Step-3.7 image"):
-        adapter.layouts(config, 168, 8)
+    with pytest.raises(UsageError, match="largest budget, 168, is below one step3p7 global item"):
+        adapter.graph_layouts(config, (64, 168), 8)
 
 
 def _tower_and_model(name):
@@ -368,7 +372,7 @@ def test_step3p7_graphs_compute_what_the_model_computes():
     """Each path's captured forward (rotary embedding given) equals the whole model's image
     features for the same pixels, weight for weight."""
     adapter, config, tower, model = _tower_and_model("tiny-step3p7")
-    glob, local = adapter.layouts(config, 162, 2)
+    glob, local = adapter.path_layout(config, "global", 162, 2), adapter.path_layout(config, "local", 162, 2)
     images = adapter.make_inputs(tower, config, glob, "float32", torch.device("cpu"), torch.Generator().manual_seed(0))
     crops = adapter.make_inputs(tower, config, local, "float32", torch.device("cpu"), torch.Generator().manual_seed(1))
     with torch.inference_mode():
@@ -382,24 +386,28 @@ def test_step3p7_graphs_compute_what_the_model_computes():
 
 def test_deepseek_ocr2_lays_out_two_paths_as_vllm_does():
     """Global views of 1024 px (256 tokens each, at most k of them) and local crops of 768 px (144
-    tokens each, k not applying), each budget a graph on both paths."""
+    tokens each, k not applying), each path on vLLM's own ladder."""
     spec = resolve("tiny-deepseek-ocr2")
     adapter, config = spec.adapter, spec.adapter.tower_config(spec.config)
     assert adapter.min_budget(config) == 256
-    glob, local = adapter.layouts(config, 1024, 8)
+    graphs = adapter.graph_layouts(config, (1024, 2048, 4096, 8192), 8)
+    assert [(g.path, g.budget) for g in graphs] == (
+        [("global", b) for b in (256, 512, 1024, 2048, 4096, 8192)]
+        + [("local", b) for b in (144, 288, 576, 1152, 2304, 4608, 8192)])
+    glob, local = adapter.path_layout(config, "global", 1024, 8), adapter.path_layout(config, "local", 1024, 8)
     assert (glob.path, glob.items, glob.tokens, glob.input_patches) == ("global", 4, 1024, 4 * 64 * 64)
     assert (local.path, local.items, local.tokens, local.input_patches) == ("local", 7, 1008, 7 * 48 * 48)
-    assert [layout.items for layout in adapter.layouts(config, 8192, 8)] == [8, 56]  # k caps the views, not the crops
+    assert [g.items for g in graphs if g.budget == 8192] == [8, 56]  # k caps the views, not the crops
     assert local.meaning == "1,024 tokens = 7 local crops of 768x768 px, 16,128 SAM patches, 144 tokens each"
-    with pytest.raises(UsageError, match="below one DeepSeek-OCR 2 view"):
-        adapter.layouts(config, 255, 8)
+    with pytest.raises(UsageError, match="largest budget, 255, is below one deepseek-ocr2 global item"):
+        adapter.graph_layouts(config, (255,), 8)
 
 
 def test_deepseek_ocr2_graphs_compute_what_the_model_computes():
     """Each path's captured forward (position embedding, relative-position tables, mask and rotary
     embedding given) equals the whole model's image features for the same pixels, weight for weight."""
     adapter, config, tower, model = _tower_and_model("tiny-deepseek-ocr2")
-    glob, local = adapter.layouts(config, 300, 2)
+    glob, local = adapter.path_layout(config, "global", 300, 2), adapter.path_layout(config, "local", 300, 2)
     views = adapter.make_inputs(tower, config, glob, "float32", torch.device("cpu"), torch.Generator().manual_seed(0))
     crops = adapter.make_inputs(tower, config, local, "float32", torch.device("cpu"), torch.Generator().manual_seed(1))
     with torch.inference_mode():

@@ -374,27 +374,29 @@ def test_cli_as_vllm_prints_the_estimate_and_refuses_a_plain_capture(fake):
 
 
 def test_a_two_path_family_captures_and_reports_every_path(tmp_path):
-    """Step-3.7: each budget a global and a local graph, captured path by path, largest first, into
-    one pool; the report, its JSON, check and the table name each graph by path and budget."""
+    """Step-3.7: each path on vLLM's own ladder (from one item up to the largest budget), captured
+    path by path, largest first, into one pool; the report, its JSON, check and the table name each
+    graph by path and budget."""
     from encgraph_profiler import render
 
     device = FakeDevice()
     report = _run(device, budgets=(81, 162), model="tiny-step3p7")
-    assert device.captured == ["budget global:162", "budget global:81", "budget local:162", "budget local:81"]
-    assert [(b.path, b.budget) for b in report.budgets] == [("global", 81), ("global", 162), ("local", 81), ("local", 162)]
-    assert [b.items for b in report.budgets if b.path == "local"] == [1, 2]
-    assert report.settings.layout == ("162 tokens = 81 global images of 56x56 px, 1,296 ViT patches downsampled to 1 tokens each; "
+    assert device.captured == ["budget global:162", "budget global:128", "budget global:64", "budget local:162", "budget local:81"]
+    assert [(b.path, b.budget) for b in report.budgets] == [("global", 64), ("global", 128), ("global", 162), ("local", 81), ("local", 162)]
+    assert [b.items for b in report.budgets] == [1, 2, 2, 1, 2]
+    assert report.settings.layout == ("162 tokens = 2 global images of 448x448 px, 2,048 ViT patches downsampled to 64 tokens each; "
                                       "162 tokens = 2 local crops of 504x504 px, 2,592 ViT patches downsampled to 81 tokens each")
-    assert report.complete and report.pool(PoolName.ENCODER_GRAPHS).graphs == 4
-    assert [g.count for g in report.graph_counts.groups if g.kind == "ENCODER"] == [4]
+    assert report.complete and report.pool(PoolName.ENCODER_GRAPHS).graphs == 5
+    assert [g.count for g in report.graph_counts.groups if g.kind == "ENCODER"] == [5]
     path = tmp_path / "two-paths.json"
     report_io.save(report, path)
     again = report_io.load(path)
     assert again.budgets == report.budgets
     scopes = [row.scope for row in compare(again, report).rows if row.figure == "pool_reserved_bytes"]
-    assert scopes[:4] == ["budget global:162", "budget global:81", "budget local:162", "budget local:81"]
-    assert [cell for cell in render.budget_table(report).columns[0].cells] == ["global 81", "global 162", "local 81", "local 162"]
+    assert scopes[:5] == ["budget global:162", "budget global:128", "budget global:64", "budget local:162", "budget local:81"]
+    assert [cell for cell in render.budget_table(report).columns[0].cells] == [
+        "global 64", "global 128", "global 162", "local 81", "local 162"]
     stopped = _run(FakeDevice(fail_capture={162}), budgets=(81, 162), model="tiny-step3p7")
     assert [(u.label, u.status) for u in stopped.unmeasured] == [
-        ("global:81", BudgetStatus.NOT_RUN), ("global:162", BudgetStatus.CAPTURE_FAILED),
+        ("global:64", BudgetStatus.NOT_RUN), ("global:128", BudgetStatus.NOT_RUN), ("global:162", BudgetStatus.CAPTURE_FAILED),
         ("local:81", BudgetStatus.NOT_RUN), ("local:162", BudgetStatus.NOT_RUN)]

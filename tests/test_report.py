@@ -35,6 +35,8 @@ def test_recorded_report_adds_up(recorded_report_path):
     (lambda d: d.update(schema_version=99), "schema_version 99"),
     (lambda d: d.pop("budgets"), "report.budgets is missing"),
     (lambda d: d.update(pools={}), "should be a list"),
+    (lambda d: [b.update(path="local" if i == 0 else "global") for i, b in enumerate(d["budgets"])],
+     "local path ends at budget 1024, not at the largest"),
 ])
 def test_bad_reports_are_refused(recorded_report_data, tmp_path, mutate, message):
     mutate(recorded_report_data)

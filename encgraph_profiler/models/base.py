@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UsageError
+from ..ladder import doubling_ladder
 from ..units import graph_label
 
 # Vision-config fields that are whole positive numbers wherever a family has them.
@@ -163,11 +164,30 @@ class Adapter:
         return 64
 
     def layout(self, vision_config, budget: int, items: int) -> Layout:
+        """The graph of one budget, for a family with one encoder path."""
         raise NotImplementedError
 
-    def layouts(self, vision_config, budget: int, items: int) -> tuple[Layout, ...]:
-        """Every graph a budget captures: one, or one per encoder path (``paths``) it reaches."""
-        return (self.layout(vision_config, budget, items),)
+    def path_minimums(self, config) -> dict[str, int]:
+        """Each encoder path's smallest budget (one item of that path), for a family with several."""
+        raise NotImplementedError
+
+    def path_layout(self, config, path: str, budget: int, items: int) -> Layout:
+        """The graph of one budget on one encoder path, for a family with several."""
+        raise NotImplementedError
+
+    def graph_layouts(self, config, budgets: tuple[int, ...], items: int) -> list[Layout]:
+        """Every graph the engine captures for ``budgets``: one per budget; or, for a family with
+        encoder paths, vLLM's ladder on each path, from that path's smallest budget doubling up to
+        the largest budget given (the budgets given below the largest do not apply to such paths)."""
+        if self.paths == ("",):
+            return [self.layout(config, budget, items) for budget in budgets]
+        largest, graphs = max(budgets), []
+        for path, smallest in self.path_minimums(config).items():
+            if largest < smallest:
+                raise UsageError(f"the largest budget, {largest}, is below one {self.family} {path} item ({smallest} tokens): "
+                                 f"vLLM captures {path} budgets from {smallest} up to the largest; give a budget of {smallest} or more")
+            graphs += [self.path_layout(config, path, budget, items) for budget in doubling_ladder(smallest, largest)]
+        return graphs
 
     def vllm_layout(self, layout: Layout, vision_config, frames_per_batch: int) -> Layout:
         """``layout`` where vLLM's capture inputs differ from it (a fixed longest sequence, a video

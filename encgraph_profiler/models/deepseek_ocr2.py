@@ -10,8 +10,9 @@ vLLM (deepseek_ocr2.py) captures it on two encoder paths, two sets of budget gra
 - ``local``: B // 144 crops of 768 x 768 px (its IMAGE_SIZE; 48 x 48 patches, 12 x 12 tokens
   each); k does not apply.
 
-vLLM's smallest budget is one global view (256 tokens). Each graph covers SAM, the Qwen2 encoder and
-the projector. Outside the graph: SAM's position embedding resized to the grid, each SAM attention
+Each path captures vLLM's own ladder: from one item of that path (256 or 144 tokens) doubling up to
+the largest budget, plus the largest, global first, each largest first. Each graph covers SAM, the
+Qwen2 encoder and the projector. Outside the graph: SAM's position embedding resized to the grid, each SAM attention
 block's relative-position tables (transformers indexes them with a host tensor, which capture
 forbids), the encoder's attention mask and its rotary embedding.
 """
@@ -100,20 +101,16 @@ class DeepseekOcr2Adapter(Adapter):
     def min_budget(self, config) -> int:
         return self.tokens(config, GLOBAL_VIEW)  # one global view
 
-    def layouts(self, config, budget: int, items: int) -> tuple[Layout, ...]:
-        patch = config.vision_config.sam_config.patch_size
-        per_view, per_crop = self.tokens(config, GLOBAL_VIEW), self.tokens(config, LOCAL_CROP)
-        if budget < per_view:
-            raise UsageError(f"budget {budget} is below one DeepSeek-OCR 2 view ({per_view} tokens); use budgets of at least {per_view}")
+    def path_minimums(self, config) -> dict[str, int]:
+        return {"global": self.tokens(config, GLOBAL_VIEW), "local": self.tokens(config, LOCAL_CROP)}
 
-        def path(name: str, count: int, size: int, per: int) -> Layout:
-            patches = count * (size // patch) ** 2
-            return Layout(budget=budget, items=count, tokens=count * per, input_patches=patches, path=name,
-                          meaning=f"{budget:,} tokens = {counted(count, name + (' views' if name == 'global' else ' crops'))} of "
-                                  f"{size}x{size} px, {patches:,} SAM patches, {per} tokens each")
-
-        return (path("global", min(budget // per_view, items), GLOBAL_VIEW, per_view),
-                path("local", budget // per_crop, LOCAL_CROP, per_crop))
+    def path_layout(self, config, path: str, budget: int, items: int) -> Layout:
+        size, per = (GLOBAL_VIEW if path == "global" else LOCAL_CROP), self.path_minimums(config)[path]
+        count = min(budget // per, items) if path == "global" else budget // per  # k caps the views, not the crops
+        patches = count * (size // config.vision_config.sam_config.patch_size) ** 2
+        return Layout(budget=budget, items=count, tokens=count * per, input_patches=patches, path=path,
+                      meaning=f"{budget:,} tokens = {counted(count, path + (' views' if path == 'global' else ' crops'))} of "
+                              f"{size}x{size} px, {patches:,} SAM patches, {per} tokens each")
 
     def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
         import torch

@@ -8,13 +8,15 @@ in the one pool:
 - ``local``: B // c crops of 504 px, c the tokens one crop makes (81: 36 x 36, 18 x 18, 9 x 9), for
   budgets of at least one crop; k does not apply.
 
-vLLM's smallest budget is one global image (g tokens). Each graph covers the vision model and the
-projector; the rotary embedding of the grid is computed outside the graph.
+Each path captures vLLM's own ladder (its encoder graph manager): from one item of that path (g
+or c tokens) doubling up to the largest budget, plus the largest; the budgets between do not apply
+to these paths. Paths are captured in the order the model declares them, global first, each largest
+first. Each graph covers the vision model and the projector; the rotary embedding of the grid is
+computed outside the graph.
 """
 
 from __future__ import annotations
 
-from ..errors import UsageError
 from ..units import counted
 from .base import Adapter, Layout
 
@@ -76,21 +78,19 @@ class Step3p7Adapter(Adapter):
     def min_budget(self, config) -> int:
         return self.tokens(config, config.vision_config.image_size)  # one global image
 
-    def layouts(self, config, budget: int, items: int) -> tuple[Layout, ...]:
-        image, patch = config.vision_config.image_size, config.vision_config.patch_size
-        per_image, per_crop = self.tokens(config, image), self.tokens(config, LOCAL_CROP)
-        if budget < per_image:
-            raise UsageError(f"budget {budget} is below one Step-3.7 image ({per_image} tokens); use budgets of at least {per_image}")
-        images, crops = min(budget // per_image, items), budget // per_crop
+    def _size(self, config, path: str) -> int:
+        return config.vision_config.image_size if path == "global" else LOCAL_CROP
 
-        def path(name: str, count: int, size: int, per: int) -> Layout:
-            patches = count * (size // patch) ** 2
-            return Layout(budget=budget, items=count, tokens=count * per, input_patches=patches, path=name,
-                          meaning=f"{budget:,} tokens = {counted(count, name + (' images' if name == 'global' else ' crops'))} of "
-                                  f"{size}x{size} px, {patches:,} ViT patches downsampled to {per} tokens each")
+    def path_minimums(self, config) -> dict[str, int]:
+        return {path: self.tokens(config, self._size(config, path)) for path in self.paths}
 
-        # The local path's budgets start at one crop (vLLM's minimum for that path).
-        return (path("global", images, image, per_image),) + ((path("local", crops, LOCAL_CROP, per_crop),) if crops else ())
+    def path_layout(self, config, path: str, budget: int, items: int) -> Layout:
+        size, per = self._size(config, path), self.path_minimums(config)[path]
+        count = min(budget // per, items) if path == "global" else budget // per  # k caps the images, not the crops
+        patches = count * (size // config.vision_config.patch_size) ** 2
+        return Layout(budget=budget, items=count, tokens=count * per, input_patches=patches, path=path,
+                      meaning=f"{budget:,} tokens = {counted(count, path + (' images' if path == 'global' else ' crops'))} of "
+                              f"{size}x{size} px, {patches:,} ViT patches downsampled to {per} tokens each")
 
     def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
         import torch
