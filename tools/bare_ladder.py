@@ -1,7 +1,8 @@
 """Independent check of `encgraph profile`, and the bare baseline for its wall time.
 
 Written against torch and transformers only (no encgraph code): build the Qwen2-VL tower, Gemma 3's
-SigLIP and projector, or Llama 4's vision model and projector, from a config, allocate every budget's inputs (vLLM's layouts) and
+SigLIP and projector, Llama 4's vision model and projector, or Step-3.7's vision model and projector
+(on vLLM's two paths, each with its own ladder), from a config, allocate every budget's inputs (vLLM's layouts) and
 warm each up on the capture stream, then synchronize + empty_cache and measure the whole ladder
 (largest first, one pool) by a different method from encgraph's: the caching allocator's
 reserved-bytes delta and this process's NVML delta. Nothing from the warm-up stays referenced when
@@ -11,6 +12,7 @@ the baseline is taken.
     python tools/bare_ladder.py configs/gemma-3-27b.json 1024,2048,4096,8192 > bare.json
     python tools/bare_ladder.py configs/llama-4-scout-17b-16e.json 1024,2048,4096,8192 > bare.json
     python tools/bare_ladder.py configs/qwen2-vl-7b.json 1024,2048,4096,8192 varlen > bare.json
+    python tools/bare_ladder.py step3p7.json 1024,2048,4096,8192 > bare.json  # Step3p7Config().to_dict()
 
 With ``varlen`` (Qwen2-VL), attention is ATen's flash kernel over the packed images, called here
 directly, the segments on the device and the longest image given.
@@ -26,10 +28,11 @@ started = time.perf_counter()
 
 import pynvml  # noqa: E402
 import torch  # noqa: E402
-from transformers import AttentionInterface, Gemma3Config, Llama4Config, Qwen2VLConfig, SiglipVisionModel  # noqa: E402
+from transformers import AttentionInterface, Gemma3Config, Llama4Config, Qwen2VLConfig, SiglipVisionModel, Step3p7Config  # noqa: E402
 from transformers.models.gemma3.modeling_gemma3 import Gemma3MultiModalProjector  # noqa: E402
 from transformers.models.llama4.modeling_llama4 import Llama4MultiModalProjector, Llama4VisionModel  # noqa: E402
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel  # noqa: E402
+from transformers.models.step3p7.modeling_step3p7 import Step3p7VisionModel, Step3p7VisionRotaryEmbedding  # noqa: E402
 from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids  # noqa: E402
 
 
@@ -74,7 +77,7 @@ def qwen2_vl(data, budgets, items, gen, attn="sdpa"):
         if attn == "varlen":
             run["cu_seqlens"], run["max_seqlen"] = run["cu_seqlens"].cuda(), m * m * per_item
         runs.append(run)
-    return (lambda **kwargs: tower(**kwargs).pooler_output), runs
+    return (lambda **kwargs: tower(**kwargs).pooler_output), runs, items
 
 
 def gemma3(data, budgets, items, gen):
@@ -88,7 +91,7 @@ def gemma3(data, budgets, items, gen):
         {"pixel_values": torch.randn(min(b // config.mm_tokens_per_image, items), 3, size, size, generator=gen).to("cuda", torch.bfloat16)}
         for b in budgets
     ]
-    return (lambda pixel_values: projector(vision(pixel_values=pixel_values).last_hidden_state)), runs
+    return (lambda pixel_values: projector(vision(pixel_values=pixel_values).last_hidden_state)), runs, items
 
 
 def llama4(data, budgets, items, gen):
@@ -109,16 +112,60 @@ def llama4(data, budgets, items, gen):
         features = vision(pixel_values).last_hidden_state
         return projector(features.view(-1, features.size(-1)))
 
-    return forward, runs
+    return forward, runs, None  # k does not apply
+
+
+def step3p7(data, budgets, items, gen):
+    """Step-3.7 as vLLM's encoder graph manager captures it: a global path of min(B // 169, k) images
+    of 728 px and a local path of B // 81 crops of 504 px, each path's budgets running from one of
+    its items, doubling, up to the largest budget, plus the largest; global first, largest first."""
+    config = Step3p7Config(**data)
+    v = config.vision_config
+    with torch.device("cuda"):
+        vision = Step3p7VisionModel._from_config(v, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
+        projector = torch.nn.Linear(v.hidden_size * 4, config.text_config.hidden_size, bias=config.projector_bias,
+                                    dtype=torch.bfloat16).eval()
+    rotary = Step3p7VisionRotaryEmbedding(v)
+
+    def side_after_downsampling(size):
+        side = size // v.patch_size
+        return (((side - 1) // 2 + 1) - 1) // 2 + 1  # two convolutions of kernel 3, stride 2, padding 1
+
+    def ladder(smallest):
+        steps = [smallest * 2**i for i in range(64) if smallest * 2**i <= budgets[0]]
+        return sorted(set(steps) | {budgets[0]}, reverse=True)
+
+    per_image, per_crop = side_after_downsampling(v.image_size) ** 2, side_after_downsampling(504) ** 2
+    images_cap = min(budgets[0] // per_image, budgets[-1])  # vLLM's default items per batch for this family
+    runs = []
+    for size, counts in ((v.image_size, [min(b // per_image, images_cap) for b in ladder(per_image)]),
+                         (504, [b // per_crop for b in ladder(per_crop)])):
+        side = size // v.patch_size
+        pixels = torch.randn(1, 3, size, size, generator=gen)
+        cos, sin = rotary(pixels, get_vision_position_ids(torch.tensor([[1, side, side]]), spatial_merge_size=1))
+        for count in counts:
+            runs.append({"pixel_values": torch.randn(count, 3, size, size, generator=gen).to("cuda", torch.bfloat16),
+                         "cos": cos.cuda(), "sin": sin.cuda()})
+
+    def forward(pixel_values, cos, sin):
+        batch, _, height, width = pixel_values.shape
+        hidden = vision.pre_layernorm(vision.embeddings(pixel_values, interpolate_pos_encoding=True))
+        for layer in vision.layers:
+            hidden = layer(hidden, position_embeddings=(cos, sin))
+        grid = hidden.permute(0, 2, 1).reshape(batch, -1, height // v.patch_size, width // v.patch_size)
+        grid = vision.downsampler2(vision.downsampler1(grid))
+        return projector(grid.flatten(2).permute(0, 2, 1))
+
+    return forward, runs, images_cap
 
 
 def main(config_path, budget_text, attn="sdpa", warmup=2):
     budgets = sorted((int(b) for b in budget_text.split(",")), reverse=True)
     items = max(1, min(budgets[0] // 64, budgets[-1]))
     data = json.load(open(config_path))
-    build = {"qwen2_vl": qwen2_vl, "gemma3": gemma3, "llama4": llama4}[data.pop("model_type")]
+    build = {"qwen2_vl": qwen2_vl, "gemma3": gemma3, "llama4": llama4, "step3p7": step3p7}[data.pop("model_type")]
     extra = {"attn": attn} if attn != "sdpa" else {}
-    forward, runs = build(data, budgets, items, torch.Generator().manual_seed(0), **extra)
+    forward, runs, items = build(data, budgets, items, torch.Generator().manual_seed(0), **extra)
     stream = torch.cuda.Stream()
     for kwargs in runs:
         stream.wait_stream(torch.cuda.current_stream())
@@ -145,6 +192,7 @@ def main(config_path, budget_text, attn="sdpa", warmup=2):
     json.dump(
         {
             "budgets": budgets,
+            "graphs": len(runs),
             "items": items,
             "reserved_delta_bytes": reserved1 - reserved0,
             "nvml_process_delta_bytes": used1 - used0,
