@@ -131,10 +131,10 @@ def predicted_report(setup: Prepared, decoder, capability: tuple[int, int]):
         torch=torch.__version__, transformers=transformers.__version__, encgraph=__version__, allocator_conf=conf,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    warnings = () if capability == RULES_FOUND_ON else (
+    warnings = setup.notes + (() if capability == RULES_FOUND_ON else (
         f"predicted for compute capability {capability[0]}.{capability[1]} with kernel rules found on an H100 "
         f"({RULES_FOUND_ON[0]}.{RULES_FOUND_ON[1]}): sdpa's buffers and cuDNN's convolution workspace may differ on "
-        "that GPU; profile there to confirm",)
+        "that GPU; profile there to confirm",))
     return Report(schema_version=SCHEMA_VERSION, provenance=provenance, settings=setup.settings, model=setup.facts,
                   budgets=budgets, pools=pools, graph_counts=_graph_counts_report(setup.graph_counts, decoder),
                   process_used_bytes=None, wall_ms=(time.perf_counter() - started) * 1000, warnings=warnings,

@@ -127,6 +127,7 @@ class Prepared:
     facts: ModelFacts
     layouts: tuple[Layout, ...]  # path by path, largest budget first: the capture order
     graph_counts: GraphCounts
+    notes: tuple[str, ...] = ()  # what the report should say about how the budgets were laid out
 
 
 def resolve_attention(attn: str, adapter, capability: tuple[int, int] | None = None) -> str:
@@ -209,7 +210,20 @@ def prepare(request: ProfileRequest, capability: tuple[int, int] | None = None) 
         capture=request.capture,
         max_frames_per_batch=request.max_frames_per_batch,
     )
-    return Prepared(spec, tower_config, settings, model_facts(spec, dtype), layouts, counts)
+    return Prepared(spec, tower_config, settings, model_facts(spec, dtype), layouts, counts,
+                    _path_ladder_notes(adapter, layouts, request.budgets))
+
+
+def _path_ladder_notes(adapter, layouts, budgets) -> tuple[str, ...]:
+    """For a family whose encoder paths run their own ladders, the ladders, where budgets given
+    below the largest do not apply."""
+    unused = sorted(set(budgets) - {max(budgets)} - {l.budget for l in layouts})
+    if adapter.paths == ("",) or not unused:
+        return ()
+    ladders = "; ".join(f"{path} {min(b)}-{max(b)} ({len(b)} graphs)"
+                        for path in adapter.paths if (b := [l.budget for l in layouts if l.path == path]))
+    return (f"{adapter.family} captures each encoder path on vLLM's own ladder, from one item of that path doubling up to "
+            f"the largest budget: {ladders}; the smaller budgets given ({', '.join(map(str, unused))}) do not apply to these paths",)
 
 
 def _graph_counts_report(counts: GraphCounts, decoder: DecoderSettings) -> GraphCountsReport:
@@ -295,7 +309,7 @@ def profile(request: ProfileRequest, progress: Progress | None = None, device: D
     steps = 1 + 2 * len(setup.layouts)
     report_progress(f"building the {setup.spec.name} tower", 0, steps)
 
-    warnings: list[str] = list(device.problems)
+    warnings: list[str] = list(setup.notes) + list(device.problems)
     stream = device.new_stream()
     pools = [device.new_pool()] if request.pool == "shared" else []  # per-graph: one more before each capture
     device.settle()

@@ -400,3 +400,16 @@ def test_a_two_path_family_captures_and_reports_every_path(tmp_path):
     assert [(u.label, u.status) for u in stopped.unmeasured] == [
         ("global:64", BudgetStatus.NOT_RUN), ("global:128", BudgetStatus.NOT_RUN), ("global:162", BudgetStatus.CAPTURE_FAILED),
         ("local:81", BudgetStatus.NOT_RUN), ("local:162", BudgetStatus.NOT_RUN)]
+
+
+def test_a_two_path_family_says_which_budgets_do_not_apply():
+    """vLLM's paths run their own ladders up to the largest budget; a budget given between that is
+    on neither ladder is named in the report's warnings, so nobody looks for its graph."""
+    setup = prepare(ProfileRequest(model="tiny-deepseek-ocr2", budgets=(256, 300, 512)))
+    assert [(l.path, l.budget) for l in setup.layouts] == [
+        ("global", 512), ("global", 256), ("local", 512), ("local", 288), ("local", 144)]
+    assert setup.notes == ("deepseek-ocr2 captures each encoder path on vLLM's own ladder, from one item of that path doubling "
+                           "up to the largest budget: global 256-512 (2 graphs); local 144-512 (3 graphs); the smaller "
+                           "budgets given (300) do not apply to these paths",)
+    assert prepare(ProfileRequest(model="tiny-deepseek-ocr2", budgets=(256, 512))).notes == ()  # both on the global ladder
+    assert prepare(ProfileRequest(model=MODEL, budgets=BUDGETS)).notes == ()
