@@ -20,8 +20,8 @@ forbids), the encoder's attention mask and its rotary embedding.
 from __future__ import annotations
 
 from ..errors import UsageError
-from ..units import counted
-from .base import Adapter, Layout
+from .base import Layout
+from .two_path import TwoPathAdapter
 
 GLOBAL_VIEW = 1024  # vLLM's BASE_SIZE: the global view of every image
 LOCAL_CROP = 768  # vLLM's IMAGE_SIZE: the crops of a large image
@@ -73,13 +73,13 @@ def _given(attn, tables):
     return get_rel_pos
 
 
-class DeepseekOcr2Adapter(Adapter):
+class DeepseekOcr2Adapter(TwoPathAdapter):
     family = "deepseek-ocr2"
     model_types = ("deepseek_ocr2",)
     config_class_name = "transformers:DeepseekOcr2Config"
     model_class_name = "transformers:DeepseekOcr2ForConditionalGeneration"
-    dynamic_resolution = False
-    paths = ("global", "local")
+    global_noun = "views"
+    patches_caption = "SAM patches, {per} tokens each"
 
     def check_config(self, data, source: str) -> None:
         super().check_config(data, source)
@@ -89,34 +89,23 @@ class DeepseekOcr2Adapter(Adapter):
             raise UsageError(f"{source}: vision_config.sam_config has image_size {size!r} and patch_size {patch!r}; DeepSeek-OCR 2's "
                              f"queries fit {GLOBAL_VIEW} px views of 16 px patches only")
 
-    def tower_config(self, data):
-        return self.full_config(data)  # the projector needs the language model's width
-
     def tower_module(self):
         return _tower_module()
 
+    def view_size(self, config, path: str) -> int:
+        return GLOBAL_VIEW if path == "global" else LOCAL_CROP
+
+    def patch_size(self, config) -> int:
+        return config.vision_config.sam_config.patch_size
+
     def tokens(self, config, size: int) -> int:
         return (size // config.vision_config.sam_config.patch_size // DOWNSAMPLE) ** 2
-
-    def min_budget(self, config) -> int:
-        return self.tokens(config, GLOBAL_VIEW)  # one global view
-
-    def path_minimums(self, config) -> dict[str, int]:
-        return {"global": self.tokens(config, GLOBAL_VIEW), "local": self.tokens(config, LOCAL_CROP)}
-
-    def path_layout(self, config, path: str, budget: int, items: int) -> Layout:
-        size, per = (GLOBAL_VIEW if path == "global" else LOCAL_CROP), self.path_minimums(config)[path]
-        count = min(budget // per, items) if path == "global" else budget // per  # k caps the views, not the crops
-        patches = count * (size // config.vision_config.sam_config.patch_size) ** 2
-        return Layout(budget=budget, items=count, tokens=count * per, input_patches=patches, path=path,
-                      meaning=f"{budget:,} tokens = {counted(count, path + (' views' if path == 'global' else ' crops'))} of "
-                              f"{size}x{size} px, {patches:,} SAM patches, {per} tokens each")
 
     def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
         import torch
         from transformers.masking_utils import create_causal_mask
 
-        size = GLOBAL_VIEW if layout.path == "global" else LOCAL_CROP
+        size = self.view_size(config, layout.path)
         sam, encoder = tower.vision_tower.sam_encoder, tower.vision_tower.vision_encoder
         side = size // config.vision_config.sam_config.patch_size
         pixels = torch.randn(layout.items, config.vision_config.sam_config.num_channels, size, size, generator=generator)

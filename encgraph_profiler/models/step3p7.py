@@ -17,8 +17,8 @@ computed outside the graph.
 
 from __future__ import annotations
 
-from ..units import counted
-from .base import Adapter, Layout
+from .base import Layout
+from .two_path import TwoPathAdapter
 
 LOCAL_CROP = 504  # the crop vLLM's Step3-VL local path captures, and the image processor's patch_size
 
@@ -57,40 +57,24 @@ def _downsampled(side: int) -> int:
     return side
 
 
-class Step3p7Adapter(Adapter):
+class Step3p7Adapter(TwoPathAdapter):
     family = "step3p7"
     model_types = ("step3p7",)
     config_class_name = "transformers:Step3p7Config"
     model_class_name = "transformers:Step3p7ForConditionalGeneration"
-    dynamic_resolution = False
-    paths = ("global", "local")
     size_fields = ("image_size", "patch_size")
-
-    def tower_config(self, data):
-        return self.full_config(data)  # the projector needs the language model's width
 
     def tower_module(self):
         return _tower_module()
 
-    def tokens(self, config, size: int) -> int:
-        return _downsampled(size // config.vision_config.patch_size) ** 2
-
-    def min_budget(self, config) -> int:
-        return self.tokens(config, config.vision_config.image_size)  # one global image
-
-    def _size(self, config, path: str) -> int:
+    def view_size(self, config, path: str) -> int:
         return config.vision_config.image_size if path == "global" else LOCAL_CROP
 
-    def path_minimums(self, config) -> dict[str, int]:
-        return {path: self.tokens(config, self._size(config, path)) for path in self.paths}
+    def patch_size(self, config) -> int:
+        return config.vision_config.patch_size
 
-    def path_layout(self, config, path: str, budget: int, items: int) -> Layout:
-        size, per = self._size(config, path), self.path_minimums(config)[path]
-        count = min(budget // per, items) if path == "global" else budget // per  # k caps the images, not the crops
-        patches = count * (size // config.vision_config.patch_size) ** 2
-        return Layout(budget=budget, items=count, tokens=count * per, input_patches=patches, path=path,
-                      meaning=f"{budget:,} tokens = {counted(count, path + (' images' if path == 'global' else ' crops'))} of "
-                              f"{size}x{size} px, {patches:,} ViT patches downsampled to {per} tokens each")
+    def tokens(self, config, size: int) -> int:
+        return _downsampled(size // config.vision_config.patch_size) ** 2
 
     def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
         import torch
@@ -98,7 +82,7 @@ class Step3p7Adapter(Adapter):
         from transformers.vision_utils import get_vision_position_ids
 
         vision = config.vision_config
-        size = vision.image_size if layout.path == "global" else LOCAL_CROP
+        size = self.view_size(config, layout.path)
         pixels = torch.randn(layout.items, vision.num_channels, size, size, generator=generator)
         side = size // vision.patch_size
         positions = get_vision_position_ids(torch.tensor([[1, side, side]]), spatial_merge_size=1)
