@@ -215,10 +215,10 @@ def prepare(request: ProfileRequest, capability: tuple[int, int] | None = None) 
 
 
 def _path_ladder_notes(adapter, layouts, budgets) -> tuple[str, ...]:
-    """For a family whose encoder paths run their own ladders, the ladders, where budgets given
-    below the largest do not apply."""
-    unused = sorted(set(budgets) - {max(budgets)} - {l.budget for l in layouts})
-    if adapter.paths == ("",) or not unused:
+    """For a family whose encoder paths run their own ladders, the ladders, where a budget given is
+    on none of them (a family with one path captures every budget given: no note)."""
+    unused = sorted(set(budgets) - {l.budget for l in layouts})
+    if not unused:
         return ()
     ladders = "; ".join(f"{path} {min(b)}-{max(b)} ({len(b)} graphs)"
                         for path in adapter.paths if (b := [l.budget for l in layouts if l.path == path]))

@@ -99,7 +99,7 @@ class DeepseekOcr2Adapter(TwoPathAdapter):
         return config.vision_config.sam_config.patch_size
 
     def tokens(self, config, size: int) -> int:
-        return (size // config.vision_config.sam_config.patch_size // DOWNSAMPLE) ** 2
+        return (size // self.patch_size(config) // DOWNSAMPLE) ** 2
 
     def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
         import torch
@@ -107,7 +107,7 @@ class DeepseekOcr2Adapter(TwoPathAdapter):
 
         size = self.view_size(config, layout.path)
         sam, encoder = tower.vision_tower.sam_encoder, tower.vision_tower.vision_encoder
-        side = size // config.vision_config.sam_config.patch_size
+        side = size // self.patch_size(config)
         pixels = torch.randn(layout.items, config.vision_config.sam_config.num_channels, size, size, generator=generator)
         pixels = pixels.to(device=device, dtype=getattr(torch, dtype))
         with torch.inference_mode():

@@ -74,7 +74,7 @@ class Step3p7Adapter(TwoPathAdapter):
         return config.vision_config.patch_size
 
     def tokens(self, config, size: int) -> int:
-        return _downsampled(size // config.vision_config.patch_size) ** 2
+        return _downsampled(size // self.patch_size(config)) ** 2
 
     def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
         import torch
@@ -84,7 +84,7 @@ class Step3p7Adapter(TwoPathAdapter):
         vision = config.vision_config
         size = self.view_size(config, layout.path)
         pixels = torch.randn(layout.items, vision.num_channels, size, size, generator=generator)
-        side = size // vision.patch_size
+        side = size // self.patch_size(config)
         positions = get_vision_position_ids(torch.tensor([[1, side, side]]), spatial_merge_size=1)
         cos, sin = Step3p7VisionRotaryEmbedding(vision)(pixels, positions)  # float32, as the model computes it
         return {"pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype)), "cos": cos.to(device), "sin": sin.to(device)}
