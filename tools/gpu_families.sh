@@ -16,20 +16,20 @@ WORK=$(mktemp -d)
 
 python3 -c 'import huggingface_hub, transformers, torch; print("huggingface_hub", huggingface_hub.__version__, "transformers", transformers.__version__, "torch", torch.__version__, torch.cuda.get_device_name())'
 
-# Sizes from transformers' config defaults: GLM-4.1V-9B's (Glm4vConfig), ERNIE-4.5-VL-28B-A3B's
+# GLM-4.1V-9B-Thinking, Qwen3.5-27B and Qwen3-VL-30B-A3B-Instruct are the bundled configs as published.
+# The others at sizes from transformers' config defaults: ERNIE-4.5-VL-28B-A3B's
 # vision tower (Ernie4_5_VLMoeConfig), Kimi-K2.5's (Kimi_K25Config: MoonViT, 27 blocks of 1152),
 # LFM2-VL's (Lfm2VlConfig: a SigLIP2 NaFlex base tower, 12 blocks of 768), and the 768-wide, 16-layer vision tower of the smaller Gemma 4
-# models (Gemma4VisionConfig) with a Gemma 4 text config, Step-3.7's (Step3p7Config), Qwen3.5's, Qwen3.5-MoE's
-# and Qwen3-VL-MoE's (27 blocks of 1152 each). DeepSeek-OCR 2's
+# models (Gemma4VisionConfig) with a Gemma 4 text config, Step-3.7's (Step3p7Config) and Qwen3.5-MoE's
+# (27 blocks of 1152). DeepSeek-OCR 2's
 # tower at the sizes vLLM builds it with (a SAM ViT-B, as DeepseekOcr2SamVisionConfig's defaults,
 # and a 24-layer, 896-wide Qwen2 encoder), projecting to DeepSeek-OCR's 1280-wide language model.
 python3 - "$WORK" <<'PY'
 import json, sys
-from transformers import (DeepseekOcr2Config, Ernie4_5_VLMoeConfig, Glm4vConfig, Kimi_K25Config, Lfm2VlConfig, Qwen3_5Config,
-                          Qwen3_5MoeConfig, Qwen3VLMoeConfig, Step3p7Config)
+from transformers import (DeepseekOcr2Config, Ernie4_5_VLMoeConfig, Kimi_K25Config, Lfm2VlConfig, Qwen3_5MoeConfig,
+                          Step3p7Config)
 from transformers.models.gemma4.configuration_gemma4 import Gemma4TextConfig, Gemma4VisionConfig
 work = sys.argv[1]
-json.dump(Glm4vConfig().to_dict(), open(f"{work}/glm-4.1v-9b.json", "w"))
 json.dump(Ernie4_5_VLMoeConfig().to_dict(), open(f"{work}/ernie-4.5-vl.json", "w"))
 json.dump(Kimi_K25Config().to_dict(), open(f"{work}/kimi-k2.5.json", "w"))
 json.dump(Lfm2VlConfig().to_dict(), open(f"{work}/lfm2-vl.json", "w"))
@@ -38,9 +38,7 @@ gemma4 = {"model_type": "gemma4", "text_config": Gemma4TextConfig().to_dict(), "
 json.dump(gemma4, open(f"{work}/gemma-4.json", "w"))
 json.dump({"max_soft_tokens": 280, "pooling_kernel_size": 3, "patch_size": 16}, open(f"{work}/gemma-4.preprocessor.json", "w"))
 json.dump(Step3p7Config().to_dict(), open(f"{work}/step-3.7.json", "w"))
-json.dump(Qwen3_5Config().to_dict(), open(f"{work}/qwen3.5.json", "w"))
 json.dump(Qwen3_5MoeConfig().to_dict(), open(f"{work}/qwen3.5-moe.json", "w"))
-json.dump(Qwen3VLMoeConfig().to_dict(), open(f"{work}/qwen3-vl-moe.json", "w"))
 encoder = {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
            "num_key_value_heads": 2, "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}}
 text = {"hidden_size": 1280, "intermediate_size": 6848, "moe_intermediate_size": 896, "num_hidden_layers": 12,
@@ -58,7 +56,7 @@ work = Path(sys.argv[1])
 models = {  # id: {file in the repository: its source here}
     "meta-llama/Llama-4-Scout-17B-16E-Instruct": {"config.json": "configs/llama-4-scout-17b-16e.json"},
     "HuggingFaceTB/SmolVLM2-500M-Video-Instruct": {"config.json": "configs/smolvlm2-500m.json"},
-    "zai-org/GLM-4.1V-9B-Thinking": {"config.json": work / "glm-4.1v-9b.json"},
+    "zai-org/GLM-4.1V-9B-Thinking": {"config.json": "configs/glm-4.1v-9b.json"},
     "OpenGVLab/InternVL3-1B": {"config.json": "configs/internvl3-1b.json"},
     "baidu/ERNIE-4.5-VL-28B-A3B": {"config.json": work / "ernie-4.5-vl.json"},
     "moonshotai/Kimi-K2.5": {"config.json": work / "kimi-k2.5.json"},
@@ -66,9 +64,9 @@ models = {  # id: {file in the repository: its source here}
     "google/gemma-4-E4B-it": {"config.json": work / "gemma-4.json", "preprocessor_config.json": work / "gemma-4.preprocessor.json"},
     "stepfun-ai/Step-3.7-Flash": {"config.json": work / "step-3.7.json"},
     "deepseek-community/DeepSeek-OCR-2": {"config.json": work / "deepseek-ocr-2.json"},
-    "Qwen/Qwen3.5-27B": {"config.json": work / "qwen3.5.json"},
+    "Qwen/Qwen3.5-27B": {"config.json": "configs/qwen3.5-27b.json"},
     "Qwen/Qwen3.5-35B-A3B": {"config.json": work / "qwen3.5-moe.json"},
-    "Qwen/Qwen3-VL-30B-A3B-Instruct": {"config.json": work / "qwen3-vl-moe.json"},
+    "Qwen/Qwen3-VL-30B-A3B-Instruct": {"config.json": "configs/qwen3-vl-30b-a3b.json"},
 }
 for repo_id, files in models.items():
     commit = hashlib.sha1(repo_id.encode()).hexdigest()
