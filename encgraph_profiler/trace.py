@@ -13,6 +13,7 @@ rule was found by comparing this trace with captures recorded on an H100.
 from __future__ import annotations
 
 import weakref
+from contextlib import contextmanager
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -22,21 +23,29 @@ from torch.utils._pytree import tree_leaves
 
 class _FusedAttention(TorchFunctionMode):
     """sdpa as it allocates on the GPU: in the captured forwards recorded on an H100 (torch 2.11,
-    half precision, no mask), each call made two 8-byte random-state tensors, its output laid out
+    half precision), each call made two 8-byte random-state tensors, its output laid out
     (batch, tokens, heads, head size) and handed back transposed, and a 256-byte buffer, then freed
     the 256 bytes and the random state; never the attention matrix, which sdpa's matrix-multiply
-    path (what meta tensors would take) allocates."""
+    path (what meta tensors would take) allocates. A boolean mask (Gemma 4's padding) is first
+    turned into one of the query's type and the mask's shape, by way of two 2-byte scalars freed at
+    once, and that copy is freed last (tools/probe_masked_sdpa.py)."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is not torch.nn.functional.scaled_dot_product_attention:
             return func(*args, **kwargs)
         query, value = args[0], args[2]
+        mask = kwargs.get("attn_mask", args[3] if len(args) > 3 else None)
+        converted = None
+        if mask is not None and mask.dtype == torch.bool:
+            first, second = (torch.empty((), dtype=query.dtype, device=query.device) for _ in range(2))
+            converted = torch.empty(mask.shape, dtype=query.dtype, device=query.device)
+            del second, first
         seed, offset = (torch.empty((), dtype=torch.int64, device=query.device) for _ in range(2))
         out = torch.empty(*query.shape[:-3], query.shape[-2], query.shape[-3], value.shape[-1],
                           dtype=query.dtype, device=query.device).transpose(-3, -2)
         scratch = torch.empty(256, dtype=torch.uint8, device=query.device)
-        del scratch, seed, offset
+        del scratch, seed, offset, converted
         return out
 
 
@@ -151,10 +160,23 @@ class AllocationTrace(TorchDispatchMode):
             self.events.append(("free", key, 0))
 
 
+@contextmanager
+def _capturing():
+    """Code that asks whether a CUDA graph is being captured is told yes, as it is when the GPU run
+    captures the same forward: transformers then builds an attention mask without reading its
+    contents on the host (Gemma 4's padding mask), which it could not do on meta tensors."""
+    real = torch.cuda.is_current_stream_capturing
+    torch.cuda.is_current_stream_capturing = lambda: True
+    try:
+        yield
+    finally:
+        torch.cuda.is_current_stream_capturing = real
+
+
 def trace(run) -> tuple[list[tuple[str, int, int]], dict[int, int]]:
     """The allocation events of ``run()`` (on meta tensors), and its outputs' storages (key ->
     bytes), which stay allocated, as a captured graph keeps its outputs."""
-    with _FusedAttention(), AllocationTrace() as recorder:
+    with _capturing(), _FusedAttention(), AllocationTrace() as recorder:
         outputs = run()
     events = list(recorder.events)
     kept = {t.untyped_storage()._cdata: t.untyped_storage().nbytes() for t in tree_leaves(outputs) if isinstance(t, torch.Tensor)}

@@ -16,9 +16,9 @@ TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe"
 
 def test_real_models_are_bundled():
     assert bundled_names() == [
-        "clip-vit-large-patch14-336", "gemma-3-27b", "glm-4.1v-9b", "internvl3-1b", "llama-4-scout-17b-16e", "qwen2-vl-2b",
-        "qwen2-vl-7b", "qwen2.5-vl-7b", "qwen3-vl-30b-a3b", "qwen3-vl-8b", "qwen3.5-27b", "siglip-so400m-patch14-384",
-        "smolvlm2-500m",
+        "clip-vit-large-patch14-336", "gemma-3-27b", "gemma-4-31b", "glm-4.1v-9b", "internvl3-1b", "kimi-k2.5",
+        "llama-4-scout-17b-16e", "qwen2-vl-2b", "qwen2-vl-7b", "qwen2.5-vl-7b", "qwen3-vl-30b-a3b", "qwen3-vl-8b", "qwen3.5-27b",
+        "siglip-so400m-patch14-384", "smolvlm2-500m",
     ]
 
 
@@ -40,7 +40,8 @@ def test_gemma3_layout_is_vllms():
     ("Qwen2-VL-2B-Instruct", "qwen2-vl-2b"), ("QWEN3-VL", "qwen3-vl-8b"), ("SigLIP", "siglip-so400m-patch14-384"),
     ("InternVL", "internvl3-1b"), ("internvl3", "internvl3-1b"), ("Qwen3.5", "qwen3.5-27b"), ("Qwen3.5-27B", "qwen3.5-27b"),
     ("Qwen3-VL-MoE", "qwen3-vl-30b-a3b"), ("Qwen3-VL-30B-A3B-Instruct", "qwen3-vl-30b-a3b"), ("GLM-4.1V", "glm-4.1v-9b"),
-    ("GLM-4.1V-9B-Thinking", "glm-4.1v-9b"), ("glm4v", "glm-4.1v-9b"),
+    ("GLM-4.1V-9B-Thinking", "glm-4.1v-9b"), ("glm4v", "glm-4.1v-9b"), ("Gemma4", "gemma-4-31b"), ("gemma-4-31B-it", "gemma-4-31b"),
+    ("Kimi", "kimi-k2.5"), ("Kimi-K2.5", "kimi-k2.5"),
 ])
 def test_aliases_resolve(name, expected):
     assert resolve(name).name == expected
@@ -72,9 +73,11 @@ def test_tower_parameters_match_the_real_checkpoints(name, tower_millions):
 
 # Whole-model sizes of the bundled published configs, against what their authors state: GLM-4.1V-9B-Thinking
 # ~10.3 B; Qwen3-VL-30B-A3B ~31.1 B; Qwen3.5-27B 27.36 B here, its 55.56 GB of bf16 safetensors (27.78 B) also holding
-# the multi-token-prediction layer that transformers does not build (0.42 B at these sizes).
+# the multi-token-prediction layer that transformers does not build (0.42 B at these sizes); Gemma 4 31B: 30.7 B
+# without its ~550 M vision encoder; Kimi-K2.5: 1 T.
 @pytest.mark.parametrize("name, total_billions, tower_millions", [
     ("glm-4.1v-9b", 10.29, 892.50), ("qwen3-vl-30b-a3b", 31.07, 538.63), ("qwen3.5-27b", 27.36, 460.73),
+    ("gemma-4-31b", 31.27, 575.74), ("kimi-k2.5", 1026.88, 471.14),
 ])
 def test_published_configs_give_the_published_sizes(name, total_billions, tower_millions):
     facts = model_facts(resolve(name), "bfloat16")

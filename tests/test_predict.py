@@ -99,6 +99,28 @@ def test_patch_convolution_makes_the_probed_requests():
         assert [n for kind, _, n in events if kind == "alloc"] == probe["requests"], probe
 
 
+def test_sdpa_makes_the_probed_requests():
+    """Every shape probed on an H100 (tools/probe_masked_sdpa.py), with Gemma 4's boolean padding
+    mask and without one: the trace's requests and frees for one sdpa call, in order, equal the
+    ones the GPU made."""
+    lines = (Path(__file__).parent / "data" / "masked_sdpa.h100.jsonl").read_text().splitlines()
+    probes = [json.loads(line) for line in lines[1:]]
+    assert {p["mask"] for p in probes} == {"bool", "none"}
+    for probe in probes:
+        batch, heads, tokens, size = probe["batch"], probe["heads"], probe["tokens"], probe["head_size"]
+        q, k, v = (torch.empty(batch, tokens, heads, size, device="meta", dtype=torch.bfloat16).transpose(1, 2) for _ in range(3))
+        mask = torch.empty(batch, 1, tokens, tokens, device="meta", dtype=torch.bool) if probe["mask"] == "bool" else None
+        with torch.inference_mode():
+            events, _ = trace(lambda: (torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0),))
+        sizes, traced = {}, []
+        for kind, key, n in events:
+            if kind == "alloc":
+                sizes[key] = n
+            traced.append((kind, sizes[key] if kind == "alloc" else sizes.pop(key)))
+        recorded = [("alloc", e["alloc"]) if "alloc" in e else ("free", e["size"]) for e in probe["events"]]
+        assert traced == recorded, probe
+
+
 def test_per_graph_and_smallest_first_follow_the_strategy():
     """One pool per graph adds up to the budgets predicted alone; smallest first grows at every
     capture and ends above the largest budget alone."""
@@ -176,3 +198,13 @@ def test_vllm_capture_frees_each_graphs_outputs_in_its_pool():
     assert plain[-1].live_bytes == sum(round_size(p.output_bytes) for p in plain) > 0
     assert [p.live_bytes for p in vllm] == [0, 0]
     assert vllm[-1].pool_reserved_bytes <= plain[-1].pool_reserved_bytes
+
+
+@pytest.mark.parametrize("name", [p.stem for p in sorted((Path(__file__).parent.parent / "configs" / "tiny").glob("*.json"))])
+def test_every_family_predicts(name):
+    """Each family's captured forward runs on meta tensors, as it is captured (transformers asks
+    whether a capture is under way and skips host-side reads of a mask then)."""
+    spec = prepare(ProfileRequest(model=name, budgets=(1024,))).spec
+    smallest = spec.adapter.min_budget(spec.adapter.tower_config(spec.config))
+    predicted = predict(prepare(ProfileRequest(model=name, budgets=(max(smallest, 256),))))
+    assert predicted[-1].pool_reserved_bytes > 0 and all(p.allocations > 0 for p in predicted)

@@ -59,3 +59,34 @@ def test_forms_that_cannot_be_mapped_are_refused_in_one_line(tmp_path, change, m
     with pytest.raises(UsageError, match=message) as refused:
         resolve(_variant(tmp_path, change))
     assert "\n" not in str(refused.value)
+
+
+# moonshotai/Kimi-K2.5's config as its own KimiK25Config prints it (a public model report that also lists
+# every weight's shape), bundled as kimi-k2.5: MoonViT sized by vt_* keys, a patchmerger projector.
+KIMI_K25 = Path(__file__).parent.parent / "configs" / "kimi-k2.5.json"
+
+
+def test_kimi_k25_own_form_reads_as_native_kimi_k25():
+    spec = resolve(str(KIMI_K25))
+    assert spec.adapter.family == "kimi-k2.5"
+    config = spec.adapter.tower_config(spec.config)
+    vision = config.vision_config
+    assert (vision.hidden_size, vision.intermediate_size, vision.num_attention_heads, vision.num_hidden_layers) == (1152, 4304, 16, 27)
+    assert (vision.patch_size, vision.pos_emb_height, vision.pos_emb_width, vision.pos_emb_time) == (14, 64, 64, 4)
+    with torch.device("meta"):
+        tower = spec.adapter.build_tower(config, "bfloat16", "sdpa")
+    shapes = {name: tuple(p.shape) for name, p in tower.named_parameters()}
+    # The published weights: mm_projector.proj.0 [4608, 4608], proj.2 [7168, 4608], pre_norm [1152],
+    # patch_embed.pos_emb [64, 64, 1152], wqkv [3456, 1152] (here q, k and v apart).
+    assert sorted(s for n, s in shapes.items() if "projector" in n and n.endswith("weight")) == [(1152,), (4608, 4608), (7168, 4608)]
+    assert [s for n, s in shapes.items() if "pos_emb" in n] == [(64, 64, 1152)]
+    assert round(model_facts(spec, "bfloat16").total_parameters / 1e12, 3) == 1.027  # "1T total parameters"
+
+
+@pytest.mark.parametrize("key, value", [("mm_projector_type", "patchmergerv2"), ("merge_type", "sd2"), ("pos_emb_type", "learned")])
+def test_kimi_k25_own_form_with_a_part_transformers_lacks_is_refused(tmp_path, key, value):
+    data = json.loads(KIMI_K25.read_text())
+    data["vision_config"][key] = value
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with pytest.raises(UsageError, match=f"vision_config {key} '{value}' is built only by the authors' own code"):
+        resolve(str(tmp_path))

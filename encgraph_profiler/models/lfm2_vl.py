@@ -98,12 +98,18 @@ class Lfm2VlAdapter(Adapter):
         valid = torch.arange(longest)[None] < shapes.prod(-1)[:, None]
         embeddings = tower.vision_tower.embeddings
         table = embeddings.position_embedding.weight.reshape(embeddings.position_embedding_size, embeddings.position_embedding_size, -1)
+        source = torch.zeros(table.shape) if table.is_meta else table.detach().float().cpu()  # meta: predicting, shapes alone
         with torch.no_grad():
-            positions = embeddings.resize_positional_embeddings(table.detach().float().cpu(), shapes, max_length=longest)
+            positions = embeddings.resize_positional_embeddings(source, shapes, max_length=longest)
         patch_dim = embeddings.patch_embedding.in_features
         pixels = torch.randn(len(tiles), longest, patch_dim, generator=generator) * valid[..., None]
-        inputs_like = torch.empty(len(tiles), longest, config.vision_config.hidden_size, dtype=torch_dtype, device=device)
-        mask = create_bidirectional_mask(config=config.vision_config, inputs_embeds=inputs_like, attention_mask=valid.to(device))
+        # Whether transformers needs the mask depends on its contents: predicting on meta tensors, it is built on
+        # the host and only its form goes to the meta device.
+        host = torch.device("cpu") if device.type == "meta" else device
+        inputs_like = torch.empty(len(tiles), longest, config.vision_config.hidden_size, dtype=torch_dtype, device=host)
+        mask = create_bidirectional_mask(config=config.vision_config, inputs_embeds=inputs_like, attention_mask=valid.to(host))
+        if mask is not None and host != device:
+            mask = torch.empty_strided(mask.size(), mask.stride(), dtype=mask.dtype, device=device)
         # Token t of a tile of width w gathers rows dh and columns t * factor + dw of that tile's patches;
         # tiles sit side by side, as one grid factor patches high.
         index = []

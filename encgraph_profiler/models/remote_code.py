@@ -65,9 +65,41 @@ def _deepseek_vl_v2(data: dict[str, Any], source: str) -> dict[str, Any]:
                      "does not run and transformers has no class for; these families are not supported yet")
 
 
+def _kimi_k25(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Moonshot's ``kimi_k25`` for its own code (MoonViT sized by ``vt_*`` keys, a ``patchmerger``
+    projector) onto transformers' ``kimi_k25``: the same MoonViT (its fused qkv split in three), the
+    same 64x64 learned position table with a fixed temporal one, the same 2x2 merge and the same
+    projector (LayerNorm, Linear, GELU, Linear). A config already in transformers' form is kept."""
+    vision = data.get("vision_config")
+    if not isinstance(vision, dict) or "vt_hidden_size" not in vision:
+        return data
+    expected = {"mm_projector_type": "patchmerger", "merge_type": "sd2_tpool", "pos_emb_type": "divided_fixed"}
+    for key, value in expected.items():
+        if vision.get(key, value) != value:
+            raise UsageError(f"{source}: vision_config {key} {vision[key]!r} is built only by the authors' own code "
+                             f"(transformers' Kimi-K2.5 has {value!r}), which encgraph does not run")
+    renamed = {"vt_hidden_size": "hidden_size", "vt_intermediate_size": "intermediate_size",
+               "vt_num_attention_heads": "num_attention_heads", "vt_num_hidden_layers": "num_hidden_layers",
+               "init_pos_emb_height": "pos_emb_height", "init_pos_emb_width": "pos_emb_width",
+               "init_pos_emb_time": "pos_emb_time", "patch_size": "patch_size", "merge_kernel_size": "merge_kernel_size"}
+    native_vision = {"model_type": "kimi_k25_vision"}
+    native_vision.update({new: vision[old] for old, new in renamed.items() if old in vision})
+    text = data.get("text_config")
+    if not isinstance(text, dict):
+        raise UsageError(f"{source}: a kimi_k25 config needs a text_config object")
+    native_text = {k: v for k, v in text.items() if k not in ("architectures", "auto_map")}
+    native = {k: v for k, v in data.items() if k not in ("auto_map", "vision_config", "text_config", "media_placeholder_token_id")}
+    native.update({"vision_config": native_vision, "text_config": native_text,
+                   "projection_hidden_size": vision.get("mm_hidden_size", native_vision.get("hidden_size")),
+                   "projection_layer_norm_eps": vision.get("projector_ln_eps", 1e-5)})
+    if "media_placeholder_token_id" in data:
+        native["image_token_id"] = data["media_placeholder_token_id"]
+    return native
+
+
 # model_type -> how to read it (or which form to use instead). Forms absent here and absent from transformers are refused by the
 # registry as unsupported model types.
-_MAPPED = {"internvl_chat": _internvl_chat, "deepseek_vl_v2": _deepseek_vl_v2}
+_MAPPED = {"internvl_chat": _internvl_chat, "deepseek_vl_v2": _deepseek_vl_v2, "kimi_k25": _kimi_k25}
 _REFUSED = {
     "minicpmv": "MiniCPM-V 2.5 to 4.5 publish a minicpmv config for their own code (a ViT and a resampler), which encgraph "
                 "does not run and transformers has no class for; this family is not supported yet",
