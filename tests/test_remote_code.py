@@ -88,5 +88,6 @@ def test_kimi_k25_own_form_with_a_part_transformers_lacks_is_refused(tmp_path, k
     data = json.loads(KIMI_K25.read_text())
     data["vision_config"][key] = value
     (tmp_path / "config.json").write_text(json.dumps(data))
-    with pytest.raises(UsageError, match=f"vision_config {key} '{value}' is built only by the authors' own code"):
+    with pytest.raises(UsageError, match=f"vision_config {key} '{value}' is built only by the authors' own code") as refused:
         resolve(str(tmp_path))
+    assert "\n" not in str(refused.value)
