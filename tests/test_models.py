@@ -17,7 +17,7 @@ TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe"
 def test_real_models_are_bundled():
     assert bundled_names() == [
         "clip-vit-large-patch14-336", "gemma-3-27b", "gemma-4-31b", "glm-4.1v-9b", "internvl3-1b", "kimi-k2.5",
-        "llama-4-scout-17b-16e", "qwen2-vl-2b", "qwen2-vl-7b", "qwen2.5-vl-7b", "qwen3-vl-30b-a3b", "qwen3-vl-8b", "qwen3.5-27b",
+        "lfm2-vl-450m", "llama-4-scout-17b-16e", "qwen2-vl-2b", "qwen2-vl-7b", "qwen2.5-vl-7b", "qwen3-vl-30b-a3b", "qwen3-vl-8b", "qwen3.5-27b",
         "siglip-so400m-patch14-384", "smolvlm2-500m",
     ]
 
@@ -41,7 +41,7 @@ def test_gemma3_layout_is_vllms():
     ("InternVL", "internvl3-1b"), ("internvl3", "internvl3-1b"), ("Qwen3.5", "qwen3.5-27b"), ("Qwen3.5-27B", "qwen3.5-27b"),
     ("Qwen3-VL-MoE", "qwen3-vl-30b-a3b"), ("Qwen3-VL-30B-A3B-Instruct", "qwen3-vl-30b-a3b"), ("GLM-4.1V", "glm-4.1v-9b"),
     ("GLM-4.1V-9B-Thinking", "glm-4.1v-9b"), ("glm4v", "glm-4.1v-9b"), ("Gemma4", "gemma-4-31b"), ("gemma-4-31B-it", "gemma-4-31b"),
-    ("Kimi", "kimi-k2.5"), ("Kimi-K2.5", "kimi-k2.5"),
+    ("Kimi", "kimi-k2.5"), ("Kimi-K2.5", "kimi-k2.5"), ("LFM2-VL", "lfm2-vl-450m"), ("LFM2-VL-450M", "lfm2-vl-450m"),
 ])
 def test_aliases_resolve(name, expected):
     assert resolve(name).name == expected

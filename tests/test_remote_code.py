@@ -91,3 +91,24 @@ def test_kimi_k25_own_form_with_a_part_transformers_lacks_is_refused(tmp_path, k
     with pytest.raises(UsageError, match=f"vision_config {key} '{value}' is built only by the authors' own code") as refused:
         resolve(str(tmp_path))
     assert "\n" not in str(refused.value)
+
+
+# LiquidAI/LFM2-VL-450M's config.json from its first release, for Liquid AI's own code (a public repository keeps
+# the downloaded snapshot), bundled as lfm2-vl-450m.
+LFM2_VL_EARLY = Path(__file__).parent.parent / "configs" / "lfm2-vl-450m.json"
+
+
+def test_lfm2_vl_first_release_reads_as_native_lfm2_vl(tmp_path):
+    spec = resolve(str(LFM2_VL_EARLY))
+    assert spec.adapter.family == "lfm2-vl"
+    config = spec.adapter.tower_config(spec.config)
+    assert (config.image_token_id, config.projector_use_layernorm, config.vision_config.num_hidden_layers) == (396, True, 12)
+    assert config.min_image_tokens == 64  # kept in config.json by this form
+    assert round(model_facts(spec, "bfloat16").total_parameters / 1e6) == 451  # "450M"
+    data = json.loads(LFM2_VL_EARLY.read_text())
+    data.update(vision_feature_layer=-2, min_image_tokens=32)
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"min_image_tokens": 48}))
+    config = resolve(str(tmp_path)).adapter.tower_config(resolve(str(tmp_path)).config)
+    assert config.vision_config.num_hidden_layers == 11  # its own code cut the tower at layer -2
+    assert config.min_image_tokens == 48  # the preprocessor file, where there is one, wins

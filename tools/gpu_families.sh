@@ -16,8 +16,8 @@ WORK=$(mktemp -d)
 
 python3 -c 'import huggingface_hub, transformers, torch; print("huggingface_hub", huggingface_hub.__version__, "transformers", transformers.__version__, "torch", torch.__version__, torch.cuda.get_device_name())'
 
-# GLM-4.1V-9B-Thinking, Qwen3.5-27B, Qwen3-VL-30B-A3B-Instruct, Gemma 4 31B and Kimi-K2.5 (in Moonshot's own
-# form) are the bundled published configs. The others at sizes from transformers' config defaults:
+# GLM-4.1V-9B-Thinking, Qwen3.5-27B, Qwen3-VL-30B-A3B-Instruct, Gemma 4 31B, Kimi-K2.5 (in Moonshot's own
+# form) and LFM2-VL-450M (its first release's form) are the bundled published configs. The others at sizes from transformers' config defaults:
 # ERNIE-4.5-VL-28B-A3B's vision tower (Ernie4_5_VLMoeConfig), LFM2-VL's (Lfm2VlConfig: a SigLIP2 NaFlex base tower, 12 blocks of 768), and the 768-wide, 16-layer vision tower of the smaller Gemma 4
 # models (Gemma4VisionConfig) with a Gemma 4 text config, Step-3.7's (Step3p7Config) and Qwen3.5-MoE's
 # (27 blocks of 1152). DeepSeek-OCR 2's
@@ -31,6 +31,12 @@ work = sys.argv[1]
 json.dump(Ernie4_5_VLMoeConfig().to_dict(), open(f"{work}/ernie-4.5-vl.json", "w"))
 json.dump(Lfm2VlConfig().to_dict(), open(f"{work}/lfm2-vl.json", "w"))
 json.dump({"min_image_tokens": 64, "max_image_tokens": 256}, open(f"{work}/lfm2-vl.preprocessor.json", "w"))
+# LiquidAI/LFM2-VL-450M's first-release preprocessor_config.json: no token limits (its config.json has them).
+json.dump({"auto_map": {"AutoProcessor": "processing_lfm2_vl.Lfm2VlProcessor"}, "do_convert_rgb": None, "do_normalize": True,
+           "do_rescale": True, "do_resize": False, "image_mean": [0.5, 0.5, 0.5], "image_processor_type": "Siglip2ImageProcessor",
+           "image_std": [0.5, 0.5, 0.5], "input_data_format": "channels_last", "max_num_patches": 1024, "patch_size": 16,
+           "processor_class": "Lfm2VlProcessor", "resample": 2, "rescale_factor": 0.00392156862745098, "return_tensors": "pt"},
+          open(f"{work}/lfm2-vl-450m.preprocessor.json", "w"))
 gemma4 = {"model_type": "gemma4", "text_config": Gemma4TextConfig().to_dict(), "vision_config": Gemma4VisionConfig().to_dict()}
 json.dump(gemma4, open(f"{work}/gemma-4.json", "w"))
 json.dump({"max_soft_tokens": 280, "pooling_kernel_size": 3, "patch_size": 16}, open(f"{work}/gemma-4.preprocessor.json", "w"))
@@ -58,6 +64,7 @@ models = {  # id: {file in the repository: its source here}
     "baidu/ERNIE-4.5-VL-28B-A3B": {"config.json": work / "ernie-4.5-vl.json"},
     "moonshotai/Kimi-K2.5": {"config.json": "configs/kimi-k2.5.json"},
     "LiquidAI/LFM2-VL-1.6B": {"config.json": work / "lfm2-vl.json", "preprocessor_config.json": work / "lfm2-vl.preprocessor.json"},
+    "LiquidAI/LFM2-VL-450M": {"config.json": "configs/lfm2-vl-450m.json", "preprocessor_config.json": work / "lfm2-vl-450m.preprocessor.json"},
     "google/gemma-4-E4B-it": {"config.json": work / "gemma-4.json", "preprocessor_config.json": work / "gemma-4.preprocessor.json"},
     "google/gemma-4-31B-it": {"config.json": "configs/gemma-4-31b.json", "preprocessor_config.json": work / "gemma-4.preprocessor.json"},
     "stepfun-ai/Step-3.7-Flash": {"config.json": work / "step-3.7.json"},
@@ -80,7 +87,7 @@ for repo_id, files in models.items():
         (local / name).write_bytes(data)
 PY
 
-ALL="meta-llama/Llama-4-Scout-17B-16E-Instruct HuggingFaceTB/SmolVLM2-500M-Video-Instruct zai-org/GLM-4.1V-9B-Thinking OpenGVLab/InternVL3-1B baidu/ERNIE-4.5-VL-28B-A3B moonshotai/Kimi-K2.5 LiquidAI/LFM2-VL-1.6B google/gemma-4-E4B-it google/gemma-4-31B-it stepfun-ai/Step-3.7-Flash deepseek-community/DeepSeek-OCR-2 Qwen/Qwen3.5-27B Qwen/Qwen3.5-35B-A3B Qwen/Qwen3-VL-30B-A3B-Instruct"
+ALL="meta-llama/Llama-4-Scout-17B-16E-Instruct HuggingFaceTB/SmolVLM2-500M-Video-Instruct zai-org/GLM-4.1V-9B-Thinking OpenGVLab/InternVL3-1B baidu/ERNIE-4.5-VL-28B-A3B moonshotai/Kimi-K2.5 LiquidAI/LFM2-VL-1.6B LiquidAI/LFM2-VL-450M google/gemma-4-E4B-it google/gemma-4-31B-it stepfun-ai/Step-3.7-Flash deepseek-community/DeepSeek-OCR-2 Qwen/Qwen3.5-27B Qwen/Qwen3.5-35B-A3B Qwen/Qwen3-VL-30B-A3B-Instruct"
 for id in ${IDS:-$ALL}; do
   name=${id#*/}
   HF_HOME=$WORK/hf HF_HUB_OFFLINE=1 python3 cli.py profile --model "$id" --budgets $LADDER --json "$OUT/$name.hf-id.json" >"$OUT/$name.hf-id.log" 2>&1

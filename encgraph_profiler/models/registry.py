@@ -69,6 +69,7 @@ ALIASES = {
     "gemma4": "gemma-4-31b",
     "gemma-4": "gemma-4-31b",
     "kimi": "kimi-k2.5",
+    "lfm2-vl": "lfm2-vl-450m",
     "llama4": "llama-4-scout-17b-16e",
     "llama-4": "llama-4-scout-17b-16e",
     "llama-4-scout": "llama-4-scout-17b-16e",
@@ -210,12 +211,13 @@ def _spec(name: str, path: Path, revision: str | None = None, commit: str | None
           preprocessor: Callable[[], Path | None] = lambda: None) -> ModelSpec:
     """Read, recognise and check a config.json, bundled, local or from the Hub, the same way; for
     a family that reads its preprocessor_config.json, add the fields it reads (``preprocessor``
-    finds that file, or None where the model has none: the family's defaults apply)."""
+    finds that file, or None where the model has none: the fields an earlier form kept in its
+    config.json, then the family's defaults, apply)."""
     config = native_config(_read_config(path), name)
     adapter = adapter_for(config, name)
     if adapter.preprocessor_fields:
         found = preprocessor()
-        extra = _read_config(found) if found else {}
+        extra = {**config.get("preprocessor_config", {}), **(_read_config(found) if found else {})}
         config = {**config, "preprocessor_config": {k: extra[k] for k in adapter.preprocessor_fields if k in extra}}
     adapter.check_config(config, name)
     return ModelSpec(name, path, config, adapter, revision, commit)

@@ -97,9 +97,28 @@ def _kimi_k25(data: dict[str, Any], source: str) -> dict[str, Any]:
     return native
 
 
+def _lfm2_vl_early(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """LFM2-VL's first release (``lfm2-vl``, for Liquid AI's own code) onto transformers' ``lfm2_vl``:
+    the same SigLIP2 NaFlex tower, pixel unshuffle and projector, which always had a layer norm.
+    Its vision_feature_layer cut the tower (layers[:vision_feature_layer + 1] unless -1), and its
+    config.json carried the image processor's token limits, read here as preprocessor fields."""
+    vision = data.get("vision_config")
+    if not isinstance(vision, dict) or not isinstance(data.get("text_config"), dict):
+        raise UsageError(f"{source}: an lfm2-vl config needs vision_config and text_config objects")
+    native = {k: v for k, v in data.items() if k not in ("auto_map", "image_token_index", "vision_feature_layer")}
+    native.update(model_type="lfm2_vl", projector_use_layernorm=True, vision_config=dict(vision))
+    if "image_token_index" in data:
+        native["image_token_id"] = data["image_token_index"]
+    layer = data.get("vision_feature_layer", -1)
+    if layer != -1 and "num_hidden_layers" in vision:
+        native["vision_config"]["num_hidden_layers"] = len(range(vision["num_hidden_layers"])[: layer + 1])
+    native["preprocessor_config"] = {k: data[k] for k in ("min_image_tokens", "max_image_tokens") if k in data}
+    return native
+
+
 # model_type -> how to read it (or which form to use instead). Forms absent here and absent from transformers are refused by the
 # registry as unsupported model types.
-_MAPPED = {"internvl_chat": _internvl_chat, "deepseek_vl_v2": _deepseek_vl_v2, "kimi_k25": _kimi_k25}
+_MAPPED = {"internvl_chat": _internvl_chat, "deepseek_vl_v2": _deepseek_vl_v2, "kimi_k25": _kimi_k25, "lfm2-vl": _lfm2_vl_early}
 _REFUSED = {
     "minicpmv": "MiniCPM-V 2.5 to 4.5 publish a minicpmv config for their own code (a ViT and a resampler), which encgraph "
                 "does not run and transformers has no class for; this family is not supported yet",
