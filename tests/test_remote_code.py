@@ -112,3 +112,7 @@ def test_lfm2_vl_first_release_reads_as_native_lfm2_vl(tmp_path):
     config = resolve(str(tmp_path)).adapter.tower_config(resolve(str(tmp_path)).config)
     assert config.vision_config.num_hidden_layers == 11  # its own code cut the tower at layer -2
     assert config.min_image_tokens == 48  # the preprocessor file, where there is one, wins
+    data.update(vision_feature_layer="last")
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with pytest.raises(UsageError, match="vision_feature_layer is 'last'; it must be a whole number"):
+        resolve(str(tmp_path))

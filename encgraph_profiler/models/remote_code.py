@@ -110,6 +110,8 @@ def _lfm2_vl_early(data: dict[str, Any], source: str) -> dict[str, Any]:
     if "image_token_index" in data:
         native["image_token_id"] = data["image_token_index"]
     layer = data.get("vision_feature_layer", -1)
+    if not isinstance(layer, int) or isinstance(layer, bool):
+        raise UsageError(f"{source}: vision_feature_layer is {layer!r}; it must be a whole number (a layer index)")
     if layer != -1 and "num_hidden_layers" in vision:
         native["vision_config"]["num_hidden_layers"] = len(range(vision["num_hidden_layers"])[: layer + 1])
     native["preprocessor_config"] = {k: data[k] for k in ("min_image_tokens", "max_image_tokens") if k in data}
