@@ -24,7 +24,9 @@ FILES = {
     ("org/qwen2-vl-7b", "config.json"): CONFIG,
     ("org/gemma4", "config.json"): GEMMA4,
     ("org/gemma4", "preprocessor_config.json"): PREPROCESSOR,
-    ("org/gemma4-bare", "config.json"): GEMMA4,  # no preprocessor_config.json
+    ("org/gemma4-bare", "config.json"): GEMMA4,  # no image processor files
+    ("org/gemma4-nested", "config.json"): GEMMA4,
+    ("org/gemma4-nested", "processor_config.json"): json.dumps({"image_processor": {"max_soft_tokens": 140}}).encode(),
 }
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 TAGGED = "fedcba9876543210fedcba9876543210fedcba98"
@@ -110,8 +112,9 @@ def _lookup(tmp_path, model, *, endpoint="http://127.0.0.1:9", offline=False, re
     return done.returncode, (json.loads(out) if done.returncode == 0 else out)
 
 
-def _fill_cache(tmp_path, repo="org/tiny", commit=COMMIT, missing=False):
-    """The layout huggingface_hub writes: refs/main -> snapshots/<commit>/config.json -> blob."""
+def _fill_cache(tmp_path, repo="org/tiny", commit=COMMIT, missing=False, files=None):
+    """The layout huggingface_hub writes: refs/main -> snapshots/<commit>/<file> -> blob, for each
+    of ``files`` ({name: bytes}; config.json alone by default)."""
     folder = tmp_path / "hf" / "hub" / f"models--{repo.replace('/', '--')}"
     (folder / "refs").mkdir(parents=True)
     (folder / "refs" / "main").write_text(commit)
@@ -119,11 +122,12 @@ def _fill_cache(tmp_path, repo="org/tiny", commit=COMMIT, missing=False):
         (folder / ".no_exist" / commit).mkdir(parents=True)
         (folder / ".no_exist" / commit / "config.json").write_text("")
         return
-    blob = folder / "blobs" / hashlib.sha1(CONFIG).hexdigest()
-    blob.parent.mkdir()
-    blob.write_bytes(CONFIG)
+    (folder / "blobs").mkdir()
     (folder / "snapshots" / commit).mkdir(parents=True)
-    (folder / "snapshots" / commit / "config.json").symlink_to(os.path.relpath(blob, folder / "snapshots" / commit))
+    for name, data in (files or {"config.json": CONFIG}).items():
+        blob = folder / "blobs" / hashlib.sha1(data).hexdigest()
+        blob.write_bytes(data)
+        (folder / "snapshots" / commit / name).symlink_to(os.path.relpath(blob, folder / "snapshots" / commit))
 
 
 def test_cached_model_resolves_offline_and_records_its_commit(tmp_path):
@@ -192,14 +196,34 @@ def test_bad_ids_and_misplaced_revisions(tmp_path):
 
 
 def test_a_family_that_reads_preprocessor_config_gets_it_from_the_hub_and_the_cache(tmp_path, hub):
-    """Gemma 4 takes max_soft_tokens from preprocessor_config.json, downloaded beside config.json
-    and cached with it; a repository without one gets the image processor's default."""
+    """Gemma 4 takes max_soft_tokens from the image processor's settings, downloaded beside
+    config.json and cached with it: processor_config.json's image_processor object where there is
+    one, else preprocessor_config.json; a repository with neither gets the image processor's default."""
     FakeHub.requests.clear()
     code, spec = _lookup(tmp_path, "org/gemma4", endpoint=hub)
     assert code == 0 and spec["family"] == "gemma4" and spec["preprocessor"] == {"max_soft_tokens": 70}
-    assert {r.split("/")[-1] for r in FakeHub.requests} == {"config.json", "preprocessor_config.json"}
+    assert {r.split("/")[-1] for r in FakeHub.requests} == {"config.json", "processor_config.json", "preprocessor_config.json"}
+    FakeHub.requests.clear()
+    code, spec = _lookup(tmp_path, "org/gemma4-nested", endpoint=hub)
+    assert code == 0 and spec["preprocessor"] == {"max_soft_tokens": 140}
+    assert {r.split("/")[-1] for r in FakeHub.requests} == {"config.json", "processor_config.json"}
+    assert _lookup(tmp_path, "org/gemma4-nested", offline=True)[1]["preprocessor"] == {"max_soft_tokens": 140}
     assert _lookup(tmp_path, "org/gemma4", offline=True)[1]["preprocessor"] == {"max_soft_tokens": 70}
     code, spec = _lookup(tmp_path, "org/gemma4-bare", endpoint=hub)
     assert code == 0 and spec["preprocessor"] == {}
     # The Hub said it has none: offline, the cache remembers that.
     assert _lookup(tmp_path, "org/gemma4-bare", offline=True)[1]["preprocessor"] == {}
+
+
+def test_offline_a_processor_file_the_cache_lacks_is_taken_as_absent(tmp_path):
+    """A cache filled by hand may hold config.json and preprocessor_config.json but not
+    processor_config.json, and no record that the Hub lacks it: offline, transformers then reads
+    what is there, and so does encgraph."""
+    _fill_cache(tmp_path, "org/gemma4", files={"config.json": GEMMA4, "preprocessor_config.json": PREPROCESSOR})
+    code, spec = _lookup(tmp_path, "org/gemma4", offline=True)
+    assert code == 0 and spec["preprocessor"] == {"max_soft_tokens": 70}
+    _fill_cache(tmp_path, "org/gemma4-bare", files={"config.json": GEMMA4})
+    code, spec = _lookup(tmp_path, "org/gemma4-bare", offline=True)
+    assert code == 0 and spec["preprocessor"] == {}
+    code, message = _lookup(tmp_path, "org/elsewhere", offline=True)  # config.json itself is never optional
+    assert code == 3 and "is not in the Hugging Face cache and HF_HUB_OFFLINE=1" in message

@@ -53,7 +53,7 @@ def _variant(tmp_path, change):
     (lambda d: d.update(model_type="minicpmv"), "minicpmv config for their own code"),
     (lambda d: d.update(model_type="step3_vl"), "Step-3.7, model_type step3p7, is"),
     (lambda d: d.update(model_type="minicpmv4_6"), "MiniCPM-V 4.6 has no resampler"),
-    (lambda d: d.update(model_type="ernie4_5_moe_vl"), "model_type ernie4_5_vl_moe"),
+    (lambda d: d.update(model_type="ernie4_5_moe_vl", vision_config="none"), "needs a vision_config object"),
 ])
 def test_forms_that_cannot_be_mapped_are_refused_in_one_line(tmp_path, change, message):
     with pytest.raises(UsageError, match=message) as refused:
@@ -116,3 +116,46 @@ def test_lfm2_vl_first_release_reads_as_native_lfm2_vl(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(data))
     with pytest.raises(UsageError, match="vision_feature_layer is 'last'; it must be a whole number"):
         resolve(str(tmp_path))
+
+
+# baidu/ERNIE-4.5-VL-28B-A3B-Thinking's config.json, in Baidu's own ernie4_5_moe_vl form (the -Base-PT one is the same
+# file; a public repository keeps both downloaded snapshots), bundled as ernie-4.5-vl-28b-a3b.
+ERNIE = Path(__file__).parent.parent / "configs" / "ernie-4.5-vl-28b-a3b.json"
+
+
+def test_ernie_own_form_reads_as_native_ernie4_5_vl_moe():
+    spec = resolve(str(ERNIE))
+    assert spec.adapter.family == "ernie4.5-vl"
+    config = spec.adapter.full_config(spec.config)
+    vision, text = config.vision_config, config.text_config
+    assert (vision.depth, vision.hidden_size, vision.intermediate_size, vision.num_heads) == (32, 1280, 5120, 16)  # mlp_ratio 4
+    assert (vision.patch_size, vision.spatial_merge_size, vision.temporal_merge_size, vision.hidden_act) == (14, 2, 2, "quick_gelu")
+    assert vision.rms_norm_eps == 1e-5  # the top-level rms_norm_eps, as vLLM's ViT takes it
+    # moe_layer_start_index [1, 1], moe_layer_end_index [29, 28], interval 1: every layer but the first is MoE.
+    assert text.mlp_layer_types == ["dense"] + ["sparse"] * 27
+    assert (text.moe_num_experts, text.moe_intermediate_size, text.moe_k, text.moe_num_shared_experts) == (64, [1536, 512], 6, 2)
+    assert (config.image_token_id, text.rope_parameters["mrope_section"]) == (100295, [22, 22, 20])
+    facts = model_facts(spec, "bfloat16")
+    resampler = 144_225_280  # spatial and temporal 2x2 / 2x merges to the 2560-wide language model
+    language_model = facts.total_parameters - facts.tower_parameters - resampler
+    # "28B total parameters": 28.62 B here, with text and vision experts and the 265 M tied embeddings; one MoE
+    # layer more or less would move it by a billion.
+    assert int(language_model / 1e9) == 28
+    from transformers import Ernie4_5_VLMoeForConditionalGeneration
+
+    with torch.device("meta"):
+        model = Ernie4_5_VLMoeForConditionalGeneration(config)
+    assert sum(p.numel() for p in model.model.resampler_model.parameters()) == resampler
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(moe_num_experts=[64, 32]), "moe_num_experts \\[64, 32\\] differs between text and vision experts"),
+    (lambda d: d["vision_config"].update(embed_dim=1024), "embed_dim 1024 differs from hidden_size 1280"),
+])
+def test_ernie_own_form_transformers_cannot_build_is_refused(tmp_path, change, message):
+    data = json.loads(ERNIE.read_text())
+    change(data)
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with pytest.raises(UsageError, match=message) as refused:
+        resolve(str(tmp_path))
+    assert "\n" not in str(refused.value)

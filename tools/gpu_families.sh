@@ -16,21 +16,19 @@ WORK=$(mktemp -d)
 
 python3 -c 'import huggingface_hub, transformers, torch; print("huggingface_hub", huggingface_hub.__version__, "transformers", transformers.__version__, "torch", torch.__version__, torch.cuda.get_device_name())'
 
-# GLM-4.1V-9B-Thinking, Qwen3.5-27B, Qwen3-VL-30B-A3B-Instruct, Gemma 4 31B, Kimi-K2.5 (in Moonshot's own
-# form) and LFM2-VL-450M (its first release's form) are the bundled published configs. The others at sizes from transformers' config defaults:
-# ERNIE-4.5-VL-28B-A3B's vision tower (Ernie4_5_VLMoeConfig), LFM2-VL's (Lfm2VlConfig: a SigLIP2 NaFlex base tower, 12 blocks of 768), and the 768-wide, 16-layer vision tower of the smaller Gemma 4
-# models (Gemma4VisionConfig) with a Gemma 4 text config, Step-3.7's (Step3p7Config) and Qwen3.5-MoE's
-# (27 blocks of 1152). DeepSeek-OCR 2's
+# GLM-4.1V-9B-Thinking, Qwen3.5-27B, Qwen3-VL-30B-A3B-Instruct, Gemma 4 31B (with its published
+# processor_config.json), Kimi-K2.5 (in Moonshot's own form), ERNIE-4.5-VL-28B-A3B (in Baidu's own form),
+# LFM2-VL-1.6B (with its published preprocessor_config.json) and LFM2-VL-450M (its first release's form)
+# are the bundled published configs. The others at sizes from transformers' config defaults: the 768-wide,
+# 16-layer vision tower of the smaller Gemma 4 models (Gemma4VisionConfig) with a Gemma 4 text config,
+# Step-3.7's (Step3p7Config) and Qwen3.5-MoE's (27 blocks of 1152). DeepSeek-OCR 2's
 # tower at the sizes vLLM builds it with (a SAM ViT-B, as DeepseekOcr2SamVisionConfig's defaults,
 # and a 24-layer, 896-wide Qwen2 encoder), projecting to DeepSeek-OCR's 1280-wide language model.
 python3 - "$WORK" <<'PY'
 import json, sys
-from transformers import DeepseekOcr2Config, Ernie4_5_VLMoeConfig, Lfm2VlConfig, Qwen3_5MoeConfig, Step3p7Config
+from transformers import DeepseekOcr2Config, Qwen3_5MoeConfig, Step3p7Config
 from transformers.models.gemma4.configuration_gemma4 import Gemma4TextConfig, Gemma4VisionConfig
 work = sys.argv[1]
-json.dump(Ernie4_5_VLMoeConfig().to_dict(), open(f"{work}/ernie-4.5-vl.json", "w"))
-json.dump(Lfm2VlConfig().to_dict(), open(f"{work}/lfm2-vl.json", "w"))
-json.dump({"min_image_tokens": 64, "max_image_tokens": 256}, open(f"{work}/lfm2-vl.preprocessor.json", "w"))
 # LiquidAI/LFM2-VL-450M's first-release preprocessor_config.json: no token limits (its config.json has them).
 json.dump({"auto_map": {"AutoProcessor": "processing_lfm2_vl.Lfm2VlProcessor"}, "do_convert_rgb": None, "do_normalize": True,
            "do_rescale": True, "do_resize": False, "image_mean": [0.5, 0.5, 0.5], "image_processor_type": "Siglip2ImageProcessor",
@@ -50,7 +48,6 @@ text = {"hidden_size": 1280, "intermediate_size": 6848, "moe_intermediate_size":
 json.dump(DeepseekOcr2Config(vision_config={"sam_config": {}, "encoder_config": encoder}, text_config=text).to_dict(),
           open(f"{work}/deepseek-ocr-2.json", "w"))
 PY
-
 # A Hugging Face cache as huggingface_hub lays it out, and a local model folder, per model.
 python3 - "$WORK" <<'PY'
 import hashlib, os, sys
@@ -61,12 +58,13 @@ models = {  # id: {file in the repository: its source here}
     "HuggingFaceTB/SmolVLM2-500M-Video-Instruct": {"config.json": "configs/smolvlm2-500m.json"},
     "zai-org/GLM-4.1V-9B-Thinking": {"config.json": "configs/glm-4.1v-9b.json"},
     "OpenGVLab/InternVL3-1B": {"config.json": "configs/internvl3-1b.json"},
-    "baidu/ERNIE-4.5-VL-28B-A3B": {"config.json": work / "ernie-4.5-vl.json"},
+    "baidu/ERNIE-4.5-VL-28B-A3B-PT": {"config.json": "configs/ernie-4.5-vl-28b-a3b.json"},
     "moonshotai/Kimi-K2.5": {"config.json": "configs/kimi-k2.5.json"},
-    "LiquidAI/LFM2-VL-1.6B": {"config.json": work / "lfm2-vl.json", "preprocessor_config.json": work / "lfm2-vl.preprocessor.json"},
+    "LiquidAI/LFM2-VL-1.6B": {"config.json": "configs/lfm2-vl-1.6b.json",
+                              "preprocessor_config.json": "tests/data/published/lfm2-vl-1.6b.preprocessor_config.json"},
     "LiquidAI/LFM2-VL-450M": {"config.json": "configs/lfm2-vl-450m.json", "preprocessor_config.json": work / "lfm2-vl-450m.preprocessor.json"},
     "google/gemma-4-E4B-it": {"config.json": work / "gemma-4.json", "preprocessor_config.json": work / "gemma-4.preprocessor.json"},
-    "google/gemma-4-31B-it": {"config.json": "configs/gemma-4-31b.json", "preprocessor_config.json": work / "gemma-4.preprocessor.json"},
+    "google/gemma-4-31B-it": {"config.json": "configs/gemma-4-31b.json", "processor_config.json": "tests/data/published/gemma-4-31b.processor_config.json"},
     "stepfun-ai/Step-3.7-Flash": {"config.json": work / "step-3.7.json"},
     "deepseek-community/DeepSeek-OCR-2": {"config.json": work / "deepseek-ocr-2.json"},
     "Qwen/Qwen3.5-27B": {"config.json": "configs/qwen3.5-27b.json"},
@@ -87,7 +85,7 @@ for repo_id, files in models.items():
         (local / name).write_bytes(data)
 PY
 
-ALL="meta-llama/Llama-4-Scout-17B-16E-Instruct HuggingFaceTB/SmolVLM2-500M-Video-Instruct zai-org/GLM-4.1V-9B-Thinking OpenGVLab/InternVL3-1B baidu/ERNIE-4.5-VL-28B-A3B moonshotai/Kimi-K2.5 LiquidAI/LFM2-VL-1.6B LiquidAI/LFM2-VL-450M google/gemma-4-E4B-it google/gemma-4-31B-it stepfun-ai/Step-3.7-Flash deepseek-community/DeepSeek-OCR-2 Qwen/Qwen3.5-27B Qwen/Qwen3.5-35B-A3B Qwen/Qwen3-VL-30B-A3B-Instruct"
+ALL="meta-llama/Llama-4-Scout-17B-16E-Instruct HuggingFaceTB/SmolVLM2-500M-Video-Instruct zai-org/GLM-4.1V-9B-Thinking OpenGVLab/InternVL3-1B baidu/ERNIE-4.5-VL-28B-A3B-PT moonshotai/Kimi-K2.5 LiquidAI/LFM2-VL-1.6B LiquidAI/LFM2-VL-450M google/gemma-4-E4B-it google/gemma-4-31B-it stepfun-ai/Step-3.7-Flash deepseek-community/DeepSeek-OCR-2 Qwen/Qwen3.5-27B Qwen/Qwen3.5-35B-A3B Qwen/Qwen3-VL-30B-A3B-Instruct"
 for id in ${IDS:-$ALL}; do
   name=${id#*/}
   HF_HOME=$WORK/hf HF_HUB_OFFLINE=1 python3 cli.py profile --model "$id" --budgets $LADDER --json "$OUT/$name.hf-id.json" >"$OUT/$name.hf-id.log" 2>&1

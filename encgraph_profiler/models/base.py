@@ -69,8 +69,9 @@ class Adapter:
     # vLLM's encoder paths, each with its own set of budget graphs in the one pool, in capture order
     # (Step3-VL: global images and local crops); ("",) for the single path of most families.
     paths: tuple[str, ...] = ("",)
-    # Fields the family reads from the model's preprocessor_config.json (image sizes, tokens per
-    # image); the registry puts that file's contents under "preprocessor_config" in the config dict.
+    # Fields the family reads from the model's image processor settings (processor_config.json or
+    # preprocessor_config.json: image sizes, tokens per image); the registry puts them under
+    # "preprocessor_config" in the config dict.
     preprocessor_fields: tuple[str, ...] = ()
     # Fields the vision config must state: without them transformers would fill in its class
     # defaults and the profile would measure a tower nobody deploys.
@@ -116,11 +117,11 @@ class Adapter:
         return data
 
     def preprocessor_int(self, data: dict[str, Any], name: str, default: int) -> int:
-        """A whole-number field of the model's preprocessor_config.json (see preprocessor_fields),
+        """A whole-number field of the model's image processor settings (see preprocessor_fields),
         or the image processor's ``default`` where the model has none."""
         value = data.get("preprocessor_config", {}).get(name, default)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise UsageError(f"preprocessor_config.json: {name} is {value!r}; it must be a whole number above 0")
+            raise UsageError(f"the image processor's {name} is {value!r}; it must be a whole number above 0")
         return value
 
     def tower_config(self, data: dict[str, Any]):

@@ -1,8 +1,8 @@
 """Gemma 4: a ViT over a fixed number of patches per image (max_soft_tokens x k^2, k the pooling
 kernel), with 2-D positions given per patch, average-pooled k x k into soft tokens, then the
 multimodal embedder to the language model's width. The captured graph covers all of it, as vLLM's
-does; max_soft_tokens comes from the model's preprocessor_config.json (the image processor's
-default, 280, where it has none).
+does; max_soft_tokens comes from the model's image processor settings (processor_config.json or
+preprocessor_config.json; the image processor's default, 280, where it has none).
 
 vLLM's layout for budget B (gemma4.py): max(min(B // max_soft_tokens, k_items), 1) images of
 max_soft_tokens x k^2 patches each. vLLM captures on padded inputs, so its graph holds the

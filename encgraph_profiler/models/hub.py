@@ -31,7 +31,8 @@ def _commit(path: Path) -> str | None:
 def fetch_config(repo_id: str, revision: str | None = None, filename: str = "config.json",
                  optional: bool = False) -> HubFile | None:
     """``filename`` of the repository, from the cache or the Hub. An ``optional`` file that the
-    repository does not have is None; every other failure is one line, as for config.json."""
+    repository does not have is None, and so is one that is not in the cache with HF_HUB_OFFLINE=1
+    (transformers then takes the defaults too); every other failure is one line, as for config.json."""
     from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -56,6 +57,8 @@ def fetch_config(repo_id: str, revision: str | None = None, filename: str = "con
             return None
         raise UsageError(f"{where} has no {filename} (the Hugging Face cache says so); is it a model repository?")
     offline = bool(getattr(constants, "HF_HUB_OFFLINE", False))
+    if offline and optional:
+        return None
     if offline:
         raise EnvironmentProblem(
             f"{where} is not in the Hugging Face cache and HF_HUB_OFFLINE=1: fetch it once with "

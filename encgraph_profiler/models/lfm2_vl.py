@@ -4,8 +4,8 @@ to the language model's width. The captured graph covers both, as vLLM's does.
 
 vLLM's layout for budget B (lfm2_vl.py): tiles of factor x (t * factor) patches, t =
 min(remaining tokens, min_image_tokens), until the budget is filled: ceil(B / min_image_tokens)
-tiles, each but the last of min_image_tokens tokens. min_image_tokens comes from the model's
-preprocessor_config.json (64 without one) and is also vLLM's smallest LFM2-VL budget.
+tiles, each but the last of min_image_tokens tokens. min_image_tokens comes from the model's image
+processor settings (64 without them) and is also vLLM's smallest LFM2-VL budget.
 
 Everything that depends on the tile shapes is computed outside the graph, as vLLM computes it: the
 resized position embeddings (transformers 5.17 resizes them tile by tile on the host), the attention

@@ -69,7 +69,10 @@ ALIASES = {
     "gemma4": "gemma-4-31b",
     "gemma-4": "gemma-4-31b",
     "kimi": "kimi-k2.5",
-    "lfm2-vl": "lfm2-vl-450m",
+    "lfm2-vl": "lfm2-vl-1.6b",
+    "ernie-4.5-vl": "ernie-4.5-vl-28b-a3b",
+    "ernie4.5-vl": "ernie-4.5-vl-28b-a3b",
+    "ernie-4.5-vl-28b-a3b-pt": "ernie-4.5-vl-28b-a3b",
     "llama4": "llama-4-scout-17b-16e",
     "llama-4": "llama-4-scout-17b-16e",
     "llama-4-scout": "llama-4-scout-17b-16e",
@@ -90,6 +93,9 @@ NOT_CAPTURABLE = {
 }
 
 
+# Where the image processor's settings are: transformers reads the "image_processor" object of
+# processor_config.json where there is one, else preprocessor_config.json.
+PROCESSOR_FILE = "processor_config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
 
 
@@ -182,19 +188,22 @@ def resolve(name: str, revision: str | None = None) -> ModelSpec:
             raise UsageError(f"{name}: no such file; give a config.json, a model folder, a Hugging Face id or a bundled name")
         if revision is not None:
             raise UsageError("--revision applies to Hugging Face ids, not to a local config")
-        # A model folder's preprocessor_config.json sits beside its config.json.
-        beside = path.parent / PREPROCESSOR_FILE
-        return _spec(str(name), path, preprocessor=lambda: beside if path.name == "config.json" and beside.is_file() else None)
+
+        def beside(filename: str) -> Path | None:  # a model folder's files sit beside its config.json
+            found = path.parent / filename
+            return found if path.name == "config.json" and found.is_file() else None
+
+        return _spec(str(name), path, find=beside)
     if "/" in name:
         from .hub import fetch_config
 
         found = fetch_config(name, revision)
 
-        def preprocessor():
-            extra = fetch_config(name, revision, PREPROCESSOR_FILE, optional=True)
+        def in_repository(filename: str) -> Path | None:
+            extra = fetch_config(name, revision, filename, optional=True)
             return extra.path if extra else None
 
-        return _spec(name, found.path, revision, found.commit, preprocessor)
+        return _spec(name, found.path, revision, found.commit, in_repository)
     if revision is not None:
         raise UsageError("--revision applies to Hugging Face ids (org/name), not to bundled configs")
     key = normalize(name)
@@ -207,17 +216,28 @@ def resolve(name: str, revision: str | None = None) -> ModelSpec:
     return _spec(key, bundled)
 
 
+def _image_processor(find: Callable[[str], Path | None]) -> dict[str, Any]:
+    """The image processor's settings as transformers loads them: the "image_processor" object of
+    processor_config.json where it has one, else preprocessor_config.json; {} where neither is."""
+    processor = find(PROCESSOR_FILE)
+    if processor is not None:
+        nested = _read_config(processor).get("image_processor")
+        if isinstance(nested, dict):
+            return nested
+    preprocessor = find(PREPROCESSOR_FILE)
+    return _read_config(preprocessor) if preprocessor is not None else {}
+
+
 def _spec(name: str, path: Path, revision: str | None = None, commit: str | None = None,
-          preprocessor: Callable[[], Path | None] = lambda: None) -> ModelSpec:
+          find: Callable[[str], Path | None] = lambda filename: None) -> ModelSpec:
     """Read, recognise and check a config.json, bundled, local or from the Hub, the same way; for
-    a family that reads its preprocessor_config.json, add the fields it reads (``preprocessor``
-    finds that file, or None where the model has none: the fields an earlier form kept in its
-    config.json, then the family's defaults, apply)."""
+    a family that reads image processor settings, add the fields it reads (``find`` gives a file of
+    the model beside config.json, or None where the model has none: the fields an earlier form kept
+    in its config.json, then the family's defaults, apply)."""
     config = native_config(_read_config(path), name)
     adapter = adapter_for(config, name)
     if adapter.preprocessor_fields:
-        found = preprocessor()
-        extra = {**config.get("preprocessor_config", {}), **(_read_config(found) if found else {})}
+        extra = {**config.get("preprocessor_config", {}), **_image_processor(find)}
         config = {**config, "preprocessor_config": {k: extra[k] for k in adapter.preprocessor_fields if k in extra}}
     adapter.check_config(config, name)
     return ModelSpec(name, path, config, adapter, revision, commit)

@@ -118,16 +118,68 @@ def _lfm2_vl_early(data: dict[str, Any], source: str) -> dict[str, Any]:
     return native
 
 
+def _ernie4_5_moe_vl(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Baidu's own ``ernie4_5_moe_vl`` (one flat config with a ``vision_config``, for its own code and
+    vLLM's) onto transformers' ``ernie4_5_vl_moe``: the same ViT (its MLP ``mlp_ratio`` times wide, the
+    spatial and temporal merge sizes from the top-level ``*_conv_size``) and the same text model,
+    whose MoE layers are those from the first ``moe_layer_start_index`` to the last
+    ``moe_layer_end_index`` at every ``moe_layer_interval``-th layer. As vLLM does, the ViT's layer
+    norms take the top-level ``rms_norm_eps``."""
+    vision = data.get("vision_config")
+    if not isinstance(vision, dict):
+        raise UsageError(f"{source}: an ernie4_5_moe_vl config needs a vision_config object")
+    width = vision.get("hidden_size", vision.get("embed_dim"))
+    if vision.get("embed_dim", width) != width:
+        raise UsageError(f"{source}: vision_config embed_dim {vision['embed_dim']!r} differs from hidden_size {width!r}; "
+                         "transformers' ERNIE-4.5-VL has one ViT width")
+    experts = data.get("moe_num_experts", 64)
+    if isinstance(experts, list) and len(set(experts)) != 1:
+        raise UsageError(f"{source}: moe_num_experts {experts!r} differs between text and vision experts, which only the "
+                         "authors' own code builds; transformers' ERNIE-4.5-VL has one expert count")
+    native_vision = {"model_type": "ernie4_5_vl_moe_vision", "hidden_size": width}
+    native_vision.update({k: vision[k] for k in ("depth", "num_heads", "hidden_act", "patch_size") if k in vision})
+    if "in_channels" in vision or "in_chans" in vision:
+        native_vision["in_channels"] = vision.get("in_channels", vision.get("in_chans"))
+    if isinstance(width, int) and "mlp_ratio" in vision:
+        native_vision["intermediate_size"] = int(width * vision["mlp_ratio"])
+    native_vision["spatial_merge_size"] = data.get("spatial_conv_size", vision.get("spatial_merge_size", 2))
+    native_vision["temporal_merge_size"] = data.get("temporal_conv_size", 2)
+    native_vision["rms_norm_eps"] = data.get("rms_norm_eps", 1e-6)
+    kept = ("hidden_size", "intermediate_size", "max_position_embeddings", "moe_intermediate_size", "moe_k",
+            "moe_num_shared_experts", "num_attention_heads", "num_hidden_layers", "num_key_value_heads", "rms_norm_eps",
+            "vocab_size", "tie_word_embeddings", "use_bias", "hidden_act")
+    text = {"model_type": "ernie4_5_vl_moe_text", **{k: data[k] for k in kept if k in data}}
+    text["moe_num_experts"] = experts[0] if isinstance(experts, list) else experts
+    text["moe_num_shared_experts"] = text.get("moe_num_shared_experts") or 0
+    rope = {"rope_type": "default", "rope_theta": float(data.get("rope_theta", 500000.0))}
+    if isinstance(data.get("rope_scaling"), dict) and "mrope_section" in data["rope_scaling"]:
+        rope["mrope_section"] = data["rope_scaling"]["mrope_section"]
+    text["rope_parameters"] = rope
+    layers = text.get("num_hidden_layers", 28)
+    starts, ends = data.get("moe_layer_start_index", [1]), data.get("moe_layer_end_index", [layers - 1])
+    first = min(starts) if isinstance(starts, list) else starts
+    last = max(ends) if isinstance(ends, list) else ends
+    interval = data.get("moe_layer_interval", 1)
+    text["mlp_layer_types"] = ["sparse" if (i + 1) % interval == 0 and first <= i <= last else "dense" for i in range(layers)]
+    native = {"model_type": "ernie4_5_vl_moe", "architectures": data.get("architectures"),
+              "vision_config": native_vision, "text_config": text,
+              "tie_word_embeddings": data.get("tie_word_embeddings", True)}
+    tokens = {"im_patch_id": "image_token_id", "image_start_token_id": "image_start_token_id",
+              "image_end_token_id": "image_end_token_id", "video_start_token_id": "video_start_token_id",
+              "video_end_token_id": "video_end_token_id"}
+    native.update({new: data[old] for old, new in tokens.items() if old in data})
+    return native
+
+
 # model_type -> how to read it (or which form to use instead). Forms absent here and absent from transformers are refused by the
 # registry as unsupported model types.
-_MAPPED = {"internvl_chat": _internvl_chat, "deepseek_vl_v2": _deepseek_vl_v2, "kimi_k25": _kimi_k25, "lfm2-vl": _lfm2_vl_early}
+_MAPPED = {"internvl_chat": _internvl_chat, "deepseek_vl_v2": _deepseek_vl_v2, "kimi_k25": _kimi_k25, "lfm2-vl": _lfm2_vl_early,
+           "ernie4_5_moe_vl": _ernie4_5_moe_vl}
 _REFUSED = {
     "minicpmv": "MiniCPM-V 2.5 to 4.5 publish a minicpmv config for their own code (a ViT and a resampler), which encgraph "
                 "does not run and transformers has no class for; this family is not supported yet",
     "step3_vl": "Step3-VL publishes a step3_vl config for its own code, which encgraph does not run and transformers has no "
                 "class for; this family is not supported yet (Step-3.7, model_type step3p7, is)",
-    "ernie4_5_moe_vl": "this is ERNIE-4.5-VL's config for its own code, which encgraph does not run; use the "
-                       "transformers-format checkpoint of the model (model_type ernie4_5_vl_moe)",
 }
 
 
