@@ -17,7 +17,7 @@ TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe"
 
 def test_real_models_are_bundled():
     assert bundled_names() == [
-        "clip-vit-large-patch14-336", "ernie-4.5-vl-28b-a3b", "gemma-3-27b", "gemma-4-31b", "glm-4.1v-9b", "internvl3-1b",
+        "clip-vit-large-patch14-336", "ernie-4.5-vl-28b-a3b", "gemma-3-27b", "gemma-4-31b", "gemma-4-e4b", "glm-4.1v-9b", "internvl3-1b",
         "kimi-k2.5", "lfm2-vl-1.6b", "lfm2-vl-450m", "llama-4-scout-17b-16e", "qwen2-vl-2b", "qwen2-vl-7b", "qwen2.5-vl-7b", "qwen3-vl-30b-a3b", "qwen3-vl-8b", "qwen3.5-27b",
         "siglip-so400m-patch14-384", "smolvlm2-500m",
     ]
@@ -42,6 +42,7 @@ def test_gemma3_layout_is_vllms():
     ("InternVL", "internvl3-1b"), ("internvl3", "internvl3-1b"), ("Qwen3.5", "qwen3.5-27b"), ("Qwen3.5-27B", "qwen3.5-27b"),
     ("Qwen3-VL-MoE", "qwen3-vl-30b-a3b"), ("Qwen3-VL-30B-A3B-Instruct", "qwen3-vl-30b-a3b"), ("GLM-4.1V", "glm-4.1v-9b"),
     ("GLM-4.1V-9B-Thinking", "glm-4.1v-9b"), ("glm4v", "glm-4.1v-9b"), ("Gemma4", "gemma-4-31b"), ("gemma-4-31B-it", "gemma-4-31b"),
+    ("gemma-4-E4B-it", "gemma-4-e4b"),
     ("Kimi", "kimi-k2.5"), ("Kimi-K2.5", "kimi-k2.5"), ("LFM2-VL", "lfm2-vl-1.6b"), ("LFM2-VL-1.6B", "lfm2-vl-1.6b"),
     ("LFM2-VL-450M", "lfm2-vl-450m"), ("ERNIE-4.5-VL", "ernie-4.5-vl-28b-a3b"), ("ernie4.5-vl", "ernie-4.5-vl-28b-a3b"),
     ("ERNIE-4.5-VL-28B-A3B-PT", "ernie-4.5-vl-28b-a3b"), ("ERNIE-4.5-VL-28B-A3B-Thinking", "ernie-4.5-vl-28b-a3b"),
@@ -77,12 +78,12 @@ def test_tower_parameters_match_the_real_checkpoints(name, tower_millions):
 # Whole-model sizes of the bundled published configs, against what their authors state: GLM-4.1V-9B-Thinking
 # ~10.3 B; Qwen3-VL-30B-A3B ~31.1 B; Qwen3.5-27B 27.36 B here, its 55.56 GB of bf16 safetensors (27.78 B) also holding
 # the multi-token-prediction layer that transformers does not build (0.42 B at these sizes); Gemma 4 31B: 30.7 B
-# without its ~550 M vision encoder; Kimi-K2.5: 1 T; LFM2-VL-1.6B: 1.6 B (its 400 M SigLIP2 NaFlex tower cut to 26
+# without its ~550 M vision encoder, Gemma 4 E4B 8 B with its per-layer embeddings; Kimi-K2.5: 1 T; LFM2-VL-1.6B: 1.6 B (its 400 M SigLIP2 NaFlex tower cut to 26
 # blocks, plus the projector); ERNIE-4.5-VL-28B-A3B: 28 B, the language model with its text and vision experts (checked
 # in test_remote_code.py), here with the 630 M ViT and the 144 M resampler.
 @pytest.mark.parametrize("name, total_billions, tower_millions", [
     ("glm-4.1v-9b", 10.29, 892.50), ("qwen3-vl-30b-a3b", 31.07, 538.63), ("qwen3.5-27b", 27.36, 460.73),
-    ("gemma-4-31b", 31.27, 575.74), ("kimi-k2.5", 1026.88, 471.14), ("lfm2-vl-1.6b", 1.58, 414.46),
+    ("gemma-4-31b", 31.27, 575.74), ("gemma-4-e4b", 7.94, 169.33), ("kimi-k2.5", 1026.88, 471.14), ("lfm2-vl-1.6b", 1.58, 414.46),
     ("ernie-4.5-vl-28b-a3b", 29.40, 630.43),
 ])
 def test_published_configs_give_the_published_sizes(name, total_billions, tower_millions):
@@ -307,8 +308,9 @@ PUBLISHED = Path(__file__).parent / "data" / "published"
 
 
 @pytest.mark.parametrize("config, processor_file, name, expected", [
-    # google/gemma-4-31B-it publishes its image processor inside processor_config.json only.
-    ("gemma-4-31b", "gemma-4-31b.processor_config.json", "processor_config.json", {"max_soft_tokens": 280}),
+    # google/gemma-4-31B-it and gemma-4-E4B-it publish the same processor_config.json, and their image processor
+    # only inside it.
+    ("gemma-4-31b", "gemma-4-it.processor_config.json", "processor_config.json", {"max_soft_tokens": 280}),
     ("lfm2-vl-1.6b", "lfm2-vl-1.6b.preprocessor_config.json", "preprocessor_config.json", {"min_image_tokens": 64}),
 ])
 def test_published_image_processor_files_are_read(tmp_path, config, processor_file, name, expected):

@@ -16,18 +16,16 @@ WORK=$(mktemp -d)
 
 python3 -c 'import huggingface_hub, transformers, torch; print("huggingface_hub", huggingface_hub.__version__, "transformers", transformers.__version__, "torch", torch.__version__, torch.cuda.get_device_name())'
 
-# GLM-4.1V-9B-Thinking, Qwen3.5-27B, Qwen3-VL-30B-A3B-Instruct, Gemma 4 31B (with its published
-# processor_config.json), Kimi-K2.5 (in Moonshot's own form), ERNIE-4.5-VL-28B-A3B (in Baidu's own form),
+# GLM-4.1V-9B-Thinking, Qwen3.5-27B, Qwen3-VL-30B-A3B-Instruct, Gemma 4 31B and E4B (each with its
+# published processor_config.json), Kimi-K2.5 (in Moonshot's own form), ERNIE-4.5-VL-28B-A3B (in Baidu's own form),
 # LFM2-VL-1.6B (with its published preprocessor_config.json) and LFM2-VL-450M (its first release's form)
-# are the bundled published configs. The others at sizes from transformers' config defaults: the 768-wide,
-# 16-layer vision tower of the smaller Gemma 4 models (Gemma4VisionConfig) with a Gemma 4 text config,
-# Step-3.7's (Step3p7Config) and Qwen3.5-MoE's (27 blocks of 1152). DeepSeek-OCR 2's
+# are the bundled published configs. The others at sizes from transformers' config defaults: Step-3.7's
+# (Step3p7Config) and Qwen3.5-MoE's (27 blocks of 1152). DeepSeek-OCR 2's
 # tower at the sizes vLLM builds it with (a SAM ViT-B, as DeepseekOcr2SamVisionConfig's defaults,
 # and a 24-layer, 896-wide Qwen2 encoder), projecting to DeepSeek-OCR's 1280-wide language model.
 python3 - "$WORK" <<'PY'
 import json, sys
 from transformers import DeepseekOcr2Config, Qwen3_5MoeConfig, Step3p7Config
-from transformers.models.gemma4.configuration_gemma4 import Gemma4TextConfig, Gemma4VisionConfig
 work = sys.argv[1]
 # LiquidAI/LFM2-VL-450M's first-release preprocessor_config.json: no token limits (its config.json has them).
 json.dump({"auto_map": {"AutoProcessor": "processing_lfm2_vl.Lfm2VlProcessor"}, "do_convert_rgb": None, "do_normalize": True,
@@ -35,9 +33,6 @@ json.dump({"auto_map": {"AutoProcessor": "processing_lfm2_vl.Lfm2VlProcessor"}, 
            "image_std": [0.5, 0.5, 0.5], "input_data_format": "channels_last", "max_num_patches": 1024, "patch_size": 16,
            "processor_class": "Lfm2VlProcessor", "resample": 2, "rescale_factor": 0.00392156862745098, "return_tensors": "pt"},
           open(f"{work}/lfm2-vl-450m.preprocessor.json", "w"))
-gemma4 = {"model_type": "gemma4", "text_config": Gemma4TextConfig().to_dict(), "vision_config": Gemma4VisionConfig().to_dict()}
-json.dump(gemma4, open(f"{work}/gemma-4.json", "w"))
-json.dump({"max_soft_tokens": 280, "pooling_kernel_size": 3, "patch_size": 16}, open(f"{work}/gemma-4.preprocessor.json", "w"))
 json.dump(Step3p7Config().to_dict(), open(f"{work}/step-3.7.json", "w"))
 json.dump(Qwen3_5MoeConfig().to_dict(), open(f"{work}/qwen3.5-moe.json", "w"))
 encoder = {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
@@ -63,8 +58,8 @@ models = {  # id: {file in the repository: its source here}
     "LiquidAI/LFM2-VL-1.6B": {"config.json": "configs/lfm2-vl-1.6b.json",
                               "preprocessor_config.json": "tests/data/published/lfm2-vl-1.6b.preprocessor_config.json"},
     "LiquidAI/LFM2-VL-450M": {"config.json": "configs/lfm2-vl-450m.json", "preprocessor_config.json": work / "lfm2-vl-450m.preprocessor.json"},
-    "google/gemma-4-E4B-it": {"config.json": work / "gemma-4.json", "preprocessor_config.json": work / "gemma-4.preprocessor.json"},
-    "google/gemma-4-31B-it": {"config.json": "configs/gemma-4-31b.json", "processor_config.json": "tests/data/published/gemma-4-31b.processor_config.json"},
+    "google/gemma-4-E4B-it": {"config.json": "configs/gemma-4-e4b.json", "processor_config.json": "tests/data/published/gemma-4-it.processor_config.json"},
+    "google/gemma-4-31B-it": {"config.json": "configs/gemma-4-31b.json", "processor_config.json": "tests/data/published/gemma-4-it.processor_config.json"},
     "stepfun-ai/Step-3.7-Flash": {"config.json": work / "step-3.7.json"},
     "deepseek-community/DeepSeek-OCR-2": {"config.json": work / "deepseek-ocr-2.json"},
     "Qwen/Qwen3.5-27B": {"config.json": "configs/qwen3.5-27b.json"},
