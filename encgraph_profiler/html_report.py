@@ -100,7 +100,7 @@ def _section(report: Report, label: str, index: int) -> str:
             for series, value in (("encoder pool after capture", b.pool_reserved_bytes), ("static I/O", b.static_io_bytes))]
     status = "complete" if report.complete else "INCOMPLETE"
     return (f'<section id="report-{index}"><h2>{escape(label)}</h2>'
-            f"<p>{escape(s.model)} ({escape(s.family)}), {escape(s.dtype)}, {escape(s.attn)}, budgets "
+            f"<p>{escape(s.model_label)} ({escape(s.family)}), {escape(s.dtype)}, {escape(s.attn)}, budgets "
             f"{', '.join(f'{b:,}' for b in s.budgets)}, {s.max_items} items per batch; {escape(s.layout)}.<br>"
             f"{escape(p.gpu_name)}, driver {escape(str(p.driver))}, CUDA {escape(str(p.cuda))}, torch {escape(p.torch)}, "
             f"transformers {escape(p.transformers)}, encgraph {escape(p.encgraph)}, {escape(p.created_at)}.<br>"

@@ -28,7 +28,7 @@ def _replay(b) -> str:
 
 def budget_table(report: Report) -> Table:
     what = "Predicted encoder CUDA graphs" if report.predicted else "Encoder CUDA graphs"
-    table = Table(title=f"{what} per budget: {report.settings.model} ({report.provenance.gpu_name})")
+    table = Table(title=f"{what} per budget: {report.settings.model_label} ({report.provenance.gpu_name})")
     if report.settings.layout:
         table.caption = f"largest budget: {report.settings.layout}"
     for name in ("budget", "items", "patches", "pool growth MiB", "pool total MiB", "static I/O MiB",

@@ -72,6 +72,13 @@ class Settings:
     capture: str = "plain"  # "plain": the tower's own inputs; "vllm": vLLM's capture inputs and steps
     max_frames_per_batch: int = 0  # vLLM's video layout for this many frames per batch; 0: images
 
+    @property
+    def model_label(self) -> str:
+        """The model as the report names it: a Hugging Face id with its revision and snapshot commit."""
+        if self.commit is None:
+            return self.model
+        return f"{self.model} at {self.revision or 'the default branch'}, snapshot {self.commit[:12]}"
+
 
 @dataclass(frozen=True)
 class ModelFacts:

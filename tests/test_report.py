@@ -66,6 +66,18 @@ def test_tables_show_the_measured_figures(recorded_report_path):
     assert "2,648,702,976 bytes" in render.totals_line(report)
 
 
+def test_a_hugging_face_id_is_named_with_its_revision_and_snapshot(recorded_report_data, tmp_path):
+    settings = recorded_report_data["settings"]
+    settings.update(model="Qwen/Qwen2-VL-7B-Instruct", commit="51c47430f97dd7c74aa1fa6825e68a813478097f")
+    path = tmp_path / "by-id.json"
+    path.write_text(json.dumps(recorded_report_data))
+    console = Console(width=200, record=True)
+    console.print(render.budget_table(report_io.load(path)))
+    assert "Qwen/Qwen2-VL-7B-Instruct at the default branch, snapshot 51c47430f97d" in console.export_text()
+    settings.update(revision="v1.0")
+    path.write_text(json.dumps(recorded_report_data))
+    assert report_io.load(path).settings.model_label == "Qwen/Qwen2-VL-7B-Instruct at v1.0, snapshot 51c47430f97d"
+
 def test_version_1_reports_are_migrated(recorded_report_data, tmp_path):
     """encgraph 0.1 wrote schema 1, whose default-pool live bytes also counted the encoder pool's
     live outputs, and which had no record of unmeasured budgets."""
