@@ -32,9 +32,11 @@ def models(
 ) -> None:
     """List the model families encgraph profiles, and the bundled configs with their aliases."""
     from ..models.registry import ADAPTERS, ALIASES, bundled_names, bundled_parameters, resolve
+    from ..models.remote_code import own_forms
 
     counts = bundled_parameters()
     families = [{"family": a.family, "model_types": list(a.model_types),
+                 "authors_own_forms": [own for t in a.model_types for own in own_forms(t)],
                  "resolution": "dynamic" if a.dynamic_resolution else "fixed"} for a in ADAPTERS]
     rows = []
     for name in bundled_names(include_tiny=tiny):
@@ -52,7 +54,8 @@ def models(
     for name in ("family", "model_type", "resolution"):
         kinds.add_column(name)
     for f in families:
-        kinds.add_row(f["family"], ", ".join(f["model_types"]), f["resolution"])
+        forms = "".join(f", {own} (authors' own form)" for own in f["authors_own_forms"])
+        kinds.add_row(f["family"], ", ".join(f["model_types"]) + forms, f["resolution"])
     out.print(kinds)
     table = Table(title="Bundled configs (weights are random: graph memory does not depend on them)")
     for name in ("model", "family", "alias", "tower params", "model params"):

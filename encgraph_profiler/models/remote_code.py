@@ -171,10 +171,15 @@ def _ernie4_5_moe_vl(data: dict[str, Any], source: str) -> dict[str, Any]:
     return native
 
 
-# model_type -> how to read it (or which form to use instead). Forms absent here and absent from transformers are refused by the
-# registry as unsupported model types.
-_MAPPED = {"internvl_chat": _internvl_chat, "deepseek_vl_v2": _deepseek_vl_v2, "kimi_k25": _kimi_k25, "lfm2-vl": _lfm2_vl_early,
-           "ernie4_5_moe_vl": _ernie4_5_moe_vl}
+# model_type -> how to read it (or which form to use instead), and the native model_type it reads as. Forms absent here and
+# absent from transformers are refused by the registry as unsupported model types.
+_MAPPED = {
+    "internvl_chat": (_internvl_chat, "internvl"),
+    "deepseek_vl_v2": (_deepseek_vl_v2, None),
+    "kimi_k25": (_kimi_k25, "kimi_k25"),  # Moonshot's own form shares transformers' model_type
+    "lfm2-vl": (_lfm2_vl_early, "lfm2_vl"),
+    "ernie4_5_moe_vl": (_ernie4_5_moe_vl, "ernie4_5_vl_moe"),
+}
 _REFUSED = {
     "minicpmv": "MiniCPM-V 2.5 to 4.5 publish a minicpmv config for their own code (a ViT and a resampler), which encgraph "
                 "does not run and transformers has no class for; this family is not supported yet",
@@ -189,4 +194,9 @@ def native_config(data: dict[str, Any], source: str) -> dict[str, Any]:
     if model_type in _REFUSED:
         raise UsageError(f"{source}: {_REFUSED[model_type]}")
     mapping = _MAPPED.get(model_type)
-    return mapping(data, source) if mapping else data
+    return mapping[0](data, source) if mapping else data
+
+
+def own_forms(native_type: str) -> list[str]:
+    """The model_types of authors' own forms that read as ``native_type``."""
+    return [own for own, (_, native) in _MAPPED.items() if native == native_type and own != native_type]
