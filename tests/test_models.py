@@ -10,6 +10,7 @@ from encgraph_profiler.errors import UsageError
 from encgraph_profiler.models.facts import model_facts
 from encgraph_profiler.models.registry import bundled_names, resolve
 
+PUBLISHED = Path(__file__).parent / "data" / "published"  # files as model repositories publish them
 TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe", "tiny-qwen3.5", "tiny-qwen3.5-moe",
         "tiny-gemma3", "tiny-gemma4", "tiny-internvl", "tiny-glm4v", "tiny-glm46v", "tiny-ernie4.5-vl", "tiny-kimi-k2.5", "tiny-lfm2-vl", "tiny-llama4", "tiny-idefics3",
         "tiny-smolvlm", "tiny-siglip", "tiny-clip"]  # tiny-step3p7 and tiny-deepseek-ocr2 have two paths: tested below
@@ -91,6 +92,14 @@ def test_published_configs_give_the_published_sizes(name, total_billions, tower_
     assert round(facts.total_parameters / 1e9, 2) == total_billions
     assert round(facts.tower_parameters / 1e6, 2) == tower_millions
 
+
+def test_glm41v_current_published_form_builds_what_its_first_form_does():
+    """zai-org/GLM-4.1V-9B-Thinking's config.json now nests its text model (glm4v_text); the bundled
+    one is its first, flat form. Both must give the same model."""
+    current = model_facts(resolve(str(PUBLISHED / "glm-4.1v-9b-thinking.config.json")), "bfloat16")
+    first = model_facts(resolve("glm-4.1v-9b"), "bfloat16")
+    assert (current.total_parameters, current.tower_parameters) == (first.total_parameters, first.tower_parameters)
+    assert current.kv_bytes_per_token == first.kv_bytes_per_token
 
 def test_parameter_counts_file_is_current():
     """`encgraph models` reads configs/parameters.json; recount every bundled config on the meta device."""
@@ -303,8 +312,6 @@ def test_gemma4_layout_is_vllms_and_reads_the_preprocessor_config(tmp_path):
     (tmp_path / "preprocessor_config.json").write_text(json.dumps({"max_soft_tokens": 70}))
     assert resolve(str(tmp_path)).config["preprocessor_config"] == {"max_soft_tokens": 70}
 
-
-PUBLISHED = Path(__file__).parent / "data" / "published"
 
 
 @pytest.mark.parametrize("config, processor_file, name, expected", [
