@@ -35,6 +35,18 @@ def test_internvl_chat_reads_as_native_internvl():
     assert round(facts.total_parameters / 1e9, 2) == 0.94  # InternViT-300M + Qwen2.5-0.5B, untied head
 
 
+def test_internvl_chat_builds_the_tower_of_opengvlabs_own_conversion():
+    """OpenGVLab/InternVL3-1B-hf is OpenGVLab's transformers-format conversion of the same model (its
+    published config.json, kept in tests/data/published): the mapped form must build the same tower."""
+    def shapes(source):
+        spec = resolve(source)
+        with torch.device("meta"):
+            tower = spec.adapter.build_tower(spec.adapter.tower_config(spec.config), "bfloat16", "sdpa")
+        return {name: tuple(p.shape) for name, p in tower.named_parameters()}
+
+    converted = shapes(str(Path(__file__).parent / "data" / "published" / "internvl3-1b-hf.config.json"))
+    assert len(converted) > 100 and shapes(str(INTERNVL_CHAT)) == converted
+
 def _variant(tmp_path, change):
     data = json.loads(INTERNVL_CHAT.read_text())
     change(data)
