@@ -10,6 +10,17 @@ from encgraph_profiler.errors import UsageError
 from encgraph_profiler.models.facts import model_facts
 from encgraph_profiler.models.registry import resolve
 
+PUBLISHED = Path(__file__).parent / "data" / "published"  # files as model repositories publish them
+
+
+def _tower_shapes(source: str) -> dict[str, tuple[int, ...]]:
+    """The captured module's parameter shapes, built on the meta device from a config."""
+    spec = resolve(source)
+    with torch.device("meta"):
+        tower = spec.adapter.build_tower(spec.adapter.tower_config(spec.config), "bfloat16", "sdpa")
+    return {name: tuple(p.shape) for name, p in tower.named_parameters()}
+
+
 # OpenGVLab/InternVL3-1B's config as its own InternVLChatConfig prints it (a public notebook that
 # prints the model and its config), bundled as internvl3-1b; the same print shows the module tree
 # checked below.
@@ -38,14 +49,8 @@ def test_internvl_chat_reads_as_native_internvl():
 def test_internvl_chat_builds_the_tower_of_opengvlabs_own_conversion():
     """OpenGVLab/InternVL3-1B-hf is OpenGVLab's transformers-format conversion of the same model (its
     published config.json, kept in tests/data/published): the mapped form must build the same tower."""
-    def shapes(source):
-        spec = resolve(source)
-        with torch.device("meta"):
-            tower = spec.adapter.build_tower(spec.adapter.tower_config(spec.config), "bfloat16", "sdpa")
-        return {name: tuple(p.shape) for name, p in tower.named_parameters()}
-
-    converted = shapes(str(Path(__file__).parent / "data" / "published" / "internvl3-1b-hf.config.json"))
-    assert len(converted) > 100 and shapes(str(INTERNVL_CHAT)) == converted
+    converted = _tower_shapes(str(PUBLISHED / "internvl3-1b-hf.config.json"))
+    assert len(converted) > 100 and _tower_shapes(str(INTERNVL_CHAT)) == converted
 
 def _variant(tmp_path, change):
     data = json.loads(INTERNVL_CHAT.read_text())
@@ -85,9 +90,7 @@ def test_kimi_k25_own_form_reads_as_native_kimi_k25():
     vision = config.vision_config
     assert (vision.hidden_size, vision.intermediate_size, vision.num_attention_heads, vision.num_hidden_layers) == (1152, 4304, 16, 27)
     assert (vision.patch_size, vision.pos_emb_height, vision.pos_emb_width, vision.pos_emb_time) == (14, 64, 64, 4)
-    with torch.device("meta"):
-        tower = spec.adapter.build_tower(config, "bfloat16", "sdpa")
-    shapes = {name: tuple(p.shape) for name, p in tower.named_parameters()}
+    shapes = _tower_shapes(str(KIMI_K25))
     # The published weights: mm_projector.proj.0 [4608, 4608], proj.2 [7168, 4608], pre_norm [1152],
     # patch_embed.pos_emb [64, 64, 1152], wqkv [3456, 1152] (here q, k and v apart).
     assert sorted(s for n, s in shapes.items() if "projector" in n and n.endswith("weight")) == [(1152,), (4608, 4608), (7168, 4608)]
@@ -108,6 +111,14 @@ def test_kimi_k25_own_form_with_a_part_transformers_lacks_is_refused(tmp_path, k
 # LiquidAI/LFM2-VL-450M's config.json from its first release, for Liquid AI's own code (a public repository keeps
 # the downloaded snapshot), bundled as lfm2-vl-450m.
 LFM2_VL_EARLY = Path(__file__).parent.parent / "configs" / "lfm2-vl-450m.json"
+
+
+def test_lfm2_vl_first_release_builds_what_its_current_config_does():
+    """LiquidAI/LFM2-VL-450M's config.json today is in transformers' form (kept in tests/data/published):
+    its first release, mapped, must build the same model."""
+    current = str(PUBLISHED / "lfm2-vl-450m.config.json")
+    assert _tower_shapes(str(LFM2_VL_EARLY)) == _tower_shapes(current)
+    assert model_facts(resolve(str(LFM2_VL_EARLY)), "bfloat16") == model_facts(resolve(current), "bfloat16")
 
 
 def test_lfm2_vl_first_release_reads_as_native_lfm2_vl(tmp_path):
