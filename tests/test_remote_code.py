@@ -171,6 +171,16 @@ def test_ernie_own_form_reads_as_native_ernie4_5_vl_moe():
     assert sum(p.numel() for p in model.model.resampler_model.parameters()) == resampler
 
 
+def test_ernie_own_form_of_the_424b_model():
+    """baidu/ERNIE-4.5-VL-424B-A47B-Paddle's config.json (kept in tests/data/published) states only a start
+    index for its MoE layers, an int, and no shared experts: layers 3 to 53 are MoE, 424 B in all."""
+    spec = resolve(str(PUBLISHED / "ernie-4.5-vl-424b-a47b.config.json"))
+    text = spec.adapter.full_config(spec.config).text_config
+    assert text.mlp_layer_types == ["dense"] * 3 + ["sparse"] * 51
+    assert (text.moe_num_experts, text.moe_k, text.moe_num_shared_experts) == (64, 8, 0)
+    assert round(model_facts(spec, "bfloat16").total_parameters / 1e9) == 424
+    assert _tower_shapes(str(PUBLISHED / "ernie-4.5-vl-424b-a47b.config.json")) == _tower_shapes(str(ERNIE))  # the same ViT
+
 @pytest.mark.parametrize("change, message", [
     (lambda d: d.update(moe_num_experts=[64, 32]), "moe_num_experts \\[64, 32\\] differs between text and vision experts"),
     (lambda d: d["vision_config"].update(embed_dim=1024), "embed_dim 1024 differs from hidden_size 1280"),
