@@ -184,8 +184,12 @@ def test_ernie_own_form_of_the_424b_model():
 @pytest.mark.parametrize("change, message", [
     (lambda d: d.update(moe_num_experts=[64, 32]), "moe_num_experts \\[64, 32\\] differs between text and vision experts"),
     (lambda d: d["vision_config"].update(embed_dim=1024), "embed_dim 1024 differs from hidden_size 1280"),
+    (lambda d: d["vision_config"].update(mlp_ratio="four"), "mlp_ratio 'four' and width 1280 give no MLP size"),
+    (lambda d: d.update(moe_layer_start_index=["one"]), "moe_layer_start_index is \\['one'\\]; it must be a whole number of at least 0"),
+    (lambda d: d.update(moe_layer_interval=0), "moe_layer_interval is 0; it must be a whole number of at least 1$"),
+    (lambda d: d.update(num_hidden_layers=[28, 28]), "num_hidden_layers is \\[28, 28\\]; it must be a whole number of at least 1$"),
 ])
-def test_ernie_own_form_transformers_cannot_build_is_refused(tmp_path, change, message):
+def test_ernie_own_form_that_cannot_be_built_is_refused(tmp_path, change, message):
     data = json.loads(ERNIE.read_text())
     change(data)
     (tmp_path / "config.json").write_text(json.dumps(data))

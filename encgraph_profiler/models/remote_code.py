@@ -118,6 +118,16 @@ def _lfm2_vl_early(data: dict[str, Any], source: str) -> dict[str, Any]:
     return native
 
 
+def _whole_numbers(data: dict[str, Any], key: str, default: Any, source: str, least: int = 0, many: bool = True) -> list[int]:
+    """``data[key]`` (or ``default``): a whole number, or with ``many`` a list of them, each at least ``least``."""
+    value = data.get(key, default)
+    values = value if isinstance(value, list) and many else [value]
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= least for v in values):
+        raise UsageError(f"{source}: {key} is {value!r}; it must be a whole number of at least {least}"
+                         + (", or a list of them" if many else ""))
+    return values
+
+
 def _ernie4_5_moe_vl(data: dict[str, Any], source: str) -> dict[str, Any]:
     """Baidu's own ``ernie4_5_moe_vl`` (one flat config with a ``vision_config``, for its own code and
     vLLM's) onto transformers' ``ernie4_5_vl_moe``: the same ViT (its MLP ``mlp_ratio`` times wide, the
@@ -140,8 +150,11 @@ def _ernie4_5_moe_vl(data: dict[str, Any], source: str) -> dict[str, Any]:
     native_vision.update({k: vision[k] for k in ("depth", "num_heads", "hidden_act", "patch_size") if k in vision})
     if "in_channels" in vision or "in_chans" in vision:
         native_vision["in_channels"] = vision.get("in_channels", vision.get("in_chans"))
-    if isinstance(width, int) and "mlp_ratio" in vision:
-        native_vision["intermediate_size"] = int(width * vision["mlp_ratio"])
+    if "mlp_ratio" in vision:
+        ratio = vision["mlp_ratio"]
+        if not isinstance(width, int) or not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or ratio <= 0:
+            raise UsageError(f"{source}: vision_config mlp_ratio {ratio!r} and width {width!r} give no MLP size")
+        native_vision["intermediate_size"] = int(width * ratio)
     native_vision["spatial_merge_size"] = data.get("spatial_conv_size", vision.get("spatial_merge_size", 2))
     native_vision["temporal_merge_size"] = data.get("temporal_conv_size", 2)
     native_vision["rms_norm_eps"] = data.get("rms_norm_eps", 1e-6)
@@ -151,15 +164,14 @@ def _ernie4_5_moe_vl(data: dict[str, Any], source: str) -> dict[str, Any]:
     text = {"model_type": "ernie4_5_vl_moe_text", **{k: data[k] for k in kept if k in data}}
     text["moe_num_experts"] = experts[0] if isinstance(experts, list) else experts
     text["moe_num_shared_experts"] = text.get("moe_num_shared_experts") or 0
-    rope = {"rope_type": "default", "rope_theta": float(data.get("rope_theta", 500000.0))}
+    rope = {"rope_type": "default", "rope_theta": data.get("rope_theta", 500000.0)}
     if isinstance(data.get("rope_scaling"), dict) and "mrope_section" in data["rope_scaling"]:
         rope["mrope_section"] = data["rope_scaling"]["mrope_section"]
     text["rope_parameters"] = rope
-    layers = text.get("num_hidden_layers", 28)
-    starts, ends = data.get("moe_layer_start_index", [1]), data.get("moe_layer_end_index", [layers - 1])
-    first = min(starts) if isinstance(starts, list) else starts
-    last = max(ends) if isinstance(ends, list) else ends
-    interval = data.get("moe_layer_interval", 1)
+    [layers] = _whole_numbers(data, "num_hidden_layers", 28, source, least=1, many=False)
+    first = min(_whole_numbers(data, "moe_layer_start_index", 1, source))
+    last = max(_whole_numbers(data, "moe_layer_end_index", layers - 1, source))
+    [interval] = _whole_numbers(data, "moe_layer_interval", 1, source, least=1, many=False)
     text["mlp_layer_types"] = ["sparse" if (i + 1) % interval == 0 and first <= i <= last else "dense" for i in range(layers)]
     native = {"model_type": "ernie4_5_vl_moe", "architectures": data.get("architectures"),
               "vision_config": native_vision, "text_config": text,
