@@ -1,7 +1,8 @@
-"""A model's config.json from the Hugging Face Hub, found the way vLLM finds it.
+"""A model's config.json (and its image processor's files) from the Hugging Face Hub, found the way
+vLLM finds them.
 
 Order: the Hugging Face cache first (``try_to_load_from_cache``, which also knows when a file is
-known to be missing), then a download of config.json alone (``hf_hub_download``); with
+known to be missing), then a download of that file alone (``hf_hub_download``); with
 ``HF_HUB_OFFLINE=1`` the cache only. HF_TOKEN, HF_HOME, HF_HUB_CACHE and HF_ENDPOINT work as
 huggingface_hub reads them. Each failure becomes one line that says what to do: a wrong id,
 revision or repository is a usage error (exit 2); what the environment must provide (network,
