@@ -1,4 +1,5 @@
-"""User values: the one place that parses sizes, percentages and integer lists, and formats bytes.
+"""User values: the one place that parses sizes, percentages and integer lists, checks whole numbers
+in configs, and formats bytes.
 
 Everything else in encgraph carries bytes as exact ints named ``*_bytes``. Bad values get the same
 words wherever they are given.
@@ -73,6 +74,11 @@ def parse_int_list(text: str, what: str) -> tuple[int, ...]:
         return tuple(int(p) for p in parts)
     except ValueError:
         raise UsageError(f"cannot read {what} {text!r}: give comma-separated whole numbers, e.g. 1024,2048,4096") from None
+
+
+def is_whole_number(value: object, least: int | None = None) -> bool:
+    """A JSON config value that is a whole number (not a bool), and at least ``least`` if given."""
+    return isinstance(value, int) and not isinstance(value, bool) and (least is None or value >= least)
 
 
 def mib(n_bytes: int | None, signed: bool = False) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..ladder import doubling_ladder
-from ..units import graph_label
+from ..units import graph_label, is_whole_number
 
 # Vision-config fields that are whole positive numbers wherever a family has them.
 POSITIVE_INT_FIELDS = frozenset({
@@ -98,7 +98,7 @@ class Adapter:
         for name, value in vision.items():
             # Sizes are whole numbers above 0; image and patch sizes may be given as [height, width].
             values = value if isinstance(value, list) and name in ("image_size", "patch_size") else [value]
-            if name in POSITIVE_INT_FIELDS and not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+            if name in POSITIVE_INT_FIELDS and not all(is_whole_number(v, least=1) for v in values):
                 raise UsageError(f"{source}: vision_config.{name} is {value!r}; it must be a whole number above 0")
 
     def full_config(self, data: dict[str, Any]):
@@ -120,7 +120,7 @@ class Adapter:
         """A whole-number field of the model's image processor settings (see preprocessor_fields),
         or the image processor's ``default`` where the model has none."""
         value = data.get("preprocessor_config", {}).get(name, default)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        if not is_whole_number(value, least=1):
             raise UsageError(f"the image processor's {name} is {value!r}; it must be a whole number above 0")
         return value
 

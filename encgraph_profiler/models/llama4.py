@@ -9,6 +9,7 @@ apply.
 
 from __future__ import annotations
 
+from ..units import is_whole_number
 from .tiled import TiledAdapter
 
 
@@ -46,7 +47,7 @@ class Llama4Adapter(TiledAdapter):
         transformers they were written for; transformers 5 takes only a bool."""
         text = data.get("text_config")
         value = text.get("attn_temperature_tuning") if isinstance(text, dict) else None
-        if isinstance(value, int) and not isinstance(value, bool):
+        if is_whole_number(value):
             data = {**data, "text_config": {**text, "attn_temperature_tuning": bool(value)}}
         return data
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UsageError
+from ..units import is_whole_number
 
 
 def _pair(value):
@@ -110,7 +111,7 @@ def _lfm2_vl_early(data: dict[str, Any], source: str) -> dict[str, Any]:
     if "image_token_index" in data:
         native["image_token_id"] = data["image_token_index"]
     layer = data.get("vision_feature_layer", -1)
-    if not isinstance(layer, int) or isinstance(layer, bool):
+    if not is_whole_number(layer):
         raise UsageError(f"{source}: vision_feature_layer is {layer!r}; it must be a whole number (a layer index)")
     if layer != -1 and "num_hidden_layers" in vision:
         native["vision_config"]["num_hidden_layers"] = len(range(vision["num_hidden_layers"])[: layer + 1])
@@ -122,7 +123,7 @@ def _whole_numbers(data: dict[str, Any], key: str, default: Any, source: str, le
     """``data[key]`` (or ``default``): a whole number, or with ``many`` a list of them, each at least ``least``."""
     value = data.get(key, default)
     values = value if isinstance(value, list) and many else [value]
-    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= least for v in values):
+    if not values or not all(is_whole_number(v, least) for v in values):
         raise UsageError(f"{source}: {key} is {value!r}; it must be a whole number of at least {least}"
                          + (", or a list of them" if many else ""))
     return values
@@ -152,7 +153,7 @@ def _ernie4_5_moe_vl(data: dict[str, Any], source: str) -> dict[str, Any]:
         native_vision["in_channels"] = vision.get("in_channels", vision.get("in_chans"))
     if "mlp_ratio" in vision:
         ratio = vision["mlp_ratio"]
-        if not isinstance(width, int) or not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or ratio <= 0:
+        if not is_whole_number(width) or not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or ratio <= 0:
             raise UsageError(f"{source}: vision_config mlp_ratio {ratio!r} and width {width!r} give no MLP size")
         native_vision["intermediate_size"] = int(width * ratio)
     native_vision["spatial_merge_size"] = data.get("spatial_conv_size", vision.get("spatial_merge_size", 2))
