@@ -18,7 +18,7 @@ TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe"
 
 def test_real_models_are_bundled():
     assert bundled_names() == [
-        "clip-vit-large-patch14-336", "ernie-4.5-vl-28b-a3b", "gemma-3-27b", "gemma-4-31b", "gemma-4-e4b", "glm-4.1v-9b", "internvl3-1b",
+        "clip-vit-large-patch14-336", "deepseek-ocr-2", "ernie-4.5-vl-28b-a3b", "gemma-3-27b", "gemma-4-31b", "gemma-4-e4b", "glm-4.1v-9b", "internvl3-1b",
         "kimi-k2.5", "lfm2-vl-1.6b", "lfm2-vl-450m", "llama-4-scout-17b-16e", "qwen2-vl-2b", "qwen2-vl-7b", "qwen2.5-vl-7b", "qwen3-vl-30b-a3b", "qwen3-vl-8b", "qwen3.5-27b",
         "siglip-so400m-patch14-384", "smolvlm2-500m",
     ]
@@ -47,6 +47,7 @@ def test_gemma3_layout_is_vllms():
     ("Kimi", "kimi-k2.5"), ("Kimi-K2.5", "kimi-k2.5"), ("LFM2-VL", "lfm2-vl-1.6b"), ("LFM2-VL-1.6B", "lfm2-vl-1.6b"),
     ("LFM2-VL-450M", "lfm2-vl-450m"), ("ERNIE-4.5-VL", "ernie-4.5-vl-28b-a3b"), ("ernie4.5-vl", "ernie-4.5-vl-28b-a3b"),
     ("ERNIE-4.5-VL-28B-A3B-PT", "ernie-4.5-vl-28b-a3b"), ("ERNIE-4.5-VL-28B-A3B-Thinking", "ernie-4.5-vl-28b-a3b"),
+    ("DeepSeek-OCR-2", "deepseek-ocr-2"), ("deepseek-ocr2", "deepseek-ocr-2"),
 ])
 def test_aliases_resolve(name, expected):
     assert resolve(name).name == expected
@@ -81,11 +82,12 @@ def test_tower_parameters_match_the_real_checkpoints(name, tower_millions):
 # the multi-token-prediction layer that transformers does not build (0.42 B at these sizes); Gemma 4 31B: 30.7 B
 # without its ~550 M vision encoder, Gemma 4 E4B 8 B with its per-layer embeddings; Kimi-K2.5: 1 T; LFM2-VL-1.6B: 1.6 B (its 400 M SigLIP2 NaFlex tower cut to 26
 # blocks, plus the projector); ERNIE-4.5-VL-28B-A3B: 28 B, the language model with its text and vision experts (checked
-# in test_remote_code.py), here with the 630 M ViT and the 144 M resampler.
+# in test_remote_code.py), here with the 630 M ViT and the 144 M resampler; DeepSeek-OCR 2: its published checkpoint
+# index records 6,779,249,408 bytes of bf16 weights, 3.39 B parameters.
 @pytest.mark.parametrize("name, total_billions, tower_millions", [
     ("glm-4.1v-9b", 10.29, 892.50), ("qwen3-vl-30b-a3b", 31.07, 538.63), ("qwen3.5-27b", 27.36, 460.73),
     ("gemma-4-31b", 31.27, 575.74), ("gemma-4-e4b", 7.94, 169.33), ("kimi-k2.5", 1026.88, 471.14), ("lfm2-vl-1.6b", 1.58, 414.46),
-    ("ernie-4.5-vl-28b-a3b", 29.40, 630.43),
+    ("ernie-4.5-vl-28b-a3b", 29.40, 630.43), ("deepseek-ocr-2", 3.39, 454.38),
 ])
 def test_published_configs_give_the_published_sizes(name, total_billions, tower_millions):
     facts = model_facts(resolve(name), "bfloat16")

@@ -65,8 +65,6 @@ def _variant(tmp_path, change):
     (lambda d: d["llm_config"].update(model_type="internlm2"), "no InternLM2 language model"),
     (lambda d: d.pop("llm_config"), "needs vision_config and llm_config"),
     (lambda d: d.update(model_type="deepseek_vl_v2"), "deepseek_vl_v2 config for their own code"),
-    (lambda d: d.update(model_type="deepseek_vl_v2", architectures=["DeepseekOCR2ForCausalLM"]),
-     "model_type deepseek_ocr2: deepseek-community/DeepSeek-OCR-2"),
     (lambda d: d.update(model_type="minicpmv"), "minicpmv config for their own code"),
     (lambda d: d.update(model_type="step3_vl"), "Step-3.7, model_type step3p7, is"),
     (lambda d: d.update(model_type="minicpmv4_6"), "MiniCPM-V 4.6 has no resampler"),
@@ -191,6 +189,62 @@ def test_ernie_own_form_of_the_424b_model():
 ])
 def test_ernie_own_form_that_cannot_be_built_is_refused(tmp_path, change, message):
     data = json.loads(ERNIE.read_text())
+    change(data)
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with pytest.raises(UsageError, match=message) as refused:
+        resolve(str(tmp_path))
+    assert "\n" not in str(refused.value)
+
+
+# deepseek-ai/DeepSeek-OCR-2's config.json, in DeepSeek's own deepseek_vl_v2 form (the public repository
+# sen-ye/DeepSeek-OCR2-query-ablation keeps a copy beside the model's code), bundled as deepseek-ocr-2.
+DEEPSEEK_OCR2 = Path(__file__).parent.parent / "configs" / "deepseek-ocr-2.json"
+
+
+def test_deepseek_ocr2_own_form_reads_as_native_deepseek_ocr2():
+    spec = resolve(str(DEEPSEEK_OCR2))
+    assert spec.adapter.family == "deepseek-ocr2"
+    shapes = _tower_shapes(str(DEEPSEEK_OCR2))
+    # The tower vLLM builds: SAM ViT-B (12 blocks of 768, 16 px patches over 1024 px), its neck to 256 channels and the
+    # convolutions to 512 and 896; the 24-layer, 896-wide Qwen2 encoder with 2 key-value heads of 64; its 144 and 256
+    # learned queries; the linear projector to the 1280-wide language model.
+    assert shapes["vision_tower.sam_encoder.patch_embed.projection.weight"] == (768, 3, 16, 16)
+    assert len({n.split(".")[3] for n in shapes if n.startswith("vision_tower.sam_encoder.layers.")}) == 12
+    assert shapes["vision_tower.sam_encoder.proj.conv2.weight"] == (896, 512, 3, 3)
+    assert len({n.split(".")[3] for n in shapes if n.startswith("vision_tower.vision_encoder.layers.")}) == 24
+    assert shapes["vision_tower.vision_encoder.layers.0.self_attn.k_proj.weight"] == (128, 896)
+    assert shapes["vision_tower.vision_encoder.layers.0.mlp.gate_proj.weight"] == (4864, 896)
+    assert (shapes["vision_tower.query_768_resolution.weight"], shapes["vision_tower.query_1024_resolution.weight"]) == ((144, 896), (256, 896))
+    assert shapes["multi_modal_projector.weight"] == (1280, 896)
+    # The published checkpoint's index lists one dense MLP (layer 0), then 11 layers of 64 routed and 2 shared experts.
+    text = spec.adapter.full_config(spec.config).text_config
+    assert text.mlp_layer_types == ["dense"] + ["sparse"] * 11
+    assert (text.n_routed_experts, text.n_shared_experts, text.moe_intermediate_size, text.num_key_value_heads) == (64, 2, 896, 10)
+
+
+def test_deepseek_ocr2_own_form_builds_the_tower_vllm_builds_whatever_its_vision_config_says(tmp_path):
+    """vLLM builds DeepSeek-OCR 2's tower with fixed sizes: the published vision_config (whose SAM downsample_channels
+    say 1024, where the checkpoint's last convolution is 896 wide) is not read, here either."""
+    data = json.loads(DEEPSEEK_OCR2.read_text())
+    data["vision_config"]["width"]["sam_vit_b"].update(layers=24, width=1024)
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    assert _tower_shapes(str(tmp_path)) == _tower_shapes(str(DEEPSEEK_OCR2))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(architectures=["DeepseekVLV2ForCausalLM"]), "DeepSeek-VL2 and DeepSeek-OCR publish a deepseek_vl_v2 config"),
+    (lambda d: d.pop("language_config"), "needs language_config and projector_config objects"),
+    (lambda d: d["language_config"].update(use_mla=True), "multi-head latent attention"),
+    (lambda d: d["language_config"].pop("use_mla"), "multi-head latent attention"),  # DeepSeek-V2's default
+    (lambda d: d.update(tile_tag="1D"), "tile_tag is '1D'"),
+    (lambda d: d["projector_config"].update(projector_type="mlp_gelu"), "projector_type is 'mlp_gelu'"),
+    (lambda d: d["projector_config"].update(input_dim=1024), "input_dim is 1024"),
+    (lambda d: d["projector_config"].update(n_embed=2048), "n_embed is 2048; .* \\(1280 expected\\)"),
+    (lambda d: d["language_config"].update(first_k_dense_replace="one"), "first_k_dense_replace is 'one'; it must be a whole number"),
+    (lambda d: d["language_config"].update(moe_layer_freq=0), "moe_layer_freq is 0; it must be a whole number of at least 1$"),
+])
+def test_deepseek_ocr2_own_form_that_cannot_be_built_is_refused(tmp_path, change, message):
+    data = json.loads(DEEPSEEK_OCR2.read_text())
     change(data)
     (tmp_path / "config.json").write_text(json.dumps(data))
     with pytest.raises(UsageError, match=message) as refused:

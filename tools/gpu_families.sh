@@ -18,11 +18,12 @@ python3 -c 'import huggingface_hub, transformers, torch; print("huggingface_hub"
 
 # GLM-4.1V-9B-Thinking, Qwen3.5-27B, Qwen3-VL-30B-A3B-Instruct, Gemma 4 31B and E4B (each with its
 # published processor_config.json), Kimi-K2.5 (in Moonshot's own form), ERNIE-4.5-VL-28B-A3B (in Baidu's own form),
-# LFM2-VL-1.6B (with its published preprocessor_config.json) and LFM2-VL-450M (its first release's form)
-# are the bundled published configs. The others at sizes from transformers' config defaults: Step-3.7's
-# (Step3p7Config) and Qwen3.5-MoE's (27 blocks of 1152). DeepSeek-OCR 2's
-# tower at the sizes vLLM builds it with (a SAM ViT-B, as DeepseekOcr2SamVisionConfig's defaults,
-# and a 24-layer, 896-wide Qwen2 encoder), projecting to DeepSeek-OCR's 1280-wide language model.
+# LFM2-VL-1.6B (with its published preprocessor_config.json), LFM2-VL-450M (its first release's form) and
+# deepseek-ai/DeepSeek-OCR-2 (DeepSeek's own deepseek_vl_v2 form) are the bundled published configs. The others
+# at sizes from transformers' config defaults: Step-3.7's (Step3p7Config) and Qwen3.5-MoE's (27 blocks of 1152);
+# deepseek-community/DeepSeek-OCR-2 in transformers' deepseek_ocr2 form, its tower at the sizes vLLM builds
+# (a SAM ViT-B, as DeepseekOcr2SamVisionConfig's defaults, and a 24-layer, 896-wide Qwen2 encoder),
+# projecting to DeepSeek-OCR's 1280-wide language model.
 python3 - "$WORK" <<'PY'
 import json, sys
 from transformers import DeepseekOcr2Config, Qwen3_5MoeConfig, Step3p7Config
@@ -62,6 +63,7 @@ models = {  # id: {file in the repository: its source here}
     "google/gemma-4-31B-it": {"config.json": "configs/gemma-4-31b.json", "processor_config.json": "tests/data/published/gemma-4-it.processor_config.json"},
     "stepfun-ai/Step-3.7-Flash": {"config.json": work / "step-3.7.json"},
     "deepseek-community/DeepSeek-OCR-2": {"config.json": work / "deepseek-ocr-2.json"},
+    "deepseek-ai/DeepSeek-OCR-2": {"config.json": "configs/deepseek-ocr-2.json"},
     "Qwen/Qwen3.5-27B": {"config.json": "configs/qwen3.5-27b.json"},
     "Qwen/Qwen3.5-35B-A3B": {"config.json": work / "qwen3.5-moe.json"},
     "Qwen/Qwen3-VL-30B-A3B-Instruct": {"config.json": "configs/qwen3-vl-30b-a3b.json"},
@@ -71,7 +73,7 @@ for repo_id, files in models.items():
     repo = work / "hf" / "hub" / f"models--{repo_id.replace('/', '--')}"
     (repo / "refs").mkdir(parents=True); (repo / "refs" / "main").write_text(commit)
     snap = repo / "snapshots" / commit; snap.mkdir(parents=True)
-    local = work / "local" / repo_id.split("/")[1]; local.mkdir(parents=True)
+    local = work / "local" / repo_id.replace("/", "--"); local.mkdir(parents=True)
     for name, source in files.items():
         data = Path(source).read_bytes()
         blob = repo / "blobs" / hashlib.sha1(data).hexdigest()
@@ -80,9 +82,9 @@ for repo_id, files in models.items():
         (local / name).write_bytes(data)
 PY
 
-ALL="meta-llama/Llama-4-Scout-17B-16E-Instruct HuggingFaceTB/SmolVLM2-500M-Video-Instruct zai-org/GLM-4.1V-9B-Thinking OpenGVLab/InternVL3-1B baidu/ERNIE-4.5-VL-28B-A3B-PT moonshotai/Kimi-K2.5 LiquidAI/LFM2-VL-1.6B LiquidAI/LFM2-VL-450M google/gemma-4-E4B-it google/gemma-4-31B-it stepfun-ai/Step-3.7-Flash deepseek-community/DeepSeek-OCR-2 Qwen/Qwen3.5-27B Qwen/Qwen3.5-35B-A3B Qwen/Qwen3-VL-30B-A3B-Instruct"
+ALL="meta-llama/Llama-4-Scout-17B-16E-Instruct HuggingFaceTB/SmolVLM2-500M-Video-Instruct zai-org/GLM-4.1V-9B-Thinking OpenGVLab/InternVL3-1B baidu/ERNIE-4.5-VL-28B-A3B-PT moonshotai/Kimi-K2.5 LiquidAI/LFM2-VL-1.6B LiquidAI/LFM2-VL-450M google/gemma-4-E4B-it google/gemma-4-31B-it stepfun-ai/Step-3.7-Flash deepseek-community/DeepSeek-OCR-2 deepseek-ai/DeepSeek-OCR-2 Qwen/Qwen3.5-27B Qwen/Qwen3.5-35B-A3B Qwen/Qwen3-VL-30B-A3B-Instruct"
 for id in ${IDS:-$ALL}; do
-  name=${id#*/}
+  name=${id//\//--}
   HF_HOME=$WORK/hf HF_HUB_OFFLINE=1 python3 cli.py profile --model "$id" --budgets $LADDER --json "$OUT/$name.hf-id.json" >"$OUT/$name.hf-id.log" 2>&1
   echo "$id by id (offline cache) rc=$?"
   python3 cli.py profile --model "$WORK/local/$name" --budgets $LADDER --json "$OUT/$name.local.json" >"$OUT/$name.local.log" 2>&1

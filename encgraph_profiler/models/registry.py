@@ -73,6 +73,7 @@ ALIASES = {
     "ernie-4.5-vl": "ernie-4.5-vl-28b-a3b",
     "ernie4.5-vl": "ernie-4.5-vl-28b-a3b",
     "ernie-4.5-vl-28b-a3b-pt": "ernie-4.5-vl-28b-a3b",
+    "deepseek-ocr2": "deepseek-ocr-2",
     "llama4": "llama-4-scout-17b-16e",
     "llama-4": "llama-4-scout-17b-16e",
     "llama-4-scout": "llama-4-scout-17b-16e",

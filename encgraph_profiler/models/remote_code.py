@@ -16,6 +16,16 @@ def _pair(value):
     return list(value) if isinstance(value, (list, tuple)) else [value, value]
 
 
+def _whole_numbers(data: dict[str, Any], key: str, default: Any, source: str, least: int = 0, many: bool = True) -> list[int]:
+    """``data[key]`` (or ``default``): a whole number, or with ``many`` a list of them, each at least ``least``."""
+    value = data.get(key, default)
+    values = value if isinstance(value, list) and many else [value]
+    if not values or not all(is_whole_number(v, least) for v in values):
+        raise UsageError(f"{source}: {key} is {value!r}; it must be a whole number of at least {least}"
+                         + (", or a list of them" if many else ""))
+    return values
+
+
 def _internvl_chat(data: dict[str, Any], source: str) -> dict[str, Any]:
     """OpenGVLab's ``internvl_chat`` (InternViT ``intern_vit_6b`` + an LLM), field for field onto
     transformers' ``internvl``: the same InternViT, the v2 pixel shuffle and the mlp1 projector
@@ -56,14 +66,56 @@ def _internvl_chat(data: dict[str, Any], source: str) -> dict[str, Any]:
     }
 
 
+# DeepSeek-OCR 2's vision tower as vLLM builds it (deepseek_ocr2.py: ImageEncoderViT and
+# build_qwen2_decoder_as_encoder, with fixed arguments), whatever a config's vision_config says.
+_DEEPSEEK_OCR2_SAM = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "mlp_ratio": 4.0,
+                      "image_size": 1024, "patch_size": 16, "window_size": 14, "global_attn_indexes": [2, 5, 8, 11],
+                      "output_channels": 256, "downsample_channels": [512, 896], "layer_norm_eps": 1e-6, "qkv_bias": True,
+                      "use_rel_pos": True}
+_DEEPSEEK_OCR2_ENCODER = {"hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
+                          "intermediate_size": 4864, "max_position_embeddings": 131072, "rms_norm_eps": 1e-6, "hidden_act": "silu",
+                          "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}}
+
+
 def _deepseek_vl_v2(data: dict[str, Any], source: str) -> dict[str, Any]:
-    """DeepSeek's own ``deepseek_vl_v2`` form: DeepSeek-OCR 2 has a transformers-format checkpoint
-    to point to; DeepSeek-VL2 and DeepSeek-OCR have no transformers class at all."""
-    if "DeepseekOCR2ForCausalLM" in data.get("architectures", ()):
-        raise UsageError(f"{source}: this is DeepSeek-OCR 2's config for its own code, which encgraph does not run; use the "
-                         "transformers-format checkpoint of the model (model_type deepseek_ocr2: deepseek-community/DeepSeek-OCR-2)")
-    raise UsageError(f"{source}: DeepSeek-VL2 and DeepSeek-OCR publish a deepseek_vl_v2 config for their own code, which encgraph "
-                     "does not run and transformers has no class for; these families are not supported yet")
+    """DeepSeek's own ``deepseek_vl_v2`` form. DeepSeek-OCR 2's (architecture ``DeepseekOCR2ForCausalLM``,
+    the form ``vllm serve deepseek-ai/DeepSeek-OCR-2`` reads) onto transformers' ``deepseek_ocr2``: the
+    vision tower at the fixed sizes vLLM builds whatever ``vision_config`` says (SAM ViT-B, its last
+    convolution 896 wide, and a 24-layer 896-wide Qwen2 encoder), the linear projector of
+    ``projector_config``, and the language model of ``language_config`` (DeepSeek-V2 with multi-head
+    attention), sparse from layer ``first_k_dense_replace`` on at every ``moe_layer_freq``-th layer.
+    DeepSeek-VL2 and DeepSeek-OCR have no transformers class at all."""
+    if "DeepseekOCR2ForCausalLM" not in data.get("architectures", ()):
+        raise UsageError(f"{source}: DeepSeek-VL2 and DeepSeek-OCR publish a deepseek_vl_v2 config for their own code, which encgraph "
+                         "does not run and transformers has no class for; these families are not supported yet")
+    text, projector = data.get("language_config"), data.get("projector_config")
+    if not isinstance(text, dict) or not isinstance(projector, dict):
+        raise UsageError(f"{source}: a DeepSeek-OCR 2 config needs language_config and projector_config objects")
+    if text.get("use_mla", True):
+        raise UsageError(f"{source}: language_config has multi-head latent attention (use_mla); DeepSeek-OCR 2's language model, "
+                         "as transformers builds it, has plain multi-head attention")
+    if data.get("tile_tag", "2D") != "2D":
+        raise UsageError(f"{source}: tile_tag is {data['tile_tag']!r}; vLLM's DeepSeek-OCR 2 lays out 2D tiles only")
+    width = _DEEPSEEK_OCR2_ENCODER["hidden_size"]
+    expected = {"projector_type": "linear", "input_dim": width, "n_embed": text.get("hidden_size")}
+    for key, value in expected.items():
+        if projector.get(key) != value:
+            raise UsageError(f"{source}: projector_config {key} is {projector.get(key)!r}; DeepSeek-OCR 2's projector is one linear layer "
+                             f"from its {width}-wide encoder to the language model's hidden_size ({value!r} expected)")
+    kept = ("vocab_size", "hidden_size", "intermediate_size", "moe_intermediate_size", "num_hidden_layers", "num_attention_heads",
+            "num_key_value_heads", "n_routed_experts", "n_shared_experts", "num_experts_per_tok", "n_group", "topk_group",
+            "topk_method", "routed_scaling_factor", "max_position_embeddings", "rms_norm_eps", "hidden_act", "bos_token_id",
+            "eos_token_id")
+    native_text = {"model_type": "deepseek_ocr2_text", **{k: text[k] for k in kept if k in text}}
+    native_text["rope_parameters"] = {"rope_type": "default", "rope_theta": text.get("rope_theta", 10000.0)}
+    [layers] = _whole_numbers(text, "num_hidden_layers", 30, source, least=1, many=False)
+    [first] = _whole_numbers(text, "first_k_dense_replace", 0, source, many=False)
+    [every] = _whole_numbers(text, "moe_layer_freq", 1, source, least=1, many=False)
+    sparse = bool(text.get("n_routed_experts"))
+    native_text["mlp_layer_types"] = ["sparse" if sparse and i >= first and i % every == 0 else "dense" for i in range(layers)]
+    return {"model_type": "deepseek_ocr2", "architectures": ["DeepseekOcr2ForConditionalGeneration"],
+            "vision_config": {"sam_config": dict(_DEEPSEEK_OCR2_SAM), "encoder_config": dict(_DEEPSEEK_OCR2_ENCODER)},
+            "text_config": native_text, "tie_word_embeddings": text.get("tie_word_embeddings", False)}
 
 
 def _kimi_k25(data: dict[str, Any], source: str) -> dict[str, Any]:
@@ -117,16 +169,6 @@ def _lfm2_vl_early(data: dict[str, Any], source: str) -> dict[str, Any]:
         native["vision_config"]["num_hidden_layers"] = len(range(vision["num_hidden_layers"])[: layer + 1])
     native["preprocessor_config"] = {k: data[k] for k in ("min_image_tokens", "max_image_tokens") if k in data}
     return native
-
-
-def _whole_numbers(data: dict[str, Any], key: str, default: Any, source: str, least: int = 0, many: bool = True) -> list[int]:
-    """``data[key]`` (or ``default``): a whole number, or with ``many`` a list of them, each at least ``least``."""
-    value = data.get(key, default)
-    values = value if isinstance(value, list) and many else [value]
-    if not values or not all(is_whole_number(v, least) for v in values):
-        raise UsageError(f"{source}: {key} is {value!r}; it must be a whole number of at least {least}"
-                         + (", or a list of them" if many else ""))
-    return values
 
 
 def _ernie4_5_moe_vl(data: dict[str, Any], source: str) -> dict[str, Any]:
@@ -188,7 +230,7 @@ def _ernie4_5_moe_vl(data: dict[str, Any], source: str) -> dict[str, Any]:
 # absent from transformers are refused by the registry as unsupported model types.
 _MAPPED = {
     "internvl_chat": (_internvl_chat, "internvl"),
-    "deepseek_vl_v2": (_deepseek_vl_v2, None),
+    "deepseek_vl_v2": (_deepseek_vl_v2, "deepseek_ocr2"),  # DeepSeek-OCR 2's; DeepSeek-VL2's is refused
     "kimi_k25": (_kimi_k25, "kimi_k25"),  # Moonshot's own form shares transformers' model_type
     "lfm2-vl": (_lfm2_vl_early, "lfm2_vl"),
     "ernie4_5_moe_vl": (_ernie4_5_moe_vl, "ernie4_5_vl_moe"),
