@@ -1,8 +1,9 @@
 """Independent check of `encgraph profile`, and the bare baseline for its wall time.
 
 Written against torch and transformers only (no encgraph code): build the Qwen2-VL tower, Gemma 3's
-SigLIP and projector, Llama 4's vision model and projector, or Step-3.7's vision model and projector
-(on vLLM's two paths, each with its own ladder), from a config, allocate every budget's inputs (vLLM's layouts) and
+SigLIP and projector, Llama 4's vision model and projector, Step-3.7's vision model and projector or
+DeepSeek-OCR 2's SAM, Qwen2 encoder and projector (these two on vLLM's two paths, each with its own
+ladder), from a config, allocate every budget's inputs (vLLM's layouts) and
 warm each up on the capture stream, then synchronize + empty_cache and measure the whole ladder
 (largest first, one pool) by a different method from encgraph's: the caching allocator's
 reserved-bytes delta and this process's NVML delta. Nothing from the warm-up stays referenced when
@@ -13,6 +14,7 @@ the baseline is taken.
     python tools/bare_ladder.py configs/llama-4-scout-17b-16e.json 1024,2048,4096,8192 > bare.json
     python tools/bare_ladder.py configs/qwen2-vl-7b.json 1024,2048,4096,8192 varlen > bare.json
     python tools/bare_ladder.py step3p7.json 1024,2048,4096,8192 > bare.json  # Step3p7Config().to_dict()
+    python tools/bare_ladder.py deepseek-ocr-2.json 1024,2048,4096,8192 > bare.json  # transformers' deepseek_ocr2 form
 
 With ``varlen`` (Qwen2-VL), attention is ATen's flash kernel over the packed images, called here
 directly, the segments on the device and the longest image given.
@@ -28,7 +30,10 @@ started = time.perf_counter()
 
 import pynvml  # noqa: E402
 import torch  # noqa: E402
-from transformers import AttentionInterface, Gemma3Config, Llama4Config, Qwen2VLConfig, SiglipVisionModel, Step3p7Config  # noqa: E402
+from transformers import (AttentionInterface, DeepseekOcr2Config, Gemma3Config, Llama4Config, Qwen2VLConfig,  # noqa: E402
+                          SiglipVisionModel, Step3p7Config)
+from transformers.masking_utils import create_causal_mask  # noqa: E402
+from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2VisionModel  # noqa: E402
 from transformers.models.gemma3.modeling_gemma3 import Gemma3MultiModalProjector  # noqa: E402
 from transformers.models.llama4.modeling_llama4 import Llama4MultiModalProjector, Llama4VisionModel  # noqa: E402
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel  # noqa: E402
@@ -159,11 +164,72 @@ def step3p7(data, budgets, items, gen):
     return forward, runs, images_cap
 
 
+def deepseek_ocr2(data, budgets, items, gen):
+    """DeepSeek-OCR 2 as vLLM's encoder graph manager captures it: a global path of min(B // 256, k)
+    views of 1024 px and a local path of B // 144 crops of 768 px, each path's budgets running from one
+    of its items, doubling, up to the largest budget, plus the largest; global first, largest first.
+    SAM's position embedding at the view's grid, its blocks' relative-position tables (made once in
+    the warm-up, as transformers indexes them with a host tensor), the encoder's mask (bidirectional
+    over the SAM tokens, causal over the queries) and its rotary embedding are made before capture."""
+    config = DeepseekOcr2Config(**data)
+    width = config.vision_config.encoder_config.hidden_size
+    with torch.device("cuda"):
+        vision = DeepseekOcr2VisionModel._from_config(config.vision_config, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
+        projector = torch.nn.Linear(width, config.text_config.hidden_size, dtype=torch.bfloat16).eval()
+    sam, encoder = vision.sam_encoder, vision.vision_encoder
+    tables = {}
+    for block in sam.layers:
+        def get_rel_pos(q_size, k_size, rel_pos, make=block.attn.get_rel_pos):
+            key = (q_size, k_size, rel_pos.data_ptr())
+            if key not in tables:
+                tables[key] = make(q_size, k_size, rel_pos)
+            return tables[key]
+
+        block.attn.get_rel_pos = get_rel_pos
+
+    def ladder(smallest):
+        steps = [smallest * 2**i for i in range(64) if smallest * 2**i <= budgets[0]]
+        return sorted(set(steps) | {budgets[0]}, reverse=True)
+
+    views_cap = min(budgets[0] // 256, budgets[-1])  # vLLM's default items per batch for this family
+    runs = []
+    for size, tokens, counts in ((1024, 256, [min(b // 256, views_cap) for b in ladder(256)]),
+                                 (768, 144, [b // 144 for b in ladder(144)])):
+        side = size // config.vision_config.sam_config.patch_size
+        with torch.inference_mode():
+            pos_embed = sam.interpolate_pos_encoding(side, side)
+            cos, sin = encoder.rotary_emb(torch.empty(1, dtype=torch.bfloat16, device="cuda"),
+                                          torch.arange(2 * tokens, device="cuda")[None])
+        for count in counts:
+            embeds = torch.empty(count, 2 * tokens, width, dtype=torch.bfloat16, device="cuda")
+            blocks = torch.full((count, 2 * tokens), -1, dtype=torch.long, device="cuda")
+            blocks[:, :tokens] = 0
+            with torch.inference_mode():
+                mask = create_causal_mask(encoder.config, embeds, None, None, block_sequence_ids=blocks)
+            runs.append({"pixel_values": torch.randn(count, 3, size, size, generator=gen).to("cuda", torch.bfloat16),
+                         "pos_embed": pos_embed, "mask": mask, "cos": cos, "sin": sin})
+
+    def forward(pixel_values, pos_embed, mask, cos, sin):
+        hidden = sam.patch_embed(pixel_values) + pos_embed
+        for block in sam.layers:
+            hidden = block(hidden)
+        hidden = sam.proj(sam.neck(hidden)).flatten(2).transpose(1, 2)
+        count, tokens, _ = hidden.shape
+        queries = (vision.query_768_resolution if tokens == 144 else vision.query_1024_resolution).weight
+        hidden = torch.cat([hidden, queries.expand(count, -1, -1)], dim=1)
+        for layer in encoder.layers:
+            hidden = layer(hidden, attention_mask=mask, position_embeddings=(cos, sin))
+        return projector(encoder.norm(hidden)[:, tokens:])
+
+    return forward, runs, views_cap
+
+
 def main(config_path, budget_text, attn="sdpa", warmup=2):
     budgets = sorted((int(b) for b in budget_text.split(",")), reverse=True)
     items = max(1, min(budgets[0] // 64, budgets[-1]))
     data = json.load(open(config_path))
-    build = {"qwen2_vl": qwen2_vl, "gemma3": gemma3, "llama4": llama4, "step3p7": step3p7}[data.pop("model_type")]
+    build = {"qwen2_vl": qwen2_vl, "gemma3": gemma3, "llama4": llama4, "step3p7": step3p7,
+             "deepseek_ocr2": deepseek_ocr2}[data.pop("model_type")]
     extra = {"attn": attn} if attn != "sdpa" else {}
     forward, runs, items = build(data, budgets, items, torch.Generator().manual_seed(0), **extra)
     stream = torch.cuda.Stream()
