@@ -250,3 +250,30 @@ def test_deepseek_ocr2_own_form_builds_the_tower_vllm_builds_whatever_its_vision
 ])
 def test_deepseek_ocr2_own_form_that_cannot_be_built_is_refused(tmp_path, change, message):
     _assert_refused_in_one_line(tmp_path, DEEPSEEK_OCR2, change, message)
+
+
+def test_step3p7_in_stepfuns_own_spelling_builds_what_transformers_spelling_does(tmp_path):
+    """stepfun-ai/Step-3.7-Flash publishes its config in StepFun's own spelling, which transformers reads
+    as step3p7 itself (no mapping here): a perception_encoder vision config sized by width, layers, heads
+    and mlp_ratio, and a step3p5 text config with num_attention_groups, moe_num_experts and moe_layers_enum.
+    At the published vision sizes it builds the tower transformers' Step3p7Config defaults build."""
+    from transformers import Step3p7Config
+
+    own = {"model_type": "step3p7", "architectures": ["Step3p7ForConditionalGeneration"], "projector_bias": False,
+           "vision_config": {"model_type": "perception_encoder", "image_size": 728, "patch_size": 14, "width": 1536,
+                             "layers": 47, "heads": 16, "mlp_ratio": 8960 / 1536, "hidden_act": "quick_gelu",
+                             "use_cls_token": False, "use_ln_post": False, "ls_init_value": 0.1},
+           "text_config": {"model_type": "step3p5", "hidden_size": 4096, "intermediate_size": 256, "num_hidden_layers": 4,
+                           "num_attention_heads": 4, "num_attention_groups": 2, "head_dim": 64, "vocab_size": 512,
+                           "moe_num_experts": 8, "moe_top_k": 2, "moe_intermediate_size": 64, "share_expert_dim": 64,
+                           "moe_layers_enum": "1,2,3", "num_nextn_predict_layers": 0,
+                           "layer_types": ["full_attention", "sliding_attention"] * 2, "sliding_window": 64}}
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "config.json").write_text(json.dumps(own))
+    (tmp_path / "native.json").write_text(json.dumps(Step3p7Config().to_dict()))
+    spec = resolve(str(tmp_path / "own"))
+    text = spec.adapter.full_config(spec.config).text_config
+    assert (text.mlp_layer_types, text.n_routed_experts, text.num_key_value_heads) == (["dense", "sparse", "sparse", "sparse"], 8, 2)
+    shapes = _tower_shapes(str(tmp_path / "own"))
+    assert shapes["vision_model.layers.46.mlp.fc1.weight"] == (8960, 1536)
+    assert shapes == _tower_shapes(str(tmp_path / "native.json"))
