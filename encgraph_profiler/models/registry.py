@@ -88,9 +88,12 @@ ALIASES = {
 DEFAULT_MODEL = "qwen2-vl-7b"
 
 # Model types transformers ships whose encoder graphs encgraph cannot lay out as an engine does.
+_MINICPMV_WITHOUT_RESAMPLER = ("vLLM lays out MiniCPM-V's encoder graphs by the resampler's queries per slice (MiniCPM-V 2.5 "
+                               "to 4.5, published for their own code); MiniCPM-V {version} has no resampler (a window-attention "
+                               "merger inside the ViT, then a merger), and no engine layout for it is known here")
 NOT_CAPTURABLE = {
-    "minicpmv4_6": "vLLM lays out MiniCPM-V's encoder graphs by the resampler's queries per slice (MiniCPM-V 2.5 to 4.5, "
-                   "published for their own code); MiniCPM-V 4.6 has no resampler, and no engine layout for it is known here",
+    "minicpmv4_6": _MINICPMV_WITHOUT_RESAMPLER.format(version="4.6"),
+    "minicpmv4_7": _MINICPMV_WITHOUT_RESAMPLER.format(version="4.7"),
 }
 
 
