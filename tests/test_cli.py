@@ -82,7 +82,7 @@ def test_models_lists_families_and_configs_with_parameter_counts():
     data = json.loads(result.output)
     rows = data["models"]
     assert {"qwen3_5_moe", "qwen2_vl", "glm4v", "llama4", "smolvlm", "siglip"} <= {t for f in data["families"] for t in f["model_types"]}
-    assert len(rows) == 20
+    assert len(rows) == 22
     forms = {f["family"]: f["authors_own_forms"] for f in data["families"]}
     assert (forms["internvl"], forms["lfm2-vl"], forms["ernie4.5-vl"], forms["deepseek-ocr2"], forms["qwen2-vl"]) == (
         ["internvl_chat"], ["lfm2-vl"], ["ernie4_5_moe_vl"], ["deepseek_vl_v2"], [])

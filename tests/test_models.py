@@ -12,13 +12,13 @@ from encgraph_profiler.models.registry import bundled_names, resolve
 
 PUBLISHED = Path(__file__).parent / "data" / "published"  # files as model repositories publish them
 TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe", "tiny-qwen3.5", "tiny-qwen3.5-moe",
-        "tiny-gemma3", "tiny-gemma4", "tiny-internvl", "tiny-glm4v", "tiny-glm46v", "tiny-ernie4.5-vl", "tiny-kimi-k2.5", "tiny-lfm2-vl", "tiny-llama4", "tiny-idefics3",
+        "tiny-gemma3", "tiny-gemma4", "tiny-internvl", "tiny-glm4v", "tiny-glm46v", "tiny-glm4v-moe", "tiny-ernie4.5-vl", "tiny-kimi-k2.5", "tiny-lfm2-vl", "tiny-llama4", "tiny-idefics3",
         "tiny-smolvlm", "tiny-siglip", "tiny-clip"]  # tiny-step3p7 and tiny-deepseek-ocr2 have two paths: tested below
 
 
 def test_real_models_are_bundled():
     assert bundled_names() == [
-        "clip-vit-large-patch14-336", "deepseek-ocr-2", "ernie-4.5-vl-28b-a3b", "gemma-3-27b", "gemma-4-31b", "gemma-4-e4b", "glm-4.1v-9b", "internvl3-1b",
+        "clip-vit-large-patch14-336", "deepseek-ocr-2", "ernie-4.5-vl-28b-a3b", "gemma-3-27b", "gemma-4-31b", "gemma-4-e4b", "glm-4.1v-9b", "glm-4.5v", "glm-4.6v", "internvl3-1b",
         "kimi-k2.5", "lfm2-vl-1.6b", "lfm2-vl-450m", "llama-4-scout-17b-16e", "qwen2-vl-2b", "qwen2-vl-7b", "qwen2.5-vl-7b", "qwen3-vl-30b-a3b", "qwen3-vl-8b", "qwen3.5-27b",
         "siglip-so400m-patch14-384", "smolvlm2-500m",
     ]
@@ -47,7 +47,8 @@ def test_gemma3_layout_is_vllms():
     ("Kimi", "kimi-k2.5"), ("Kimi-K2.5", "kimi-k2.5"), ("LFM2-VL", "lfm2-vl-1.6b"), ("LFM2-VL-1.6B", "lfm2-vl-1.6b"),
     ("LFM2-VL-450M", "lfm2-vl-450m"), ("ERNIE-4.5-VL", "ernie-4.5-vl-28b-a3b"), ("ernie4.5-vl", "ernie-4.5-vl-28b-a3b"),
     ("ERNIE-4.5-VL-28B-A3B-PT", "ernie-4.5-vl-28b-a3b"), ("ERNIE-4.5-VL-28B-A3B-Thinking", "ernie-4.5-vl-28b-a3b"),
-    ("DeepSeek-OCR-2", "deepseek-ocr-2"), ("deepseek-ocr2", "deepseek-ocr-2"),
+    ("DeepSeek-OCR-2", "deepseek-ocr-2"), ("deepseek-ocr2", "deepseek-ocr-2"), ("GLM-4.6V", "glm-4.6v"), ("GLM-4.5V", "glm-4.5v"),
+    ("glm4v-moe", "glm-4.6v"),
 ])
 def test_aliases_resolve(name, expected):
     assert resolve(name).name == expected
@@ -83,11 +84,13 @@ def test_tower_parameters_match_the_real_checkpoints(name, tower_millions):
 # without its ~550 M vision encoder, Gemma 4 E4B 8 B with its per-layer embeddings; Kimi-K2.5: 1 T; LFM2-VL-1.6B: 1.6 B (its 400 M SigLIP2 NaFlex tower cut to 26
 # blocks, plus the projector); ERNIE-4.5-VL-28B-A3B: 28 B, the language model with its text and vision experts (checked
 # in test_remote_code.py), here with the 630 M ViT and the 144 M resampler; DeepSeek-OCR 2: its published checkpoint
-# index records 6,779,249,408 bytes of bf16 weights, 3.39 B parameters.
+# index records 6,779,249,408 bytes of bf16 weights, 3.39 B parameters; GLM-4.5V and GLM-4.6V: GLM-4.5-Air's 106 B
+# language model (106.85 B here) with the 859 M tower.
 @pytest.mark.parametrize("name, total_billions, tower_millions", [
     ("glm-4.1v-9b", 10.29, 892.50), ("qwen3-vl-30b-a3b", 31.07, 538.63), ("qwen3.5-27b", 27.36, 460.73),
     ("gemma-4-31b", 31.27, 575.74), ("gemma-4-e4b", 7.94, 169.33), ("kimi-k2.5", 1026.88, 471.14), ("lfm2-vl-1.6b", 1.58, 414.46),
     ("ernie-4.5-vl-28b-a3b", 29.40, 630.43), ("deepseek-ocr-2", 3.39, 454.38),
+    ("glm-4.5v", 107.71, 858.68), ("glm-4.6v", 107.71, 858.68),
 ])
 def test_published_configs_give_the_published_sizes(name, total_billions, tower_millions):
     facts = model_facts(resolve(name), "bfloat16")
@@ -208,6 +211,8 @@ IMAGE_FEATURES = {
     "tiny-glm4v": ({"": "visual"}, lambda model, inputs: torch.cat(
         model.get_image_features(inputs["hidden_states"], inputs["grid_thw"]).pooler_output)),
     "tiny-glm46v": ({"": "visual"}, lambda model, inputs: torch.cat(
+        model.get_image_features(inputs["hidden_states"], inputs["grid_thw"]).pooler_output)),
+    "tiny-glm4v-moe": ({"": "visual"}, lambda model, inputs: torch.cat(
         model.get_image_features(inputs["hidden_states"], inputs["grid_thw"]).pooler_output)),
     # ERNIE-4.5-VL: the graph ends at the ViT; the resampler runs after it, outside the graph.
     "tiny-ernie4.5-vl": ({"": "vision_tower"}, lambda model, inputs: model.get_image_features(

@@ -16,7 +16,7 @@ WORK=$(mktemp -d)
 
 python3 -c 'import huggingface_hub, transformers, torch; print("huggingface_hub", huggingface_hub.__version__, "transformers", transformers.__version__, "torch", torch.__version__, torch.cuda.get_device_name())'
 
-# GLM-4.1V-9B-Thinking, Qwen3.5-27B, Qwen3-VL-30B-A3B-Instruct, Gemma 4 31B and E4B (each with its
+# GLM-4.1V-9B-Thinking, GLM-4.5V, GLM-4.6V, Qwen3.5-27B, Qwen3-VL-30B-A3B-Instruct, Gemma 4 31B and E4B (each with its
 # published processor_config.json), Kimi-K2.5 (in Moonshot's own form), ERNIE-4.5-VL-28B-A3B (in Baidu's own form),
 # LFM2-VL-1.6B (with its published preprocessor_config.json), LFM2-VL-450M (its first release's form) and
 # deepseek-ai/DeepSeek-OCR-2 (DeepSeek's own deepseek_vl_v2 form) are the bundled published configs. The others
@@ -53,6 +53,8 @@ models = {  # id: {file in the repository: its source here}
     "meta-llama/Llama-4-Scout-17B-16E-Instruct": {"config.json": "configs/llama-4-scout-17b-16e.json"},
     "HuggingFaceTB/SmolVLM2-500M-Video-Instruct": {"config.json": "configs/smolvlm2-500m.json"},
     "zai-org/GLM-4.1V-9B-Thinking": {"config.json": "configs/glm-4.1v-9b.json"},
+    "zai-org/GLM-4.5V": {"config.json": "configs/glm-4.5v.json"},
+    "zai-org/GLM-4.6V": {"config.json": "configs/glm-4.6v.json"},
     "OpenGVLab/InternVL3-1B": {"config.json": "configs/internvl3-1b.json"},
     "baidu/ERNIE-4.5-VL-28B-A3B-PT": {"config.json": "configs/ernie-4.5-vl-28b-a3b.json"},
     "moonshotai/Kimi-K2.5": {"config.json": "configs/kimi-k2.5.json"},
@@ -82,7 +84,7 @@ for repo_id, files in models.items():
         (local / name).write_bytes(data)
 PY
 
-ALL="meta-llama/Llama-4-Scout-17B-16E-Instruct HuggingFaceTB/SmolVLM2-500M-Video-Instruct zai-org/GLM-4.1V-9B-Thinking OpenGVLab/InternVL3-1B baidu/ERNIE-4.5-VL-28B-A3B-PT moonshotai/Kimi-K2.5 LiquidAI/LFM2-VL-1.6B LiquidAI/LFM2-VL-450M google/gemma-4-E4B-it google/gemma-4-31B-it stepfun-ai/Step-3.7-Flash deepseek-community/DeepSeek-OCR-2 deepseek-ai/DeepSeek-OCR-2 Qwen/Qwen3.5-27B Qwen/Qwen3.5-35B-A3B Qwen/Qwen3-VL-30B-A3B-Instruct"
+ALL="meta-llama/Llama-4-Scout-17B-16E-Instruct HuggingFaceTB/SmolVLM2-500M-Video-Instruct zai-org/GLM-4.1V-9B-Thinking zai-org/GLM-4.5V zai-org/GLM-4.6V OpenGVLab/InternVL3-1B baidu/ERNIE-4.5-VL-28B-A3B-PT moonshotai/Kimi-K2.5 LiquidAI/LFM2-VL-1.6B LiquidAI/LFM2-VL-450M google/gemma-4-E4B-it google/gemma-4-31B-it stepfun-ai/Step-3.7-Flash deepseek-community/DeepSeek-OCR-2 deepseek-ai/DeepSeek-OCR-2 Qwen/Qwen3.5-27B Qwen/Qwen3.5-35B-A3B Qwen/Qwen3-VL-30B-A3B-Instruct"
 for id in ${IDS:-$ALL}; do
   name=${id//\//--}
   HF_HOME=$WORK/hf HF_HUB_OFFLINE=1 python3 cli.py profile --model "$id" --budgets $LADDER --json "$OUT/$name.hf-id.json" >"$OUT/$name.hf-id.log" 2>&1

@@ -1,4 +1,5 @@
-"""GLM-4.1V and GLM-4.6V-Flash: a Qwen-style dynamic-resolution ViT (2-D rotary positions, merge
+"""GLM-4.1V and GLM-4.6V-Flash, and GLM-4.5V and GLM-4.6V (``glm4v_moe``: a MoE language model,
+the same tower, which vLLM captures with GLM-4.1V's code): a Qwen-style dynamic-resolution ViT (2-D rotary positions, merge
 size m = 2) with a learned position table interpolated per image, a 2 x 2 convolution that merges
 patches, and the merger MLP. The captured graph covers the ViT and the merger, as vLLM's does.
 
@@ -63,3 +64,11 @@ class Glm46vAdapter(Glm4vAdapter):
     model_types = ("glm46v",)
     config_class_name = "transformers:Glm46VConfig"
     model_class_name = "transformers:Glm46VForConditionalGeneration"
+
+
+class Glm4vMoeAdapter(Glm4vAdapter):
+    family = "glm4v-moe"
+    model_types = ("glm4v_moe",)
+    config_class_name = "transformers:Glm4vMoeConfig"
+    tower_class_name = "transformers.models.glm4v_moe.modeling_glm4v_moe:Glm4vMoeVisionModel"
+    model_class_name = "transformers:Glm4vMoeForConditionalGeneration"

@@ -17,7 +17,7 @@ from .deepseek_ocr2 import DeepseekOcr2Adapter
 from .ernie4_5_vl import Ernie4_5VLAdapter
 from .gemma3 import Gemma3Adapter
 from .gemma4 import Gemma4Adapter
-from .glm4v import Glm46vAdapter, Glm4vAdapter
+from .glm4v import Glm46vAdapter, Glm4vAdapter, Glm4vMoeAdapter
 from .idefics3 import Idefics3Adapter, SmolVLMAdapter
 from .internvl import InternVLAdapter
 from .kimi_k25 import KimiK25Adapter
@@ -43,6 +43,7 @@ ADAPTERS: tuple[Adapter, ...] = (
     InternVLAdapter(),
     Glm4vAdapter(),
     Glm46vAdapter(),
+    Glm4vMoeAdapter(),
     Ernie4_5VLAdapter(),
     KimiK25Adapter(),
     Llama4Adapter(),
@@ -64,6 +65,9 @@ ALIASES = {
     "qwen3.5": "qwen3.5-27b",
     "glm-4.1v": "glm-4.1v-9b",
     "glm4v": "glm-4.1v-9b",
+    "glm-4.6v-106b": "glm-4.6v",
+    "glm-4.5v-106b": "glm-4.5v",
+    "glm4v-moe": "glm-4.6v",
     "gemma3": "gemma-3-27b",
     "gemma-3": "gemma-3-27b",
     "gemma4": "gemma-4-31b",
