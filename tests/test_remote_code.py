@@ -67,6 +67,7 @@ def _variant(tmp_path, change):
     (lambda d: d.update(model_type="deepseek_vl_v2"), "deepseek_vl_v2 config for their own code"),
     (lambda d: d.update(model_type="minicpmv"), "minicpmv config for their own code"),
     (lambda d: d.update(model_type="step3_vl"), "Step-3.7, model_type step3p7, is"),
+    (lambda d: d.update(model_type="kimi_vl"), "Kimi-K2.5, model_type kimi_k25, is"),
     (lambda d: d.update(model_type="minicpmv4_6"), "MiniCPM-V 4.6 has no resampler"),
     (lambda d: d.update(model_type="minicpmv4_7"), "MiniCPM-V 4.7 has no resampler"),
     (lambda d: d.update(model_type="ernie4_5_moe_vl", vision_config="none"), "needs a vision_config object"),

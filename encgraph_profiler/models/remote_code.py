@@ -240,6 +240,9 @@ _REFUSED = {
                 "does not run and transformers has no class for; this family is not supported yet",
     "step3_vl": "Step3-VL publishes a step3_vl config for its own code, which encgraph does not run and transformers has no "
                 "class for; this family is not supported yet (Step-3.7, model_type step3p7, is)",
+    "kimi_vl": "Kimi-VL publishes a kimi_vl config for its own code (MoonViT and a Moonlight language model), which encgraph "
+               "does not run and transformers has no class for; this family is not supported yet (Kimi-K2.5, model_type "
+               "kimi_k25, is)",
 }
 
 
