@@ -1,7 +1,8 @@
-"""GLM-4.1V and GLM-4.6V-Flash, and GLM-4.5V and GLM-4.6V (``glm4v_moe``: a MoE language model,
-the same tower, which vLLM captures with GLM-4.1V's code): a Qwen-style dynamic-resolution ViT (2-D rotary positions, merge
+"""GLM-4.1V and GLM-4.6V-Flash: a Qwen-style dynamic-resolution ViT (2-D rotary positions, merge
 size m = 2) with a learned position table interpolated per image, a 2 x 2 convolution that merges
 patches, and the merger MLP. The captured graph covers the ViT and the merger, as vLLM's does.
+GLM-4.5V and GLM-4.6V (``glm4v_moe``) have the same tower before a MoE language model; vLLM's
+Glm4vMoeForConditionalGeneration subclasses GLM-4.1V's model and captures it the same way.
 
 vLLM's layout for budget B (glm4_1v.py): k items of grid [1, m, floor(B / k) * m], rounding down
 where the Qwen families round up; its video layout and fixed longest sequence are the Qwen ones.

@@ -65,8 +65,6 @@ ALIASES = {
     "qwen3.5": "qwen3.5-27b",
     "glm-4.1v": "glm-4.1v-9b",
     "glm4v": "glm-4.1v-9b",
-    "glm-4.6v-106b": "glm-4.6v",
-    "glm-4.5v-106b": "glm-4.5v",
     "glm4v-moe": "glm-4.6v",
     "gemma3": "gemma-3-27b",
     "gemma-3": "gemma-3-27b",
