@@ -120,6 +120,13 @@ def llama4(data, budgets, items, gen):
     return forward, runs, None  # k does not apply
 
 
+def path_ladder(smallest, largest):
+    """One path's budgets as vLLM's encoder graph manager captures them: from one item of the path,
+    doubling, up to the largest budget, plus the largest; largest first."""
+    steps = [smallest * 2**i for i in range(64) if smallest * 2**i <= largest]
+    return sorted(set(steps) | {largest}, reverse=True)
+
+
 def step3p7(data, budgets, items, gen):
     """Step-3.7 as vLLM's encoder graph manager captures it: a global path of min(B // 169, k) images
     of 728 px and a local path of B // 81 crops of 504 px, each path's budgets running from one of
@@ -136,15 +143,11 @@ def step3p7(data, budgets, items, gen):
         side = size // v.patch_size
         return (((side - 1) // 2 + 1) - 1) // 2 + 1  # two convolutions of kernel 3, stride 2, padding 1
 
-    def ladder(smallest):
-        steps = [smallest * 2**i for i in range(64) if smallest * 2**i <= budgets[0]]
-        return sorted(set(steps) | {budgets[0]}, reverse=True)
-
     per_image, per_crop = side_after_downsampling(v.image_size) ** 2, side_after_downsampling(504) ** 2
     images_cap = min(budgets[0] // per_image, budgets[-1])  # vLLM's default items per batch for this family
     runs = []
-    for size, counts in ((v.image_size, [min(b // per_image, images_cap) for b in ladder(per_image)]),
-                         (504, [b // per_crop for b in ladder(per_crop)])):
+    for size, counts in ((v.image_size, [min(b // per_image, images_cap) for b in path_ladder(per_image, budgets[0])]),
+                         (504, [b // per_crop for b in path_ladder(per_crop, budgets[0])])):
         side = size // v.patch_size
         pixels = torch.randn(1, 3, size, size, generator=gen)
         cos, sin = rotary(pixels, get_vision_position_ids(torch.tensor([[1, side, side]]), spatial_merge_size=1))
@@ -187,14 +190,10 @@ def deepseek_ocr2(data, budgets, items, gen):
 
         block.attn.get_rel_pos = get_rel_pos
 
-    def ladder(smallest):
-        steps = [smallest * 2**i for i in range(64) if smallest * 2**i <= budgets[0]]
-        return sorted(set(steps) | {budgets[0]}, reverse=True)
-
     views_cap = min(budgets[0] // 256, budgets[-1])  # vLLM's default items per batch for this family
     runs = []
-    for size, tokens, counts in ((1024, 256, [min(b // 256, views_cap) for b in ladder(256)]),
-                                 (768, 144, [b // 144 for b in ladder(144)])):
+    for size, tokens, counts in ((1024, 256, [min(b // 256, views_cap) for b in path_ladder(256, budgets[0])]),
+                                 (768, 144, [b // 144 for b in path_ladder(144, budgets[0])])):
         side = size // config.vision_config.sam_config.patch_size
         with torch.inference_mode():
             pos_embed = sam.interpolate_pos_encoding(side, side)
