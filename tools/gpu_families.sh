@@ -21,12 +21,12 @@ python3 -c 'import huggingface_hub, transformers, torch; print("huggingface_hub"
 # LFM2-VL-1.6B (with its published preprocessor_config.json), LFM2-VL-450M (its first release's form) and
 # deepseek-ai/DeepSeek-OCR-2 (DeepSeek's own deepseek_vl_v2 form) are the bundled published configs. The others
 # at sizes from transformers' config defaults: Step-3.7's (Step3p7Config) and Qwen3.5-MoE's (27 blocks of 1152);
-# deepseek-community/DeepSeek-OCR-2 in transformers' deepseek_ocr2 form, its tower at the sizes vLLM builds
-# (a SAM ViT-B, as DeepseekOcr2SamVisionConfig's defaults, and a 24-layer, 896-wide Qwen2 encoder),
-# projecting to DeepSeek-OCR's 1280-wide language model.
+# deepseek-community/DeepSeek-OCR-2 in transformers' deepseek_ocr2 form: the published DeepSeek-OCR-2 config
+# as transformers saves it once read (its tower at the sizes vLLM builds).
 python3 - "$WORK" <<'PY'
 import json, sys
 from transformers import DeepseekOcr2Config, Qwen3_5MoeConfig, Step3p7Config
+from encgraph_profiler.models.remote_code import native_config
 work = sys.argv[1]
 # LiquidAI/LFM2-VL-450M's first-release preprocessor_config.json: no token limits (its config.json has them).
 json.dump({"auto_map": {"AutoProcessor": "processing_lfm2_vl.Lfm2VlProcessor"}, "do_convert_rgb": None, "do_normalize": True,
@@ -36,12 +36,9 @@ json.dump({"auto_map": {"AutoProcessor": "processing_lfm2_vl.Lfm2VlProcessor"}, 
           open(f"{work}/lfm2-vl-450m.preprocessor.json", "w"))
 json.dump(Step3p7Config().to_dict(), open(f"{work}/step-3.7.json", "w"))
 json.dump(Qwen3_5MoeConfig().to_dict(), open(f"{work}/qwen3.5-moe.json", "w"))
-encoder = {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
-           "num_key_value_heads": 2, "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}}
-text = {"hidden_size": 1280, "intermediate_size": 6848, "moe_intermediate_size": 896, "num_hidden_layers": 12,
-        "num_attention_heads": 10, "num_key_value_heads": 10, "n_routed_experts": 64, "num_experts_per_tok": 6,
-        "n_shared_experts": 2, "vocab_size": 129280, "mlp_layer_types": ["dense"] + ["sparse"] * 11}
-json.dump(DeepseekOcr2Config(vision_config={"sam_config": {}, "encoder_config": encoder}, text_config=text).to_dict(),
+# DeepSeek-OCR-2's published config, as transformers saves it in its own deepseek_ocr2 form.
+native = native_config(json.load(open("configs/deepseek-ocr-2.json")), "deepseek-ocr-2")
+json.dump(DeepseekOcr2Config(**{k: v for k, v in native.items() if k != "model_type"}).to_dict(),
           open(f"{work}/deepseek-ocr-2.json", "w"))
 PY
 # A Hugging Face cache as huggingface_hub lays it out, and a local model folder, per model.
