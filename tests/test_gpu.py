@@ -34,7 +34,7 @@ def test_largest_first_pool_equals_largest_budget_alone():
 
 
 @pytest.mark.parametrize("model", ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe", "tiny-qwen3.5",
-                                   "tiny-qwen3.5-moe", "tiny-gemma3", "tiny-gemma4", "tiny-internvl", "tiny-glm4v", "tiny-glm46v", "tiny-glm4v-moe", "tiny-ernie4.5-vl", "tiny-kimi-k2.5", "tiny-lfm2-vl",
+                                   "tiny-qwen3.5-moe", "tiny-gemma3", "tiny-gemma4", "tiny-internvl", "tiny-glm4v", "tiny-glm46v", "tiny-glm4v-moe", "tiny-ernie4.5-vl", "tiny-kimi-k2.5", "tiny-kimi-vl", "tiny-lfm2-vl",
                                    "tiny-llama4", "tiny-idefics3", "tiny-smolvlm", "tiny-siglip", "tiny-clip"])
 def test_replay_equals_eager_for_every_family(model):
     report = _profile(model, (64, 128, 256))

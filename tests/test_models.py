@@ -12,7 +12,8 @@ from encgraph_profiler.models.registry import bundled_names, resolve
 
 PUBLISHED = Path(__file__).parent / "data" / "published"  # files as model repositories publish them
 TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe", "tiny-qwen3.5", "tiny-qwen3.5-moe",
-        "tiny-gemma3", "tiny-gemma4", "tiny-internvl", "tiny-glm4v", "tiny-glm46v", "tiny-glm4v-moe", "tiny-ernie4.5-vl", "tiny-kimi-k2.5", "tiny-lfm2-vl", "tiny-llama4", "tiny-idefics3",
+        "tiny-gemma3", "tiny-gemma4", "tiny-internvl", "tiny-glm4v", "tiny-glm46v", "tiny-glm4v-moe", "tiny-ernie4.5-vl", "tiny-kimi-k2.5", "tiny-kimi-vl", "tiny-lfm2-vl", "tiny-llama4",
+        "tiny-idefics3",
         "tiny-smolvlm", "tiny-siglip", "tiny-clip"]  # tiny-step3p7 and tiny-deepseek-ocr2 have two paths: tested below
 
 
@@ -219,6 +220,8 @@ IMAGE_FEATURES = {
         inputs["hidden_states"], inputs["grid_thw"]).last_hidden_state),
     "tiny-kimi-k2.5": ({"vision_tower": "vision_tower", "mm_projector": "mm_projector"}, lambda model, inputs: torch.cat(
         model.get_image_features(inputs["pixel_values"], inputs["grid_thw"]).pooler_output)),
+    "tiny-kimi-vl": ({"vision_tower": "vision_tower", "mm_projector": "mm_projector"}, lambda model, inputs: torch.cat(
+        model.get_image_features(inputs["pixel_values"], inputs["grid_thw"]).pooler_output)),
     "tiny-idefics3": ({"vision_model": "vision_model", "connector": "connector"},
                       lambda model, inputs: _whole_tiles(model, inputs["pixel_values"])),
     "tiny-smolvlm": ({"vision_model": "vision_model", "connector": "connector"},
@@ -373,6 +376,22 @@ def test_kimi_k25_layout_and_items_per_batch_are_vllms():
     assert (layout.items, layout.grids[0], layout.tokens) == (32, (1, 10, 14), 32 * 35)
     # Items stay within vLLM's 512 x 512-patch RoPE table: 256 x 256 windows at most.
     assert spec.adapter.layout(config, 2**20, 1).grids[0] == (1, 512, 512)
+
+
+def test_kimi_vl_layout_and_items_per_batch_are_vllms():
+    """k strips of 2 x 2 (B // k) patches (vLLM's kimi_vl.py); its smallest budget is 64, so its
+    automatic items per batch for 1024..8192 is 8192 // 64 = 128. vLLM's RoPE table is 512 patches
+    wide: a budget that puts more than 256 tokens in an item is refused, as vLLM cannot capture it."""
+    from encgraph_profiler.profile import ProfileRequest, prepare
+
+    assert prepare(ProfileRequest(model="tiny-kimi-vl", budgets=(1024, 2048, 4096, 8192))).settings.max_items == 128
+    spec = resolve("tiny-kimi-vl")
+    config = spec.adapter.tower_config(spec.config)
+    layout = spec.adapter.layout(config, 1000, 128)  # 7 tokens per item
+    assert (layout.items, layout.grids[0], layout.tokens, layout.input_patches) == (128, (1, 2, 14), 896, 128 * 28)
+    assert spec.adapter.layout(config, 8192, 32).grids[0] == (1, 2, 512)
+    with pytest.raises(UsageError, match="give --max-items 33 or more"):
+        spec.adapter.layout(config, 8224, 32)  # 257 tokens per item
 
 
 def test_lfm2_vl_layout_and_graph_are_vllms():

@@ -1,6 +1,7 @@
 """Configs published for the authors' own code, read as transformers' native classes (CPU)."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,6 @@ def test_internvl_chat_builds_the_tower_of_opengvlabs_own_conversion():
     (lambda d: d.update(model_type="deepseek_vl_v2"), "deepseek_vl_v2 config for their own code"),
     (lambda d: d.update(model_type="minicpmv"), "minicpmv config for their own code"),
     (lambda d: d.update(model_type="step3_vl"), "Step-3.7, model_type step3p7, is"),
-    (lambda d: d.update(model_type="kimi_vl"), "Kimi-K2.5, model_type kimi_k25, is"),
     (lambda d: d.update(model_type="minicpmv4_6"), "MiniCPM-V 4.6 has no resampler"),
     (lambda d: d.update(model_type="minicpmv4_7"), "MiniCPM-V 4.7 has no resampler"),
     (lambda d: d.update(model_type="ernie4_5_moe_vl", vision_config="none"), "needs a vision_config object"),
@@ -103,6 +103,47 @@ def test_kimi_k25_own_form_reads_as_native_kimi_k25():
 def test_kimi_k25_own_form_with_a_part_transformers_lacks_is_refused(tmp_path, key, value):
     _assert_refused_in_one_line(tmp_path, KIMI_K25, lambda d: d["vision_config"].update({key: value}),
                                 f"vision_config {key} '{value}' is built only by the authors' own code")
+
+
+TINY_KIMI_VL = Path(__file__).parent.parent / "configs" / "tiny" / "tiny-kimi-vl.json"  # Moonshot's own kimi_vl form
+
+
+def test_kimi_vl_own_form_reads_onto_kimi_k25_classes():
+    spec = resolve(str(TINY_KIMI_VL))
+    assert spec.adapter.family == "kimi-vl"
+    config = spec.adapter.tower_config(spec.config)
+    vision = config.vision_config
+    assert (vision.hidden_size, vision.num_hidden_layers, vision.pos_emb_height, vision.pos_emb_width) == (32, 2, 8, 8)
+    assert (config.image_token_id, config.projection_hidden_size, config.text_config.q_lora_rank) == (500, 32, None)
+    # vLLM's projector: LayerNorm of the vision width, Linear(4 w -> 4 w), GELU, Linear(4 w -> text width).
+    shapes = _tower_shapes(str(TINY_KIMI_VL))
+    assert sorted(s for n, s in shapes.items() if "projector" in n and n.endswith("weight")) == [(32,), (48, 128), (128, 128)]
+
+
+def test_kimi_vl_moonvit_is_kimi_k25s_at_the_same_sizes(tmp_path):
+    """Kimi-VL's published MoonViT sizes (27 blocks of 1152, MLP 4304, 16 heads, patch 14, a 64 x 64
+    position table, 2 x 2 merge) build the bundled Kimi-K2.5's tower, the projector's output width
+    aside; and as many parameters as vLLM's MoonViT and projector hold (its fused wqkv here apart)."""
+    data = json.loads(TINY_KIMI_VL.read_text())
+    data["vision_config"].update(patch_size=14, init_pos_emb_height=64, init_pos_emb_width=64, num_attention_heads=16,
+                                 num_hidden_layers=27, hidden_size=1152, intermediate_size=4304)
+    data["text_config"]["hidden_size"] = 7168  # Kimi-K2.5's language model width
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    shapes = _tower_shapes(str(tmp_path))
+    assert shapes == _tower_shapes(str(KIMI_K25))
+    w, mlp, layers, text = 1152, 4304, 27, 7168
+    block = 2 * 2 * w + (3 * w * w + 3 * w) + (w * w + w) + (w * mlp + mlp) + (mlp * w + w)  # norm0/1, wqkv, wo, fc0, fc1
+    vit = (3 * 14 * 14 * w + w) + 64 * 64 * w + layers * block + 2 * w  # patch embed, position table, blocks, final norm
+    projector = 2 * w + (4 * w * 4 * w + 4 * w) + (4 * w * text + text)  # pre_norm, linear_1, linear_2
+    assert sum(math.prod(s) for s in shapes.values()) == vit + projector
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["vision_config"].update(model_type="moonvit3d"), "vision_config model_type 'moonvit3d' is built only by"),
+    (lambda d: d.pop("text_config"), "needs vision_config and text_config objects"),
+])
+def test_kimi_vl_forms_it_cannot_map_are_refused_in_one_line(tmp_path, change, message):
+    _assert_refused_in_one_line(tmp_path, TINY_KIMI_VL, change, message)
 
 
 # LiquidAI/LFM2-VL-450M's config.json from its first release, for Liquid AI's own code (a public repository keeps

@@ -1,7 +1,8 @@
 """Independent check of `encgraph profile`, and the bare baseline for its wall time.
 
 Written against torch and transformers only (no encgraph code): build the Qwen2-VL tower, Gemma 3's
-SigLIP and projector, Llama 4's vision model and projector, Step-3.7's vision model and projector or
+SigLIP and projector, Llama 4's vision model and projector, Kimi-VL's MoonViT and projector (in Moonshot's
+own kimi_vl form, built with transformers' Kimi-K2.5 classes), Step-3.7's vision model and projector or
 DeepSeek-OCR 2's SAM, Qwen2 encoder and projector (these two on vLLM's two paths, each with its own
 ladder), from a config, allocate every budget's inputs (vLLM's layouts) and
 warm each up on the capture stream, then synchronize + empty_cache and measure the whole ladder
@@ -13,6 +14,7 @@ the baseline is taken.
     python tools/bare_ladder.py configs/gemma-3-27b.json 1024,2048,4096,8192 > bare.json
     python tools/bare_ladder.py configs/llama-4-scout-17b-16e.json 1024,2048,4096,8192 > bare.json
     python tools/bare_ladder.py configs/qwen2-vl-7b.json 1024,2048,4096,8192 varlen > bare.json
+    python tools/bare_ladder.py kimi-vl.json 1024,2048,4096,8192 > bare.json  # Moonshot's kimi_vl form
     python tools/bare_ladder.py step3p7.json 1024,2048,4096,8192 > bare.json  # Step3p7Config().to_dict()
     python tools/bare_ladder.py deepseek-ocr-2.json 1024,2048,4096,8192 > bare.json  # transformers' deepseek_ocr2 form
 
@@ -30,15 +32,17 @@ started = time.perf_counter()
 
 import pynvml  # noqa: E402
 import torch  # noqa: E402
-from transformers import (AttentionInterface, DeepseekOcr2Config, Gemma3Config, Llama4Config, Qwen2VLConfig,  # noqa: E402
-                          SiglipVisionModel, Step3p7Config)
+from transformers import (AttentionInterface, DeepseekOcr2Config, Gemma3Config, Kimi_K25Config, Llama4Config,  # noqa: E402
+                          Qwen2VLConfig, SiglipVisionModel, Step3p7Config)
 from transformers.masking_utils import create_causal_mask  # noqa: E402
 from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2VisionModel  # noqa: E402
 from transformers.models.gemma3.modeling_gemma3 import Gemma3MultiModalProjector  # noqa: E402
+from transformers.models.kimi_k25 import modeling_kimi_k25 as kimi  # noqa: E402
 from transformers.models.llama4.modeling_llama4 import Llama4MultiModalProjector, Llama4VisionModel  # noqa: E402
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel  # noqa: E402
 from transformers.models.step3p7.modeling_step3p7 import Step3p7VisionModel, Step3p7VisionRotaryEmbedding  # noqa: E402
-from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids  # noqa: E402
+from transformers.vision_utils import (get_vision_cu_seqlens, get_vision_interpolation_indices_and_weights,  # noqa: E402
+                                       get_vision_position_ids)
 
 
 def process_used(handle):
@@ -118,6 +122,38 @@ def llama4(data, budgets, items, gen):
         return projector(features.view(-1, features.size(-1)))
 
     return forward, runs, None  # k does not apply
+
+
+def kimi_vl(data, budgets, items, gen):
+    """Kimi-VL: k strips of [2, 2 (B // k)] patches (vLLM's kimi_vl.py) through MoonViT and the projector."""
+    moonvit, text = data["vision_config"], data["text_config"]
+    vision = {"hidden_size": moonvit["hidden_size"], "intermediate_size": moonvit["intermediate_size"],
+              "num_attention_heads": moonvit["num_attention_heads"], "num_hidden_layers": moonvit["num_hidden_layers"],
+              "patch_size": moonvit["patch_size"], "pos_emb_height": moonvit["init_pos_emb_height"],
+              "pos_emb_width": moonvit["init_pos_emb_width"], "merge_kernel_size": moonvit["merge_kernel_size"]}
+    config = Kimi_K25Config(vision_config=vision, text_config={"hidden_size": text["hidden_size"]},
+                            projection_hidden_size=moonvit["hidden_size"])
+    with torch.device("cuda"):
+        tower = kimi.Kimi_K25VisionModel._from_config(config.vision_config, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
+        projector = kimi.Kimi_K25MultimodalProjection(config).to(torch.bfloat16).eval()
+    kh, kw = config.vision_config.merge_kernel_size
+    p, side = config.vision_config.patch_size, config.vision_config.pos_emb_height
+    runs = []
+    for budget in budgets:
+        grid = torch.tensor([[1, kh, kw * (budget // items)]] * items)
+        indices, weights = get_vision_interpolation_indices_and_weights(grid, side, mode="bicubic", align_corners=False)
+        merge = kimi.get_vision_temporal_merge_index(grid, kh, kw)
+        runs.append({
+            "pixel_values": torch.randn(int(grid.prod(-1).sum()), 3, p, p, generator=gen).to("cuda", torch.bfloat16),
+            "grid_thw": grid.cuda(),
+            "position_ids": get_vision_position_ids(grid, spatial_merge_size=1).cuda(),
+            "cu_seqlens": get_vision_cu_seqlens(grid, merge_temporal=True).to(torch.int32),
+            "interp_indices": indices.cuda(),
+            "interp_weights": weights.cuda(),
+            "frame_index": kimi.get_vision_frame_index(grid).cuda(),
+            "temporal_merge_index": tuple(t.cuda() if torch.is_tensor(t) else t for t in merge) if isinstance(merge, tuple) else merge.cuda(),
+        })
+    return (lambda **kwargs: projector(tower(**kwargs).pooler_output)), runs, items
 
 
 def path_ladder(smallest, largest):
@@ -227,7 +263,7 @@ def main(config_path, budget_text, attn="sdpa", warmup=2):
     budgets = sorted((int(b) for b in budget_text.split(",")), reverse=True)
     items = max(1, min(budgets[0] // 64, budgets[-1]))
     data = json.load(open(config_path))
-    build = {"qwen2_vl": qwen2_vl, "gemma3": gemma3, "llama4": llama4, "step3p7": step3p7,
+    build = {"qwen2_vl": qwen2_vl, "gemma3": gemma3, "llama4": llama4, "kimi_vl": kimi_vl, "step3p7": step3p7,
              "deepseek_ocr2": deepseek_ocr2}[data.pop("model_type")]
     extra = {"attn": attn} if attn != "sdpa" else {}
     forward, runs, items = build(data, budgets, items, torch.Generator().manual_seed(0), **extra)

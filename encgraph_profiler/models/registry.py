@@ -20,7 +20,7 @@ from .gemma4 import Gemma4Adapter
 from .glm4v import Glm46vAdapter, Glm4vAdapter, Glm4vMoeAdapter
 from .idefics3 import Idefics3Adapter, SmolVLMAdapter
 from .internvl import InternVLAdapter
-from .kimi_k25 import KimiK25Adapter
+from .kimi import KimiK25Adapter, KimiVLAdapter
 from .lfm2_vl import Lfm2VlAdapter
 from .llama4 import Llama4Adapter
 from .qwen2_5_vl import Qwen2_5VLAdapter
@@ -46,6 +46,7 @@ ADAPTERS: tuple[Adapter, ...] = (
     Glm4vMoeAdapter(),
     Ernie4_5VLAdapter(),
     KimiK25Adapter(),
+    KimiVLAdapter(),
     Llama4Adapter(),
     Lfm2VlAdapter(),
     Step3p7Adapter(),

@@ -150,6 +150,32 @@ def _kimi_k25(data: dict[str, Any], source: str) -> dict[str, Any]:
     return native
 
 
+def _kimi_vl(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Moonshot's ``kimi_vl`` for its own code onto transformers' Kimi-K2.5 classes, its model_type
+    kept: its ``moonvit`` vision config is Kimi-K2.5's MoonViT for images (the same blocks, 2-D
+    rotary positions, learned position table and 2x2 merge; Kimi-K2.5's temporal table adds nothing
+    to a single frame) and its projector Kimi-K2.5's (LayerNorm of the vision width, Linear, GELU,
+    Linear); its language model is DeepSeek-V3's, as Kimi-K2.5's."""
+    vision, text = data.get("vision_config"), data.get("text_config")
+    if not isinstance(vision, dict) or not isinstance(text, dict):
+        raise UsageError(f"{source}: a kimi_vl config needs vision_config and text_config objects")
+    if vision.get("model_type", "moonvit") != "moonvit":
+        raise UsageError(f"{source}: vision_config model_type {vision['model_type']!r} is built only by the authors' own code "
+                         "(Kimi-VL's is 'moonvit'), which encgraph does not run")
+    kept = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "patch_size", "merge_kernel_size")
+    native_vision = {"model_type": "kimi_k25_vision", **{k: vision[k] for k in kept if k in vision}}
+    renamed = {"init_pos_emb_height": "pos_emb_height", "init_pos_emb_width": "pos_emb_width"}
+    native_vision.update({new: vision[old] for old, new in renamed.items() if old in vision})
+    native_text = {"model_type": "deepseek_v3", **{k: v for k, v in text.items() if k not in ("architectures", "auto_map")}}
+    native = {k: v for k, v in data.items() if k not in ("auto_map", "vision_config", "text_config", "media_placeholder_token_id")}
+    native.update({"vision_config": native_vision, "text_config": native_text,
+                   "projection_hidden_size": native_vision.get("hidden_size", 1152), "projection_layer_norm_eps": 1e-5,
+                   "tie_word_embeddings": data.get("tie_word_embeddings", text.get("tie_word_embeddings", False))})
+    if "media_placeholder_token_id" in data:
+        native["image_token_id"] = data["media_placeholder_token_id"]
+    return native
+
+
 def _lfm2_vl_early(data: dict[str, Any], source: str) -> dict[str, Any]:
     """LFM2-VL's first release (``lfm2-vl``, for Liquid AI's own code) onto transformers' ``lfm2_vl``:
     the same SigLIP2 NaFlex tower, pixel unshuffle and projector, which always had a layer norm.
@@ -232,6 +258,7 @@ _MAPPED = {
     "internvl_chat": (_internvl_chat, "internvl"),
     "deepseek_vl_v2": (_deepseek_vl_v2, "deepseek_ocr2"),  # DeepSeek-OCR 2's; DeepSeek-VL2's is refused
     "kimi_k25": (_kimi_k25, "kimi_k25"),  # Moonshot's own form shares transformers' model_type
+    "kimi_vl": (_kimi_vl, "kimi_vl"),  # read by Kimi-K2.5's classes, as the kimi-vl family
     "lfm2-vl": (_lfm2_vl_early, "lfm2_vl"),
     "ernie4_5_moe_vl": (_ernie4_5_moe_vl, "ernie4_5_vl_moe"),
 }
@@ -240,9 +267,6 @@ _REFUSED = {
                 "does not run and transformers has no class for; this family is not supported yet",
     "step3_vl": "Step3-VL publishes a step3_vl config for its own code, which encgraph does not run and transformers has no "
                 "class for; this family is not supported yet (Step-3.7, model_type step3p7, is)",
-    "kimi_vl": "Kimi-VL publishes a kimi_vl config for its own code (MoonViT and a Moonlight language model), which encgraph "
-               "does not run and transformers has no class for; this family is not supported yet (Kimi-K2.5, model_type "
-               "kimi_k25, is)",
 }
 
 

@@ -1,11 +1,19 @@
-"""Kimi-K2.5: a MoonViT-style dynamic-resolution ViT (learned position table resampled per image,
-2-D rotary positions), whose kh x kw patch windows are pooled and projected to the language model
+"""Kimi's MoonViT towers: a dynamic-resolution ViT (learned position table resampled per image,
+2-D rotary positions), whose kh x kw patch windows are merged and projected to the language model
 by the multimodal projection. The captured graph covers the ViT and the projection, as vLLM's does.
 
-vLLM's layout for budget B (kimi_k25.py): k items, each of per_item = max(B // k, 1) output slots
-laid out as nh x nw windows, nh = min(isqrt(per_item), R / kh) and nw = min(ceil(per_item / nh),
-R / kw), R = 512 the side of vLLM's 2-D RoPE table; grid [1, nh * kh, nw * kw] per item. vLLM's
-smallest budget is 256 slots (a 448 x 448 image), which sets its automatic items per batch.
+Kimi-K2.5 (transformers' ``kimi_k25``). vLLM's layout for budget B (kimi_k25.py): k items, each of
+per_item = max(B // k, 1) output slots laid out as nh x nw windows, nh = min(isqrt(per_item), R / kh)
+and nw = min(ceil(per_item / nh), R / kw), R = 512 the side of vLLM's 2-D RoPE table; grid
+[1, nh * kh, nw * kw] per item. vLLM's smallest budget is 256 slots (a 448 x 448 image), which sets
+its automatic items per batch.
+
+Kimi-VL (Moonshot's ``kimi_vl``, read onto transformers' Kimi-K2.5 classes by remote_code.py: for
+images its MoonViT and projector are Kimi-K2.5's, whose temporal position table adds nothing to a
+single frame). vLLM's layout for budget B (kimi_vl.py, prepare_encoder_cudagraph_capture_inputs): k
+items of per_item = B // k merged tokens, each a strip of grid [kh, kw * per_item] patches; its
+smallest budget is 64 (a 224 x 224 image). vLLM's RoPE table admits strips of at most 512 patches,
+so an item holds at most 512 / kw merged tokens.
 
 transformers accepts every grid-dependent tensor precomputed (rotary positions, segment lengths,
 position-table resampling, frame indices, the window-merge scatter), so none is derived in the graph.
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 import math
 
+from ..errors import UsageError
 from ..units import counted
 from .base import Adapter, Layout
 
@@ -111,3 +120,31 @@ class KimiK25Adapter(Adapter):
 
     def reference_forward(self, tower, inputs: dict):
         return (tower(inputs["pixel_values"], inputs["grid_thw"]),)
+
+
+class KimiVLAdapter(KimiK25Adapter):
+    family = "kimi-vl"
+    model_types = ("kimi_vl",)
+
+    def min_budget(self, config) -> int:
+        return 64
+
+    def layout(self, config, budget: int, items: int) -> Layout:
+        kh, kw = config.vision_config.merge_kernel_size
+        per_item = budget // items
+        widest = ROPE_TABLE_SIDE // kw
+        if per_item > widest:
+            raise UsageError(f"budget {budget:,} over {counted(items, 'items')} puts {per_item:,} tokens in each, a strip of "
+                             f"{kw * per_item:,} patches; vLLM's Kimi-VL rope table holds {ROPE_TABLE_SIDE}, so it cannot capture "
+                             f"this either: give --max-items {-(-budget // widest)} or more")
+        grid = (1, kh, kw * per_item)
+        p = config.vision_config.patch_size
+        return Layout(
+            budget=budget,
+            items=items,
+            tokens=items * per_item,
+            input_patches=items * kh * kw * per_item,
+            grids=(grid,) * items,
+            meaning=f"{budget:,} tokens = {counted(items, 'images')} of {kh * p}x{kw * per_item * p} px, "
+                    f"{items * kh * kw * per_item:,} ViT patches merged {kh}x{kw}",
+        )
