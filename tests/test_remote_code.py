@@ -73,6 +73,7 @@ def test_internvl_chat_builds_the_tower_of_opengvlabs_own_conversion():
     (lambda d: d.update(model_type="step3_vl"), "Step-3.7, model_type step3p7, is"),
     (lambda d: d.update(model_type="minicpmv4_6"), "MiniCPM-V 4.6 has no resampler"),
     (lambda d: d.update(model_type="minicpmv4_7"), "MiniCPM-V 4.7 has no resampler"),
+    (lambda d: d.update(model_type="minicpm_ocr"), "MiniCPM-OCR has no resampler"),
     (lambda d: d.update(model_type="ernie4_5_moe_vl", vision_config="none"), "needs a vision_config object"),
 ])
 def test_forms_that_cannot_be_mapped_are_refused_in_one_line(tmp_path, change, message):

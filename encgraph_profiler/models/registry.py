@@ -92,11 +92,12 @@ DEFAULT_MODEL = "qwen2-vl-7b"
 
 # Model types transformers ships whose encoder graphs encgraph cannot lay out as an engine does.
 _MINICPMV_WITHOUT_RESAMPLER = ("vLLM lays out MiniCPM-V's encoder graphs by the resampler's queries per slice (MiniCPM-V 2.5 "
-                               "to 4.5, published for their own code); MiniCPM-V {version} has no resampler (a window-attention "
+                               "to 4.5, published for their own code); {model} has no resampler (a window-attention "
                                "merger inside the ViT, then a merger), and no engine layout for it is known here")
 NOT_CAPTURABLE = {
-    "minicpmv4_6": _MINICPMV_WITHOUT_RESAMPLER.format(version="4.6"),
-    "minicpmv4_7": _MINICPMV_WITHOUT_RESAMPLER.format(version="4.7"),
+    "minicpmv4_6": _MINICPMV_WITHOUT_RESAMPLER.format(model="MiniCPM-V 4.6"),
+    "minicpmv4_7": _MINICPMV_WITHOUT_RESAMPLER.format(model="MiniCPM-V 4.7"),
+    "minicpm_ocr": _MINICPMV_WITHOUT_RESAMPLER.format(model="MiniCPM-OCR"),
 }
 
 
