@@ -55,6 +55,14 @@ def test_aliases_resolve(name, expected):
     assert resolve(name).name == expected
 
 
+@pytest.mark.parametrize("name, repo_id", [("Step-3.7", "stepfun-ai/Step-3.7-Flash"), ("Step-3.7-Flash", "stepfun-ai/Step-3.7-Flash"),
+                                           ("Kimi-VL", "moonshotai/Kimi-VL-A3B-Instruct"),
+                                           ("Kimi-VL-A3B-Thinking", "moonshotai/Kimi-VL-A3B-Instruct")])
+def test_names_of_families_read_by_id_only_point_to_the_id(name, repo_id):
+    with pytest.raises(UsageError, match=f"no bundled config: give its Hugging Face id \\({repo_id}\\)"):
+        resolve(name)
+
+
 def test_unknown_model_lists_close_names():
     with pytest.raises(UsageError, match="did you mean qwen2-vl"):
         resolve("qwen2-vll")

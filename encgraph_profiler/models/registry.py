@@ -89,6 +89,15 @@ ALIASES = {
     "internvl3": "internvl3-1b",
 }
 DEFAULT_MODEL = "qwen2-vl-7b"
+# Families read by Hugging Face id or from a local folder only: no complete published config.json
+# was available to bundle. Their names point there instead of to a bundled config.
+BY_ID_ONLY = {
+    "step-3.7": "stepfun-ai/Step-3.7-Flash",
+    "step-3.7-flash": "stepfun-ai/Step-3.7-Flash",
+    "step3p7": "stepfun-ai/Step-3.7-Flash",
+    "kimi-vl": "moonshotai/Kimi-VL-A3B-Instruct",
+    "kimi-vl-a3b": "moonshotai/Kimi-VL-A3B-Instruct",
+}
 
 # Model types transformers ships whose encoder graphs encgraph cannot lay out as an engine does.
 _MINICPMV_WITHOUT_RESAMPLER = ("vLLM lays out MiniCPM-V's encoder graphs by the resampler's queries per slice (MiniCPM-V 2.5 "
@@ -216,6 +225,8 @@ def resolve(name: str, revision: str | None = None) -> ModelSpec:
         raise UsageError("--revision applies to Hugging Face ids (org/name), not to bundled configs")
     key = normalize(name)
     bundled = _bundled_path(key)
+    if bundled is None and key in BY_ID_ONLY:
+        raise UsageError(f"{name} has no bundled config: give its Hugging Face id ({BY_ID_ONLY[key]}) or a local model folder")
     if bundled is None:
         choices = bundled_names(include_tiny=True) + list(ALIASES)
         close = difflib.get_close_matches(key, choices, n=3, cutoff=0.5)
