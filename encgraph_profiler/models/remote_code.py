@@ -140,11 +140,17 @@ def _kimi_k25(data: dict[str, Any], source: str) -> dict[str, Any]:
     text = data.get("text_config")
     if not isinstance(text, dict):
         raise UsageError(f"{source}: a kimi_k25 config needs a text_config object")
-    native_text = {k: v for k, v in text.items() if k not in ("architectures", "auto_map")}
+    return _kimi_native(data, native_vision, text,
+                        projection_hidden_size=vision.get("mm_hidden_size", native_vision.get("hidden_size")),
+                        projection_layer_norm_eps=vision.get("projector_ln_eps", 1e-5))
+
+
+def _kimi_native(data: dict[str, Any], native_vision: dict[str, Any], text: dict[str, Any], **projection) -> dict[str, Any]:
+    """A Kimi config read as transformers' Kimi_K25Config: the vision config given, the text config
+    without the authors' code references, the projector's settings, the image placeholder renamed."""
     native = {k: v for k, v in data.items() if k not in ("auto_map", "vision_config", "text_config", "media_placeholder_token_id")}
-    native.update({"vision_config": native_vision, "text_config": native_text,
-                   "projection_hidden_size": vision.get("mm_hidden_size", native_vision.get("hidden_size")),
-                   "projection_layer_norm_eps": vision.get("projector_ln_eps", 1e-5)})
+    native.update(vision_config=native_vision, text_config={k: v for k, v in text.items() if k not in ("architectures", "auto_map")},
+                  **projection)
     if "media_placeholder_token_id" in data:
         native["image_token_id"] = data["media_placeholder_token_id"]
     return native
@@ -166,14 +172,9 @@ def _kimi_vl(data: dict[str, Any], source: str) -> dict[str, Any]:
     native_vision = {"model_type": "kimi_k25_vision", **{k: vision[k] for k in kept if k in vision}}
     renamed = {"init_pos_emb_height": "pos_emb_height", "init_pos_emb_width": "pos_emb_width"}
     native_vision.update({new: vision[old] for old, new in renamed.items() if old in vision})
-    native_text = {"model_type": "deepseek_v3", **{k: v for k, v in text.items() if k not in ("architectures", "auto_map")}}
-    native = {k: v for k, v in data.items() if k not in ("auto_map", "vision_config", "text_config", "media_placeholder_token_id")}
-    native.update({"vision_config": native_vision, "text_config": native_text,
-                   "projection_hidden_size": native_vision.get("hidden_size", 1152), "projection_layer_norm_eps": 1e-5,
-                   "tie_word_embeddings": data.get("tie_word_embeddings", text.get("tie_word_embeddings", False))})
-    if "media_placeholder_token_id" in data:
-        native["image_token_id"] = data["media_placeholder_token_id"]
-    return native
+    return _kimi_native(data, native_vision, {"model_type": "deepseek_v3", **text},
+                        projection_hidden_size=native_vision.get("hidden_size", 1152), projection_layer_norm_eps=1e-5,
+                        tie_word_embeddings=data.get("tie_word_embeddings", text.get("tie_word_embeddings", False)))
 
 
 def _lfm2_vl_early(data: dict[str, Any], source: str) -> dict[str, Any]:
