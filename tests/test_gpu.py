@@ -218,6 +218,14 @@ def test_varlen_replay_equals_eager(model, capture, frames):
         assert "videos of 4 frames" in report.settings.layout  # k = 4 items, 16 frames a batch
 
 
+@pytest.mark.parametrize("model", ["tiny-kimi-k2.5", "tiny-kimi-vl"])
+@pytest.mark.parametrize("capture", ["plain", "vllm"])
+def test_kimi_varlen_replay_equals_eager(model, capture):
+    """MoonViT with the varlen kernel over its packed images (vLLM captures Kimi's images only)."""
+    report = _profile(model, (256, 512), attn="varlen", capture=capture)
+    assert [b.replay_matches_eager for b in report.budgets] == [True] * 2, report.warnings
+
+
 def test_capture_as_vllm_keeps_outputs_out_of_the_pool_and_explains_its_estimate():
     """vLLM copies each graph's outputs to a buffer outside the pool; its estimate (the drop in
     free memory) is the pool plus the buffers, what warm-ups left cached and what lies outside the

@@ -12,8 +12,9 @@ from encgraph_profiler.errors import UsageError
 from encgraph_profiler.models.registry import resolve
 from encgraph_profiler.profile import ProfileRequest, prepare
 
-PACKING = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3.5", "tiny-glm4v", "tiny-ernie4.5-vl"]
-VIDEO = [name for name in PACKING if name != "tiny-ernie4.5-vl"]  # vLLM captures ERNIE's images only
+PACKING = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3.5", "tiny-glm4v", "tiny-ernie4.5-vl",
+           "tiny-kimi-k2.5", "tiny-kimi-vl"]
+VIDEO = [name for name in PACKING if name not in ("tiny-ernie4.5-vl", "tiny-kimi-k2.5", "tiny-kimi-vl")]  # vLLM: their images only
 
 
 @pytest.fixture
@@ -71,6 +72,23 @@ def test_vllm_layout_fixes_the_longest_sequence_at_the_budget(kernel_calls):
     assert {max_q for _, max_q in kernel_calls} == {256 * 4}
 
 
+@pytest.mark.parametrize("name, budget, items, expected", [
+    ("tiny-kimi-k2.5", 256, 4, 256 * 4),  # one image of the whole budget: 256 windows of 2 x 2 patches
+    ("tiny-kimi-k2.5", 2**18, 1, 512 * 512),  # ... within vLLM's 512 x 512-patch RoPE table
+    ("tiny-kimi-vl", 256, 4, 256),  # kimi_vl.py bakes in the budget itself
+])
+def test_vllm_layout_fixes_kimis_longest_sequence_as_vllm_does(name, budget, items, expected, kernel_calls):
+    vllm = lambda adapter, config: adapter.vllm_layout(adapter.layout(config, budget, items), config, 0)  # noqa: E731
+    if budget > 2**16:  # the layout alone: too many patches to run on the CPU
+        spec = resolve(name)
+        config = spec.adapter.tower_config(spec.config)
+        assert vllm(spec.adapter, config).max_seqlen == expected
+        return
+    _, inputs, layout = _outputs(name, "varlen", vllm)
+    assert layout.max_seqlen == inputs["max_seqlen"] == expected
+    assert {max_q for _, max_q in kernel_calls} == {expected}
+
+
 @pytest.mark.parametrize("name, budget, items, frames, grid, tokens", [
     ("tiny-qwen2-vl", 1024, 8, 32, (4, 2, 64), 1024),  # F = 32 // 8 = 4 frames of ceil(128 / 4) = 32 tokens
     ("tiny-qwen2-vl", 1000, 8, 32, (4, 2, 64), 1024),  # ceil(1000 / 8) = 125 tokens an item -> 32 a frame
@@ -112,6 +130,7 @@ def test_bad_requests_are_refused(request_args, message):
 
 @pytest.mark.parametrize("capability, model, expected", [
     ((9, 0), "tiny-qwen2-vl", "varlen"), ((8, 0), "tiny-glm4v", "varlen"), ((9, 0), "tiny-gemma3", "sdpa"),
+    ((9, 0), "tiny-kimi-k2.5", "varlen"), ((9, 0), "tiny-kimi-vl", "varlen"),
     ((7, 5), "tiny-qwen2-vl", "sdpa"), (None, "tiny-qwen2-vl", "sdpa"),
 ])
 def test_auto_attention_is_vllms_choice(monkeypatch, capability, model, expected):

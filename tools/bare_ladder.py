@@ -14,12 +14,12 @@ the baseline is taken.
     python tools/bare_ladder.py configs/gemma-3-27b.json 1024,2048,4096,8192 > bare.json
     python tools/bare_ladder.py configs/llama-4-scout-17b-16e.json 1024,2048,4096,8192 > bare.json
     python tools/bare_ladder.py configs/qwen2-vl-7b.json 1024,2048,4096,8192 varlen > bare.json
-    python tools/bare_ladder.py kimi-vl.json 1024,2048,4096,8192 > bare.json  # Moonshot's kimi_vl form
+    python tools/bare_ladder.py kimi-vl.json 1024,2048,4096,8192 varlen > bare.json  # Moonshot's kimi_vl form
     python tools/bare_ladder.py step3p7.json 1024,2048,4096,8192 > bare.json  # Step3p7Config().to_dict()
     python tools/bare_ladder.py deepseek-ocr-2.json 1024,2048,4096,8192 > bare.json  # transformers' deepseek_ocr2 form
 
-With ``varlen`` (Qwen2-VL), attention is ATen's flash kernel over the packed images, called here
-directly, the segments on the device and the longest image given.
+With ``varlen`` (Qwen2-VL, Kimi-VL), attention is ATen's flash kernel over the packed images, called
+here directly, the segments on the device and the longest image given.
 """
 
 import json
@@ -124,7 +124,7 @@ def llama4(data, budgets, items, gen):
     return forward, runs, None  # k does not apply
 
 
-def kimi_vl(data, budgets, items, gen):
+def kimi_vl(data, budgets, items, gen, attn="sdpa"):
     """Kimi-VL: k strips of [2, 2 (B // k)] patches (vLLM's kimi_vl.py) through MoonViT and the projector."""
     moonvit, text = data["vision_config"], data["text_config"]
     vision = {"hidden_size": moonvit["hidden_size"], "intermediate_size": moonvit["intermediate_size"],
@@ -136,6 +136,9 @@ def kimi_vl(data, budgets, items, gen):
     with torch.device("cuda"):
         tower = kimi.Kimi_K25VisionModel._from_config(config.vision_config, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
         projector = kimi.Kimi_K25MultimodalProjection(config).to(torch.bfloat16).eval()
+    if attn == "varlen":  # the tower passes its segments to attention only for a "flash" implementation
+        AttentionInterface.register("flash_packed_bare", packed_flash)
+        tower.config._attn_implementation = "flash_packed_bare"
     kh, kw = config.vision_config.merge_kernel_size
     p, side = config.vision_config.patch_size, config.vision_config.pos_emb_height
     runs = []
@@ -143,11 +146,13 @@ def kimi_vl(data, budgets, items, gen):
         grid = torch.tensor([[1, kh, kw * (budget // items)]] * items)
         indices, weights = get_vision_interpolation_indices_and_weights(grid, side, mode="bicubic", align_corners=False)
         merge = kimi.get_vision_temporal_merge_index(grid, kh, kw)
+        cu_seqlens = get_vision_cu_seqlens(grid, merge_temporal=True).to(torch.int32)
         runs.append({
             "pixel_values": torch.randn(int(grid.prod(-1).sum()), 3, p, p, generator=gen).to("cuda", torch.bfloat16),
             "grid_thw": grid.cuda(),
             "position_ids": get_vision_position_ids(grid, spatial_merge_size=1).cuda(),
-            "cu_seqlens": get_vision_cu_seqlens(grid, merge_temporal=True).to(torch.int32),
+            **({"cu_seqlens": cu_seqlens.cuda(), "max_seqlen": kh * kw * (budget // items)} if attn == "varlen"
+               else {"cu_seqlens": cu_seqlens}),
             "interp_indices": indices.cuda(),
             "interp_weights": weights.cuda(),
             "frame_index": kimi.get_vision_frame_index(grid).cuda(),

@@ -107,7 +107,7 @@ for id in ${IDS:-$ALL}; do
   echo "$id predicted rc=$?"
 done
 case " ${IDS:-$ALL} " in *" meta-llama/"*) python3 tools/bare_ladder.py configs/llama-4-scout-17b-16e.json $LADDER | tee "$OUT/llama4-bare.txt";; esac
-case " ${IDS:-$ALL} " in *" moonshotai/Kimi-VL-A3B-Instruct "*) python3 tools/bare_ladder.py "$WORK/kimi-vl-a3b.json" $LADDER | tee "$OUT/kimi-vl-bare.txt";; esac
+case " ${IDS:-$ALL} " in *" moonshotai/Kimi-VL-A3B-Instruct "*) python3 tools/bare_ladder.py "$WORK/kimi-vl-a3b.json" $LADDER varlen | tee "$OUT/kimi-vl-bare.txt";; esac
 
 python3 - "$OUT" <<'PY'
 import json, sys

@@ -17,14 +17,19 @@ so an item holds at most 512 / kw merged tokens.
 
 transformers accepts every grid-dependent tensor precomputed (rotary positions, segment lengths,
 position-table resampling, frame indices, the window-merge scatter), so none is derived in the graph.
+With varlen attention (vLLM's MoonViT runs one flash kernel over the packed images) the segments are
+a device tensor and the longest sequence is given: the longest there is, or with vLLM's capture the
+one vLLM bakes into its graph (each adapter's ``vllm_layout``).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from ..errors import UsageError
 from ..units import counted
+from . import varlen
 from .base import Adapter, Layout
 
 ROPE_TABLE_SIDE = 512  # vLLM's 2-D RoPE table: items stay within 512 x 512 patches
@@ -38,7 +43,11 @@ def _tower_module():
     class KimiK25Tower(torch.nn.Module):
         def __init__(self, config, dtype, attn):
             super().__init__()
-            self.vision_tower = Kimi_K25VisionModel._from_config(config.vision_config, dtype=dtype, attn_implementation=attn)
+            self.vision_tower = Kimi_K25VisionModel._from_config(
+                config.vision_config, dtype=dtype, attn_implementation="sdpa" if attn == "varlen" else attn
+            )
+            if attn == "varlen":
+                varlen.use(self.vision_tower)
             self.mm_projector = Kimi_K25MultimodalProjection(config).to(dtype)
 
         def forward(self, pixel_values, grid_thw, **precomputed):
@@ -53,6 +62,7 @@ class KimiK25Adapter(Adapter):
     config_class_name = "transformers:Kimi_K25Config"
     model_class_name = "transformers:Kimi_K25ForConditionalGeneration"
     size_fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size")
+    packs_sequences = True
 
     def min_budget(self, config) -> int:
         return 256
@@ -80,9 +90,17 @@ class KimiK25Adapter(Adapter):
             meaning=f"{budget:,} tokens = {counted(items, 'images')} of {nh * kh * p}x{nw * kw * p} px, {patches:,} ViT patches merged {kh}x{kw}",
         )
 
+    def vllm_layout(self, layout: Layout, config, frames_per_batch: int) -> Layout:
+        """vLLM's longest sequence at capture: a single image of the whole budget (B windows of
+        kh x kw patches) within the RoPE table, or all the patches captured if more."""
+        kh, kw = config.vision_config.merge_kernel_size
+        table = (ROPE_TABLE_SIDE // kh) * kh * (ROPE_TABLE_SIDE // kw) * kw
+        return replace(layout, max_seqlen=max(min(layout.budget * kh * kw, table), layout.input_patches))
+
     def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
         import torch
         from transformers.models.kimi_k25.modeling_kimi_k25 import get_vision_frame_index, get_vision_temporal_merge_index
+        from transformers.utils.generic import is_flash_attention_requested
         from transformers.vision_utils import (
             get_vision_cu_seqlens,
             get_vision_interpolation_indices_and_weights,
@@ -104,11 +122,17 @@ class KimiK25Adapter(Adapter):
             merge_index = tuple(v.to(device) if isinstance(v, torch.Tensor) else v for v in merge_index)
         else:
             merge_index = merge_index.to(device)
+        cu_seqlens = get_vision_cu_seqlens(grid, merge_temporal=True).to(torch.int32)
+        if is_flash_attention_requested(vision.config):  # one packed kernel, reading the segments on the device
+            sequences = {"cu_seqlens": cu_seqlens.to(device),
+                         "max_seqlen": layout.max_seqlen or int((cu_seqlens[1:] - cu_seqlens[:-1]).max())}
+        else:  # sdpa splits the batch on the host
+            sequences = {"cu_seqlens": cu_seqlens}
         return {
             "pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype)),
             "grid_thw": grid.to(device),
             "position_ids": get_vision_position_ids(grid, spatial_merge_size=1).to(device),
-            "cu_seqlens": get_vision_cu_seqlens(grid, merge_temporal=True).to(torch.int32),  # stays on the host
+            **sequences,
             "interp_indices": indices.to(device),
             "interp_weights": weights.to(device),
             "frame_index": get_vision_frame_index(grid).to(device),
@@ -148,3 +172,7 @@ class KimiVLAdapter(KimiK25Adapter):
             meaning=f"{budget:,} tokens = {counted(items, 'images')} of {kh * p}x{kw * per_item * p} px, "
                     f"{items * kh * kw * per_item:,} ViT patches merged {kh}x{kw}",
         )
+
+    def vllm_layout(self, layout: Layout, config, frames_per_batch: int) -> Layout:
+        """vLLM's longest sequence at capture is the budget itself (kimi_vl.py's max_seqlen_override)."""
+        return replace(layout, max_seqlen=layout.budget)
