@@ -400,6 +400,8 @@ def test_kimi_vl_layout_and_items_per_batch_are_vllms():
     assert spec.adapter.layout(config, 8192, 32).grids[0] == (1, 2, 512)
     with pytest.raises(UsageError, match="give --max-items 33 or more"):
         spec.adapter.layout(config, 8224, 32)  # 257 tokens per item
+    with pytest.raises(UsageError, match="cannot hold 32 images"):
+        spec.adapter.layout(config, 31, 32)
 
 
 def test_lfm2_vl_layout_and_graph_are_vllms():

@@ -157,6 +157,8 @@ class KimiVLAdapter(KimiK25Adapter):
         kh, kw = config.vision_config.merge_kernel_size
         per_item = budget // items
         widest = ROPE_TABLE_SIDE // kw
+        if per_item < 1:
+            raise UsageError(f"budget {budget} cannot hold {counted(items, 'images')} of at least one token each")
         if per_item > widest:
             raise UsageError(f"budget {budget:,} over {counted(items, 'items')} puts {per_item:,} tokens in each, a strip of "
                              f"{kw * per_item:,} patches; vLLM's Kimi-VL rope table holds {ROPE_TABLE_SIDE}, so it cannot capture "
