@@ -148,7 +148,7 @@ def _check_attention(attn: str, adapter) -> None:
     if attn == "varlen":
         if not adapter.packs_sequences:
             raise UsageError(f"--attn varlen runs one kernel over a batch's packed sequences, and the {adapter.family} tower "
-                             "does not pack them (the Qwen-style and GLM towers do); use --attn sdpa")
+                             "does not pack them (the Qwen-style, GLM, ERNIE-4.5-VL and Kimi towers do); use --attn sdpa")
         import importlib.util
 
         if importlib.util.find_spec("torch.nn.attention.varlen") is None:

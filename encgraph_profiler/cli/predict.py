@@ -19,7 +19,7 @@ Examples:
 Each budget's captured forward runs on meta tensors (no GPU, no weights), and what it allocates and
 frees goes through a model of PyTorch's CUDA caching allocator, in the pools and order the strategy
 captures them. `--attn auto` predicts for a GPU of compute capability --gpu-capability (default 9.0,
-an H100: the packed varlen kernel for Qwen-style towers). The report is profile's, marked predicted
+an H100: the packed varlen kernel for the towers that pack sequences). The report is profile's, marked predicted
 (no times, no replay, nothing outside the allocator): `check` compares predictions with predictions,
 `plan --from` plans with one (give --gpu). Checked against measured pools on an H100: see the README.
 It reads PYTORCH_CUDA_ALLOC_CONF as a CUDA run would: expandable_segments, max_split_size_mb and

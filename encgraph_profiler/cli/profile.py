@@ -56,7 +56,7 @@ def profile(
     max_budget: Annotated[int | None, typer.Option("--max-budget", help="Top of the auto ladder (powers of two from 64). Default 8192.")] = None,
     max_items: Annotated[int | None, typer.Option("--max-items", help="Images per captured batch. Default, as vLLM's: min(max budget // the family's smallest budget (64 for Qwen-style grids), smallest budget).")] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="bfloat16, float16 or float32.")] = "bfloat16",
-    attn: Annotated[str, typer.Option("--attn", help="Attention: auto (vLLM's choice: varlen for towers that pack sequences on compute capability 8.0+, else sdpa); varlen (one packed flash kernel per layer; Qwen-style and GLM towers); sdpa; eager; flash_attention_2.")] = "auto",
+    attn: Annotated[str, typer.Option("--attn", help="Attention: auto (vLLM's choice: varlen for towers that pack sequences on compute capability 8.0+, else sdpa); varlen (one packed flash kernel per layer; Qwen-style, GLM, ERNIE-4.5-VL and Kimi towers); sdpa; eager; flash_attention_2.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seed for weights and dummy inputs.")] = 0,
     warmup: Annotated[int, typer.Option("--warmup", help="Eager runs per budget before capture.")] = 2,
     engine: Annotated[str | None, typer.Option("--as", help="Capture, pool and order the graphs as an engine does: vllm, vllm-legacy, sglang, tensorrt-llm. Default: the tower's own inputs, one shared pool, largest first.")] = None,
