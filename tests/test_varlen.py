@@ -115,6 +115,22 @@ def test_vllm_video_layout_runs_one_sequence_a_frame(name, kernel_calls):
     torch.testing.assert_close(got[0], expected[0])
 
 
+def test_kimi_k25_vllm_video_layout_pools_each_chunk_into_one_sequence(kernel_calls):
+    """vLLM's Kimi-K2.5 captures video chunks of min(F, pos_emb_time) frames of the image's grid,
+    one attention sequence a chunk (space and time together), pooled over time into the image's
+    tokens; Kimi-VL captures images only."""
+    video = lambda adapter, config: adapter.vllm_layout(adapter.layout(config, 256, 4), config, 32)  # noqa: E731
+    expected, _, layout = _outputs("tiny-kimi-k2.5", "sdpa", video)
+    got, inputs, _ = _outputs("tiny-kimi-k2.5", "varlen", video)
+    assert layout.grids == ((4, 16, 16),) * 4 and layout.tokens == 256  # 8 frames asked, 4 in the table
+    assert layout.meaning.startswith("256 tokens = 4 videos of 4 frames of 224x224 px")
+    assert {len(cu) for cu, _ in kernel_calls} == {4 + 1} and inputs["max_seqlen"] == layout.input_patches == 4 * 4 * 16 * 16
+    assert got[0].shape[0] == 256
+    torch.testing.assert_close(got[0], expected[0])
+    with pytest.raises(UsageError, match="no video layout for kimi-vl"):
+        prepare(ProfileRequest(model="tiny-kimi-vl", budgets=(256, 512), max_frames_per_batch=32, capture="vllm"))
+
+
 @pytest.mark.parametrize("request_args, message", [
     ({"model": "tiny-gemma3", "attn": "varlen"}, "does not pack them"),
     ({"model": "tiny-siglip", "attn": "varlen"}, "does not pack them"),

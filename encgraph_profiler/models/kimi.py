@@ -6,7 +6,8 @@ Kimi-K2.5 (transformers' ``kimi_k25``). vLLM's layout for budget B (kimi_k25.py)
 per_item = max(B // k, 1) output slots laid out as nh x nw windows, nh = min(isqrt(per_item), R / kh)
 and nw = min(ceil(per_item / nh), R / kw), R = 512 the side of vLLM's 2-D RoPE table; grid
 [1, nh * kh, nw * kw] per item. vLLM's smallest budget is 256 slots (a 448 x 448 image), which sets
-its automatic items per batch.
+its automatic items per batch. With video enabled each item is a chunk of up to pos_emb_time frames
+of that grid, pooled over time into the same slots (``vllm_layout``).
 
 Kimi-VL (Moonshot's ``kimi_vl``, read onto transformers' Kimi-K2.5 classes by remote_code.py: for
 images its MoonViT and projector are Kimi-K2.5's, whose temporal position table adds nothing to a
@@ -63,6 +64,7 @@ class KimiK25Adapter(Adapter):
     model_class_name = "transformers:Kimi_K25ForConditionalGeneration"
     size_fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size")
     packs_sequences = True
+    captures_video = True
 
     def min_budget(self, config) -> int:
         return 256
@@ -91,9 +93,20 @@ class KimiK25Adapter(Adapter):
         )
 
     def vllm_layout(self, layout: Layout, config, frames_per_batch: int) -> Layout:
-        """vLLM's longest sequence at capture: a single image of the whole budget (B windows of
-        kh x kw patches) within the RoPE table, or all the patches captured if more."""
+        """vLLM's capture inputs: with F = frames_per_batch // k > 1, each item a video chunk of
+        min(F, pos_emb_time) frames of the image's grid (its temporal position table's length;
+        the frames are pooled into the image's tokens); the longest sequence a single image of the
+        whole budget (B windows of kh x kw patches) within the RoPE table, or all the patches
+        captured if more."""
         kh, kw = config.vision_config.merge_kernel_size
+        frames = min(frames_per_batch // layout.items, config.vision_config.pos_emb_time)
+        if frames > 1:
+            _, h, w = layout.grids[0]
+            p = config.vision_config.patch_size
+            patches = layout.items * frames * h * w
+            layout = replace(layout, input_patches=patches, grids=((frames, h, w),) * layout.items,
+                             meaning=(f"{layout.budget:,} tokens = {layout.items} videos of {frames} frames of {h * p}x{w * p} px, "
+                                      f"{patches:,} ViT patches, frames pooled, merged {kh}x{kw}"))
         table = (ROPE_TABLE_SIDE // kh) * kh * (ROPE_TABLE_SIDE // kw) * kw
         return replace(layout, max_seqlen=max(min(layout.budget * kh * kw, table), layout.input_patches))
 
@@ -149,6 +162,7 @@ class KimiK25Adapter(Adapter):
 class KimiVLAdapter(KimiK25Adapter):
     family = "kimi-vl"
     model_types = ("kimi_vl",)
+    captures_video = False  # kimi_vl.py: no frames per video, images only
 
     def min_budget(self, config) -> int:
         return 64
