@@ -78,8 +78,11 @@ def _patch_convolution(args) -> tuple[list[int], list[int]]:
     runs it on an H100: for output grids of up to 27 x 27 it takes, after the output, one workspace
     holding the input and the weight with their channels padded to 8 and the output, all NHWC, plus
     16 bytes, and from about 40 million input elements on a 2,352-byte one instead; larger grids
-    (32 x 32 and up) take none. Frees it on return. Found in recorded captures of SigLIP-so400m
-    and CLIP-L and probed shape by shape (tools/probe_conv_workspace.py, its output in
+    (32 x 32 and up) take none. A 1 x 1 output grid (one patch an image, as Kimi's MoonViT embeds
+    its packed patches) is the same in NHWC as in NCHW: its workspace holds the padded input and
+    weight alone, at any size from 128 patches (probed up to 262,144), and 64 patches or fewer take
+    none. Frees it on return. Found in recorded captures of SigLIP-so400m,
+    CLIP-L and Kimi-K2.5 and probed shape by shape (tools/probe_conv_workspace.py, its output in
     tests/data/conv_workspace.h100.jsonl); other GPUs and cuDNN versions may choose other engines."""
     x, weight = args[0], args[1]
     stride = args[3] if len(args) > 3 else 1
@@ -90,13 +93,30 @@ def _patch_convolution(args) -> tuple[list[int], list[int]]:
     rows, cols = x.shape[2] // kernel[0], x.shape[3] // kernel[1]
     if max(rows, cols) > 27:
         return [], []
-    if x.numel() > 40_000_000:
-        return [], [2352]
     batch, out_channels, size, padded = x.shape[0], weight.shape[0], x.element_size(), 8
-    workspace = size * (batch * x.shape[2] * x.shape[3] * padded + batch * rows * cols * out_channels
-                        + out_channels * kernel[0] * kernel[1] * padded) + 16
+    single = rows == cols == 1
+    if single and batch <= 64:
+        return [], []
+    if x.numel() > 40_000_000 and not single:
+        return [], [2352]
+    output = 0 if single else batch * rows * cols * out_channels
+    workspace = size * (batch * x.shape[2] * x.shape[3] * padded + output + out_channels * kernel[0] * kernel[1] * padded) + 16
     return [], [workspace]
 
+
+def _embedding_bag_outputs(outputs):
+    """CUDA's embedding bag makes its per-bag sizes and its index-to-bag map before its output (the
+    meta kernel makes its output first): its outputs in the order the GPU allocates them."""
+    output, offset2bag, bag_size, max_indices = outputs
+    return bag_size, offset2bag, output, max_indices
+
+
+# Operators whose CUDA kernels allocate their outputs in another order than the meta kernels.
+_OUTPUT_ORDER = {
+    torch.ops.aten.embedding_bag.padding_idx: _embedding_bag_outputs,
+    torch.ops.aten._embedding_bag.default: _embedding_bag_outputs,
+    torch.ops.aten._embedding_bag_forward_only.default: _embedding_bag_outputs,
+}
 
 # Operators whose CUDA kernels allocate more than their outputs: the bytes of each temporary
 # made before the outputs and after them; all are freed, in that order, before it returns.
@@ -124,7 +144,7 @@ class AllocationTrace(TorchDispatchMode):
         before, after = _TEMPORARIES[func](args) if func in _TEMPORARIES else ((), ())
         made = [self._temporary(size) for size in before]
         out = func(*args, **kwargs)
-        for tensor in tree_leaves(out):
+        for tensor in tree_leaves(_OUTPUT_ORDER[func](out) if func in _OUTPUT_ORDER else out):
             if isinstance(tensor, torch.Tensor):
                 self._count(tensor, given)
         made += [self._temporary(size) for size in after]
@@ -142,6 +162,8 @@ class AllocationTrace(TorchDispatchMode):
         if seen is not None and seen() is tensor:
             return  # an in-place operator handing back a tensor already counted
         storage = tensor.untyped_storage()
+        if storage.nbytes() == 0:
+            return  # CUDA's allocator is never asked for zero bytes
         key = storage._cdata
         if key not in self._refs:
             if key in given:

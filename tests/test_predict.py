@@ -27,7 +27,8 @@ def _snapshot(name):
 
 def _setup(run):
     return prepare(ProfileRequest(model=run["model"], budgets=tuple(run["budgets"]), attn=run["attn"],
-                                  max_items=run.get("max_items")))
+                                  max_items=run.get("max_items"), capture=run.get("capture", "plain"),
+                                  max_frames_per_batch=run.get("max_frames_per_batch", 0)))
 
 
 def _graph_pool_bytes(snapshot):
