@@ -81,8 +81,8 @@ def _patch_convolution(args) -> tuple[list[int], list[int]]:
     (32 x 32 and up) take none. A 1 x 1 output grid (one patch an image, as Kimi's MoonViT embeds
     its packed patches) is the same in NHWC as in NCHW: its workspace holds the padded input and
     weight alone, at any size from 128 patches (probed up to 262,144), and 64 patches or fewer take
-    none. Frees it on return. Found in recorded captures of SigLIP-so400m,
-    CLIP-L and Kimi-K2.5 and probed shape by shape (tools/probe_conv_workspace.py, its output in
+    none. Frees it on return. Found in recorded captures of SigLIP-so400m, CLIP-L and Kimi-K2.5
+    and probed shape by shape (tools/probe_conv_workspace.py, its output in
     tests/data/conv_workspace.h100.jsonl); other GPUs and cuDNN versions may choose other engines."""
     x, weight = args[0], args[1]
     stride = args[3] if len(args) > 3 else 1
