@@ -113,7 +113,6 @@ class KimiK25Adapter(Adapter):
     def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
         import torch
         from transformers.models.kimi_k25.modeling_kimi_k25 import get_vision_frame_index, get_vision_temporal_merge_index
-        from transformers.utils.generic import is_flash_attention_requested
         from transformers.vision_utils import (
             get_vision_cu_seqlens,
             get_vision_interpolation_indices_and_weights,
@@ -136,16 +135,11 @@ class KimiK25Adapter(Adapter):
         else:
             merge_index = merge_index.to(device)
         cu_seqlens = get_vision_cu_seqlens(grid, merge_temporal=True).to(torch.int32)
-        if is_flash_attention_requested(vision.config):  # one packed kernel, reading the segments on the device
-            sequences = {"cu_seqlens": cu_seqlens.to(device),
-                         "max_seqlen": layout.max_seqlen or int((cu_seqlens[1:] - cu_seqlens[:-1]).max())}
-        else:  # sdpa splits the batch on the host
-            sequences = {"cu_seqlens": cu_seqlens}
         return {
             "pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype)),
             "grid_thw": grid.to(device),
             "position_ids": get_vision_position_ids(grid, spatial_merge_size=1).to(device),
-            **sequences,
+            **varlen.sequences(vision.config, cu_seqlens, layout.max_seqlen, device),
             "interp_indices": indices.to(device),
             "interp_weights": weights.to(device),
             "frame_index": get_vision_frame_index(grid).to(device),

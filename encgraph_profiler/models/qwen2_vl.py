@@ -18,6 +18,7 @@ from dataclasses import replace
 from ..errors import UsageError
 from ..ladder import tokens_per_item
 from ..units import counted
+from . import varlen
 from .base import Adapter, Layout
 
 
@@ -84,17 +85,11 @@ class Qwen2VLAdapter(Adapter):
 
     def precompute(self, tower, layout: Layout, grid_thw, device) -> dict:
         import torch
-        from transformers.utils.generic import is_flash_attention_requested
         from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids
 
         cu_seqlens = get_vision_cu_seqlens(grid_thw).to(torch.int32)
-        inputs = {"position_ids": get_vision_position_ids(grid_thw, tower.spatial_merge_size).to(device)}
-        if is_flash_attention_requested(tower.config):  # one packed kernel, reading the segments on the device
-            inputs["cu_seqlens"] = cu_seqlens.to(device)
-            inputs["max_seqlen"] = layout.max_seqlen or int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
-        else:  # sdpa splits the batch on the host
-            inputs["cu_seqlens"] = cu_seqlens
-        return inputs
+        return {"position_ids": get_vision_position_ids(grid_thw, tower.spatial_merge_size).to(device),
+                **varlen.sequences(tower.config, cu_seqlens, layout.max_seqlen, device)}
 
     def forward(self, tower, inputs: dict):
         return (tower(**inputs).pooler_output,)

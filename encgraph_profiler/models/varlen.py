@@ -33,3 +33,14 @@ def use(tower) -> None:
 
     AttentionInterface.register(NAME, attention)
     tower.config._attn_implementation = NAME
+
+
+def sequences(config, cu_seqlens, longest: int, device) -> dict:
+    """The packed sequences as a tower's attention takes them: for this kernel (a "flash" name in
+    ``config``) on the device, with the longest sequence given (``longest``, or the longest there
+    is when 0); for sdpa ``cu_seqlens`` stays on the host, where it splits the batch."""
+    from transformers.utils.generic import is_flash_attention_requested
+
+    if is_flash_attention_requested(config):
+        return {"cu_seqlens": cu_seqlens.to(device), "max_seqlen": longest or int((cu_seqlens[1:] - cu_seqlens[:-1]).max())}
+    return {"cu_seqlens": cu_seqlens}
