@@ -82,12 +82,13 @@ def test_models_lists_families_and_configs_with_parameter_counts():
     data = json.loads(result.output)
     rows = data["models"]
     assert {"qwen3_5_moe", "qwen2_vl", "glm4v", "llama4", "smolvlm", "siglip"} <= {t for f in data["families"] for t in f["model_types"]}
-    assert len(rows) == 22
+    assert len(rows) == 23
     forms = {f["family"]: f["authors_own_forms"] for f in data["families"]}
     assert (forms["internvl"], forms["lfm2-vl"], forms["ernie4.5-vl"], forms["deepseek-ocr2"], forms["qwen2-vl"]) == (
         ["internvl_chat"], ["lfm2-vl"], ["ernie4_5_moe_vl"], ["deepseek_vl_v2"], [])
     assert {r["name"]: r["aliases"] for r in rows}["smolvlm2-500m"] == ["smolvlm", "smolvlm2", "smolvlm2-500m-video"]
     assert {r["name"]: r["aliases"] for r in rows}["glm-4.1v-9b"] == ["glm-4.1v", "glm4v"]
+    assert {r["name"]: r["aliases"] for r in rows}["kimi-vl-a3b"] == ["kimi-vl"]
     assert {r["name"]: r["tower_parameters"] for r in rows}["qwen2-vl-7b"] == 675_759_104
 
 

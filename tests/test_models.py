@@ -20,7 +20,7 @@ TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe"
 def test_real_models_are_bundled():
     assert bundled_names() == [
         "clip-vit-large-patch14-336", "deepseek-ocr-2", "ernie-4.5-vl-28b-a3b", "gemma-3-27b", "gemma-4-31b", "gemma-4-e4b", "glm-4.1v-9b", "glm-4.5v", "glm-4.6v", "internvl3-1b",
-        "kimi-k2.5", "lfm2-vl-1.6b", "lfm2-vl-450m", "llama-4-scout-17b-16e", "qwen2-vl-2b", "qwen2-vl-7b", "qwen2.5-vl-7b", "qwen3-vl-30b-a3b", "qwen3-vl-8b", "qwen3.5-27b",
+        "kimi-k2.5", "kimi-vl-a3b", "lfm2-vl-1.6b", "lfm2-vl-450m", "llama-4-scout-17b-16e", "qwen2-vl-2b", "qwen2-vl-7b", "qwen2.5-vl-7b", "qwen3-vl-30b-a3b", "qwen3-vl-8b", "qwen3.5-27b",
         "siglip-so400m-patch14-384", "smolvlm2-500m",
     ]
 
@@ -45,7 +45,7 @@ def test_gemma3_layout_is_vllms():
     ("Qwen3-VL-MoE", "qwen3-vl-30b-a3b"), ("Qwen3-VL-30B-A3B-Instruct", "qwen3-vl-30b-a3b"), ("GLM-4.1V", "glm-4.1v-9b"),
     ("GLM-4.1V-9B-Thinking", "glm-4.1v-9b"), ("glm4v", "glm-4.1v-9b"), ("Gemma4", "gemma-4-31b"), ("gemma-4-31B-it", "gemma-4-31b"),
     ("gemma-4-E4B-it", "gemma-4-e4b"),
-    ("Kimi", "kimi-k2.5"), ("Kimi-K2.5", "kimi-k2.5"), ("LFM2-VL", "lfm2-vl-1.6b"), ("LFM2-VL-1.6B", "lfm2-vl-1.6b"),
+    ("Kimi", "kimi-k2.5"), ("Kimi-K2.5", "kimi-k2.5"), ("Kimi-VL", "kimi-vl-a3b"), ("Kimi-VL-A3B-Instruct", "kimi-vl-a3b"), ("LFM2-VL", "lfm2-vl-1.6b"), ("LFM2-VL-1.6B", "lfm2-vl-1.6b"),
     ("LFM2-VL-450M", "lfm2-vl-450m"), ("ERNIE-4.5-VL", "ernie-4.5-vl-28b-a3b"), ("ernie4.5-vl", "ernie-4.5-vl-28b-a3b"),
     ("ERNIE-4.5-VL-28B-A3B-PT", "ernie-4.5-vl-28b-a3b"), ("ERNIE-4.5-VL-28B-A3B-Thinking", "ernie-4.5-vl-28b-a3b"),
     ("DeepSeek-OCR-2", "deepseek-ocr-2"), ("deepseek-ocr2", "deepseek-ocr-2"), ("GLM-4.6V", "glm-4.6v"), ("GLM-4.5V", "glm-4.5v"),
@@ -56,9 +56,8 @@ def test_aliases_resolve(name, expected):
 
 
 @pytest.mark.parametrize("name, repo_id", [("Step-3.7", "stepfun-ai/Step-3.7-Flash"), ("Step-3.7-Flash", "stepfun-ai/Step-3.7-Flash"),
-                                           ("Kimi-VL", "moonshotai/Kimi-VL-A3B-Instruct"),
-                                           ("Kimi-VL-A3B-Thinking", "moonshotai/Kimi-VL-A3B-Instruct")])
-def test_names_of_families_read_by_id_only_point_to_the_id(name, repo_id):
+                                           ("step3p7", "stepfun-ai/Step-3.7-Flash")])
+def test_names_of_a_family_read_by_id_only_point_to_the_id(name, repo_id):
     with pytest.raises(UsageError, match=f"no bundled config: give its Hugging Face id \\({repo_id}\\)"):
         resolve(name)
 
@@ -94,12 +93,12 @@ def test_tower_parameters_match_the_real_checkpoints(name, tower_millions):
 # blocks, plus the projector); ERNIE-4.5-VL-28B-A3B: 28 B, the language model with its text and vision experts (checked
 # in test_remote_code.py), here with the 630 M ViT and the 144 M resampler; DeepSeek-OCR 2: its published checkpoint
 # index records 6,779,249,408 bytes of bf16 weights, 3.39 B parameters; GLM-4.5V and GLM-4.6V: GLM-4.5-Air's 106 B
-# language model (106.85 B here) with the 859 M tower.
+# language model (106.85 B here) with the 859 M tower; Kimi-VL-A3B: 16 B, its 400 M MoonViT with the projector.
 @pytest.mark.parametrize("name, total_billions, tower_millions", [
     ("glm-4.1v-9b", 10.29, 892.50), ("qwen3-vl-30b-a3b", 31.07, 538.63), ("qwen3.5-27b", 27.36, 460.73),
     ("gemma-4-31b", 31.27, 575.74), ("gemma-4-e4b", 7.94, 169.33), ("kimi-k2.5", 1026.88, 471.14), ("lfm2-vl-1.6b", 1.58, 414.46),
     ("ernie-4.5-vl-28b-a3b", 29.40, 630.43), ("deepseek-ocr-2", 3.39, 454.38),
-    ("glm-4.5v", 107.71, 858.68), ("glm-4.6v", 107.71, 858.68),
+    ("glm-4.5v", 107.71, 858.68), ("glm-4.6v", 107.71, 858.68), ("kimi-vl-a3b", 16.41, 447.55),
 ])
 def test_published_configs_give_the_published_sizes(name, total_billions, tower_millions):
     facts = model_facts(resolve(name), "bfloat16")
@@ -131,6 +130,9 @@ def test_kv_bytes_per_token_from_text_config():
     assert facts.kv_bytes_per_token == 2 * 28 * 4 * 128 * 2
     assert facts.weight_bytes == facts.total_parameters * 2
     assert model_facts(resolve("siglip"), "bfloat16").kv_bytes_per_token is None
+    # Multi-head latent attention (Kimi-VL-A3B's DeepSeek-V3 language model): one 512-wide latent and
+    # one 64-wide rotary key per layer, as vLLM's MLA cache holds them.
+    assert model_facts(resolve("kimi-vl"), "bfloat16").kv_bytes_per_token == 27 * (512 + 64) * 2
 
 
 def test_hybrid_models_count_only_layers_with_a_kv_cache():

@@ -121,21 +121,21 @@ def test_kimi_vl_own_form_reads_onto_kimi_k25_classes():
     assert sorted(s for n, s in shapes.items() if "projector" in n and n.endswith("weight")) == [(32,), (48, 128), (128, 128)]
 
 
-def test_kimi_vl_moonvit_is_kimi_k25s_at_the_same_sizes(tmp_path):
-    """Kimi-VL's published MoonViT sizes (27 blocks of 1152, MLP 4304, 16 heads, patch 14, a 64 x 64
-    position table, 2 x 2 merge) build the bundled Kimi-K2.5's tower, the projector's output width
-    aside; and as many parameters as vLLM's MoonViT and projector hold (its fused wqkv here apart)."""
-    data = json.loads(TINY_KIMI_VL.read_text())
-    data["vision_config"].update(patch_size=14, init_pos_emb_height=64, init_pos_emb_width=64, num_attention_heads=16,
-                                 num_hidden_layers=27, hidden_size=1152, intermediate_size=4304)
-    data["text_config"]["hidden_size"] = 7168  # Kimi-K2.5's language model width
-    (tmp_path / "config.json").write_text(json.dumps(data))
-    shapes = _tower_shapes(str(tmp_path))
-    assert shapes == _tower_shapes(str(KIMI_K25))
-    w, mlp, layers, text = 1152, 4304, 27, 7168
+KIMI_VL = Path(__file__).parent.parent / "configs" / "kimi-vl-a3b.json"  # moonshotai/Kimi-VL-A3B-Instruct's, bundled
+
+
+def test_kimi_vl_moonvit_is_kimi_k25s_at_the_same_sizes():
+    """Kimi-VL-A3B's published MoonViT (27 blocks of 1152, MLP 4304, 16 heads, patch 14, a 64 x 64
+    position table, 2 x 2 merge) builds the bundled Kimi-K2.5's tower, the projector's output width
+    (the language model's: 2048 against 7168) aside; and as many parameters as vLLM's MoonViT and
+    projector hold (its fused wqkv here apart)."""
+    shapes, k25 = _tower_shapes(str(KIMI_VL)), _tower_shapes(str(KIMI_K25))
+    output = [name for name in shapes if name.startswith("mm_projector.out_proj")]
+    assert {n: s for n, s in shapes.items() if n not in output} == {n: s for n, s in k25.items() if n not in output}
+    w, mlp, layers, text = 1152, 4304, 27, 2048
     block = 2 * 2 * w + (3 * w * w + 3 * w) + (w * w + w) + (w * mlp + mlp) + (mlp * w + w)  # norm0/1, wqkv, wo, fc0, fc1
     vit = (3 * 14 * 14 * w + w) + 64 * 64 * w + layers * block + 2 * w  # patch embed, position table, blocks, final norm
-    projector = 2 * w + (4 * w * 4 * w + 4 * w) + (4 * w * text + text)  # pre_norm, linear_1, linear_2
+    projector = 2 * w + (4 * w * 4 * w + 4 * w) + (4 * w * text + text)  # pre_norm, linear_1, linear_2 (out_proj)
     assert sum(math.prod(s) for s in shapes.values()) == vit + projector
 
 

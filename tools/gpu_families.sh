@@ -22,10 +22,7 @@ python3 -c 'import huggingface_hub, transformers, torch; print("huggingface_hub"
 # deepseek-ai/DeepSeek-OCR-2 (DeepSeek's own deepseek_vl_v2 form) are the bundled published configs. The others
 # at sizes from transformers' config defaults: Step-3.7's (Step3p7Config) and Qwen3.5-MoE's (27 blocks of 1152);
 # deepseek-community/DeepSeek-OCR-2 in transformers' deepseek_ocr2 form: the published DeepSeek-OCR-2 config
-# as transformers saves it once read (its tower at the sizes vLLM builds). Kimi-VL-A3B in Moonshot's own kimi_vl
-# form: MoonViT at the sizes its config.json publishes (27 blocks of 1152, as transformers' Kimi_K25VisionConfig
-# defaults too), its Moonlight language model at the sizes public code transcribes (no complete published file
-# was found; only its 2048 width reaches the encoder graphs, through the projector).
+# as transformers saves it once read (its tower at the sizes vLLM builds).
 python3 - "$WORK" <<'PY'
 import json, sys
 from transformers import DeepseekOcr2Config, Qwen3_5MoeConfig, Step3p7Config
@@ -39,17 +36,6 @@ json.dump({"auto_map": {"AutoProcessor": "processing_lfm2_vl.Lfm2VlProcessor"}, 
           open(f"{work}/lfm2-vl-450m.preprocessor.json", "w"))
 json.dump(Step3p7Config().to_dict(), open(f"{work}/step-3.7.json", "w"))
 json.dump(Qwen3_5MoeConfig().to_dict(), open(f"{work}/qwen3.5-moe.json", "w"))
-json.dump({"architectures": ["KimiVLForConditionalGeneration"], "model_type": "kimi_vl", "media_placeholder_token_id": 163605,
-           "vision_config": {"model_type": "moonvit", "patch_size": 14, "init_pos_emb_height": 64, "init_pos_emb_width": 64,
-                             "num_attention_heads": 16, "num_hidden_layers": 27, "hidden_size": 1152, "intermediate_size": 4304,
-                             "merge_kernel_size": [2, 2]},
-           "text_config": {"model_type": "deepseek_v3", "vocab_size": 163840, "hidden_size": 2048, "intermediate_size": 11264,
-                           "moe_intermediate_size": 1408, "num_hidden_layers": 27, "num_attention_heads": 16,
-                           "num_key_value_heads": 16, "n_shared_experts": 2, "n_routed_experts": 64, "num_experts_per_tok": 6,
-                           "first_k_dense_replace": 1, "moe_layer_freq": 1, "n_group": 1, "topk_group": 1, "kv_lora_rank": 512,
-                           "q_lora_rank": None, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128,
-                           "max_position_embeddings": 131072, "rope_theta": 800000.0, "tie_word_embeddings": False}},
-          open(f"{work}/kimi-vl-a3b.json", "w"))
 # DeepSeek-OCR-2's published config, as transformers saves it in its own deepseek_ocr2 form.
 native = native_config(json.load(open("configs/deepseek-ocr-2.json")), "deepseek-ocr-2")
 json.dump(DeepseekOcr2Config(**{k: v for k, v in native.items() if k != "model_type"}).to_dict(),
@@ -69,7 +55,7 @@ models = {  # id: {file in the repository: its source here}
     "OpenGVLab/InternVL3-1B": {"config.json": "configs/internvl3-1b.json"},
     "baidu/ERNIE-4.5-VL-28B-A3B-PT": {"config.json": "configs/ernie-4.5-vl-28b-a3b.json"},
     "moonshotai/Kimi-K2.5": {"config.json": "configs/kimi-k2.5.json"},
-    "moonshotai/Kimi-VL-A3B-Instruct": {"config.json": work / "kimi-vl-a3b.json"},
+    "moonshotai/Kimi-VL-A3B-Instruct": {"config.json": "configs/kimi-vl-a3b.json"},
     "LiquidAI/LFM2-VL-1.6B": {"config.json": "configs/lfm2-vl-1.6b.json",
                               "preprocessor_config.json": "tests/data/published/lfm2-vl-1.6b.preprocessor_config.json"},
     "LiquidAI/LFM2-VL-450M": {"config.json": "configs/lfm2-vl-450m.json", "preprocessor_config.json": work / "lfm2-vl-450m.preprocessor.json"},
@@ -107,7 +93,7 @@ for id in ${IDS:-$ALL}; do
   echo "$id predicted rc=$?"
 done
 case " ${IDS:-$ALL} " in *" meta-llama/"*) python3 tools/bare_ladder.py configs/llama-4-scout-17b-16e.json $LADDER | tee "$OUT/llama4-bare.txt";; esac
-case " ${IDS:-$ALL} " in *" moonshotai/Kimi-VL-A3B-Instruct "*) python3 tools/bare_ladder.py "$WORK/kimi-vl-a3b.json" $LADDER varlen | tee "$OUT/kimi-vl-bare.txt";; esac
+case " ${IDS:-$ALL} " in *" moonshotai/Kimi-VL-A3B-Instruct "*) python3 tools/bare_ladder.py configs/kimi-vl-a3b.json $LADDER varlen | tee "$OUT/kimi-vl-bare.txt";; esac
 
 python3 - "$OUT" <<'PY'
 import json, sys

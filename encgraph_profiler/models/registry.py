@@ -72,6 +72,7 @@ ALIASES = {
     "gemma4": "gemma-4-31b",
     "gemma-4": "gemma-4-31b",
     "kimi": "kimi-k2.5",
+    "kimi-vl": "kimi-vl-a3b",
     "lfm2-vl": "lfm2-vl-1.6b",
     "ernie-4.5-vl": "ernie-4.5-vl-28b-a3b",
     "ernie4.5-vl": "ernie-4.5-vl-28b-a3b",
@@ -89,14 +90,12 @@ ALIASES = {
     "internvl3": "internvl3-1b",
 }
 DEFAULT_MODEL = "qwen2-vl-7b"
-# Families read by Hugging Face id or from a local folder only: no complete published config.json
-# was available to bundle. Their names point there instead of to a bundled config.
+# A family read by Hugging Face id or from a local folder only: no complete published config.json
+# was available to bundle. Its names point there instead of to a bundled config.
 BY_ID_ONLY = {
     "step-3.7": "stepfun-ai/Step-3.7-Flash",
     "step-3.7-flash": "stepfun-ai/Step-3.7-Flash",
     "step3p7": "stepfun-ai/Step-3.7-Flash",
-    "kimi-vl": "moonshotai/Kimi-VL-A3B-Instruct",
-    "kimi-vl-a3b": "moonshotai/Kimi-VL-A3B-Instruct",
 }
 
 # Model types transformers ships whose encoder graphs encgraph cannot lay out as an engine does.
