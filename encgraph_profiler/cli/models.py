@@ -31,7 +31,7 @@ def models(
     tiny: Annotated[bool, typer.Option("--tiny", help="Also list the tiny test configs.")] = False,
 ) -> None:
     """List the model families encgraph profiles, and the bundled configs with their aliases."""
-    from ..models.registry import ADAPTERS, ALIASES, bundled_names, bundled_parameters, resolve
+    from ..models.registry import ADAPTERS, ALIASES, BY_ID_ONLY, bundled_names, bundled_parameters, resolve
     from ..models.remote_code import own_forms
 
     counts = bundled_parameters()
@@ -48,7 +48,8 @@ def models(
             **counts[name],
         })
     if output_format is Format.json:
-        out.print(json.dumps({"families": families, "models": rows}, indent=2), markup=False, highlight=False, soft_wrap=True)
+        out.print(json.dumps({"families": families, "models": rows, "by_id_only": BY_ID_ONLY}, indent=2),
+                  markup=False, highlight=False, soft_wrap=True)
         return
     kinds = Table(title="Families (any config.json or Hugging Face id of these model types)")
     for name in ("family", "model_type", "resolution"):
@@ -64,3 +65,7 @@ def models(
         total = "encoder only" if r["total_parameters"] is None else f"{r['total_parameters'] / 1e9:.2f} B"
         table.add_row(r["name"], r["family"], ", ".join(r["aliases"]), f"{r['tower_parameters'] / 1e6:.2f} M", total)
     out.print(table)
+    for repo_id in sorted(set(BY_ID_ONLY.values())):
+        names = ", ".join(name for name, target in BY_ID_ONLY.items() if target == repo_id)
+        out.print(f"No bundled config for {names}: give its Hugging Face id ({repo_id}) or a local model folder.",
+                  markup=False, highlight=False)
