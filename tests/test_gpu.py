@@ -44,10 +44,11 @@ def test_replay_equals_eager_for_every_family(model):
 
 @pytest.mark.parametrize("model, budgets, graphs", [
     ("tiny-step3p7", (81, 162), [("global", 64), ("global", 128), ("global", 162), ("local", 81), ("local", 162)]),
+    ("tiny-step3-vl", (81, 162), [("global", 64), ("global", 128), ("global", 162), ("local", 81), ("local", 162)]),
     ("tiny-deepseek-ocr2", (256, 512), [("global", 256), ("global", 512), ("local", 144), ("local", 288), ("local", 512)]),
 ])
 def test_two_path_family_captures_both_paths_and_replays(model, budgets, graphs):
-    """Step-3.7, DeepSeek-OCR 2: each path's ladder in one pool, every graph replaying as eager."""
+    """Step-3.7, Step3-VL, DeepSeek-OCR 2: each path's ladder in one pool, every graph replaying as eager."""
     report = _profile(model, budgets)
     assert [(b.path, b.budget) for b in report.budgets] == graphs
     assert [b.replay_matches_eager for b in report.budgets] == [True] * len(graphs)

@@ -56,7 +56,8 @@ def test_aliases_resolve(name, expected):
 
 
 @pytest.mark.parametrize("name, repo_id", [("Step-3.7", "stepfun-ai/Step-3.7-Flash"), ("Step-3.7-Flash", "stepfun-ai/Step-3.7-Flash"),
-                                           ("step3p7", "stepfun-ai/Step-3.7-Flash")])
+                                           ("step3p7", "stepfun-ai/Step-3.7-Flash"), ("Step3-VL", "stepfun-ai/Step3-VL-10B"),
+                                           ("Step3-VL-10B", "stepfun-ai/Step3-VL-10B")])
 def test_names_of_a_family_read_by_id_only_point_to_the_id(name, repo_id):
     with pytest.raises(UsageError, match=f"no bundled config: give its Hugging Face id \\({repo_id}\\)"):
         resolve(name)
@@ -448,6 +449,20 @@ def test_step3p7_lays_out_two_paths_as_vllm_does():
     assert local.meaning == "1,024 tokens = 12 local crops of 504x504 px, 15,552 ViT patches downsampled to 81 tokens each"
     with pytest.raises(UsageError, match="largest budget, 168, is below one step3p7 global item"):
         adapter.graph_layouts(config, (64, 168), 8)
+
+
+def test_step3_vl_lays_out_its_graphs_as_step37():
+    """vLLM's Step3-VL-10B (step_vl.py) builds on step3_vl.py, as Step-3.7 does: the same two paths,
+    ladders and items for the same vision sizes."""
+    step3_vl, step37 = resolve("tiny-step3-vl"), resolve("tiny-step3p7")
+
+    def graphs(spec):
+        config = spec.adapter.tower_config(spec.config)
+        return [(g.path, g.budget, g.items, g.tokens, g.input_patches, g.meaning)
+                for g in spec.adapter.graph_layouts(config, (81, 162, 1024), 4)]
+
+    assert graphs(step3_vl) == graphs(step37)
+    assert [g[:3] for g in graphs(step3_vl)][:2] == [("global", 64, 1), ("global", 128, 2)]
 
 
 def _tower_and_model(name):

@@ -70,7 +70,7 @@ def test_internvl_chat_builds_the_tower_of_opengvlabs_own_conversion():
     (lambda d: d.pop("llm_config"), "needs vision_config and llm_config"),
     (lambda d: d.update(model_type="deepseek_vl_v2"), "deepseek_vl_v2 config for their own code"),
     (lambda d: d.update(model_type="minicpmv"), "minicpmv config for their own code"),
-    (lambda d: d.update(model_type="step3_vl"), "Step-3.7, model_type step3p7, is"),
+    (lambda d: d.update(model_type="step3_vl"), "Step3-VL-10B, model_type step_robotics, and Step-3.7, model_type step3p7, are"),
     (lambda d: d.update(model_type="minicpmv4_6"), "MiniCPM-V 4.6 has no resampler"),
     (lambda d: d.update(model_type="minicpmv4_7"), "MiniCPM-V 4.7 has no resampler"),
     (lambda d: d.update(model_type="minicpm_ocr"), "MiniCPM-OCR has no resampler"),
@@ -281,6 +281,38 @@ def test_deepseek_ocr2_own_form_builds_the_tower_vllm_builds_whatever_its_vision
 ])
 def test_deepseek_ocr2_own_form_that_cannot_be_built_is_refused(tmp_path, change, message):
     _assert_refused_in_one_line(tmp_path, DEEPSEEK_OCR2, change, message)
+
+
+TINY_STEP3_VL = Path(__file__).parent.parent / "configs" / "tiny" / "tiny-step3-vl.json"  # StepFun's step_robotics form
+
+
+def test_step3_vl_builds_step37s_tower_before_a_qwen3_language_model():
+    """Step3-VL-10B's own step_robotics form (a Perception Encoder sized by width, layers, heads and
+    mlp_ratio; a Qwen3 text config): at Step-3.7's sizes it builds Step-3.7's tower, weight for weight
+    in shape; the whole model adds transformers' Qwen3 language model; the KV cache is Qwen3's."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    spec = resolve(str(TINY_STEP3_VL))
+    assert spec.adapter.family == "step3-vl"
+    assert _tower_shapes(str(TINY_STEP3_VL)) == _tower_shapes("tiny-step3p7")
+    text = json.loads(TINY_STEP3_VL.read_text())["text_config"]
+    with torch.device("meta"):
+        language = sum(p.numel() for p in Qwen3ForCausalLM(Qwen3Config(**text)).parameters())
+    facts = model_facts(spec, "bfloat16")
+    assert facts.total_parameters == facts.tower_parameters + language
+    assert facts.kv_bytes_per_token == 2 * 2 * 2 * 16 * 2  # 2 layers of 2 KV heads of 16, keys and values, bf16
+    assert facts.max_position_embeddings == 4096
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["vision_config"].update(use_ln_post=True), "vision_config use_ln_post True is built only by the authors' own code"),
+    (lambda d: d["vision_config"].update(use_abs_posemb=False), "vision_config use_abs_posemb False is built only by"),
+    (lambda d: d["vision_config"].update(ues_cls_token=True), "vision_config ues_cls_token True is built only by"),
+    (lambda d: d["text_config"].update(model_type="step3p5"), "needs a Qwen3 text_config \\(Step3-VL-10B's\\); got 'step3p5'"),
+    (lambda d: d.pop("text_config"), "needs a Qwen3 text_config \\(Step3-VL-10B's\\); got none"),
+])
+def test_step3_vl_forms_it_cannot_build_are_refused_in_one_line(tmp_path, change, message):
+    _assert_refused_in_one_line(tmp_path, TINY_STEP3_VL, change, message)
 
 
 def test_step3p7_in_stepfuns_own_spelling_builds_what_transformers_spelling_does(tmp_path):

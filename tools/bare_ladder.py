@@ -2,7 +2,8 @@
 
 Written against torch and transformers only (no encgraph code): build the Qwen2-VL tower, Gemma 3's
 SigLIP and projector, Llama 4's vision model and projector, Kimi-VL's MoonViT and projector (in Moonshot's
-own kimi_vl form, built with transformers' Kimi-K2.5 classes), Step-3.7's vision model and projector or
+own kimi_vl form, built with transformers' Kimi-K2.5 classes), Step-3.7's vision model and projector (also
+Step3-VL-10B's, from StepFun's own step_robotics form) or
 DeepSeek-OCR 2's SAM, Qwen2 encoder and projector (these two on vLLM's two paths, each with its own
 ladder), from a config, allocate every budget's inputs (vLLM's layouts) and
 warm each up on the capture stream, then synchronize + empty_cache and measure the whole ladder
@@ -16,6 +17,7 @@ the baseline is taken.
     python tools/bare_ladder.py configs/qwen2-vl-7b.json 1024,2048,4096,8192 varlen > bare.json
     python tools/bare_ladder.py configs/kimi-vl-a3b.json 1024,2048,4096,8192 varlen > bare.json  # Moonshot's kimi_vl form
     python tools/bare_ladder.py step3p7.json 1024,2048,4096,8192 > bare.json  # Step3p7Config().to_dict()
+    python tools/bare_ladder.py step3-vl-10b.json 1024,2048,4096,8192 > bare.json  # StepFun's step_robotics form
     python tools/bare_ladder.py deepseek-ocr-2.json 1024,2048,4096,8192 > bare.json  # transformers' deepseek_ocr2 form
 
 With ``varlen`` (Qwen2-VL, Kimi-VL), attention is ATen's flash kernel over the packed images, called
@@ -169,14 +171,14 @@ def path_ladder(smallest, largest):
 
 
 def step3p7(data, budgets, items, gen):
-    """Step-3.7 as vLLM's encoder graph manager captures it: a global path of min(B // 169, k) images
-    of 728 px and a local path of B // 81 crops of 504 px, each path's budgets running from one of
-    its items, doubling, up to the largest budget, plus the largest; global first, largest first."""
-    config = Step3p7Config(**data)
-    v = config.vision_config
+    """Step-3.7 (and Step3-VL-10B, whose vision model and projector are Step-3.7's) as vLLM's encoder
+    graph manager captures it: a global path of min(B // 169, k) images of 728 px and a local path of
+    B // 81 crops of 504 px, each path's budgets running from one of its items, doubling, up to the
+    largest budget, plus the largest; global first, largest first."""
+    v = Step3p7Config(vision_config=data["vision_config"]).vision_config
     with torch.device("cuda"):
         vision = Step3p7VisionModel._from_config(v, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
-        projector = torch.nn.Linear(v.hidden_size * 4, config.text_config.hidden_size, bias=config.projector_bias,
+        projector = torch.nn.Linear(v.hidden_size * 4, data["text_config"]["hidden_size"], bias=data.get("projector_bias", False),
                                     dtype=torch.bfloat16).eval()
     rotary = Step3p7VisionRotaryEmbedding(v)
 
@@ -268,7 +270,7 @@ def main(config_path, budget_text, attn="sdpa", warmup=2):
     budgets = sorted((int(b) for b in budget_text.split(",")), reverse=True)
     items = max(1, min(budgets[0] // 64, budgets[-1]))
     data = json.load(open(config_path))
-    build = {"qwen2_vl": qwen2_vl, "gemma3": gemma3, "llama4": llama4, "kimi_vl": kimi_vl, "step3p7": step3p7,
+    build = {"qwen2_vl": qwen2_vl, "gemma3": gemma3, "llama4": llama4, "kimi_vl": kimi_vl, "step3p7": step3p7, "step_robotics": step3p7,
              "deepseek_ocr2": deepseek_ocr2}[data.pop("model_type")]
     extra = {"attn": attn} if attn != "sdpa" else {}
     forward, runs, items = build(data, budgets, items, torch.Generator().manual_seed(0), **extra)

@@ -2,7 +2,7 @@
 # Model reach on a CUDA machine, for the families added last: each by its Hugging Face id from a
 # pre-filled cache with HF_HUB_OFFLINE=1, then from a local model folder holding the same files
 # (two runs in a row: their pools must be identical), and `encgraph predict` of the same folder;
-# the independent ladder measurement for Llama 4 and Kimi-VL; the whole test suite on this machine's
+# the independent ladder measurement for Llama 4, Kimi-VL and Step3-VL-10B; the whole test suite on this machine's
 # transformers. Reports and logs go to $OUT.
 # IDS picks some of the ids below (default: all).
 #   OUT=/tmp/out bash tools/gpu_families.sh
@@ -23,6 +23,8 @@ python3 -c 'import huggingface_hub, transformers, torch; print("huggingface_hub"
 # at sizes from transformers' config defaults: Step-3.7's (Step3p7Config) and Qwen3.5-MoE's (27 blocks of 1152);
 # deepseek-community/DeepSeek-OCR-2 in transformers' deepseek_ocr2 form: the published DeepSeek-OCR-2 config
 # as transformers saves it once read (its tower at the sizes vLLM builds).
+# Step3-VL-10B in StepFun's own step_robotics form: its vision at its config class's defaults (the published
+# sizes a public GGUF converter checks: 1536 wide, 47 layers, 728 px, projector stride 2) before Qwen3-8B's sizes.
 python3 - "$WORK" <<'PY'
 import json, sys
 from transformers import DeepseekOcr2Config, Qwen3_5MoeConfig, Step3p7Config
@@ -36,6 +38,15 @@ json.dump({"auto_map": {"AutoProcessor": "processing_lfm2_vl.Lfm2VlProcessor"}, 
           open(f"{work}/lfm2-vl-450m.preprocessor.json", "w"))
 json.dump(Step3p7Config().to_dict(), open(f"{work}/step-3.7.json", "w"))
 json.dump(Qwen3_5MoeConfig().to_dict(), open(f"{work}/qwen3.5-moe.json", "w"))
+json.dump({"architectures": ["StepVLForConditionalGeneration"], "model_type": "step_robotics", "understand_projector_stride": 2,
+           "projector_bias": False, "image_token_id": 151679,
+           "vision_config": {"width": 1536, "layers": 47, "heads": 16, "num_channels": 3, "image_size": 728, "mlp_ratio": 8960 / 1536,
+                             "patch_size": 14, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5, "ues_cls_token": False,
+                             "use_ln_pre": True, "use_ln_post": False, "use_abs_posemb": True, "use_rope2d": True, "ls_init_value": 0.1},
+           "text_config": {"model_type": "qwen3", "vocab_size": 151936, "hidden_size": 4096, "intermediate_size": 12288,
+                           "num_hidden_layers": 36, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
+                           "max_position_embeddings": 40960, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": False}},
+          open(f"{work}/step3-vl-10b.json", "w"))
 # DeepSeek-OCR-2's published config, as transformers saves it in its own deepseek_ocr2 form.
 native = native_config(json.load(open("configs/deepseek-ocr-2.json")), "deepseek-ocr-2")
 json.dump(DeepseekOcr2Config(**{k: v for k, v in native.items() if k != "model_type"}).to_dict(),
@@ -62,6 +73,7 @@ models = {  # id: {file in the repository: its source here}
     "google/gemma-4-E4B-it": {"config.json": "configs/gemma-4-e4b.json", "processor_config.json": "tests/data/published/gemma-4-it.processor_config.json"},
     "google/gemma-4-31B-it": {"config.json": "configs/gemma-4-31b.json", "processor_config.json": "tests/data/published/gemma-4-it.processor_config.json"},
     "stepfun-ai/Step-3.7-Flash": {"config.json": work / "step-3.7.json"},
+    "stepfun-ai/Step3-VL-10B": {"config.json": work / "step3-vl-10b.json"},
     "deepseek-community/DeepSeek-OCR-2": {"config.json": work / "deepseek-ocr-2.json"},
     "deepseek-ai/DeepSeek-OCR-2": {"config.json": "configs/deepseek-ocr-2.json"},
     "Qwen/Qwen3.5-27B": {"config.json": "configs/qwen3.5-27b.json"},
@@ -82,7 +94,7 @@ for repo_id, files in models.items():
         (local / name).write_bytes(data)
 PY
 
-ALL="meta-llama/Llama-4-Scout-17B-16E-Instruct HuggingFaceTB/SmolVLM2-500M-Video-Instruct zai-org/GLM-4.1V-9B-Thinking zai-org/GLM-4.5V zai-org/GLM-4.6V OpenGVLab/InternVL3-1B baidu/ERNIE-4.5-VL-28B-A3B-PT moonshotai/Kimi-K2.5 moonshotai/Kimi-VL-A3B-Instruct LiquidAI/LFM2-VL-1.6B LiquidAI/LFM2-VL-450M google/gemma-4-E4B-it google/gemma-4-31B-it stepfun-ai/Step-3.7-Flash deepseek-community/DeepSeek-OCR-2 deepseek-ai/DeepSeek-OCR-2 Qwen/Qwen3.5-27B Qwen/Qwen3.5-35B-A3B Qwen/Qwen3-VL-30B-A3B-Instruct"
+ALL="meta-llama/Llama-4-Scout-17B-16E-Instruct HuggingFaceTB/SmolVLM2-500M-Video-Instruct zai-org/GLM-4.1V-9B-Thinking zai-org/GLM-4.5V zai-org/GLM-4.6V OpenGVLab/InternVL3-1B baidu/ERNIE-4.5-VL-28B-A3B-PT moonshotai/Kimi-K2.5 moonshotai/Kimi-VL-A3B-Instruct LiquidAI/LFM2-VL-1.6B LiquidAI/LFM2-VL-450M google/gemma-4-E4B-it google/gemma-4-31B-it stepfun-ai/Step-3.7-Flash stepfun-ai/Step3-VL-10B deepseek-community/DeepSeek-OCR-2 deepseek-ai/DeepSeek-OCR-2 Qwen/Qwen3.5-27B Qwen/Qwen3.5-35B-A3B Qwen/Qwen3-VL-30B-A3B-Instruct"
 for id in ${IDS:-$ALL}; do
   name=${id//\//--}
   HF_HOME=$WORK/hf HF_HUB_OFFLINE=1 python3 cli.py profile --model "$id" --budgets $LADDER --json "$OUT/$name.hf-id.json" >"$OUT/$name.hf-id.log" 2>&1
@@ -93,6 +105,7 @@ for id in ${IDS:-$ALL}; do
   echo "$id predicted rc=$?"
 done
 case " ${IDS:-$ALL} " in *" meta-llama/"*) python3 tools/bare_ladder.py configs/llama-4-scout-17b-16e.json $LADDER | tee "$OUT/llama4-bare.txt";; esac
+case " ${IDS:-$ALL} " in *" stepfun-ai/Step3-VL-10B "*) python3 tools/bare_ladder.py "$WORK/step3-vl-10b.json" $LADDER | tee "$OUT/step3-vl-bare.txt";; esac
 case " ${IDS:-$ALL} " in *" moonshotai/Kimi-VL-A3B-Instruct "*) python3 tools/bare_ladder.py configs/kimi-vl-a3b.json $LADDER varlen | tee "$OUT/kimi-vl-bare.txt";; esac
 
 python3 - "$OUT" <<'PY'

@@ -29,7 +29,7 @@ from .remote_code import native_config
 from .qwen3_5 import Qwen3_5Adapter, Qwen3_5MoeAdapter, Qwen3VLMoeAdapter
 from .qwen3_vl import Qwen3VLAdapter
 from .siglip import SiglipAdapter
-from .step3p7 import Step3p7Adapter
+from .step3p7 import Step3p7Adapter, Step3VLAdapter
 
 ADAPTERS: tuple[Adapter, ...] = (
     Qwen2VLAdapter(),
@@ -50,6 +50,7 @@ ADAPTERS: tuple[Adapter, ...] = (
     Llama4Adapter(),
     Lfm2VlAdapter(),
     Step3p7Adapter(),
+    Step3VLAdapter(),
     DeepseekOcr2Adapter(),
     Idefics3Adapter(),
     SmolVLMAdapter(),
@@ -90,12 +91,14 @@ ALIASES = {
     "internvl3": "internvl3-1b",
 }
 DEFAULT_MODEL = "qwen2-vl-7b"
-# A family read by Hugging Face id or from a local folder only: no complete published config.json
-# was available to bundle. Its names point there instead of to a bundled config.
+# Families read by Hugging Face id or from a local folder only: no complete published config.json
+# was available to bundle. Their names point there instead of to a bundled config.
 BY_ID_ONLY = {
     "step-3.7": "stepfun-ai/Step-3.7-Flash",
     "step-3.7-flash": "stepfun-ai/Step-3.7-Flash",
     "step3p7": "stepfun-ai/Step-3.7-Flash",
+    "step3-vl": "stepfun-ai/Step3-VL-10B",
+    "step3-vl-10b": "stepfun-ai/Step3-VL-10B",
 }
 
 # Model types transformers ships whose encoder graphs encgraph cannot lay out as an engine does.

@@ -266,8 +266,9 @@ _MAPPED = {
 _REFUSED = {
     "minicpmv": "MiniCPM-V 2.5 to 4.5 publish a minicpmv config for their own code (a ViT and a resampler), which encgraph "
                 "does not run and transformers has no class for; this family is not supported yet",
-    "step3_vl": "Step3-VL publishes a step3_vl config for its own code, which encgraph does not run and transformers has no "
-                "class for; this family is not supported yet (Step-3.7, model_type step3p7, is)",
+    "step3_vl": "Step3 publishes a step3_vl config for its own code (its own ViT), which encgraph does not run and "
+                "transformers has no class for; this model is not supported yet (Step3-VL-10B, model_type step_robotics, "
+                "and Step-3.7, model_type step3p7, are)",
 }
 
 

@@ -1,7 +1,7 @@
-"""Step-3.7 (transformers' ``step3p7``): a ViT with 2-D rotary attention whose two stride-2
-convolutions shrink each image's patch grid fourfold per side, then the projector. vLLM captures it
-with Step3-VL's encoder-graph paths (step3p7.py builds on step3_vl.py), two sets of budget graphs
-in the one pool:
+"""Step-3.7 (transformers' ``step3p7``) and Step3-VL-10B (below): a ViT with 2-D rotary attention
+whose two stride-2 convolutions shrink each image's patch grid fourfold per side, then the
+projector. vLLM captures both with Step3-VL's encoder-graph paths (step3p7.py and step_vl.py build on
+step3_vl.py), two sets of budget graphs in the one pool:
 
 - ``global``: min(B // g, k) whole images of image_size px (728), g the tokens one image makes
   (169: a 52 x 52 patch grid, 26 x 26, then 13 x 13);
@@ -17,6 +17,9 @@ computed outside the graph.
 
 from __future__ import annotations
 
+from typing import Any
+
+from ..errors import UsageError
 from .base import Layout
 from .two_path import TwoPathAdapter
 
@@ -95,3 +98,68 @@ class Step3p7Adapter(TwoPathAdapter):
     def reference_forward(self, tower, inputs: dict):
         """Step3p7Model.get_image_features' path: the vision model as transformers runs it."""
         return (tower.multi_modal_projector(tower.vision_model(inputs["pixel_values"]).last_hidden_state),)
+
+
+# Step3-VL's vision settings that transformers' Step-3.7 vision model is built with, and the value
+# it has for each: no class token, a layer norm before the blocks and none after them, a learned
+# absolute position table and 2-D rotary attention. (StepFun's config class spells the class
+# token's flag "ues_cls_token"; vLLM's Perception Encoder reads "use_cls_token".)
+_STEP3_VL_BUILT = {"ues_cls_token": False, "use_cls_token": False, "use_ln_pre": True, "use_ln_post": False,
+                   "use_abs_posemb": True, "use_rope2d": True}
+
+
+def _step3_vl_model():
+    """Step3-VL's whole model for parameter counts: Step-3.7's vision model and projector before a
+    Qwen3 language model (defined lazily: it needs torch)."""
+    import torch
+    from transformers import Qwen3ForCausalLM
+
+    tower = _tower_module()
+
+    class Step3VLModel(torch.nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.tower = tower(config, torch.bfloat16, "sdpa")
+            self.language_model = Qwen3ForCausalLM._from_config(config.text_config)
+
+        @classmethod
+        def _from_config(cls, config):
+            return cls(config)
+
+    return Step3VLModel
+
+
+class Step3VLAdapter(Step3p7Adapter):
+    """Step3-VL-10B in StepFun's own ``step_robotics`` form (for its own code; vLLM's step_vl.py):
+    Step-3.7's vision model and projector (a Perception Encoder sized by width, layers and heads,
+    the same two stride-2 convolutions, a linear projector) before a Qwen3 language model. vLLM's
+    StepVLForConditionalGeneration builds on step3_vl.py, so its graphs take the same two paths
+    as Step-3.7's. transformers has no class for the whole model: the tower is built with its
+    Step-3.7 classes, and the language model, for parameter counts and the KV cache, with Qwen3's."""
+
+    family = "step3-vl"
+    model_types = ("step_robotics",)
+    model_class_name = ""
+
+    def check_config(self, data: dict[str, Any], source: str) -> None:
+        super().check_config(data, source)
+        vision = data["vision_config"]
+        for flag, built in _STEP3_VL_BUILT.items():
+            if vision.get(flag, built) != built:
+                raise UsageError(f"{source}: vision_config {flag} {vision[flag]!r} is built only by the authors' own code; "
+                                 f"transformers' Step-3.7 vision model, which encgraph builds, has {flag} {built}")
+        text = data.get("text_config")
+        if not isinstance(text, dict) or text.get("model_type", "qwen3") != "qwen3":
+            kind = text.get("model_type") if isinstance(text, dict) else None
+            raise UsageError(f"{source}: a step_robotics config needs a Qwen3 text_config (Step3-VL-10B's); "
+                             f"got {'none' if kind is None else repr(kind)}")
+
+    def full_config(self, data: dict[str, Any]):
+        from transformers import Qwen3Config
+
+        config = super().full_config({**data, "text_config": None})
+        config.text_config = Qwen3Config(**{k: v for k, v in data["text_config"].items() if k != "model_type"})
+        return config
+
+    def full_model_class(self):
+        return _step3_vl_model()
