@@ -315,6 +315,15 @@ def test_step3_vl_forms_it_cannot_build_are_refused_in_one_line(tmp_path, change
     _assert_refused_in_one_line(tmp_path, TINY_STEP3_VL, change, message)
 
 
+def test_step3_vl_text_config_qwen3_cannot_read_is_refused_in_one_line(tmp_path):
+    data = json.loads(TINY_STEP3_VL.read_text())
+    data["text_config"]["num_attention_heads"] = "x"
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    spec = resolve(str(tmp_path))
+    with pytest.raises(UsageError, match="^transformers cannot read this step3-vl config: [^\\n]*$"):
+        model_facts(spec, "bfloat16")
+
+
 def test_step3p7_in_stepfuns_own_spelling_builds_what_transformers_spelling_does(tmp_path):
     """stepfun-ai/Step-3.7-Flash publishes its config in StepFun's own spelling, which transformers reads
     as step3p7 itself (no mapping here): a perception_encoder vision config sized by width, layers, heads

@@ -103,11 +103,15 @@ class Adapter:
 
     def full_config(self, data: dict[str, Any]):
         """The transformers config object of the whole model, from a config.json dict."""
+        data = {k: v for k, v in self.upgrade_config(data).items() if k not in ("model_type", "preprocessor_config")}
+        return self.read_config(self.config_class(), data)
+
+    def read_config(self, config_class, data: dict[str, Any]):
+        """``config_class(**data)``, a config transformers refuses reported in one line."""
         from huggingface_hub.errors import StrictDataclassError  # a field of the wrong type
 
-        data = {k: v for k, v in self.upgrade_config(data).items() if k not in ("model_type", "preprocessor_config")}
         try:
-            return self.config_class()(**data)
+            return config_class(**data)
         except (TypeError, ValueError, KeyError, AttributeError, StrictDataclassError) as err:
             raise UsageError(f"transformers cannot read this {self.family} config: {str(err).splitlines()[0]}") from None
 

@@ -158,7 +158,7 @@ class Step3VLAdapter(Step3p7Adapter):
         from transformers import Qwen3Config
 
         config = super().full_config({**data, "text_config": None})
-        config.text_config = Qwen3Config(**{k: v for k, v in data["text_config"].items() if k != "model_type"})
+        config.text_config = self.read_config(Qwen3Config, {k: v for k, v in data["text_config"].items() if k != "model_type"})
         return config
 
     def full_model_class(self):
