@@ -151,6 +151,7 @@ CASES = [
     ([*PROFILE, "--baseline", "{negative}"], 5, "cannot be negative"),
     ([*PROFILE, "--baseline", "{good}"], 5, "was made with other settings"),
     (["profile", "--model", "qwen9-vl"], 2, "unknown model 'qwen9-vl'"),
+    (["profile", "--model", "MiniCPM-V-2_6"], 2, "MiniCPM-V-2_6 (minicpmv) is not supported: MiniCPM-V 2.5 to 4.5 publish"),
     (["profile", "--model", "{deptext}", "--budgets", "64"], 2, "vision_config.depth is '32'; it must be a whole number above 0"),
     (["profile", "--model", "{zerowidth}", "--budgets", "64"], 2, "vision_config.embed_dim is 0"),
     (["profile", "--model", "{nodepth}", "--budgets", "64"], 2, "vision_config lacks depth, embed_dim"),

@@ -91,8 +91,13 @@ def test_models_lists_families_and_configs_with_parameter_counts():
     assert {r["name"]: r["aliases"] for r in rows}["kimi-vl-a3b"] == ["kimi-vl"]
     assert {r["name"]: r["tower_parameters"] for r in rows}["qwen2-vl-7b"] == 675_759_104
     assert data["by_id_only"]["step-3.7"] == "stepfun-ai/Step-3.7-Flash"
+    refused = {r["model_type"]: r for r in data["refused"]}
+    assert set(refused) == {"minicpmv", "minicpmv4_6", "minicpmv4_7", "minicpm_ocr", "step3_vl", "deepseek_vl_v2"}
+    assert "deepseek-vl2" in refused["deepseek_vl_v2"]["names"] and "resampler" in refused["minicpmv"]["reason"]
     table = run("models").output
     assert "No bundled config for step-3.7, step-3.7-flash, step3p7: give its Hugging Face id (stepfun-ai/Step-3.7-Flash)" in " ".join(table.split())
+    assert "Not supported, each refused with its reason" in " ".join(table.split())
+    assert "step3_vl (step3)" in " ".join(table.split())
 
 
 def test_check_exit_codes(recorded_report_path, recorded_report_data, tmp_path):

@@ -8,7 +8,7 @@ import torch
 
 from encgraph_profiler.errors import UsageError
 from encgraph_profiler.models.facts import model_facts
-from encgraph_profiler.models.registry import bundled_names, resolve
+from encgraph_profiler.models.registry import REFUSED_NAMES, bundled_names, refusals, resolve
 
 PUBLISHED = Path(__file__).parent / "data" / "published"  # files as model repositories publish them
 TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe", "tiny-qwen3.5", "tiny-qwen3.5-moe",
@@ -61,6 +61,24 @@ def test_aliases_resolve(name, expected):
 def test_names_of_a_family_read_by_id_only_point_to_the_id(name, repo_id):
     with pytest.raises(UsageError, match=f"no bundled config: give its Hugging Face id \\({repo_id}\\)"):
         resolve(name)
+
+
+@pytest.mark.parametrize("name, model_type, reason", [
+    ("MiniCPM-V", "minicpmv", "a ViT and a resampler"), ("MiniCPM-V-2_6", "minicpmv", "MiniCPM-V 2.5 to 4.5"),
+    ("MiniCPM-Llama3-V-2_5", "minicpmv", "MiniCPM-V 2.5 to 4.5"), ("MiniCPM-V-4.6", "minicpmv4_6", "MiniCPM-V 4.6 has no resampler"),
+    ("minicpm-v-4_7", "minicpmv4_7", "vLLM does not capture encoder CUDA graphs for it"), ("DeepSeek-VL2-Small", "deepseek_vl_v2",
+    "DeepSeek-OCR 2's deepseek_vl_v2 config is"), ("DeepSeek-OCR", "deepseek_vl_v2", "DeepSeek-VL2 and DeepSeek-OCR publish"),
+    ("Step3", "step3_vl", "Step3-VL-10B, model_type step_robotics"),
+])
+def test_names_of_a_refused_family_give_its_reason(name, model_type, reason):
+    with pytest.raises(UsageError, match=f"^{name} \\({model_type}\\) is not supported: .*{reason}"):
+        resolve(name)
+
+
+def test_every_refused_name_points_to_a_refusal_and_none_to_a_bundled_config():
+    assert set(REFUSED_NAMES.values()) == set(refusals())
+    assert not set(REFUSED_NAMES) & set(bundled_names(include_tiny=True))
+    assert resolve("DeepSeek-OCR-2").name == "deepseek-ocr-2"  # a refused family's successor still resolves
 
 
 def test_unknown_model_lists_close_names():

@@ -31,7 +31,7 @@ def models(
     tiny: Annotated[bool, typer.Option("--tiny", help="Also list the tiny test configs.")] = False,
 ) -> None:
     """List the model families encgraph profiles, and the bundled configs with their aliases."""
-    from ..models.registry import ADAPTERS, ALIASES, BY_ID_ONLY, bundled_names, bundled_parameters, resolve
+    from ..models.registry import ADAPTERS, ALIASES, BY_ID_ONLY, REFUSED_NAMES, bundled_names, bundled_parameters, refusals, resolve
     from ..models.remote_code import own_forms
 
     counts = bundled_parameters()
@@ -47,8 +47,10 @@ def models(
             "aliases": sorted(a for a, target in ALIASES.items() if target == name),
             **counts[name],
         })
+    refused = [{"model_type": model_type, "names": [n for n, t in REFUSED_NAMES.items() if t == model_type], "reason": reason}
+               for model_type, reason in refusals().items()]
     if output_format is Format.json:
-        out.print(json.dumps({"families": families, "models": rows, "by_id_only": BY_ID_ONLY}, indent=2),
+        out.print(json.dumps({"families": families, "models": rows, "by_id_only": BY_ID_ONLY, "refused": refused}, indent=2),
                   markup=False, highlight=False, soft_wrap=True)
         return
     kinds = Table(title="Families (any config.json or Hugging Face id of these model types)")
@@ -69,3 +71,6 @@ def models(
         names = ", ".join(name for name, target in BY_ID_ONLY.items() if target == repo_id)
         out.print(f"No bundled config for {names}: give its Hugging Face id ({repo_id}) or a local model folder.",
                   markup=False, highlight=False)
+    listed = "; ".join(f"{r['model_type']} ({', '.join(r['names'])})" for r in refused)
+    out.print(f"Not supported, each refused with its reason (`encgraph predict --model NAME` prints it): {listed}.",
+              markup=False, highlight=False)

@@ -25,7 +25,7 @@ from .lfm2_vl import Lfm2VlAdapter
 from .llama4 import Llama4Adapter
 from .qwen2_5_vl import Qwen2_5VLAdapter
 from .qwen2_vl import Qwen2VLAdapter
-from .remote_code import native_config
+from .remote_code import native_config, refused_forms
 from .qwen3_5 import Qwen3_5Adapter, Qwen3_5MoeAdapter, Qwen3VLMoeAdapter
 from .qwen3_vl import Qwen3VLAdapter
 from .siglip import SiglipAdapter
@@ -102,14 +102,35 @@ BY_ID_ONLY = {
 }
 
 # Model types transformers ships whose encoder graphs encgraph cannot lay out as an engine does.
-_MINICPMV_WITHOUT_RESAMPLER = ("vLLM lays out MiniCPM-V's encoder graphs by the resampler's queries per slice (MiniCPM-V 2.5 "
-                               "to 4.5, published for their own code); {model} has no resampler (a window-attention "
-                               "merger inside the ViT, then a merger), and no engine layout for it is known here")
+_MINICPMV_WITHOUT_RESAMPLER = ("{model} has no resampler (a window-attention merger inside the ViT, then a merger), the part by "
+                               "whose queries vLLM lays out the encoder graphs of MiniCPM-V 2.5 to 4.5; {engine}")
+_NO_VLLM_GRAPHS = "vLLM does not capture encoder CUDA graphs for it (its model there does not opt in), so there are none to measure"
 NOT_CAPTURABLE = {
-    "minicpmv4_6": _MINICPMV_WITHOUT_RESAMPLER.format(model="MiniCPM-V 4.6"),
-    "minicpmv4_7": _MINICPMV_WITHOUT_RESAMPLER.format(model="MiniCPM-V 4.7"),
-    "minicpm_ocr": _MINICPMV_WITHOUT_RESAMPLER.format(model="MiniCPM-OCR"),
+    "minicpmv4_6": _MINICPMV_WITHOUT_RESAMPLER.format(model="MiniCPM-V 4.6", engine=_NO_VLLM_GRAPHS),
+    "minicpmv4_7": _MINICPMV_WITHOUT_RESAMPLER.format(model="MiniCPM-V 4.7", engine=_NO_VLLM_GRAPHS),
+    "minicpm_ocr": _MINICPMV_WITHOUT_RESAMPLER.format(model="MiniCPM-OCR", engine="no engine layout for its encoder graphs is known"),
 }
+# The names users give the families encgraph refuses (dots spelled as dashes) -> the model_type whose refusal answers them.
+REFUSED_NAMES = {
+    "minicpm-v": "minicpmv",
+    "minicpm-llama3-v-2-5": "minicpmv",
+    "minicpm-v-2-6": "minicpmv",
+    "minicpm-v-4": "minicpmv",
+    "minicpm-v-4-5": "minicpmv",
+    "minicpm-v-4-6": "minicpmv4_6",
+    "minicpm-v-4-7": "minicpmv4_7",
+    "minicpm-ocr": "minicpm_ocr",
+    "step3": "step3_vl",
+    "deepseek-vl2": "deepseek_vl_v2",
+    "deepseek-vl2-small": "deepseek_vl_v2",
+    "deepseek-vl2-tiny": "deepseek_vl_v2",
+    "deepseek-ocr": "deepseek_vl_v2",
+}
+
+
+def refusals() -> dict[str, str]:
+    """Every model_type encgraph refuses, with why."""
+    return {**refused_forms(), **NOT_CAPTURABLE}
 
 
 # Where the image processor's settings are: transformers reads the "image_processor" object of
@@ -229,6 +250,9 @@ def resolve(name: str, revision: str | None = None) -> ModelSpec:
     bundled = _bundled_path(key)
     if bundled is None and key in BY_ID_ONLY:
         raise UsageError(f"{name} has no bundled config: give its Hugging Face id ({BY_ID_ONLY[key]}) or a local model folder")
+    refused = REFUSED_NAMES.get(key.replace(".", "-"))
+    if bundled is None and refused is not None:
+        raise UsageError(f"{name} ({refused}) is not supported: {refusals()[refused]}")
     if bundled is None:
         choices = bundled_names(include_tiny=True) + list(ALIASES)
         close = difflib.get_close_matches(key, choices, n=3, cutoff=0.5)

@@ -77,6 +77,11 @@ _DEEPSEEK_OCR2_ENCODER = {"hidden_size": 896, "num_hidden_layers": 24, "num_atte
                           "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}}
 
 
+_DEEPSEEK_VL2_REFUSED = ("DeepSeek-VL2 and DeepSeek-OCR publish a deepseek_vl_v2 config for their own code, which encgraph does "
+                         "not run and transformers has no class for; these families are not supported yet (DeepSeek-OCR 2's "
+                         "deepseek_vl_v2 config is)")
+
+
 def _deepseek_vl_v2(data: dict[str, Any], source: str) -> dict[str, Any]:
     """DeepSeek's own ``deepseek_vl_v2`` form. DeepSeek-OCR 2's (architecture ``DeepseekOCR2ForCausalLM``,
     the form ``vllm serve deepseek-ai/DeepSeek-OCR-2`` reads) onto transformers' ``deepseek_ocr2``: the
@@ -86,8 +91,7 @@ def _deepseek_vl_v2(data: dict[str, Any], source: str) -> dict[str, Any]:
     attention), sparse from layer ``first_k_dense_replace`` on at every ``moe_layer_freq``-th layer.
     DeepSeek-VL2 and DeepSeek-OCR have no transformers class at all."""
     if "DeepseekOCR2ForCausalLM" not in data.get("architectures", ()):
-        raise UsageError(f"{source}: DeepSeek-VL2 and DeepSeek-OCR publish a deepseek_vl_v2 config for their own code, which encgraph "
-                         "does not run and transformers has no class for; these families are not supported yet")
+        raise UsageError(f"{source}: {_DEEPSEEK_VL2_REFUSED}")
     text, projector = data.get("language_config"), data.get("projector_config")
     if not isinstance(text, dict) or not isinstance(projector, dict):
         raise UsageError(f"{source}: a DeepSeek-OCR 2 config needs language_config and projector_config objects")
@@ -279,6 +283,11 @@ def native_config(data: dict[str, Any], source: str) -> dict[str, Any]:
         raise UsageError(f"{source}: {_REFUSED[model_type]}")
     mapping = _MAPPED.get(model_type)
     return mapping[0](data, source) if mapping else data
+
+
+def refused_forms() -> dict[str, str]:
+    """The authors' own forms encgraph refuses, each with why (of deepseek_vl_v2, all but DeepSeek-OCR 2's)."""
+    return {**_REFUSED, "deepseek_vl_v2": _DEEPSEEK_VL2_REFUSED}
 
 
 def own_forms(native_type: str) -> list[str]:
