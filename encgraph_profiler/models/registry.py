@@ -101,7 +101,7 @@ BY_ID_ONLY = {
     "step3-vl-10b": "stepfun-ai/Step3-VL-10B",
 }
 
-# Model types transformers ships whose encoder graphs encgraph cannot lay out as an engine does.
+# Model types transformers ships that encgraph refuses: no engine layout of their encoder graphs to reproduce.
 _MINICPMV_WITHOUT_RESAMPLER = ("{model} has no resampler (a window-attention merger inside the ViT, then a merger), the part by "
                                "whose queries vLLM lays out the encoder graphs of MiniCPM-V 2.5 to 4.5; {engine}")
 _NO_VLLM_GRAPHS = "vLLM does not capture encoder CUDA graphs for it (its model there does not opt in), so there are none to measure"
