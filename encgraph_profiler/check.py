@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .errors import ExitCode, NotGateable, ReportError, UsageError
-from .report import Report, Settings
-from .units import graph_label, parse_percent, parse_size
+from .schema import Report, Settings
+from .units import parse_percent, parse_size
 
 BUDGET_FIGURES = ("pool_reserved_bytes", "pool_growth_bytes", "static_io_bytes", "non_allocator_bytes")
 POOL_FIGURE = "reserved_bytes"
@@ -198,10 +198,10 @@ def compare(
             "refresh the baseline, or pass --allow-env-mismatch to compare anyway"
         )
     rows: list[Row] = []
-    base_budgets = {(b.path, b.budget): b for b in baseline.budgets}
-    cur_budgets = {(b.path, b.budget): b for b in current.budgets}
+    base_budgets = {b.key: b for b in baseline.budgets}
+    cur_budgets = {b.key: b for b in current.budgets}
     for budget in sorted(set(base_budgets) | set(cur_budgets), key=lambda key: (key[0], -key[1])):
-        scope = f"budget {graph_label(*budget)}"
+        scope = f"budget {budget.label}"
         if budget not in cur_budgets:
             rows.append(Row(scope, "pool_reserved_bytes", base_budgets[budget].pool_reserved_bytes, None, None, RowStatus.ONLY_IN_BASELINE))
             continue

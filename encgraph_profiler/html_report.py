@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
-from .report import PoolName, Report
-from .units import graph_name, mib
+from .schema import PoolName, Report
+from .units import mib
 COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 POOL_LABELS = {PoolName.ENCODER_GRAPHS: "encoder graph pool", PoolName.DEFAULT: "default pool",
                PoolName.OUTSIDE_ALLOCATOR: "outside the allocator"}
@@ -82,12 +82,12 @@ def _table(report: Report) -> str:
             "capture ms", "replay ms", "replay = eager")
     rows = "".join(
         "<tr>" + "".join(f"<td>{c}</td>" for c in (
-            graph_name(b.path, b.budget), b.items, mib(b.pool_reserved_bytes), mib(b.pool_growth_bytes), mib(b.static_io_bytes),
+            b.key.name, b.items, mib(b.pool_reserved_bytes), mib(b.pool_growth_bytes), mib(b.static_io_bytes),
             mib(b.output_bytes), mib(b.eager_peak_bytes), "n/a" if b.capture_ms is None else f"{b.capture_ms:.1f}",
             "n/a" if b.replay_ms is None else f"{b.replay_ms:.2f}",
             {None: "n/a", True: "yes", False: "NO"}[b.replay_matches_eager])) + "</tr>"
-        for b in sorted(report.budgets, key=lambda b: (b.path, b.budget)))
-    missing = "".join(f"<tr><td>{graph_name(u.path, u.budget)}</td><td colspan='9'>not measured: {escape(u.status.value)}: {escape(u.reason)}</td></tr>"
+        for b in sorted(report.budgets, key=lambda b: b.key))
+    missing = "".join(f"<tr><td>{u.key.name}</td><td colspan='9'>not measured: {escape(u.status.value)}: {escape(u.reason)}</td></tr>"
                       for u in report.unmeasured)
     return (f"<table><thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>"
             f"<tbody>{rows}{missing}</tbody></table>")
@@ -96,7 +96,7 @@ def _table(report: Report) -> str:
 def _section(report: Report, label: str, index: int) -> str:
     p, s = report.provenance, report.settings
     pool = report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
-    bars = [Bar(graph_name(b.path, b.budget), series, value, index) for b in sorted(report.budgets, key=lambda b: (b.path, b.budget))
+    bars = [Bar(b.key.name, series, value, index) for b in sorted(report.budgets, key=lambda b: b.key)
             for series, value in (("encoder pool after capture", b.pool_reserved_bytes), ("static I/O", b.static_io_bytes))]
     status = "complete" if report.complete else "INCOMPLETE"
     return (f'<section id="report-{index}"><h2>{escape(label)}</h2>'
@@ -115,8 +115,8 @@ def render(reports: list[tuple[str, Report]], title: str = "encgraph report") ->
     parts = []
     if len(reports) > 1:
         labels = [label for label, _ in reports]
-        per_budget = [Bar(graph_name(b.path, b.budget), label, b.pool_reserved_bytes, i)
-                      for i, (label, r) in enumerate(reports) for b in sorted(r.budgets, key=lambda b: (b.path, b.budget))]
+        per_budget = [Bar(b.key.name, label, b.pool_reserved_bytes, i)
+                      for i, (label, r) in enumerate(reports) for b in sorted(r.budgets, key=lambda b: b.key)]
         totals = [Bar(label, "encoder graph pool", r.pool(PoolName.ENCODER_GRAPHS).reserved_bytes or 0, i)
                   for i, (label, r) in enumerate(reports)]
         parts.append('<section id="compare"><h2>Side by side</h2>'

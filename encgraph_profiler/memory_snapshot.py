@@ -13,7 +13,7 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
-from .report import write_atomic
+from .files import write_atomic
 
 UNKNOWN = "unknown"
 

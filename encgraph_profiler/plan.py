@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import ReportError, UsageError
-from .report import PoolName, Report
+from .schema import PoolName, Report
 from .units import gib, parse_size
 from .vllm_log import VllmLog
 

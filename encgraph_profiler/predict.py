@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from .allocator_model import AllocatorSettings, CachingAllocator, allocator_conf, parse_allocator_conf, round_size
 from .errors import EnvironmentProblem
-from .models.base import DTYPES
-from .profile import Prepared, capture_order
+from .models.base import DTYPES, Layout
+from .reporting import assemble, provenance
+from .request import Prepared
+from .schema import BudgetResult, Capture, GraphKey, Pool, PoolName, PoolUsage, Report
 
 
 @dataclass(frozen=True)
@@ -42,15 +43,14 @@ def predict(setup: Prepared, allocator: AllocatorSettings = AllocatorSettings())
     with torch.device("meta"):
         tower = adapter.build_tower(setup.tower_config, settings.dtype, settings.attn)
     model = CachingAllocator(settings=allocator)
-    layouts = capture_order(setup.layouts, adapter.paths, settings.order == "largest-first")
     results, live = [], 0
-    for layout in layouts:
-        pool = "graph" if settings.pool == "shared" else layout.label
+    for layout in setup.capture_order():
+        pool = "graph" if settings.pool is Pool.SHARED else layout.label
         inputs = adapter.make_inputs(tower, setup.tower_config, layout, settings.dtype, torch.device("meta"),
                                      torch.Generator().manual_seed(settings.seed))
         with torch.inference_mode():
             events, outputs = trace(lambda: adapter.forward(tower, inputs))
-        if settings.capture == "vllm":
+        if settings.capture is Capture.VLLM:
             events += [("free", key, 0) for key in outputs]
         before = sum(p.reserved_bytes for p in model.pools.values())
         blocks = {}
@@ -96,27 +96,15 @@ def allocator_settings(conf: str) -> AllocatorSettings:
             "max_split_size_mb and max_non_split_rounding_mb; unset the others to predict, or profile on a GPU with them") from None
 
 
-def predicted_report(setup: Prepared, decoder, capability: tuple[int, int]):
+def predicted_report(setup: Prepared, capability: tuple[int, int]) -> Report:
     """Predict ``setup`` (prepared for a GPU of ``capability``) into a report in profile's schema,
     marked predicted: pool figures from the model, no times, no replay, nothing outside the allocator."""
-    import torch
-    import transformers
-
-    from . import __version__
-    from .profile import SCHEMA_VERSION, _graph_counts_report
-    from .report import BudgetResult, PoolName, PoolUsage, Provenance, Report
-
     conf = allocator_conf()
     allocator = allocator_settings(conf)
     started = time.perf_counter()
     predicted = predict(setup, allocator)
-    layouts = {(layout.path, layout.budget): layout for layout in setup.layouts}
-    budgets = tuple(sorted((BudgetResult(
-        budget=p.budget, items=layouts[p.path, p.budget].items, tokens=layouts[p.path, p.budget].tokens,
-        input_patches=layouts[p.path, p.budget].input_patches, pool_growth_bytes=p.pool_growth_bytes,
-        pool_reserved_bytes=p.pool_reserved_bytes, static_io_bytes=p.input_bytes, output_bytes=p.output_bytes,
-        non_allocator_bytes=None, eager_peak_bytes=p.eager_peak_bytes, capture_ms=None, eager_ms=None, replay_ms=None,
-        replay_matches_eager=None, replay_max_abs_diff=None, path=p.path) for p in predicted), key=lambda b: (b.path, b.budget)))
+    layouts = {layout.key: layout for layout in setup.layouts}
+    budgets = tuple(sorted((_budget_row(p, layouts[GraphKey(p.path, p.budget)]) for p in predicted), key=lambda b: b.key))
     total, live = predicted[-1].pool_reserved_bytes, predicted[-1].live_bytes
     weights = setup.facts.tower_parameters * DTYPES[setup.settings.dtype]
     inputs = sum(p.input_bytes for p in predicted)
@@ -126,16 +114,19 @@ def predicted_report(setup: Prepared, decoder, capability: tuple[int, int]):
         PoolUsage(PoolName.DEFAULT, None, weights + inputs, None, None, {"weights": weights, "static_inputs": inputs}),
         PoolUsage(PoolName.OUTSIDE_ALLOCATOR, None),
     )
-    provenance = Provenance(
-        gpu_name=f"predicted for compute capability {capability[0]}.{capability[1]}", gpu_total_bytes=0, driver="", cuda="",
-        torch=torch.__version__, transformers=transformers.__version__, encgraph=__version__, allocator_conf=conf,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
-    warnings = setup.notes + (() if capability == RULES_FOUND_ON else (
-        f"predicted for compute capability {capability[0]}.{capability[1]} with kernel rules found on an H100 "
+    target = f"{capability[0]}.{capability[1]}"
+    origin = provenance(f"predicted for compute capability {target}", 0, "", "", conf)
+    warnings = () if capability == RULES_FOUND_ON else (
+        f"predicted for compute capability {target} with kernel rules found on an H100 "
         f"({RULES_FOUND_ON[0]}.{RULES_FOUND_ON[1]}): sdpa's buffers and cuDNN's convolution workspace may differ on "
-        "that GPU; profile there to confirm",))
-    return Report(schema_version=SCHEMA_VERSION, provenance=provenance, settings=setup.settings, model=setup.facts,
-                  budgets=budgets, pools=pools, graph_counts=_graph_counts_report(setup.graph_counts, decoder),
-                  process_used_bytes=None, wall_ms=(time.perf_counter() - started) * 1000, warnings=warnings,
-                  predicted=True)
+        "that GPU; profile there to confirm",)
+    return assemble(setup, origin, budgets=budgets, pools=pools, process_used_bytes=None,
+                    wall_ms=(time.perf_counter() - started) * 1000, warnings=warnings, predicted=True)
+
+
+def _budget_row(p: PredictedBudget, layout: Layout) -> BudgetResult:
+    return BudgetResult(
+        budget=p.budget, items=layout.items, tokens=layout.tokens, input_patches=layout.input_patches,
+        pool_growth_bytes=p.pool_growth_bytes, pool_reserved_bytes=p.pool_reserved_bytes, static_io_bytes=p.input_bytes,
+        output_bytes=p.output_bytes, non_allocator_bytes=None, eager_peak_bytes=p.eager_peak_bytes, capture_ms=None,
+        eager_ms=None, replay_ms=None, replay_matches_eager=None, replay_max_abs_diff=None, path=p.path)

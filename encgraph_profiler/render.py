@@ -6,8 +6,8 @@ from rich.table import Table
 
 from rich.markup import escape
 
-from .report import PoolName, Report, UnmeasuredBudget
-from .units import graph_name, mib
+from .schema import PoolName, Report, UnmeasuredBudget
+from .units import mib
 
 POOL_TITLES = {
     PoolName.ENCODER_GRAPHS: "encoder graph pool",
@@ -34,9 +34,9 @@ def budget_table(report: Report) -> Table:
     for name in ("budget", "items", "patches", "pool growth MiB", "pool total MiB", "static I/O MiB",
                  "non-alloc MiB", "capture ms", "eager ms", "replay ms", "replay = eager"):
         table.add_column(name, justify="left" if name == "replay = eager" else "right")
-    rows = sorted([*report.budgets, *report.unmeasured], key=lambda b: (b.path, b.budget))
+    rows = sorted([*report.budgets, *report.unmeasured], key=lambda b: b.key)
     for b in rows:
-        name = graph_name(b.path, b.budget)
+        name = b.key.name
         if isinstance(b, UnmeasuredBudget):  # why it has no figures, across the row
             asked = "" if b.requested_bytes is None else f"; {b.requested_bytes:,} bytes requested"
             table.add_row(name, "", "", f"[red]{b.status.value.replace('_', ' ')}[/]", "", "", "", "", "", "",

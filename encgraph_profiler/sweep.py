@@ -20,20 +20,20 @@ from pathlib import Path
 
 from .errors import EncgraphError, ExitCode, UsageError
 from .nvml import device_count
-from .profile import ENGINES, ProfileRequest, prepare
+from .request import STRATEGIES, ProfileRequest, prepare
 
 
 @dataclass(frozen=True)
 class Cell:
     model: str
     budgets: tuple[int, ...]
-    engine: str
+    strategy: str  # a name of request.STRATEGIES
 
     @property
     def name(self) -> str:
         """A file name for the cell's report."""
         model = self.model.replace("/", "--").replace("\\", "--").lstrip(".")
-        return f"{model}.{'-'.join(map(str, self.budgets))}.{self.engine}"
+        return f"{model}.{'-'.join(map(str, self.budgets))}.{self.strategy}"
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,10 @@ def check_gpus(gpus: list[int] | None) -> None:
 
 
 def _request(cell: Cell) -> ProfileRequest:
-    pool, order, capture = ENGINES[cell.engine]
-    return ProfileRequest(model=cell.model, budgets=cell.budgets, pool=pool, order=order, capture=capture)
+    return ProfileRequest(model=cell.model, budgets=cell.budgets, strategy=STRATEGIES[cell.strategy])
 
 
-def _cell_main(cell: Cell, setup, gpu: int | None, path: Path, status: Path, threads: int) -> None:
+def _cell_main(setup, gpu: int | None, path: Path, status: Path, threads: int) -> None:
     """In the forked child: pin the GPU, profile, write the report and a status line."""
     import torch
 
@@ -73,10 +72,10 @@ def _cell_main(cell: Cell, setup, gpu: int | None, path: Path, status: Path, thr
     torch.set_num_threads(threads)
     code, message = int(ExitCode.INTERNAL), "the cell stopped before it could report"
     try:
-        from .profile import profile
-        from .report import save
+        from .capture import measure
+        from .report_io import save
 
-        report = profile(_request(cell), setup=setup)  # prepared in the parent, inherited
+        report = measure(setup)  # prepared in the parent, inherited
         save(report, path)
         failed = [f"{u.label} ({u.status.value})" for u in report.unmeasured]
         mismatched = report.replay_mismatches
@@ -117,7 +116,7 @@ def run(cells: list[Cell], out: Path, gpus: list[int] | None = None, progress=No
                 index, cell = waiting.pop(0)
                 path, status = out / f"{cell.name}.json", out / f".{cell.name}.status"
                 status.unlink(missing_ok=True)
-                process = context.Process(target=_cell_main, args=(cell, setups[index], slot, path, status, threads), daemon=False)
+                process = context.Process(target=_cell_main, args=(setups[index], slot, path, status, threads), daemon=False)
                 process.start()
                 running[slot] = (index, cell, process, path, status, time.perf_counter())
                 if progress:

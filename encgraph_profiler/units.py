@@ -95,17 +95,6 @@ def gib(n_bytes: int | None) -> str:
     return f"{n_bytes / 1024**3:,.2f}"
 
 
-def graph_label(path: str, budget: int) -> str:
-    """A graph's name in messages, check scopes and allocator histories: "8192", or "local:8192"
-    for a family whose engine captures several encoder paths."""
-    return f"{path}:{budget}" if path else str(budget)
-
-
-def graph_name(path: str, budget: int) -> str:
-    """A graph as tables and charts name it: "8,192", or "local 8,192"."""
-    return f"{path} {budget:,}" if path else f"{budget:,}"
-
-
 def counted(n: int, plural: str) -> str:
     """``n`` items in words: "1 image", "16 images" (``plural`` ends in s)."""
     return f"{n:,} {plural[:-1] if n == 1 else plural}"

@@ -24,3 +24,18 @@ def grow_largest_pool(data: dict, fraction: float) -> dict:
 def write(path, data: dict):
     path.write_text(json.dumps(data))
     return path
+
+
+def request(model: str, budgets, pool=None, order=None, capture=None, **kwargs):
+    """A ProfileRequest, its strategy given as the words the CLI takes."""
+    from encgraph_profiler.request import ProfileRequest, parse_strategy
+
+    return ProfileRequest(model=model, budgets=tuple(budgets), strategy=parse_strategy(None, pool, order, capture), **kwargs)
+
+
+def measured(req, device=None, progress=None):
+    """``req`` prepared and profiled on ``device`` (the real GPU by default)."""
+    from encgraph_profiler.capture import measure
+    from encgraph_profiler.request import prepare
+
+    return measure(prepare(req), progress, device)

@@ -7,7 +7,7 @@ import pytest
 from encgraph_profiler import check_formats
 from encgraph_profiler.check import Tolerance, compare, parse_tolerance
 from encgraph_profiler.errors import ReportError, UsageError
-from encgraph_profiler.report import from_dict
+from encgraph_profiler.report_io import from_dict
 
 from helpers import MiB, grow_largest_pool
 

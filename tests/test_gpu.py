@@ -8,9 +8,9 @@ MiB, GiB = 1024**2, 1024**3
 
 
 def _profile(model, budgets, **kwargs):
-    from encgraph_profiler.profile import ProfileRequest, profile
+    from helpers import measured, request
 
-    return profile(ProfileRequest(model=model, budgets=tuple(budgets), **kwargs))
+    return measured(request(model, budgets, **kwargs))
 
 
 def test_largest_first_pool_equals_largest_budget_alone():
@@ -136,7 +136,7 @@ def test_real_out_of_memory_is_recorded_with_the_bytes_requested_and_the_ladder_
     for the failed request is kept, and the smaller budget is still measured."""
     import torch
 
-    from encgraph_profiler.report import BudgetStatus
+    from encgraph_profiler.schema import BudgetStatus
 
     total = torch.cuda.get_device_properties(0).total_memory
     torch.cuda.set_per_process_memory_fraction(6 * GiB / total)
@@ -183,9 +183,9 @@ def test_check_release_returns_the_pools_unless_a_graph_is_kept(monkeypatch):
     import torch
 
     from encgraph_profiler.cuda_device import CudaDevice
-    from encgraph_profiler.profile import ProfileRequest, profile
+    from helpers import measured, request
 
-    released = profile(ProfileRequest(model="qwen2-vl-2b", budgets=(1024, 2048), check_release=True)).release
+    released = measured(request("qwen2-vl-2b", (1024, 2048), check_release=True)).release
     assert released.pool_bytes_before > 0 and released.pool_bytes_after == 0 and released.held_by == ""
     assert released.reserved_returned_bytes >= released.pool_bytes_before
     gc.collect()
@@ -200,7 +200,7 @@ def test_check_release_returns_the_pools_unless_a_graph_is_kept(monkeypatch):
         return captured
 
     monkeypatch.setattr(CudaDevice, "capture", keeping)
-    leaked = profile(ProfileRequest(model="qwen2-vl-2b", budgets=(1024, 2048), check_release=True)).release
+    leaked = measured(request("qwen2-vl-2b", (1024, 2048), check_release=True)).release
     assert leaked.pool_bytes_after == leaked.pool_bytes_before > 0
     assert "still referenced" in leaked.held_by
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from encgraph_profiler.cli import app
 from encgraph_profiler.html_report import render
-from encgraph_profiler.report import PoolName, load
+from encgraph_profiler.report_io import PoolName, load
 from helpers import grow_largest_pool, write
 
 

@@ -393,7 +393,7 @@ def test_gemma4_graph_equals_the_models_own_image_features():
 def test_kimi_k25_layout_and_items_per_batch_are_vllms():
     """k items of nh x nw windows of 2 x 2 patches, nh = isqrt(B // k); vLLM's smallest Kimi budget
     is 256, so its automatic items per batch for 1024..8192 is 8192 // 256 = 32 (64 for Qwen)."""
-    from encgraph_profiler.profile import ProfileRequest, prepare
+    from encgraph_profiler.request import ProfileRequest, prepare
 
     ladder = (1024, 2048, 4096, 8192)
     kimi = prepare(ProfileRequest(model="tiny-kimi-k2.5", budgets=ladder))
@@ -411,7 +411,7 @@ def test_kimi_vl_layout_and_items_per_batch_are_vllms():
     """k strips of 2 x 2 (B // k) patches (vLLM's kimi_vl.py); its smallest budget is 64, so its
     automatic items per batch for 1024..8192 is 8192 // 64 = 128. vLLM's RoPE table is 512 patches
     wide: a budget that puts more than 256 tokens in an item is refused, as vLLM cannot capture it."""
-    from encgraph_profiler.profile import ProfileRequest, prepare
+    from encgraph_profiler.request import ProfileRequest, prepare
 
     assert prepare(ProfileRequest(model="tiny-kimi-vl", budgets=(1024, 2048, 4096, 8192))).settings.max_items == 128
     spec = resolve("tiny-kimi-vl")

@@ -4,7 +4,7 @@ import pytest
 
 from encgraph_profiler.errors import UsageError
 from encgraph_profiler.plan import GPU_PRESETS, PlanInputs, gpu_memory, parse_utilization, plan
-from encgraph_profiler.report import from_dict
+from encgraph_profiler.report_io import from_dict
 from encgraph_profiler.units import parse_size
 
 GiB, MiB = 1024**3, 1024**2

@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 from encgraph_profiler.allocator_model import parse_allocator_conf, round_size
 from encgraph_profiler.cli import app
 from encgraph_profiler.predict import predict
-from encgraph_profiler.profile import ProfileRequest, prepare
+from encgraph_profiler.request import ProfileRequest, Strategy, prepare
+from encgraph_profiler.schema import Capture, Order, Pool
+from helpers import request
 from encgraph_profiler.trace import trace
 
 DATA = Path(__file__).parent / "data" / "memory_snapshot"
@@ -26,9 +28,8 @@ def _snapshot(name):
 
 
 def _setup(run):
-    return prepare(ProfileRequest(model=run["model"], budgets=tuple(run["budgets"]), attn=run["attn"],
-                                  max_items=run.get("max_items"), capture=run.get("capture", "plain"),
-                                  max_frames_per_batch=run.get("max_frames_per_batch", 0)))
+    return prepare(request(run["model"], run["budgets"], attn=run["attn"], max_items=run.get("max_items"),
+                           capture=run.get("capture", "plain"), max_frames_per_batch=run.get("max_frames_per_batch", 0)))
 
 
 def _graph_pool_bytes(snapshot):
@@ -126,15 +127,15 @@ def test_per_graph_and_smallest_first_follow_the_strategy():
     """One pool per graph adds up to the budgets predicted alone; smallest first grows at every
     capture and ends above the largest budget alone."""
     base = ProfileRequest(model="qwen2-vl-2b", budgets=(1024, 2048), max_items=8, attn="sdpa")
-    per_graph = predict(prepare(ProfileRequest(**{**base.__dict__, "pool": "per-graph"})))
+    per_graph = predict(prepare(ProfileRequest(**{**base.__dict__, "strategy": Strategy(pool=Pool.PER_GRAPH)})))
     alone = [predict(prepare(ProfileRequest(**{**base.__dict__, "budgets": (b,)})))[-1].pool_reserved_bytes for b in (2048, 1024)]
     assert [p.pool_growth_bytes for p in per_graph] == alone
-    smallest = predict(prepare(ProfileRequest(**{**base.__dict__, "order": "smallest-first"})))
+    smallest = predict(prepare(ProfileRequest(**{**base.__dict__, "strategy": Strategy(order=Order.SMALLEST_FIRST)})))
     assert [p.budget for p in smallest] == [1024, 2048] and all(p.pool_growth_bytes > 0 for p in smallest)
 
 
 def test_cli_writes_a_predicted_report_that_check_and_plan_read(tmp_path, recorded_report_path):
-    from encgraph_profiler.report import load
+    from encgraph_profiler.report_io import load
 
     runner = CliRunner()
     path = tmp_path / "p.json"
@@ -195,7 +196,7 @@ def test_vllm_capture_frees_each_graphs_outputs_in_its_pool():
     captures may reuse them); captured plainly, every graph's outputs stay in use."""
     base = ProfileRequest(model="qwen2-vl-2b", budgets=(1024, 2048), max_items=8, attn="sdpa")
     plain = predict(prepare(base))
-    vllm = predict(prepare(ProfileRequest(**{**base.__dict__, "capture": "vllm"})))
+    vllm = predict(prepare(ProfileRequest(**{**base.__dict__, "strategy": Strategy(capture=Capture.VLLM)})))
     assert plain[-1].live_bytes == sum(round_size(p.output_bytes) for p in plain) > 0
     assert [p.live_bytes for p in vllm] == [0, 0]
     assert vllm[-1].pool_reserved_bytes <= plain[-1].pool_reserved_bytes

@@ -6,12 +6,13 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from encgraph_profiler import cuda_device, report as report_io
+from encgraph_profiler import cuda_device, report_io
 from encgraph_profiler.check import compare
 from encgraph_profiler.cli import app
 from encgraph_profiler.errors import NotGateable, Terminated
-from encgraph_profiler.profile import ProfileRequest, prepare, profile
-from encgraph_profiler.report import BudgetStatus, PoolName
+from encgraph_profiler.request import ProfileRequest, prepare
+from helpers import measured, request
+from encgraph_profiler.schema import BudgetStatus, PoolName
 
 from fake_device import FakeDevice, MiB, round_up, tensor_bytes
 
@@ -19,7 +20,7 @@ MODEL, BUDGETS = "tiny-qwen2-vl", (64, 128, 256)
 
 
 def _run(device, budgets=BUDGETS, model=MODEL):
-    return profile(ProfileRequest(model=model, budgets=budgets), device=device)
+    return measured(request(model, budgets), device)
 
 
 def _expected_pool(device, report, budget):
@@ -209,7 +210,7 @@ def test_memory_snapshot_path_is_checked_before_any_work(fake, tmp_path):
 
 def _strategy(pool, order, budgets=BUDGETS):
     device = FakeDevice()
-    report = profile(ProfileRequest(model=MODEL, budgets=budgets, pool=pool, order=order), device=device)
+    report = measured(request(MODEL, budgets, pool=pool, order=order), device)
     assert report.complete and (report.settings.pool, report.settings.order) == (pool, order)
     return device, report
 
@@ -309,7 +310,7 @@ def test_compare_refuses_bad_input(args, message):
 
 def test_check_release_gets_every_pool_byte_back():
     device = FakeDevice()
-    report = profile(ProfileRequest(model=MODEL, budgets=BUDGETS, check_release=True), device=device)
+    report = measured(request(MODEL, BUDGETS, check_release=True), device)
     release = report.release
     pool = report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
     assert (release.pool_bytes_before, release.pool_bytes_after, release.held_by) == (pool, 0, "")
@@ -319,7 +320,7 @@ def test_check_release_gets_every_pool_byte_back():
 
 def test_check_release_names_a_graph_still_referenced():
     """A graph referenced elsewhere keeps its whole pool, and the check says so."""
-    report = profile(ProfileRequest(model=MODEL, budgets=BUDGETS, check_release=True), device=FakeDevice(keep_graphs=True))
+    report = measured(request(MODEL, BUDGETS, check_release=True), FakeDevice(keep_graphs=True))
     release = report.release
     assert release.pool_bytes_after == release.pool_bytes_before > 0
     assert "graph outputs are still referenced" in release.held_by
@@ -341,9 +342,9 @@ def test_capture_as_vllm_interleaves_copies_outputs_out_and_explains_its_estimat
     from encgraph_profiler.errors import ReportError
 
     device = FakeDevice()
-    plain = profile(ProfileRequest(model=MODEL, budgets=BUDGETS), device=FakeDevice())
+    plain = measured(request(MODEL, BUDGETS), FakeDevice())
     snapshot = tmp_path / "run.pickle"
-    report = profile(ProfileRequest(model=MODEL, budgets=BUDGETS, capture="vllm", memory_snapshot=snapshot), device=device)
+    report = measured(request(MODEL, BUDGETS, capture="vllm", memory_snapshot=snapshot), device)
     assert report.complete and report.settings.capture == "vllm"
     pool = report.pool(PoolName.ENCODER_GRAPHS)
     assert pool.reserved_bytes == round_up(device.scratch_per_token * 256) < plain.pool(PoolName.ENCODER_GRAPHS).reserved_bytes

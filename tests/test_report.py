@@ -5,13 +5,14 @@ import json
 import pytest
 from rich.console import Console
 
-from encgraph_profiler import render, report as report_io
+from encgraph_profiler import render, report_io
+from encgraph_profiler.schema import SCHEMA_VERSION
 from encgraph_profiler.errors import ReportError
 
 
 def test_round_trip_is_lossless(recorded_report_path, tmp_path):
     data = json.loads(report_io.to_json(report_io.load(recorded_report_path)))
-    assert data["schema_version"] == report_io.SCHEMA_VERSION
+    assert data["schema_version"] == SCHEMA_VERSION
     report_io.save(report_io.from_dict(data), tmp_path / "again.json")
     assert json.loads((tmp_path / "again.json").read_text()) == data
     assert [p.name for p in tmp_path.iterdir()] == ["again.json"]  # no temporary file left behind

@@ -6,9 +6,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from encgraph_profiler import cuda_device, report as report_io, sweep
+from encgraph_profiler import cuda_device, report_io, sweep
 from encgraph_profiler.cli import app
-from encgraph_profiler.report import PoolName
+from encgraph_profiler.schema import PoolName
 
 from fake_device import FakeDevice
 

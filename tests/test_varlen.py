@@ -10,7 +10,8 @@ import torch
 
 from encgraph_profiler.errors import UsageError
 from encgraph_profiler.models.registry import resolve
-from encgraph_profiler.profile import ProfileRequest, prepare
+from encgraph_profiler.request import ProfileRequest, prepare
+from helpers import request
 
 PACKING = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3.5", "tiny-glm4v", "tiny-ernie4.5-vl",
            "tiny-kimi-k2.5", "tiny-kimi-vl"]
@@ -128,7 +129,7 @@ def test_kimi_k25_vllm_video_layout_pools_each_chunk_into_one_sequence(kernel_ca
     assert got[0].shape[0] == 256
     torch.testing.assert_close(got[0], expected[0])
     with pytest.raises(UsageError, match="no video layout for kimi-vl"):
-        prepare(ProfileRequest(model="tiny-kimi-vl", budgets=(256, 512), max_frames_per_batch=32, capture="vllm"))
+        prepare(request("tiny-kimi-vl", (256, 512), max_frames_per_batch=32, capture="vllm"))
 
 
 @pytest.mark.parametrize("request_args, message", [
@@ -141,7 +142,7 @@ def test_kimi_k25_vllm_video_layout_pools_each_chunk_into_one_sequence(kernel_ca
 ])
 def test_bad_requests_are_refused(request_args, message):
     with pytest.raises(UsageError, match=message):
-        prepare(ProfileRequest(budgets=(256, 512), **request_args))
+        prepare(request(budgets=(256, 512), **request_args))
 
 
 @pytest.mark.parametrize("capability, model, expected", [

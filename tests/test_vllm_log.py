@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from encgraph_profiler.cli import app
 from encgraph_profiler.errors import UsageError
 from encgraph_profiler.plan import LOG, PlanInputs, plan
-from encgraph_profiler.report import PoolName, load
+from encgraph_profiler.report_io import PoolName, load
 from encgraph_profiler.vllm_log import parse, read
 
 LOGS = Path(__file__).parent / "data" / "vllm_logs"

@@ -91,7 +91,7 @@ def check(
     html: Annotated[Path | None, typer.Option("--html", help="Also write a page charting baseline and current side by side (for a pull request's artifacts).")] = None,
 ) -> None:
     """Compare two profile reports and fail when encoder-graph memory grew."""
-    from .. import report as report_io
+    from .. import report_io
     from ..check import compare, parse_tolerance
     from .report import write_page
 

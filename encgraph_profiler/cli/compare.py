@@ -73,12 +73,12 @@ def compare(
     output_format: Annotated[Format, typer.Option("--format", help="table, or json on stdout.")] = Format.table,
 ) -> None:
     """Profile one ladder as several engines pool and order their graphs, side by side."""
-    from .. import report as report_io
+    from .. import report_io
     from ..errors import ExitCode
     from ..ladder import resolve_budgets
-    from ..profile import parse_engines
+    from ..request import parse_strategy_names
 
-    names = parse_engines(engines)
+    names = parse_strategy_names(engines)
     ladder = resolve_budgets(budgets, max_budget)
     if keep is not None:
         make_folder(keep, "--keep")

@@ -99,7 +99,7 @@ def _aisimulate(plan, report, utilization: float) -> str:
 
 
 def _load_or_profile(report_path, model, revision, budgets, max_budget, max_items, dtype):
-    from .. import report as report_io
+    from .. import report_io
     from ..errors import UsageError
 
     if (report_path is None) == (model is None):
@@ -112,17 +112,20 @@ def _load_or_profile(report_path, model, revision, budgets, max_budget, max_item
         return report_io.load(report_path)
     from ..ladder import resolve_budgets
     from ..nvml import device_count
-    from ..profile import ProfileRequest, prepare, profile
+    from ..request import DEFAULT_CAPABILITY, ProfileRequest, prepare
 
     request = ProfileRequest(model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision,
                              max_items=max_items, dtype=dtype or "bfloat16")
     if device_count():
+        from ..capture import measure
+
         err.print("profiling first on this GPU...")
-        return profile(request)
+        return measure(prepare(request))
     from ..predict import predicted_report
 
-    err.print("no GPU here: predicting the encoder graphs instead, for a GPU of compute capability 9.0 (as `encgraph predict`)")
-    return predicted_report(prepare(request, (9, 0)), request.decoder, (9, 0))
+    major, minor = DEFAULT_CAPABILITY
+    err.print(f"no GPU here: predicting the encoder graphs instead, for a GPU of compute capability {major}.{minor} (as `encgraph predict`)")
+    return predicted_report(prepare(request, DEFAULT_CAPABILITY), DEFAULT_CAPABILITY)
 
 
 @handled

@@ -48,12 +48,13 @@ def predict(
     output_format: Annotated[Format, typer.Option("--format", help="table, or json on stdout.")] = Format.table,
 ) -> None:
     """Predict the encoder graph pools of a ladder without a GPU."""
-    from .. import render, report as report_io
+    from .. import render, report_io
     from ..errors import UsageError
+    from ..files import check_writable
     from ..ladder import resolve_budgets
     from ..allocator_model import allocator_conf
     from ..predict import allocator_settings, predicted_report
-    from ..profile import ProfileRequest, prepare, strategy
+    from ..request import ProfileRequest, parse_strategy, prepare
 
     try:
         capability = tuple(int(part) for part in gpu_capability.split("."))
@@ -62,17 +63,14 @@ def predict(
     except ValueError:
         raise UsageError(f"--gpu-capability {gpu_capability!r}: give MAJOR.MINOR, such as 9.0 or 8.6") from None
     allocator_settings(allocator_conf())  # refuse an unmodelled setting before any work
-    pool, order, capture = strategy(engine, pool, order, capture)
     request = ProfileRequest(model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision, max_items=max_items,
-                             dtype=dtype, attn=attn, pool=pool, order=order, capture=capture, max_frames_per_batch=max_frames_per_batch)
+                             dtype=dtype, attn=attn, strategy=parse_strategy(engine, pool, order, capture),
+                             max_frames_per_batch=max_frames_per_batch)
     if json_path is not None:
-        try:
-            report_io.check_writable(json_path)
-        except OSError as error:
-            raise UsageError(f"--json {json_path} cannot be written ({error.strerror or error}); give a writable file path") from None
+        check_writable(json_path, "--json")
     setup = prepare(request, capability)
     err.print(f"predicting {len(setup.layouts)} budgets of {setup.spec.name} ({setup.settings.attn}) on meta tensors")
-    report = predicted_report(setup, request.decoder, capability)
+    report = predicted_report(setup, capability)
     for message in report.warnings:
         warn(message)
     if json_path is not None:

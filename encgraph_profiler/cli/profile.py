@@ -80,31 +80,27 @@ def profile(
     blackwell: common.Blackwell = False,
 ) -> None:
     """Capture one encoder CUDA graph per budget on this GPU and report the memory each holds."""
-    from .. import report as report_io
+    from .. import report_io
     from ..check import settings_mismatches
+    from ..files import check_writable
     from ..errors import ExitCode, ReportError, UsageError
     from ..ladder import resolve_budgets
-    from ..profile import ProfileRequest, prepare, strategy
+    from ..request import ProfileRequest, parse_strategy, prepare
 
     decoder = common.decoder_settings(
         max_num_seqs, max_num_batched_tokens, cudagraph_mode, cudagraph_capture_sizes, max_cudagraph_capture_size,
         num_speculative_tokens, max_loras, specialize_lora, blackwell,
     )
-    pool, order, capture = strategy(engine, pool, order, capture)
     request = ProfileRequest(
         model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision, max_items=max_items, dtype=dtype, attn=attn,
         seed=seed, warmup_iterations=warmup, decoder=decoder, memory_snapshot=memory_snapshot,
-        pool=pool, order=order, capture=capture,
+        strategy=parse_strategy(engine, pool, order, capture),
         max_frames_per_batch=max_frames_per_batch, check_release=check_release,
     )
     # Everything that can be refused is refused before the GPU work starts.
     for option, path in (("--json", json_path), ("--memory-snapshot", memory_snapshot)):
-        if path is None:
-            continue
-        try:
-            report_io.check_writable(path)
-        except OSError as error:
-            raise UsageError(f"{option} {path} cannot be written ({error.strerror or error}); give a writable file path") from None
+        if path is not None:
+            check_writable(path, option, [baseline] if baseline is not None else [])
     gate = report_io.load(baseline) if baseline is not None else None
     setup = prepare(request)
     if gate is not None:
@@ -112,7 +108,7 @@ def profile(
         if mismatches:
             raise ReportError(f"--baseline {baseline} was made with other settings ({'; '.join(mismatches)}); profile with the same settings or refresh the baseline")
 
-    report = _run(request, setup)
+    report = _run(setup)
     written, write_code = _write(report, json_path)
     _show(report, output_format)
     if written is not None:
@@ -146,8 +142,8 @@ def _sigterm_stops_the_ladder():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run(request, setup):
-    from ..profile import profile as run_profile
+def _run(setup):
+    from ..capture import measure
 
     with _sigterm_stops_the_ladder():
         if err.is_terminal:
@@ -155,17 +151,17 @@ def _run(request, setup):
 
             with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
                 task = bar.add_task("starting", total=None)
-                return run_profile(request, lambda what, done, total: bar.update(task, description=what, completed=done, total=total), setup=setup)
+                return measure(setup, lambda what, done, total: bar.update(task, description=what, completed=done, total=total))
 
         def line(what: str, done: int, total: int) -> None:  # logs: one line per step
             err.print(f"encgraph: {what} ({done}/{total})", markup=False, highlight=False)
 
-        return run_profile(request, line, setup=setup)
+        return measure(setup, line)
 
 
 def _write(report, json_path):
     """Write the report where asked, or else to a fallback path; return (path, exit code or None)."""
-    from .. import report as report_io
+    from .. import report_io
     from ..errors import ExitCode
 
     if json_path is None:
@@ -209,7 +205,7 @@ def _outcome(report):
 
 def _show(report, output_format: Format) -> None:
     from .. import render
-    from ..report import to_json
+    from ..report_io import to_json
 
     for message in report.warnings:
         warn(message)

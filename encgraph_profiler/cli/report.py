@@ -26,11 +26,11 @@ Exit codes: 0 written, 2 bad input (including a page that cannot be written), 5 
 def write_page(reports, labels, html: Path, title: str) -> None:
     """Render ``reports`` (already loaded) to ``html``; any failure to write is a usage error."""
     from ..errors import UsageError
+    from ..files import check_writable, write_atomic
     from ..html_report import render
-    from ..report import check_writable, write_atomic
 
+    check_writable(html, "--html")
     try:
-        check_writable(html)
         write_atomic(html, render(list(zip(labels, reports)), title))
     except OSError as error:
         raise UsageError(f"cannot write --html {html}: {error.strerror or error}") from None
@@ -44,7 +44,7 @@ def report(
     title: Annotated[str, typer.Option("--title", help="The page's title.")] = "encgraph report",
 ) -> None:
     """Write one self-contained HTML page of charts and tables for one or more reports."""
-    from .. import report as report_io
+    from .. import report_io
     from ..errors import UsageError
 
     labels = label or [path.stem for path in reports]

@@ -28,7 +28,7 @@ and the sweep goes on. Exit codes: 0 every cell measured, 2 bad input, 4 a cell 
 
 
 def _table(results) -> Table:
-    from .. import report as report_io
+    from .. import report_io
     from ..units import mib
 
     table = Table(title="Sweep")
@@ -36,7 +36,7 @@ def _table(results) -> Table:
         table.add_column(name, justify="right" if name in ("encoder pool MiB", "seconds") else "left")
     for r in results:
         pool = report_io.load(r.report).pool("encoder_graphs").reserved_bytes if r.report else None
-        table.add_row(r.cell.model, ",".join(map(str, r.cell.budgets)), r.cell.engine, r.gpu or "-", mib(pool),
+        table.add_row(r.cell.model, ",".join(map(str, r.cell.budgets)), r.cell.strategy, r.gpu or "-", mib(pool),
                       f"{r.wall_s:.1f}", "ok" if r.exit_code == 0 else f"exit {r.exit_code}: {r.message}")
     return table
 
@@ -53,11 +53,11 @@ def sweep(
     """Profile models x budget ladders x strategies, each cell in a fresh process, over several GPUs."""
     from ..errors import ExitCode, UsageError
     from ..ladder import parse_budgets
-    from ..profile import parse_engines
+    from ..request import parse_strategy_names
     from ..sweep import Cell, check_gpus, run
     from ..units import parse_int_list
 
-    strategies = parse_engines(engines)
+    strategies = parse_strategy_names(engines)
     ladders = [parse_budgets(text) for text in budgets]
     gpu_list = parse_int_list(gpus, "gpus") if gpus else None
     check_gpus(gpu_list)
@@ -66,7 +66,7 @@ def sweep(
         raise UsageError("two cells are the same: list each model, ladder and strategy once")
     make_folder(out_dir, "--out")
     results = run(cells, out_dir, gpu_list, progress=lambda line: err.print(line))
-    merged = [{"model": r.cell.model, "budgets": list(r.cell.budgets), "strategy": r.cell.engine, "gpu": r.gpu,
+    merged = [{"model": r.cell.model, "budgets": list(r.cell.budgets), "strategy": r.cell.strategy, "gpu": r.gpu,
                "exit_code": r.exit_code, "message": r.message, "report": r.report.name if r.report else None,
                "wall_s": round(r.wall_s, 3)} for r in results]
     (out_dir / "sweep.json").write_text(json.dumps({"cells": merged}, indent=2) + "\n")

@@ -11,7 +11,8 @@ from typing import Any
 
 from ..errors import UsageError
 from ..ladder import doubling_ladder
-from ..units import graph_label, is_whole_number
+from ..schema import GraphKey
+from ..units import is_whole_number
 
 # Vision-config fields that are whole positive numbers wherever a family has them.
 POSITIVE_INT_FIELDS = frozenset({
@@ -52,8 +53,12 @@ class Layout:
     path: str = ""  # the encoder path whose graph this is, for families with more than one; "" otherwise
 
     @property
+    def key(self) -> GraphKey:
+        return GraphKey(self.path, self.budget)
+
+    @property
     def label(self) -> str:
-        return graph_label(self.path, self.budget)
+        return self.key.label
 
 
 class Adapter:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import UsageError
-from ..report import ModelFacts
+from ..schema import ModelFacts
 from .base import DTYPES
 from .registry import ModelSpec
 

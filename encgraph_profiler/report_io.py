@@ -1,12 +1,8 @@
-"""The profile report: frozen dataclasses, their JSON form, and validation when read. No torch.
+"""Writing and reading the JSON report, and validating it when read. No torch.
 
-The JSON report is a contract that ``check`` and ``plan`` (and users' dashboards) read. A change
-that breaks readers bumps ``SCHEMA_VERSION``; ``load`` refuses versions it does not know and
-migrates the ones it does. Every field is checked when read: byte counts are ints, and only the
-fields in ``SIGNED_BYTES`` may be negative (they are differences of two samples).
-
-Schema history: 1 (encgraph 0.1); 2 adds ``unmeasured`` and ``stopped_by``, and the default
-pool's ``live_bytes`` no longer counts the encoder pool's live outputs a second time.
+Every field is checked when read: byte counts are ints, and only the fields in ``SIGNED_BYTES`` may
+be negative (they are differences of two samples). ``load`` refuses schema versions it does not know
+and migrates the ones it does.
 """
 
 from __future__ import annotations
@@ -14,214 +10,32 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from .errors import ReportError
-from .units import graph_label
-
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
-
-
-class BudgetStatus(str, Enum):
-    """Why a requested budget has no measured row."""
-
-    OUT_OF_MEMORY = "out_of_memory"  # its warm-up or capture did not fit, or it could not fit
-    CAPTURE_FAILED = "capture_failed"  # capture failed for another reason; the ladder stopped there
-    NOT_RUN = "not_run"  # the run stopped (signal, failure) before this budget's turn
-
-
-class PoolName(str, Enum):
-    ENCODER_GRAPHS = "encoder_graphs"
-    DEFAULT = "default"
-    OUTSIDE_ALLOCATOR = "outside_allocator"
-
-
-@dataclass(frozen=True)
-class Provenance:
-    gpu_name: str
-    gpu_total_bytes: int
-    driver: str | None
-    cuda: str | None
-    torch: str
-    transformers: str
-    encgraph: str
-    allocator_conf: str
-    created_at: str
-    visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES of the run: which GPU of the host it used
-
-
-@dataclass(frozen=True)
-class Settings:
-    model: str  # bundled name, path given, or Hugging Face id
-    family: str
-    dtype: str
-    attn: str
-    budgets: tuple[int, ...]  # every budget requested, measured or not
-    max_items: int
-    seed: int
-    revision: str | None = None  # for a Hugging Face id: the revision asked for (None: the default branch)
-    commit: str | None = None  # for a Hugging Face id: the snapshot commit its config came from
-    layout: str = ""  # what the largest budget is, in images and patches
-    pool: str = "shared"  # "shared": one private pool for every graph; "per-graph": one each
-    order: str = "largest-first"  # the order of the captures
-    capture: str = "plain"  # "plain": the tower's own inputs; "vllm": vLLM's capture inputs and steps
-    max_frames_per_batch: int = 0  # vLLM's video layout for this many frames per batch; 0: images
-
-    @property
-    def model_label(self) -> str:
-        """The model as the report names it: a Hugging Face id with its revision and snapshot commit."""
-        if self.commit is None:
-            return self.model
-        return f"{self.model} at {self.revision or 'the default branch'}, snapshot {self.commit[:12]}"
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    """Counted on the meta device from the full config, so no weights are needed."""
-
-    tower_parameters: int
-    total_parameters: int | None  # vision + language model; None for encoder-only checkpoints
-    weight_bytes: int | None  # total_parameters x dtype size
-    kv_bytes_per_token: int | None  # 2 x layers x KV heads x head dim x dtype size
-    max_position_embeddings: int | None
-
-
-@dataclass(frozen=True)
-class BudgetResult:
-    """One captured budget. Bytes are exact allocator or NVML figures; times are milliseconds."""
-
-    budget: int
-    items: int
-    tokens: int  # tokens laid out, >= budget (items x ceil(budget / items))
-    input_patches: int
-    pool_growth_bytes: int  # encoder pool reserved after minus before this capture
-    pool_reserved_bytes: int  # encoder pool reserved after this capture
-    static_io_bytes: int  # this budget's static inputs, held in the default pool
-    output_bytes: int  # the graph's outputs, live inside the encoder pool (--as vllm: the buffers outside it they go to)
-    non_allocator_bytes: int | None  # process NVML delta minus reserved delta around the capture
-    eager_peak_bytes: int  # peak allocated above the baseline during one eager forward
-    capture_ms: float | None  # None in a prediction: nothing ran
-    eager_ms: float | None
-    replay_ms: float | None
-    replay_matches_eager: bool | None  # None in a prediction
-    replay_max_abs_diff: float | None  # None where the difference is not finite (NaN or inf in an output)
-    path: str = ""  # the encoder path of this budget's graph, for families with more than one
-
-    @property
-    def label(self) -> str:
-        return graph_label(self.path, self.budget)
-
-
-@dataclass(frozen=True)
-class UnmeasuredBudget:
-    """A requested budget with no measurement, and why."""
-
-    budget: int
-    status: BudgetStatus
-    reason: str  # one line
-    requested_bytes: int | None = None  # the allocation that did not fit, when the allocator said
-    path: str = ""  # as in BudgetResult
-
-    @property
-    def label(self) -> str:
-        return graph_label(self.path, self.budget)
-
-
-@dataclass(frozen=True)
-class PoolUsage:
-    """One row of the per-pool table. ``parts`` break ``reserved_bytes`` down and add up to it."""
-
-    pool: PoolName
-    reserved_bytes: int | None
-    live_bytes: int | None = None
-    segments: int | None = None
-    graphs: int | None = None
-    parts: dict[str, int | None] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class GraphGroupReport:
-    kind: str
-    count: int
-    largest: int
-    sizes: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class GraphCountsReport:
-    line: str
-    groups: tuple[GraphGroupReport, ...]
-    decoder_settings: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ReleaseCheck:
-    """What dropping every graph and emptying the cache gave back (``profile --check-release``)."""
-
-    pool_bytes_before: int  # the encoder pools' reserved bytes with the graphs alive
-    pool_bytes_after: int  # what the encoder pools still hold afterwards: 0 when all came back
-    reserved_returned_bytes: int  # drop in the allocator's reserved counter
-    nvml_returned_bytes: int | None  # drop in this process's memory as NVML reports it
-    held_by: str = ""  # what still holds the bytes that did not come back, when it can be named
-
-
-@dataclass(frozen=True)
-class VllmEstimate:
-    """What vLLM's own estimate of the encoder graphs would be (``--as vllm``): the drop in the
-    device's free memory across every budget's inputs, warm-up and capture, the cache never
-    emptied in between, split into its parts. The parts add up to ``free_drop_bytes``."""
-
-    free_drop_bytes: int  # the device's free memory before minus after (cudaMemGetInfo)
-    pool_bytes: int  # the encoder pools' reserved bytes: what the graphs hold
-    static_input_bytes: int  # every budget's input buffers, in the default pool
-    output_buffer_bytes: int  # the buffers each graph copies its outputs to, in the default pool
-    cached_bytes: int  # default-pool memory reserved during the captures that nothing uses: warm-up leftovers
-    outside_allocator_bytes: int  # the rest of the drop: graph executables, library workspaces
-
-
-@dataclass(frozen=True)
-class Report:
-    schema_version: int
-    provenance: Provenance
-    settings: Settings
-    model: ModelFacts
-    budgets: tuple[BudgetResult, ...]  # measured budgets, ascending
-    pools: tuple[PoolUsage, ...]
-    graph_counts: GraphCountsReport
-    process_used_bytes: int | None  # NVML, this process, at the end of the run
-    wall_ms: float
-    warnings: tuple[str, ...] = ()
-    unmeasured: tuple[UnmeasuredBudget, ...] = ()  # requested budgets without a measurement
-    stopped_by: str | None = None  # "SIGINT", "SIGTERM" or "capture failure" when the ladder stopped early
-    release: ReleaseCheck | None = None  # with --check-release
-    vllm_estimate: VllmEstimate | None = None  # with --as vllm
-    predicted: bool = False  # made by `encgraph predict`, without a GPU: nothing here was measured
-
-    def pool(self, name: PoolName | str) -> PoolUsage:
-        return next(p for p in self.pools if p.pool == name)
-
-    def budget(self, budget: int) -> BudgetResult:
-        return next(b for b in self.budgets if b.budget == budget)
-
-    @property
-    def complete(self) -> bool:
-        """Every requested budget was measured."""
-        return not self.unmeasured and self.stopped_by is None
-
-    @property
-    def replay_mismatches(self) -> tuple[str, ...]:
-        return tuple(b.label for b in self.budgets if b.replay_matches_eager is False)
-
-    @property
-    def total_bytes(self) -> int | None:
-        """What the process holds on the device: the pools' rows added up."""
-        rows = [p.reserved_bytes for p in self.pools]
-        return None if any(r is None for r in rows) else sum(rows)
+from .files import write_atomic
+from .schema import (
+    READABLE_VERSIONS,
+    BudgetResult,
+    BudgetStatus,
+    Capture,
+    GraphCountsReport,
+    GraphGroupReport,
+    ModelFacts,
+    Order,
+    Pool,
+    PoolName,
+    PoolUsage,
+    Provenance,
+    ReleaseCheck,
+    Report,
+    Settings,
+    StopReason,
+    UnmeasuredBudget,
+    VllmEstimate,
+)
 
 
 def to_dict(report: Report) -> dict[str, Any]:
@@ -241,28 +55,6 @@ def to_json(report: Report) -> str:
 
 def save(report: Report, path: Path) -> None:
     write_atomic(path, to_json(report))
-
-
-def write_atomic(path: Path, content: str | bytes) -> None:
-    """Write atomically, so an interrupted run never leaves a truncated file behind; a failed
-    write leaves no temporary file either."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(content) if isinstance(content, bytes) else tmp.write_text(content)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def check_writable(path: Path) -> None:
-    """Raise OSError now if ``save(…, path)`` would fail for want of a folder or permission."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder")
-    probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
-    probe.write_text("")
-    probe.unlink()
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -285,7 +77,8 @@ _SEQUENCES = {
     "tuple[PoolUsage, ...]": PoolUsage,
     "tuple[GraphGroupReport, ...]": GraphGroupReport,
 }
-_ENUMS = {"BudgetStatus": BudgetStatus, "PoolName": PoolName}
+_ENUMS = {"BudgetStatus": BudgetStatus, "PoolName": PoolName, "Pool": Pool, "Order": Order, "Capture": Capture,
+          "StopReason": StopReason}
 
 
 def _build(cls, data: Any, where: str):
@@ -366,8 +159,8 @@ def _check_consistency(report: Report) -> None:
     requested = set(report.settings.budgets)
     if any(b <= 0 for b in requested):
         raise ReportError("report.settings.budgets must be positive token counts")
-    measured = [(b.path, b.budget) for b in report.budgets]
-    unmeasured = [(u.path, u.budget) for u in report.unmeasured]
+    measured = [b.key for b in report.budgets]
+    unmeasured = [u.key for u in report.unmeasured]
     if len(set(measured + unmeasured)) != len(measured) + len(unmeasured):
         raise ReportError("report lists a budget twice (in budgets or unmeasured)")
     by_path: dict[str, set[int]] = {}
