@@ -8,7 +8,7 @@ import torch
 
 from encgraph_profiler.errors import UsageError
 from encgraph_profiler.models.facts import model_facts
-from encgraph_profiler.models.registry import REFUSED_NAMES, bundled_names, refusals, resolve
+from encgraph_profiler.models.registry import bundled_names, refusals, resolve
 
 PUBLISHED = Path(__file__).parent / "data" / "published"  # files as model repositories publish them
 TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe", "tiny-qwen3.5", "tiny-qwen3.5-moe",
@@ -76,8 +76,9 @@ def test_names_of_a_refused_family_give_its_reason(name, model_type, reason):
 
 
 def test_every_refused_name_points_to_a_refusal_and_none_to_a_bundled_config():
-    assert set(REFUSED_NAMES.values()) == set(refusals())
-    assert not set(REFUSED_NAMES) & set(bundled_names(include_tiny=True))
+    names = [name for refusal in refusals().values() for name in refusal.names]
+    assert all(refusal.names for refusal in refusals().values()) and len(names) == len(set(names))
+    assert not set(names) & set(bundled_names(include_tiny=True))
     assert resolve("DeepSeek-OCR-2").name == "deepseek-ocr-2"  # a refused family's successor still resolves
 
 
@@ -297,7 +298,8 @@ def test_llama4_layout_is_vllms():
     assert spec.adapter.layout(config, 1024, 1).meaning == (
         "1,024 tokens = 8 chunks of 336x336 px, 4,608 ViT patches shuffled to 144 tokens each")
     # Meta's configs give attn_temperature_tuning as 4; transformers 5 reads only a bool.
-    assert spec.config["text_config"]["attn_temperature_tuning"] == 4
+    assert json.loads(spec.source.read_text())["text_config"]["attn_temperature_tuning"] == 4
+    assert spec.config["text_config"]["attn_temperature_tuning"] is True  # read as Meta's own form
     assert spec.adapter.full_config(spec.config).text_config.attn_temperature_tuning is True
 
 
@@ -451,7 +453,7 @@ def test_step3p7_lays_out_two_paths_as_vllm_does():
     """Global images of 728 px (169 tokens each, at most k of them) and local crops of 504 px (81
     tokens each, k not applying), each path on vLLM's own ladder: from one item doubling up to the
     largest budget, plus the largest."""
-    from encgraph_profiler.models.step3p7 import Step3p7Adapter
+    from encgraph_profiler.models.families.step3p7 import Step3p7Adapter
     from transformers import Step3p7Config
 
     adapter, config = Step3p7Adapter(), Step3p7Config()

@@ -28,7 +28,7 @@ python3 -c 'import huggingface_hub, transformers, torch; print("huggingface_hub"
 python3 - "$WORK" <<'PY'
 import json, sys
 from transformers import DeepseekOcr2Config, Qwen3_5MoeConfig, Step3p7Config
-from encgraph_profiler.models.remote_code import native_config
+from encgraph_profiler.models.registry import native_config
 work = sys.argv[1]
 # LiquidAI/LFM2-VL-450M's first-release preprocessor_config.json: no token limits (its config.json has them).
 json.dump({"auto_map": {"AutoProcessor": "processing_lfm2_vl.Lfm2VlProcessor"}, "do_convert_rgb": None, "do_normalize": True,

@@ -31,26 +31,25 @@ def models(
     tiny: Annotated[bool, typer.Option("--tiny", help="Also list the tiny test configs.")] = False,
 ) -> None:
     """List the model families encgraph profiles, and the bundled configs with their aliases."""
-    from ..models.registry import ADAPTERS, ALIASES, BY_ID_ONLY, REFUSED_NAMES, bundled_names, bundled_parameters, refusals, resolve
-    from ..models.remote_code import own_forms
+    from ..models.registry import adapters, aliases, bundled_names, bundled_parameters, hub_ids, own_forms, refusals, resolve
 
     counts = bundled_parameters()
     families = [{"family": a.family, "model_types": list(a.model_types),
-                 "authors_own_forms": [own for t in a.model_types for own in own_forms(t)],
-                 "resolution": "dynamic" if a.dynamic_resolution else "fixed"} for a in ADAPTERS]
+                 "authors_own_forms": [own for own in own_forms(a) if own not in a.model_types],
+                 "resolution": "dynamic" if a.dynamic_resolution else "fixed",
+                 "vllm": None if a.vllm is None else {"file": a.vllm.file, "class": a.vllm.cls}} for a in adapters()]
     rows = []
     for name in bundled_names(include_tiny=tiny):
         spec = resolve(name)
         rows.append({
             "name": name,
             "family": spec.adapter.family,
-            "aliases": sorted(a for a, target in ALIASES.items() if target == name),
+            "aliases": sorted(a for a, target in aliases().items() if target == name),
             **counts[name],
         })
-    refused = [{"model_type": model_type, "names": [n for n, t in REFUSED_NAMES.items() if t == model_type], "reason": reason}
-               for model_type, reason in refusals().items()]
+    refused = [{"model_type": r.model_type, "names": list(r.names), "reason": r.reason} for r in refusals().values()]
     if output_format is Format.json:
-        out.print(json.dumps({"families": families, "models": rows, "by_id_only": BY_ID_ONLY, "refused": refused}, indent=2),
+        out.print(json.dumps({"families": families, "models": rows, "by_id_only": hub_ids(), "refused": refused}, indent=2),
                   markup=False, highlight=False, soft_wrap=True)
         return
     kinds = Table(title="Families (any config.json or Hugging Face id of these model types)")
@@ -67,8 +66,8 @@ def models(
         total = "encoder only" if r["total_parameters"] is None else f"{r['total_parameters'] / 1e9:.2f} B"
         table.add_row(r["name"], r["family"], ", ".join(r["aliases"]), f"{r['tower_parameters'] / 1e6:.2f} M", total)
     out.print(table)
-    for repo_id in sorted(set(BY_ID_ONLY.values())):
-        names = ", ".join(name for name, target in BY_ID_ONLY.items() if target == repo_id)
+    for repo_id in sorted(set(hub_ids().values())):
+        names = ", ".join(name for name, target in hub_ids().items() if target == repo_id)
         out.print(f"No bundled config for {names}: give its Hugging Face id ({repo_id}) or a local model folder.",
                   markup=False, highlight=False)
     listed = "; ".join(f"{r['model_type']} ({', '.join(r['names'])})" for r in refused)

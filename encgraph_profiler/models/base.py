@@ -6,8 +6,9 @@ and resolve models without paying for those imports.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import UsageError
 from ..ladder import doubling_ladder
@@ -23,6 +24,41 @@ POSITIVE_INT_FIELDS = frozenset({
 
 DTYPES = {"bfloat16": 2, "float16": 2, "float32": 4}
 DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
+
+
+# An authors' own config form read as transformers' native one: (the config.json dict, where it
+# came from) -> the native dict, or UsageError with the form that works instead.
+OwnForm = Callable[[dict[str, Any], str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class VllmSource:
+    """Where vLLM defines a family's encoder-graph rules: the model file under
+    vllm/model_executor/models/ and the class that implements SupportsEncoderCudaGraph (its
+    get_encoder_cudagraph_budget_range, get_encoder_cudagraph_item_specs and
+    prepare_encoder_cudagraph_capture_inputs), as in the vLLM release encgraph follows."""
+
+    file: str
+    cls: str
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A model type encgraph does not profile, why, and the names users give it."""
+
+    model_type: str
+    reason: str
+    names: tuple[str, ...] = ()  # dots written as dashes, lower case: "minicpm-v-2-6"
+
+
+def whole_numbers(data: dict[str, Any], key: str, default: Any, source: str, least: int = 0, many: bool = True) -> list[int]:
+    """``data[key]`` (or ``default``): a whole number, or with ``many`` a list of them, each at least ``least``."""
+    value = data.get(key, default)
+    values = value if isinstance(value, list) and many else [value]
+    if not values or not all(is_whole_number(v, least) for v in values):
+        raise UsageError(f"{source}: {key} is {value!r}; it must be a whole number of at least {least}"
+                         + (", or a list of them" if many else ""))
+    return values
 
 
 def load_class(name: str):
@@ -66,6 +102,14 @@ class Adapter:
 
     family: str = ""
     model_types: tuple[str, ...] = ()  # the "model_type" values of full configs this adapter reads
+    vllm: VllmSource | None = None  # None: no vLLM release captures this family's encoder graphs
+    # Names that pick one of the family's bundled configs ("qwen2-vl" -> "qwen2-vl-7b").
+    aliases: ClassVar[dict[str, str]] = {}
+    # Names of models without a bundled config -> the Hugging Face id to give instead.
+    hub_ids: ClassVar[dict[str, str]] = {}
+    # The authors' own config forms this family reads, by their model_type (see OwnForm). A form
+    # may share the native model_type when only some of its fields need rewriting.
+    own_forms: ClassVar[dict[str, OwnForm]] = {}
     dynamic_resolution: bool = True
     takes_max_items: bool = True  # a budget's batch is capped at k items (vLLM's max items per batch)
     packs_sequences: bool = False  # the tower passes cu_seqlens to its attention: --attn varlen applies
@@ -108,7 +152,7 @@ class Adapter:
 
     def full_config(self, data: dict[str, Any]):
         """The transformers config object of the whole model, from a config.json dict."""
-        data = {k: v for k, v in self.upgrade_config(data).items() if k not in ("model_type", "preprocessor_config")}
+        data = {k: v for k, v in data.items() if k not in ("model_type", "preprocessor_config")}
         return self.read_config(self.config_class(), data)
 
     def read_config(self, config_class, data: dict[str, Any]):
@@ -119,11 +163,6 @@ class Adapter:
             return config_class(**data)
         except (TypeError, ValueError, KeyError, AttributeError, StrictDataclassError) as err:
             raise UsageError(f"transformers cannot read this {self.family} config: {str(err).splitlines()[0]}") from None
-
-    def upgrade_config(self, data: dict[str, Any]) -> dict[str, Any]:
-        """A published config in a form that an older transformers read and the pinned one does not,
-        rewritten to the form it reads, with the same meaning."""
-        return data
 
     def preprocessor_int(self, data: dict[str, Any], name: str, default: int) -> int:
         """A whole-number field of the model's image processor settings (see preprocessor_fields),

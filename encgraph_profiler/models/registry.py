@@ -1,136 +1,72 @@
-"""Find a model by bundled name, alias, Hugging Face id or local path; no torch needed."""
+"""Find a model by bundled name, alias, Hugging Face id or local path; no torch needed.
+
+The registry only discovers: every module of ``models.families`` declares its adapters
+(``ADAPTERS``) and the model types it refuses (``REFUSALS``), and each adapter its names, its
+authors' own config forms and the vLLM source it follows. No per-family table lives here.
+"""
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import json
+import pkgutil
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from .base import Adapter
-from .clip import ClipAdapter
-from .deepseek_ocr2 import DeepseekOcr2Adapter
-from .ernie4_5_vl import Ernie4_5VLAdapter
-from .gemma3 import Gemma3Adapter
-from .gemma4 import Gemma4Adapter
-from .glm4v import Glm46vAdapter, Glm4vAdapter, Glm4vMoeAdapter
-from .idefics3 import Idefics3Adapter, SmolVLMAdapter
-from .internvl import InternVLAdapter
-from .kimi import KimiK25Adapter, KimiVLAdapter
-from .lfm2_vl import Lfm2VlAdapter
-from .llama4 import Llama4Adapter
-from .qwen2_5_vl import Qwen2_5VLAdapter
-from .qwen2_vl import Qwen2VLAdapter
-from .remote_code import native_config, refused_forms
-from .qwen3_5 import Qwen3_5Adapter, Qwen3_5MoeAdapter, Qwen3VLMoeAdapter
-from .qwen3_vl import Qwen3VLAdapter
-from .siglip import SiglipAdapter
-from .step3p7 import Step3p7Adapter, Step3VLAdapter
+from . import families
+from .base import Adapter, OwnForm, Refusal
 
-ADAPTERS: tuple[Adapter, ...] = (
-    Qwen2VLAdapter(),
-    Qwen2_5VLAdapter(),
-    Qwen3VLAdapter(),
-    Qwen3VLMoeAdapter(),
-    Qwen3_5Adapter(),
-    Qwen3_5MoeAdapter(),
-    Gemma3Adapter(),
-    Gemma4Adapter(),
-    InternVLAdapter(),
-    Glm4vAdapter(),
-    Glm46vAdapter(),
-    Glm4vMoeAdapter(),
-    Ernie4_5VLAdapter(),
-    KimiK25Adapter(),
-    KimiVLAdapter(),
-    Llama4Adapter(),
-    Lfm2VlAdapter(),
-    Step3p7Adapter(),
-    Step3VLAdapter(),
-    DeepseekOcr2Adapter(),
-    Idefics3Adapter(),
-    SmolVLMAdapter(),
-    SiglipAdapter(),
-    ClipAdapter(),
-)
-
-# A family name alone picks the size most deployments use.
-ALIASES = {
-    "qwen2-vl": "qwen2-vl-7b",
-    "qwen2.5-vl": "qwen2.5-vl-7b",
-    "qwen3-vl": "qwen3-vl-8b",
-    "qwen3-vl-moe": "qwen3-vl-30b-a3b",
-    "qwen3.5": "qwen3.5-27b",
-    "glm-4.1v": "glm-4.1v-9b",
-    "glm4v": "glm-4.1v-9b",
-    "glm4v-moe": "glm-4.6v",
-    "gemma3": "gemma-3-27b",
-    "gemma-3": "gemma-3-27b",
-    "gemma4": "gemma-4-31b",
-    "gemma-4": "gemma-4-31b",
-    "kimi": "kimi-k2.5",
-    "kimi-vl": "kimi-vl-a3b",
-    "lfm2-vl": "lfm2-vl-1.6b",
-    "ernie-4.5-vl": "ernie-4.5-vl-28b-a3b",
-    "ernie4.5-vl": "ernie-4.5-vl-28b-a3b",
-    "ernie-4.5-vl-28b-a3b-pt": "ernie-4.5-vl-28b-a3b",
-    "deepseek-ocr2": "deepseek-ocr-2",
-    "llama4": "llama-4-scout-17b-16e",
-    "llama-4": "llama-4-scout-17b-16e",
-    "llama-4-scout": "llama-4-scout-17b-16e",
-    "smolvlm": "smolvlm2-500m",
-    "smolvlm2": "smolvlm2-500m",
-    "smolvlm2-500m-video": "smolvlm2-500m",
-    "siglip": "siglip-so400m-patch14-384",
-    "clip": "clip-vit-large-patch14-336",
-    "internvl": "internvl3-1b",
-    "internvl3": "internvl3-1b",
-}
 DEFAULT_MODEL = "qwen2-vl-7b"
-# Families read by Hugging Face id or from a local folder only: no complete published config.json
-# was available to bundle. Their names point there instead of to a bundled config.
-BY_ID_ONLY = {
-    "step-3.7": "stepfun-ai/Step-3.7-Flash",
-    "step-3.7-flash": "stepfun-ai/Step-3.7-Flash",
-    "step3p7": "stepfun-ai/Step-3.7-Flash",
-    "step3-vl": "stepfun-ai/Step3-VL-10B",
-    "step3-vl-10b": "stepfun-ai/Step3-VL-10B",
-}
-
-# Model types transformers ships that encgraph refuses: no engine layout of their encoder graphs to reproduce.
-_MINICPMV_WITHOUT_RESAMPLER = ("{model} has no resampler (a window-attention merger inside the ViT, then a merger), the part by "
-                               "whose queries vLLM lays out the encoder graphs of MiniCPM-V 2.5 to 4.5; {engine}")
-_NO_VLLM_GRAPHS = "vLLM does not capture encoder CUDA graphs for it (its model there does not opt in), so there are none to measure"
-NOT_CAPTURABLE = {
-    "minicpmv4_6": _MINICPMV_WITHOUT_RESAMPLER.format(model="MiniCPM-V 4.6", engine=_NO_VLLM_GRAPHS),
-    "minicpmv4_7": _MINICPMV_WITHOUT_RESAMPLER.format(model="MiniCPM-V 4.7", engine=_NO_VLLM_GRAPHS),
-    "minicpm_ocr": _MINICPMV_WITHOUT_RESAMPLER.format(model="MiniCPM-OCR", engine="no engine layout for its encoder graphs is known"),
-}
-# The names users give the families encgraph refuses (dots spelled as dashes) -> the model_type whose refusal answers them.
-REFUSED_NAMES = {
-    "minicpm-v": "minicpmv",
-    "minicpm-llama3-v-2-5": "minicpmv",
-    "minicpm-v-2-6": "minicpmv",
-    "minicpm-v-4": "minicpmv",
-    "minicpm-v-4-5": "minicpmv",
-    "minicpm-v-4-6": "minicpmv4_6",
-    "minicpm-v-4-7": "minicpmv4_7",
-    "minicpm-ocr": "minicpm_ocr",
-    "step3": "step3_vl",
-    "deepseek-vl2": "deepseek_vl_v2",
-    "deepseek-vl2-small": "deepseek_vl_v2",
-    "deepseek-vl2-tiny": "deepseek_vl_v2",
-    "deepseek-ocr": "deepseek_vl_v2",
-}
 
 
-def refusals() -> dict[str, str]:
-    """Every model_type encgraph refuses, with why."""
-    return {**refused_forms(), **NOT_CAPTURABLE}
+@cache
+def _family_modules() -> tuple[Any, ...]:
+    return tuple(importlib.import_module(f"{families.__name__}.{info.name}")
+                 for info in sorted(pkgutil.iter_modules(families.__path__), key=lambda info: info.name))
+
+
+@cache
+def adapters() -> tuple[Adapter, ...]:
+    """Every family's adapter, module by module."""
+    return tuple(adapter for module in _family_modules() for adapter in getattr(module, "ADAPTERS", ()))
+
+
+@cache
+def refusals() -> dict[str, Refusal]:
+    """Every model type encgraph refuses, with why and the names users give it."""
+    return {r.model_type: r for module in _family_modules() for r in getattr(module, "REFUSALS", ())}
+
+
+def _declared(adapter: Adapter, name: str) -> dict[str, Any]:
+    """A per-family table the adapter's own class declares (not one it inherits from its parent family)."""
+    return type(adapter).__dict__.get(name, {})
+
+
+@cache
+def aliases() -> dict[str, str]:
+    """Name -> bundled config, over every family."""
+    return {alias: target for a in adapters() for alias, target in _declared(a, "aliases").items()}
+
+
+@cache
+def hub_ids() -> dict[str, str]:
+    """Names of models without a bundled config -> the Hugging Face id to give, over every family."""
+    return {name: repo for a in adapters() for name, repo in _declared(a, "hub_ids").items()}
+
+
+def own_forms(adapter: Adapter) -> dict[str, OwnForm]:
+    """The authors' own config forms ``adapter`` reads, by model_type."""
+    return _declared(adapter, "own_forms")
+
+
+def _own_form(model_type: Any) -> OwnForm | None:
+    return next((form for a in adapters() if (form := own_forms(a).get(model_type)) is not None), None)
 
 
 # Where the image processor's settings are: transformers reads the "image_processor" object of
@@ -187,17 +123,28 @@ def normalize(name: str) -> str:
     key = name.strip().lower()
     key = re.sub(r"-(instruct|thinking|chat|it)$", "", key)
     key = key.replace("qwen2_5", "qwen2.5").replace("_", "-")
-    return ALIASES.get(key, key)
+    return aliases().get(key, key)
+
+
+def native_config(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """``data`` as transformers reads it: an authors' own form rewritten by the family that reads it
+    (which refuses what it cannot map), a refused model type refused with its reason."""
+    model_type = data.get("model_type")
+    form = _own_form(model_type)
+    if form is not None:
+        return form(data, source)
+    refused = refusals().get(model_type)
+    if refused is not None:
+        raise UsageError(f"{source}: model_type {model_type!r} is not supported: {refused.reason}")
+    return data
 
 
 def adapter_for(config: dict[str, Any], source: str) -> Adapter:
     model_type = config.get("model_type")
-    for adapter in ADAPTERS:
+    for adapter in adapters():
         if model_type in adapter.model_types:
             return adapter
-    if model_type in NOT_CAPTURABLE:
-        raise UsageError(f"{source}: model_type {model_type!r} is not supported: {NOT_CAPTURABLE[model_type]}")
-    known = ", ".join(t for a in ADAPTERS for t in a.model_types)
+    known = ", ".join(t for a in adapters() for t in a.model_types)
     raise UsageError(f"{source}: model_type {model_type!r} is not supported; encgraph knows {known}")
 
 
@@ -248,13 +195,13 @@ def resolve(name: str, revision: str | None = None) -> ModelSpec:
         raise UsageError("--revision applies to Hugging Face ids (org/name), not to bundled configs")
     key = normalize(name)
     bundled = _bundled_path(key)
-    if bundled is None and key in BY_ID_ONLY:
-        raise UsageError(f"{name} has no bundled config: give its Hugging Face id ({BY_ID_ONLY[key]}) or a local model folder")
-    refused = REFUSED_NAMES.get(key.replace(".", "-"))
+    if bundled is None and key in hub_ids():
+        raise UsageError(f"{name} has no bundled config: give its Hugging Face id ({hub_ids()[key]}) or a local model folder")
+    refused = next((r for r in refusals().values() if key.replace(".", "-") in r.names), None)
     if bundled is None and refused is not None:
-        raise UsageError(f"{name} ({refused}) is not supported: {refusals()[refused]}")
+        raise UsageError(f"{name} ({refused.model_type}) is not supported: {refused.reason}")
     if bundled is None:
-        choices = bundled_names(include_tiny=True) + list(ALIASES)
+        choices = bundled_names(include_tiny=True) + list(aliases())
         close = difflib.get_close_matches(key, choices, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise UsageError(f"unknown model {name!r}: {hint}`encgraph models` lists the bundled ones; a Hugging Face id (org/name) or a config.json path also works")

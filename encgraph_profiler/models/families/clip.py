@@ -3,7 +3,7 @@ counts image_size^2 / patch^2 tokens against a budget, while the tower still emb
 
 from __future__ import annotations
 
-from .fixed_resolution import FixedResolutionAdapter
+from ..layouts.fixed_resolution import FixedResolutionAdapter
 
 
 class ClipAdapter(FixedResolutionAdapter):
@@ -12,3 +12,7 @@ class ClipAdapter(FixedResolutionAdapter):
     config_class_name = "transformers:CLIPConfig"
     tower_class_name = "transformers:CLIPVisionModel"
     model_class_name = "transformers:CLIPModel"
+    aliases = {"clip": "clip-vit-large-patch14-336"}
+
+
+ADAPTERS = (ClipAdapter(),)

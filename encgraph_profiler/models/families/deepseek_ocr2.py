@@ -19,9 +19,12 @@ forbids), the encoder's attention mask and its rotary embedding.
 
 from __future__ import annotations
 
-from ..errors import UsageError
-from .base import Layout
-from .two_path import TwoPathAdapter
+from typing import Any
+
+from ...errors import UsageError
+from ..base import Layout, whole_numbers
+from ..layouts.two_path import TwoPathAdapter
+from .deepseek_vl2 import DEEPSEEK_VL2_REFUSED
 
 GLOBAL_VIEW = 1024  # vLLM's BASE_SIZE: the global view of every image
 LOCAL_CROP = 768  # vLLM's IMAGE_SIZE: the crops of a large image
@@ -73,9 +76,62 @@ def _given(attn, tables):
     return get_rel_pos
 
 
+
+# DeepSeek-OCR 2's vision tower as vLLM builds it (deepseek_ocr2.py: ImageEncoderViT and
+# build_qwen2_decoder_as_encoder, with fixed arguments), whatever a config's vision_config says.
+_DEEPSEEK_OCR2_SAM = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "mlp_ratio": 4.0,
+                      "image_size": 1024, "patch_size": 16, "window_size": 14, "global_attn_indexes": [2, 5, 8, 11],
+                      "output_channels": 256, "downsample_channels": [512, 896], "layer_norm_eps": 1e-6, "qkv_bias": True,
+                      "use_rel_pos": True}
+_DEEPSEEK_OCR2_ENCODER = {"hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
+                          "intermediate_size": 4864, "max_position_embeddings": 131072, "rms_norm_eps": 1e-6, "hidden_act": "silu",
+                          "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}}
+
+
+def _deepseek_vl_v2(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """DeepSeek's own ``deepseek_vl_v2`` form. DeepSeek-OCR 2's (architecture ``DeepseekOCR2ForCausalLM``,
+    the form ``vllm serve deepseek-ai/DeepSeek-OCR-2`` reads) onto transformers' ``deepseek_ocr2``: the
+    vision tower at the fixed sizes vLLM builds whatever ``vision_config`` says (SAM ViT-B, its last
+    convolution 896 wide, and a 24-layer 896-wide Qwen2 encoder), the linear projector of
+    ``projector_config``, and the language model of ``language_config`` (DeepSeek-V2 with multi-head
+    attention), sparse from layer ``first_k_dense_replace`` on at every ``moe_layer_freq``-th layer.
+    DeepSeek-VL2 and DeepSeek-OCR have no transformers class at all."""
+    if "DeepseekOCR2ForCausalLM" not in data.get("architectures", ()):
+        raise UsageError(f"{source}: {DEEPSEEK_VL2_REFUSED}")
+    text, projector = data.get("language_config"), data.get("projector_config")
+    if not isinstance(text, dict) or not isinstance(projector, dict):
+        raise UsageError(f"{source}: a DeepSeek-OCR 2 config needs language_config and projector_config objects")
+    if text.get("use_mla", True):
+        raise UsageError(f"{source}: language_config has multi-head latent attention (use_mla); DeepSeek-OCR 2's language model, "
+                         "as transformers builds it, has plain multi-head attention")
+    if data.get("tile_tag", "2D") != "2D":
+        raise UsageError(f"{source}: tile_tag is {data['tile_tag']!r}; vLLM's DeepSeek-OCR 2 lays out 2D tiles only")
+    width = _DEEPSEEK_OCR2_ENCODER["hidden_size"]
+    expected = {"projector_type": "linear", "input_dim": width, "n_embed": text.get("hidden_size")}
+    for key, value in expected.items():
+        if projector.get(key) != value:
+            raise UsageError(f"{source}: projector_config {key} is {projector.get(key)!r}; DeepSeek-OCR 2's projector is one linear layer "
+                             f"from its {width}-wide encoder to the language model's hidden_size ({value!r} expected)")
+    kept = ("vocab_size", "hidden_size", "intermediate_size", "moe_intermediate_size", "num_hidden_layers", "num_attention_heads",
+            "num_key_value_heads", "n_routed_experts", "n_shared_experts", "num_experts_per_tok", "n_group", "topk_group",
+            "topk_method", "routed_scaling_factor", "max_position_embeddings", "rms_norm_eps", "hidden_act", "bos_token_id",
+            "eos_token_id")
+    native_text = {"model_type": "deepseek_ocr2_text", **{k: text[k] for k in kept if k in text}}
+    native_text["rope_parameters"] = {"rope_type": "default", "rope_theta": text.get("rope_theta", 10000.0)}
+    [layers] = whole_numbers(text, "num_hidden_layers", 30, source, least=1, many=False)
+    [first] = whole_numbers(text, "first_k_dense_replace", 0, source, many=False)
+    [every] = whole_numbers(text, "moe_layer_freq", 1, source, least=1, many=False)
+    sparse = bool(text.get("n_routed_experts"))
+    native_text["mlp_layer_types"] = ["sparse" if sparse and i >= first and i % every == 0 else "dense" for i in range(layers)]
+    return {"model_type": "deepseek_ocr2", "architectures": ["DeepseekOcr2ForConditionalGeneration"],
+            "vision_config": {"sam_config": dict(_DEEPSEEK_OCR2_SAM), "encoder_config": dict(_DEEPSEEK_OCR2_ENCODER)},
+            "text_config": native_text, "tie_word_embeddings": text.get("tie_word_embeddings", False)}
+
+
 class DeepseekOcr2Adapter(TwoPathAdapter):
     family = "deepseek-ocr2"
     model_types = ("deepseek_ocr2",)
+    own_forms = {"deepseek_vl_v2": _deepseek_vl_v2}  # DeepSeek-OCR 2's; DeepSeek-VL2's is refused
     config_class_name = "transformers:DeepseekOcr2Config"
     model_class_name = "transformers:DeepseekOcr2ForConditionalGeneration"
     global_noun = "views"
@@ -133,3 +189,7 @@ class DeepseekOcr2Adapter(TwoPathAdapter):
         """DeepseekOcr2Model.get_image_features' path for one set of views: the vision model as
         transformers runs it, then the projector."""
         return (tower.multi_modal_projector(tower.vision_tower(inputs["pixel_values"]).last_hidden_state),)
+    aliases = {"deepseek-ocr2": "deepseek-ocr-2"}
+
+
+ADAPTERS = (DeepseekOcr2Adapter(),)

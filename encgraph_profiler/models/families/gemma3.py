@@ -8,8 +8,9 @@ batch; a budget below one image's tokens cannot be captured.
 
 from __future__ import annotations
 
-from ..errors import UsageError
-from .tiled import TiledAdapter
+from ...errors import UsageError
+from ..base import VllmSource
+from ..layouts.tiled import TiledAdapter
 
 
 def _tower_module():
@@ -53,3 +54,8 @@ class Gemma3Adapter(TiledAdapter):
         if images == 0:
             raise UsageError(f"budget {budget} is below one Gemma 3 image ({per_image} tokens); use budgets of at least {per_image}")
         return images
+    vllm = VllmSource("gemma3_mm.py", "Gemma3ForConditionalGeneration")
+    aliases = {"gemma3": "gemma-3-27b", "gemma-3": "gemma-3-27b"}
+
+
+ADAPTERS = (Gemma3Adapter(),)

@@ -18,8 +18,8 @@ sort); a CPU test checks the result against the model's own ``get_image_features
 
 from __future__ import annotations
 
-from ..units import counted
-from .base import Adapter, Layout
+from ...units import counted
+from ..base import Adapter, Layout, VllmSource
 
 DEFAULT_MAX_SOFT_TOKENS = 280  # transformers' Gemma4ImageProcessor
 
@@ -116,3 +116,8 @@ class Gemma4Adapter(Adapter):
 
     def forward(self, tower, inputs: dict):
         return (tower(**inputs),)
+    vllm = VllmSource("gemma4_mm.py", "Gemma4ForConditionalGeneration")
+    aliases = {"gemma4": "gemma-4-31b", "gemma-4": "gemma-4-31b"}
+
+
+ADAPTERS = (Gemma4Adapter(),)

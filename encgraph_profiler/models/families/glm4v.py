@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .base import Layout
+from ..base import Layout, VllmSource
 from .qwen2_vl import Qwen2VLAdapter
 
 
 class Glm4vAdapter(Qwen2VLAdapter):
     family = "glm4v"
     model_types = ("glm4v",)
+    vllm = VllmSource("glm4_1v.py", "Glm4vForConditionalGeneration")
+    aliases = {"glm-4.1v": "glm-4.1v-9b", "glm4v": "glm-4.1v-9b"}
     config_class_name = "transformers:Glm4vConfig"
     tower_class_name = "transformers.models.glm4v.modeling_glm4v:Glm4vVisionModel"
     model_class_name = "transformers:Glm4vForConditionalGeneration"
@@ -70,6 +72,10 @@ class Glm46vAdapter(Glm4vAdapter):
 class Glm4vMoeAdapter(Glm4vAdapter):
     family = "glm4v-moe"
     model_types = ("glm4v_moe",)
+    aliases = {"glm4v-moe": "glm-4.6v"}
     config_class_name = "transformers:Glm4vMoeConfig"
     tower_class_name = "transformers.models.glm4v_moe.modeling_glm4v_moe:Glm4vMoeVisionModel"
     model_class_name = "transformers:Glm4vMoeForConditionalGeneration"
+
+
+ADAPTERS = (Glm4vAdapter(), Glm46vAdapter(), Glm4vMoeAdapter())

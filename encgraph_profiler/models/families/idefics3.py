@@ -16,15 +16,15 @@ without a mask, the final norm and the connector. A CPU test checks it against t
 
 from __future__ import annotations
 
-from .base import Layout
-from .tiled import TiledAdapter, side
+from ..base import Layout, VllmSource
+from ..layouts.tiled import TiledAdapter, side
 
 
 def _tower_module(vision_class: str, connector_class: str):
     """The vision transformer and connector as one module (defined lazily: it needs torch)."""
     import torch
 
-    from .base import load_class
+    from ..base import load_class
 
     class TiledTower(torch.nn.Module):
         def __init__(self, config, dtype, attn):
@@ -46,6 +46,7 @@ def _tower_module(vision_class: str, connector_class: str):
 class Idefics3Adapter(TiledAdapter):
     family = "idefics3"
     model_types = ("idefics3",)
+    vllm = VllmSource("idefics3.py", "Idefics3ForConditionalGeneration")
     config_class_name = "transformers:Idefics3Config"
     model_class_name = "transformers:Idefics3ForConditionalGeneration"
     vision_class_name = "transformers.models.idefics3.modeling_idefics3:Idefics3VisionTransformer"
@@ -76,7 +77,11 @@ class Idefics3Adapter(TiledAdapter):
 class SmolVLMAdapter(Idefics3Adapter):
     family = "smolvlm"
     model_types = ("smolvlm",)
+    aliases = {"smolvlm": "smolvlm2-500m", "smolvlm2": "smolvlm2-500m", "smolvlm2-500m-video": "smolvlm2-500m"}
     config_class_name = "transformers:SmolVLMConfig"
     model_class_name = "transformers:SmolVLMForConditionalGeneration"
     vision_class_name = "transformers.models.smolvlm.modeling_smolvlm:SmolVLMVisionTransformer"
     connector_class_name = "transformers.models.smolvlm.modeling_smolvlm:SmolVLMConnector"
+
+
+ADAPTERS = (Idefics3Adapter(), SmolVLMAdapter())

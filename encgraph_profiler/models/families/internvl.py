@@ -8,7 +8,11 @@ downsample^2 (256 for 448 px tiles); the maximum items per batch does not apply.
 
 from __future__ import annotations
 
-from .tiled import TiledAdapter, side
+from typing import Any
+
+from ...errors import UsageError
+from ..base import VllmSource
+from ..layouts.tiled import TiledAdapter, side
 
 
 def _tower_module():
@@ -43,9 +47,55 @@ def _tower_module():
     return InternVLTower
 
 
+
+def _pair(value):
+    return list(value) if isinstance(value, (list, tuple)) else [value, value]
+
+
+def _internvl_chat(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """OpenGVLab's ``internvl_chat`` (InternViT ``intern_vit_6b`` + an LLM), field for field onto
+    transformers' ``internvl``: the same InternViT, the v2 pixel shuffle and the mlp1 projector
+    (LayerNorm, Linear, GELU, Linear) that InternVLMultiModalProjector holds."""
+    vision, text = data.get("vision_config"), data.get("llm_config")
+    if not isinstance(vision, dict) or not isinstance(text, dict):
+        raise UsageError(f"{source}: an internvl_chat config needs vision_config and llm_config objects")
+    if data.get("ps_version", "v2") != "v2":
+        raise UsageError(f"{source}: ps_version {data.get('ps_version')!r} shuffles pixels as only OpenGVLab's own code does; "
+                         "use an InternVL checkpoint with ps_version v2 (InternVL 1.5 and later)")
+    if text.get("model_type") == "internlm2":
+        raise UsageError(f"{source}: transformers has no InternLM2 language model; use the transformers-format "
+                         "checkpoint of this model (OpenGVLab publishes them with an -hf suffix)")
+    renamed = {"qkv_bias": "attention_bias", "qk_normalization": "use_qk_norm", "initializer_factor": "layer_scale_init_value"}
+    kept = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "hidden_act", "layer_norm_eps",
+            "norm_type", "num_channels", "attention_dropout")
+    native_vision = {"model_type": "internvl_vision"}
+    native_vision.update({k: vision[k] for k in kept if k in vision})
+    native_vision.update({new: vision[old] for old, new in renamed.items() if old in vision})
+    if "patch_size" in vision:
+        native_vision["patch_size"] = _pair(vision["patch_size"])
+    size = data.get("force_image_size") or vision.get("image_size")
+    if size is not None:
+        native_vision["image_size"] = _pair(size)
+    native_text = {k: v for k, v in text.items() if k not in ("architectures", "_name_or_path", "auto_map")}
+    # The LLM's own config, as the authors' code builds it, ties no embeddings unless it says so.
+    native_text.setdefault("tie_word_embeddings", bool(data.get("tie_word_embeddings", False)))
+    return {
+        "model_type": "internvl",
+        "architectures": ["InternVLForConditionalGeneration"],
+        "vision_config": native_vision,
+        "text_config": native_text,
+        "tie_word_embeddings": native_text["tie_word_embeddings"],
+        "downsample_ratio": data.get("downsample_ratio", 0.5),
+        "vision_feature_layer": data.get("select_layer", -1),
+        "vision_feature_select_strategy": "default",
+        "projector_hidden_act": "gelu",
+    }
+
+
 class InternVLAdapter(TiledAdapter):
     family = "internvl"
     model_types = ("internvl",)
+    own_forms = {"internvl_chat": _internvl_chat}
     config_class_name = "transformers:InternVLConfig"
     model_class_name = "transformers:InternVLForConditionalGeneration"
     takes_max_items = False
@@ -60,3 +110,8 @@ class InternVLAdapter(TiledAdapter):
 
     def tiles(self, config, budget: int, items: int) -> int:
         return max(budget // self.tokens_per_tile(config), 1)
+    vllm = VllmSource("internvl.py", "InternVLChatModel")
+    aliases = {"internvl": "internvl3-1b", "internvl3": "internvl3-1b"}
+
+
+ADAPTERS = (InternVLAdapter(),)

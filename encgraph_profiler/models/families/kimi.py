@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Any
 
-from ..errors import UsageError
-from ..units import counted
-from . import varlen
-from .base import Adapter, Layout
+from ...errors import UsageError
+from ...units import counted
+from .. import varlen
+from ..base import Adapter, Layout, VllmSource
 
 ROPE_TABLE_SIDE = 512  # vLLM's 2-D RoPE table: items stay within 512 x 512 patches
 
@@ -57,9 +58,72 @@ def _tower_module():
     return KimiK25Tower
 
 
+
+def _kimi_k25(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Moonshot's ``kimi_k25`` for its own code (MoonViT sized by ``vt_*`` keys, a ``patchmerger``
+    projector) onto transformers' ``kimi_k25``: the same MoonViT (its fused qkv split in three), the
+    same 64x64 learned position table with a fixed temporal one, the same 2x2 merge and the same
+    projector (LayerNorm, Linear, GELU, Linear). A config already in transformers' form is kept."""
+    vision = data.get("vision_config")
+    if not isinstance(vision, dict) or "vt_hidden_size" not in vision:
+        return data
+    expected = {"mm_projector_type": "patchmerger", "merge_type": "sd2_tpool", "pos_emb_type": "divided_fixed"}
+    for key, value in expected.items():
+        if vision.get(key, value) != value:
+            raise UsageError(f"{source}: vision_config {key} {vision[key]!r} is built only by the authors' own code "
+                             f"(transformers' Kimi-K2.5 has {value!r}), which encgraph does not run")
+    renamed = {"vt_hidden_size": "hidden_size", "vt_intermediate_size": "intermediate_size",
+               "vt_num_attention_heads": "num_attention_heads", "vt_num_hidden_layers": "num_hidden_layers",
+               "init_pos_emb_height": "pos_emb_height", "init_pos_emb_width": "pos_emb_width",
+               "init_pos_emb_time": "pos_emb_time", "patch_size": "patch_size", "merge_kernel_size": "merge_kernel_size"}
+    native_vision = {"model_type": "kimi_k25_vision"}
+    native_vision.update({new: vision[old] for old, new in renamed.items() if old in vision})
+    text = data.get("text_config")
+    if not isinstance(text, dict):
+        raise UsageError(f"{source}: a kimi_k25 config needs a text_config object")
+    return _kimi_native(data, native_vision, text,
+                        projection_hidden_size=vision.get("mm_hidden_size", native_vision.get("hidden_size")),
+                        projection_layer_norm_eps=vision.get("projector_ln_eps", 1e-5))
+
+
+def _kimi_native(data: dict[str, Any], native_vision: dict[str, Any], text: dict[str, Any], **projection) -> dict[str, Any]:
+    """A Kimi config read as transformers' Kimi_K25Config: the vision config given, the text config
+    without the authors' code references, the projector's settings, the image placeholder renamed."""
+    native = {k: v for k, v in data.items() if k not in ("auto_map", "vision_config", "text_config", "media_placeholder_token_id")}
+    native.update(vision_config=native_vision, text_config={k: v for k, v in text.items() if k not in ("architectures", "auto_map")},
+                  **projection)
+    if "media_placeholder_token_id" in data:
+        native["image_token_id"] = data["media_placeholder_token_id"]
+    return native
+
+
+def _kimi_vl(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Moonshot's ``kimi_vl`` for its own code onto transformers' Kimi-K2.5 classes, its model_type
+    kept: its ``moonvit`` vision config is Kimi-K2.5's MoonViT for images (the same blocks, 2-D
+    rotary positions, learned position table and 2x2 merge; Kimi-K2.5's temporal table adds nothing
+    to a single frame) and its projector Kimi-K2.5's (LayerNorm of the vision width, Linear, GELU,
+    Linear); its language model is DeepSeek-V3's, as Kimi-K2.5's."""
+    vision, text = data.get("vision_config"), data.get("text_config")
+    if not isinstance(vision, dict) or not isinstance(text, dict):
+        raise UsageError(f"{source}: a kimi_vl config needs vision_config and text_config objects")
+    if vision.get("model_type", "moonvit") != "moonvit":
+        raise UsageError(f"{source}: vision_config model_type {vision['model_type']!r} is built only by the authors' own code "
+                         "(Kimi-VL's is 'moonvit'), which encgraph does not run")
+    kept = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "patch_size", "merge_kernel_size")
+    native_vision = {"model_type": "kimi_k25_vision", **{k: vision[k] for k in kept if k in vision}}
+    renamed = {"init_pos_emb_height": "pos_emb_height", "init_pos_emb_width": "pos_emb_width"}
+    native_vision.update({new: vision[old] for old, new in renamed.items() if old in vision})
+    return _kimi_native(data, native_vision, {"model_type": "deepseek_v3", **text},
+                        projection_hidden_size=native_vision.get("hidden_size", 1152), projection_layer_norm_eps=1e-5,
+                        tie_word_embeddings=data.get("tie_word_embeddings", text.get("tie_word_embeddings", False)))
+
+
 class KimiK25Adapter(Adapter):
     family = "kimi-k2.5"
     model_types = ("kimi_k25",)
+    vllm = VllmSource("kimi_k25.py", "KimiK25ForConditionalGeneration")
+    aliases = {"kimi": "kimi-k2.5"}
+    own_forms = {"kimi_k25": _kimi_k25}  # Moonshot's own form shares transformers' model_type
     config_class_name = "transformers:Kimi_K25Config"
     model_class_name = "transformers:Kimi_K25ForConditionalGeneration"
     size_fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size")
@@ -112,7 +176,10 @@ class KimiK25Adapter(Adapter):
 
     def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
         import torch
-        from transformers.models.kimi_k25.modeling_kimi_k25 import get_vision_frame_index, get_vision_temporal_merge_index
+        from transformers.models.kimi_k25.modeling_kimi_k25 import (
+            get_vision_frame_index,
+            get_vision_temporal_merge_index,
+        )
         from transformers.vision_utils import (
             get_vision_cu_seqlens,
             get_vision_interpolation_indices_and_weights,
@@ -156,6 +223,9 @@ class KimiK25Adapter(Adapter):
 class KimiVLAdapter(KimiK25Adapter):
     family = "kimi-vl"
     model_types = ("kimi_vl",)
+    vllm = VllmSource("kimi_vl.py", "KimiVLForConditionalGeneration")
+    aliases = {"kimi-vl": "kimi-vl-a3b"}
+    own_forms = {"kimi_vl": _kimi_vl}  # read by Kimi-K2.5's classes
     captures_video = False  # kimi_vl.py: no frames per video, images only
 
     def min_budget(self, config) -> int:
@@ -186,3 +256,6 @@ class KimiVLAdapter(KimiK25Adapter):
     def vllm_layout(self, layout: Layout, config, frames_per_batch: int) -> Layout:
         """vLLM's longest sequence at capture is the budget itself (kimi_vl.py's max_seqlen_override)."""
         return replace(layout, max_seqlen=layout.budget)
+
+
+ADAPTERS = (KimiK25Adapter(), KimiVLAdapter())

@@ -16,8 +16,11 @@ against the model's own ``get_image_features``.
 
 from __future__ import annotations
 
-from ..units import counted
-from .base import Adapter, Layout
+from typing import Any
+
+from ...errors import UsageError
+from ...units import counted, is_whole_number
+from ..base import Adapter, Layout, VllmSource
 
 DEFAULT_MIN_IMAGE_TOKENS = 64  # transformers' Lfm2VlImageProcessor and vLLM
 
@@ -46,9 +49,32 @@ def _tower_module():
     return Lfm2VlTower
 
 
+
+def _lfm2_vl_early(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """LFM2-VL's first release (``lfm2-vl``, for Liquid AI's own code) onto transformers' ``lfm2_vl``:
+    the same SigLIP2 NaFlex tower, pixel unshuffle and projector, which always had a layer norm.
+    Its vision_feature_layer cut the tower (layers[:vision_feature_layer + 1] unless -1), and its
+    config.json carried the image processor's token limits, read here as preprocessor fields."""
+    vision = data.get("vision_config")
+    if not isinstance(vision, dict) or not isinstance(data.get("text_config"), dict):
+        raise UsageError(f"{source}: an lfm2-vl config needs vision_config and text_config objects")
+    native = {k: v for k, v in data.items() if k not in ("auto_map", "image_token_index", "vision_feature_layer")}
+    native.update(model_type="lfm2_vl", projector_use_layernorm=True, vision_config=dict(vision))
+    if "image_token_index" in data:
+        native["image_token_id"] = data["image_token_index"]
+    layer = data.get("vision_feature_layer", -1)
+    if not is_whole_number(layer):
+        raise UsageError(f"{source}: vision_feature_layer is {layer!r}; it must be a whole number (a layer index)")
+    if layer != -1 and "num_hidden_layers" in vision:
+        native["vision_config"]["num_hidden_layers"] = len(range(vision["num_hidden_layers"])[: layer + 1])
+    native["preprocessor_config"] = {k: data[k] for k in ("min_image_tokens", "max_image_tokens") if k in data}
+    return native
+
+
 class Lfm2VlAdapter(Adapter):
     family = "lfm2-vl"
     model_types = ("lfm2_vl",)
+    own_forms = {"lfm2-vl": _lfm2_vl_early}
     config_class_name = "transformers:Lfm2VlConfig"
     model_class_name = "transformers:Lfm2VlForConditionalGeneration"
     dynamic_resolution = False
@@ -126,3 +152,8 @@ class Lfm2VlAdapter(Adapter):
 
     def forward(self, tower, inputs: dict):
         return (tower(**inputs),)
+    vllm = VllmSource("lfm2_vl.py", "Lfm2VLForConditionalGeneration")
+    aliases = {"lfm2-vl": "lfm2-vl-1.6b"}
+
+
+ADAPTERS = (Lfm2VlAdapter(),)

@@ -9,8 +9,11 @@ apply.
 
 from __future__ import annotations
 
-from ..units import is_whole_number
-from .tiled import TiledAdapter
+from typing import Any
+
+from ...units import is_whole_number
+from ..base import VllmSource
+from ..layouts.tiled import TiledAdapter
 
 
 def _tower_module():
@@ -32,6 +35,16 @@ def _tower_module():
     return Llama4Tower
 
 
+def _meta_form(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Meta's published configs give ``attn_temperature_tuning: 4``, read as true by the transformers
+    they were written for; transformers 5 takes only a bool."""
+    text = data.get("text_config")
+    value = text.get("attn_temperature_tuning") if isinstance(text, dict) else None
+    if is_whole_number(value):
+        data = {**data, "text_config": {**text, "attn_temperature_tuning": bool(value)}}
+    return data
+
+
 class Llama4Adapter(TiledAdapter):
     family = "llama4"
     model_types = ("llama4",)
@@ -42,15 +55,6 @@ class Llama4Adapter(TiledAdapter):
     size_fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "image_size", "patch_size",
                    "vision_output_dim", "pixel_shuffle_ratio")
 
-    def upgrade_config(self, data):
-        """Meta's published configs give ``attn_temperature_tuning: 4``, read as true by the
-        transformers they were written for; transformers 5 takes only a bool."""
-        text = data.get("text_config")
-        value = text.get("attn_temperature_tuning") if isinstance(text, dict) else None
-        if is_whole_number(value):
-            data = {**data, "text_config": {**text, "attn_temperature_tuning": bool(value)}}
-        return data
-
     def tower_module(self):
         return _tower_module()
 
@@ -60,3 +64,9 @@ class Llama4Adapter(TiledAdapter):
 
     def tiles(self, config, budget: int, items: int) -> int:
         return max(1, -(-budget // self.tokens_per_tile(config)))
+    vllm = VllmSource("mllama4.py", "Llama4ForConditionalGeneration")
+    aliases = {"llama4": "llama-4-scout-17b-16e", "llama-4": "llama-4-scout-17b-16e", "llama-4-scout": "llama-4-scout-17b-16e"}
+    own_forms = {"llama4": _meta_form}
+
+
+ADAPTERS = (Llama4Adapter(),)

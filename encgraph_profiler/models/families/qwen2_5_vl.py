@@ -7,6 +7,7 @@ window given for varlen attention.
 
 from __future__ import annotations
 
+from ..base import VllmSource
 from .qwen2_vl import Qwen2VLAdapter
 
 
@@ -37,3 +38,8 @@ class Qwen2_5VLAdapter(Qwen2VLAdapter):
         else:
             inputs["cu_window_seqlens"] = cu_window_seqlens
         return inputs
+    vllm = VllmSource("qwen2_5_vl.py", "Qwen2_5_VLForConditionalGeneration")
+    aliases = {"qwen2.5-vl": "qwen2.5-vl-7b"}
+
+
+ADAPTERS = (Qwen2_5VLAdapter(),)

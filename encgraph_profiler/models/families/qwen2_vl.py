@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..errors import UsageError
-from ..ladder import tokens_per_item
-from ..units import counted
-from . import varlen
-from .base import Adapter, Layout
+from ...errors import UsageError
+from ...ladder import tokens_per_item
+from ...units import counted
+from .. import varlen
+from ..base import Adapter, Layout, VllmSource
 
 
 class Qwen2VLAdapter(Adapter):
@@ -96,3 +96,8 @@ class Qwen2VLAdapter(Adapter):
 
     def reference_forward(self, tower, inputs: dict):
         return (tower(inputs["hidden_states"], inputs["grid_thw"]).pooler_output,)
+    vllm = VllmSource("qwen2_vl.py", "Qwen2VLForConditionalGeneration")
+    aliases = {"qwen2-vl": "qwen2-vl-7b"}
+
+
+ADAPTERS = (Qwen2VLAdapter(),)

@@ -15,6 +15,7 @@ from .qwen3_vl import Qwen3VLAdapter
 class Qwen3VLMoeAdapter(Qwen3VLAdapter):
     family = "qwen3-vl-moe"
     model_types = ("qwen3_vl_moe",)
+    aliases = {"qwen3-vl-moe": "qwen3-vl-30b-a3b"}
     config_class_name = "transformers:Qwen3VLMoeConfig"
     tower_class_name = "transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe:Qwen3VLMoeVisionModel"
     model_class_name = "transformers:Qwen3VLMoeForConditionalGeneration"
@@ -23,6 +24,7 @@ class Qwen3VLMoeAdapter(Qwen3VLAdapter):
 class Qwen3_5Adapter(Qwen3VLAdapter):
     family = "qwen3.5"
     model_types = ("qwen3_5",)
+    aliases = {"qwen3.5": "qwen3.5-27b"}
     config_class_name = "transformers:Qwen3_5Config"
     tower_class_name = "transformers.models.qwen3_5.modeling_qwen3_5:Qwen3_5VisionModel"
     model_class_name = "transformers:Qwen3_5ForConditionalGeneration"
@@ -34,3 +36,6 @@ class Qwen3_5MoeAdapter(Qwen3_5Adapter):
     config_class_name = "transformers:Qwen3_5MoeConfig"
     tower_class_name = "transformers.models.qwen3_5_moe.modeling_qwen3_5_moe:Qwen3_5MoeVisionModel"
     model_class_name = "transformers:Qwen3_5MoeForConditionalGeneration"
+
+
+ADAPTERS = (Qwen3VLMoeAdapter(), Qwen3_5Adapter(), Qwen3_5MoeAdapter())

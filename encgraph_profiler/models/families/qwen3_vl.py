@@ -3,6 +3,7 @@ intermediate blocks, which the language model consumes: they are graph outputs t
 
 from __future__ import annotations
 
+from ..base import VllmSource
 from .qwen2_vl import Qwen2VLAdapter
 
 
@@ -38,3 +39,8 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
 
     def reference_forward(self, tower, inputs: dict):
         return self._outputs(tower(inputs["hidden_states"], inputs["grid_thw"]))
+    vllm = VllmSource("qwen3_vl.py", "Qwen3VLForConditionalGeneration")
+    aliases = {"qwen3-vl": "qwen3-vl-8b"}
+
+
+ADAPTERS = (Qwen3VLAdapter(),)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .fixed_resolution import FixedResolutionAdapter
+from ..layouts.fixed_resolution import FixedResolutionAdapter
 
 
 class SiglipAdapter(FixedResolutionAdapter):
@@ -11,3 +11,7 @@ class SiglipAdapter(FixedResolutionAdapter):
     config_class_name = "transformers:SiglipConfig"
     tower_class_name = "transformers:SiglipVisionModel"
     model_class_name = "transformers:SiglipModel"
+    aliases = {"siglip": "siglip-so400m-patch14-384"}
+
+
+ADAPTERS = (SiglipAdapter(),)

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import UsageError
-from .base import Layout
-from .two_path import TwoPathAdapter
+from ...errors import UsageError
+from ..base import Layout, VllmSource
+from ..layouts.two_path import TwoPathAdapter
 
 LOCAL_CROP = 504  # the crop vLLM's Step3-VL local path captures, and the image processor's patch_size
 
@@ -63,6 +63,8 @@ def _downsampled(side: int) -> int:
 class Step3p7Adapter(TwoPathAdapter):
     family = "step3p7"
     model_types = ("step3p7",)
+    vllm = VllmSource("step3_vl.py", "Step3VLForConditionalGeneration")
+    hub_ids = {"step-3.7": "stepfun-ai/Step-3.7-Flash", "step-3.7-flash": "stepfun-ai/Step-3.7-Flash", "step3p7": "stepfun-ai/Step-3.7-Flash"}
     config_class_name = "transformers:Step3p7Config"
     model_class_name = "transformers:Step3p7ForConditionalGeneration"
     size_fields = ("image_size", "patch_size")
@@ -139,6 +141,7 @@ class Step3VLAdapter(Step3p7Adapter):
 
     family = "step3-vl"
     model_types = ("step_robotics",)
+    hub_ids = {"step3-vl": "stepfun-ai/Step3-VL-10B", "step3-vl-10b": "stepfun-ai/Step3-VL-10B"}
     model_class_name = ""
 
     def check_config(self, data: dict[str, Any], source: str) -> None:
@@ -163,3 +166,6 @@ class Step3VLAdapter(Step3p7Adapter):
 
     def full_model_class(self):
         return _step3_vl_model()
+
+
+ADAPTERS = (Step3p7Adapter(), Step3VLAdapter())

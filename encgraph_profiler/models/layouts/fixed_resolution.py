@@ -3,9 +3,9 @@ tokens is captured as a batch of floor(B / tokens_per_image) whole images."""
 
 from __future__ import annotations
 
-from .base import Adapter, Layout
-from ..errors import UsageError
-from ..units import counted
+from ...errors import UsageError
+from ...units import counted
+from ..base import Adapter, Layout
 
 
 class FixedResolutionAdapter(Adapter):

@@ -5,8 +5,8 @@ and how many tiles vLLM captures for a budget."""
 
 from __future__ import annotations
 
-from ..units import counted
-from .base import Adapter, Layout
+from ...units import counted
+from ..base import Adapter, Layout
 
 
 def side(value) -> int:

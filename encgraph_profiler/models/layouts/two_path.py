@@ -6,8 +6,8 @@ tokens one view makes and the words of the layout's caption."""
 
 from __future__ import annotations
 
-from ..units import counted
-from .base import Adapter, Layout
+from ...units import counted
+from ..base import Adapter, Layout
 
 
 class TwoPathAdapter(Adapter):
