@@ -2,6 +2,8 @@
 
 import pytest
 
+from encgraph_profiler.models.registry import adapters, tiny_config_name
+
 pytestmark = pytest.mark.gpu
 
 MiB, GiB = 1024**2, 1024**3
@@ -33,20 +35,28 @@ def test_largest_first_pool_equals_largest_budget_alone():
     assert growth[1024] + growth[2048] <= 4 * MiB
 
 
-@pytest.mark.parametrize("model", ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe", "tiny-qwen3.5",
-                                   "tiny-qwen3.5-moe", "tiny-gemma3", "tiny-gemma4", "tiny-internvl", "tiny-glm4v", "tiny-glm46v", "tiny-glm4v-moe", "tiny-ernie4.5-vl", "tiny-kimi-k2.5", "tiny-kimi-vl", "tiny-lfm2-vl",
-                                   "tiny-llama4", "tiny-idefics3", "tiny-smolvlm", "tiny-siglip", "tiny-clip"])
+@pytest.mark.parametrize("model", [tiny_config_name(a) for a in adapters() if a.paths == ("",)])
 def test_replay_equals_eager_for_every_family(model):
     report = _profile(model, (64, 128, 256))
     assert [b.replay_matches_eager for b in report.budgets] == [True] * 3
     assert all(b.pool_reserved_bytes > 0 for b in report.budgets)
 
 
-@pytest.mark.parametrize("model, budgets, graphs", [
+TWO_PATHS = {tiny_config_name(a) for a in adapters() if a.paths != ("",)}
+
+
+def test_every_two_path_family_is_tested_below():
+    assert {model for model, _, _ in TWO_PATH_LADDERS} == TWO_PATHS
+
+
+TWO_PATH_LADDERS = [
     ("tiny-step3p7", (81, 162), [("global", 64), ("global", 128), ("global", 162), ("local", 81), ("local", 162)]),
     ("tiny-step3-vl", (81, 162), [("global", 64), ("global", 128), ("global", 162), ("local", 81), ("local", 162)]),
     ("tiny-deepseek-ocr2", (256, 512), [("global", 256), ("global", 512), ("local", 144), ("local", 288), ("local", 512)]),
-])
+]
+
+
+@pytest.mark.parametrize("model, budgets, graphs", TWO_PATH_LADDERS)
 def test_two_path_family_captures_both_paths_and_replays(model, budgets, graphs):
     """Step-3.7, Step3-VL, DeepSeek-OCR 2: each path's ladder in one pool, every graph replaying as eager."""
     report = _profile(model, budgets)

@@ -8,21 +8,32 @@ import torch
 
 from encgraph_profiler.errors import UsageError
 from encgraph_profiler.models.facts import model_facts
-from encgraph_profiler.models.registry import bundled_names, refusals, resolve
+from encgraph_profiler.models.registry import adapters, bundled_names, bundled_parameters, refusals, resolve, tiny_config_name
 
 PUBLISHED = Path(__file__).parent / "data" / "published"  # files as model repositories publish them
-TINY = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3-vl-moe", "tiny-qwen3.5", "tiny-qwen3.5-moe",
-        "tiny-gemma3", "tiny-gemma4", "tiny-internvl", "tiny-glm4v", "tiny-glm46v", "tiny-glm4v-moe", "tiny-ernie4.5-vl", "tiny-kimi-k2.5", "tiny-kimi-vl", "tiny-lfm2-vl", "tiny-llama4",
-        "tiny-idefics3",
-        "tiny-smolvlm", "tiny-siglip", "tiny-clip"]  # tiny-step3p7 and tiny-deepseek-ocr2 have two paths: tested below
+# Each family's tiny config; the families with several encoder paths are tested on their own below.
+TINY = [tiny_config_name(a) for a in adapters() if a.paths == ("",)]
 
 
-def test_real_models_are_bundled():
-    assert bundled_names() == [
-        "clip-vit-large-patch14-336", "deepseek-ocr-2", "ernie-4.5-vl-28b-a3b", "gemma-3-27b", "gemma-4-31b", "gemma-4-e4b", "glm-4.1v-9b", "glm-4.5v", "glm-4.6v", "internvl3-1b",
-        "kimi-k2.5", "kimi-vl-a3b", "lfm2-vl-1.6b", "lfm2-vl-450m", "llama-4-scout-17b-16e", "qwen2-vl-2b", "qwen2-vl-7b", "qwen2.5-vl-7b", "qwen3-vl-30b-a3b", "qwen3-vl-8b", "qwen3.5-27b",
-        "siglip-so400m-patch14-384", "smolvlm2-500m",
-    ]
+@pytest.mark.parametrize("adapter", adapters(), ids=lambda a: a.family)
+def test_every_family_has_a_tiny_config_of_its_own(adapter):
+    assert resolve(tiny_config_name(adapter)).adapter is adapter
+
+
+def test_every_bundled_config_is_a_family_and_has_its_parameter_counts():
+    counts = bundled_parameters()
+    assert sorted(counts) == bundled_names(include_tiny=True) and len(bundled_names()) >= 23
+    families = {resolve(name).adapter.family for name in bundled_names()}
+    assert families <= {a.family for a in adapters()}
+
+
+def test_family_names_are_unique_and_aliases_point_to_bundled_configs():
+    assert len({a.family for a in adapters()}) == len(adapters())
+    model_types = [t for a in adapters() for t in a.model_types]
+    assert len(model_types) == len(set(model_types))
+    from encgraph_profiler.models.registry import aliases
+
+    assert set(aliases().values()) <= set(bundled_names())
 
 
 def test_gemma3_layout_is_vllms():

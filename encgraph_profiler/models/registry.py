@@ -60,6 +60,11 @@ def hub_ids() -> dict[str, str]:
     return {name: repo for a in adapters() for name, repo in _declared(a, "hub_ids").items()}
 
 
+def tiny_config_name(adapter: Adapter) -> str:
+    """The tiny config of a family (configs/tiny/), which the tests build without a download."""
+    return f"tiny-{adapter.family}"
+
+
 def own_forms(adapter: Adapter) -> dict[str, OwnForm]:
     """The authors' own config forms ``adapter`` reads, by model_type."""
     return _declared(adapter, "own_forms")
