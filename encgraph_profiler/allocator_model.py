@@ -115,8 +115,11 @@ def parse_allocator_conf(conf: str) -> AllocatorSettings:
         return int(options[key]) << 20
 
     rounding = megabytes("max_non_split_rounding_mb", 0)
-    return AllocatorSettings(expandable == "True", megabytes("max_split_size_mb", LARGE_BUFFER >> 20),
-                             LARGE_BUFFER if rounding is None else rounding)
+    return AllocatorSettings(
+        expandable == "True",
+        megabytes("max_split_size_mb", LARGE_BUFFER >> 20),
+        LARGE_BUFFER if rounding is None else rounding,
+    )
 
 
 @dataclass(eq=False)
@@ -201,7 +204,11 @@ class CachingAllocator:
             self.events.append(SegmentEvent("segment_alloc", address, segment))
             block = Block(address, segment, small, address)
         remaining = block.size - size
-        if (remaining >= MIN_BLOCK) if small or self.settings.expandable_segments else (remaining > SMALL_SIZE and self._splits(size)):
+        if (
+            (remaining >= MIN_BLOCK)
+            if small or self.settings.expandable_segments
+            else (remaining > SMALL_SIZE and self._splits(size))
+        ):
             rest = Block(block.address + size, remaining, small, block.segment, prev=block, next=block.next)
             if block.next is not None:
                 block.next.prev = rest
@@ -306,25 +313,38 @@ def replay_recorded_captures(snapshot: dict) -> Replay:
     model places each new segment at the address the allocator's next graph-pool segment got, so
     that blocks of equal size are ordered as the allocator orders them; with expandable segments
     (as the snapshot's allocator settings say) it compares the pages mapped, in order."""
-    private = sorted((s["address"], s["total_size"], s["segment_type"] == "small")
-                     for s in snapshot["segments"] if tuple(s["segment_pool_id"]) != (0, 0))
+    private = sorted(
+        (s["address"], s["total_size"], s["segment_type"] == "small")
+        for s in snapshot["segments"]
+        if tuple(s["segment_pool_id"]) != (0, 0)
+    )
     starts = [address for address, _, _ in private]
 
     def in_graph_pool(event: dict) -> bool:
         i = bisect.bisect_right(starts, event["addr"]) - 1
-        return (str(event.get("category", "")).startswith("budget=") and i >= 0
-                and event["addr"] < private[i][0] + private[i][1])
+        return (
+            str(event.get("category", "")).startswith("budget=")
+            and i >= 0
+            and event["addr"] < private[i][0] + private[i][1]
+        )
 
     events = [e for trace in snapshot["device_traces"] for e in trace]
     settings = parse_allocator_conf(snapshot.get("allocator_settings", {}).get("PYTORCH_CUDA_ALLOC_CONF", ""))
     expandable = settings.expandable_segments
-    recorded = [e for e in events if e["action"] == ("segment_map" if expandable else "segment_alloc") and in_graph_pool(e)]
+    recorded = [
+        e for e in events if e["action"] == ("segment_map" if expandable else "segment_alloc") and in_graph_pool(e)
+    ]
     if expandable:  # the pool's one segment for small requests and one for large: where their pages begin
         bases = {small: address for address, _, small in reversed(private)}
-        place = lambda size, small: bases[small]
+
+        def place(size, small):
+            return bases[small]
     else:  # more segments than recorded: a mismatch
         addresses, beyond = iter([e["addr"] for e in recorded]), CachingAllocator._counting_addresses()
-        place = lambda size, small: next(addresses, None) or beyond(size, small)
+
+        def place(size, small):
+            return next(addresses, None) or beyond(size, small)
+
     model = CachingAllocator(place, settings)
     live: dict[int, Block] = {}
     allocations = misplaced = 0

@@ -91,16 +91,30 @@ class Ladder:
         self.progress("accounting", self.steps, self.steps)
         self.device.settle()
         final = self.device.sample(self.pools)
-        pools, pool_warnings = accounting.pool_rows(final, self.device.default_pool(), weights_bytes,
-                                                    sum(w.io_bytes for w in self.warmed), context_bytes, self.results)
+        pools, pool_warnings = accounting.pool_rows(
+            final,
+            self.device.default_pool(),
+            weights_bytes,
+            sum(w.io_bytes for w in self.warmed),
+            context_bytes,
+            self.results,
+        )
         release = self._release() if self.request.check_release else None
-        mismatched = [f"replay differs from eager for budget {b.label}" for b in self.results if not b.replay_matches_eager]
+        mismatched = [
+            f"replay differs from eager for budget {b.label}" for b in self.results if not b.replay_matches_eager
+        ]
         return assemble(
-            self.setup, origin, budgets=tuple(sorted(self.results, key=lambda r: r.key)), pools=pools,
-            process_used_bytes=final.process_used_bytes, wall_ms=(time.perf_counter() - started) * 1000.0,
+            self.setup,
+            origin,
+            budgets=tuple(sorted(self.results, key=lambda r: r.key)),
+            pools=pools,
+            process_used_bytes=final.process_used_bytes,
+            wall_ms=(time.perf_counter() - started) * 1000.0,
             warnings=self.warnings + pool_warnings + mismatched,
-            unmeasured=tuple(sorted(self.unmeasured.values(), key=lambda u: u.key)), stopped_by=stopped_by,
-            release=release, vllm_estimate=estimate,
+            unmeasured=tuple(sorted(self.unmeasured.values(), key=lambda u: u.key)),
+            stopped_by=stopped_by,
+            release=release,
+            vllm_estimate=estimate,
         )
 
     def _build(self) -> tuple[Any, int, int | None]:
@@ -119,7 +133,8 @@ class Ladder:
         settings, adapter = self.setup.settings, self.setup.adapter
         with torch.device(self.device.torch_device):
             tower, weights_bytes = self.device.measure_allocated(
-                lambda: adapter.build_tower(self.setup.tower_config, settings.dtype, settings.attn))
+                lambda: adapter.build_tower(self.setup.tower_config, settings.dtype, settings.attn)
+            )
         self.device.settle()  # what building left cached goes back: every strategy starts from the weights alone
         return tower, weights_bytes, accounting.difference(start.process_used_bytes, start.reserved_bytes)
 
@@ -169,9 +184,12 @@ class Ladder:
         self._between_steps()
         needed, free = accounting.fit_estimate(self.warmed, layout), self.device.free_bytes()
         if needed is not None and needed > free:
-            self._unmeasured(layout, BudgetStatus.OUT_OF_MEMORY,
-                             f"not run: the smaller budgets scale to at least {gib(needed)} GiB for its inputs and eager "
-                             f"forward, and {gib(free)} GiB is free")
+            self._unmeasured(
+                layout,
+                BudgetStatus.OUT_OF_MEMORY,
+                f"not run: the smaller budgets scale to at least {gib(needed)} GiB for its inputs and eager "
+                f"forward, and {gib(free)} GiB is free",
+            )
             return None
         began = self.device.clock_us()
         try:
@@ -189,8 +207,10 @@ class Ladder:
 
         setup, device, adapter = self.setup, self.device, self.setup.adapter
         inputs, io_bytes = device.measure_allocated(
-            lambda: adapter.make_inputs(tower, setup.tower_config, layout, setup.settings.dtype, device.torch_device,
-                                        self.generator))
+            lambda: adapter.make_inputs(
+                tower, setup.tower_config, layout, setup.settings.dtype, device.torch_device, self.generator
+            )
+        )
 
         def run() -> tuple:
             return adapter.forward(tower, inputs)
@@ -200,12 +220,15 @@ class Ladder:
             return Warmed(layout, run, io_bytes, eager.reference, eager.eager_ms, eager.peak_bytes)
         # vLLM copies each graph's outputs to buffers made beside its inputs: the graph's own are freed in its pool.
         buffers, buffer_bytes = device.measure_allocated(
-            lambda: tuple(torch.empty_like(r, device=device.torch_device) for r in eager.reference))
+            lambda: tuple(torch.empty_like(r, device=device.torch_device) for r in eager.reference)
+        )
 
         def copied() -> tuple:
             return tuple(b.copy_(o) for b, o in zip(buffers, run(), strict=True))
 
-        return Warmed(layout, copied, io_bytes + buffer_bytes, eager.reference, eager.eager_ms, eager.peak_bytes, buffer_bytes)
+        return Warmed(
+            layout, copied, io_bytes + buffer_bytes, eager.reference, eager.eager_ms, eager.peak_bytes, buffer_bytes
+        )
 
     def _capture(self, item: Warmed) -> bool:
         """Capture one budget and measure it; False where the ladder must stop."""
@@ -232,8 +255,18 @@ class Ladder:
         after = self.device.sample(self.pools)
         replayed = self.device.replay(captured, item.reference)
         self.graphs.append(captured)
-        self.results.append(accounting.budget_row(item, before, after, captured.output_bytes, captured.capture_ms,
-                                                  replayed.replay_ms, replayed.matches, replayed.max_abs_diff))
+        self.results.append(
+            accounting.budget_row(
+                item,
+                before,
+                after,
+                captured.output_bytes,
+                captured.capture_ms,
+                replayed.replay_ms,
+                replayed.matches,
+                replayed.max_abs_diff,
+            )
+        )
         self.progress(f"captured budget {layout.label}", self.done, self.steps)
         return True
 
@@ -249,11 +282,13 @@ class Ladder:
         if not self.failed_captures:
             return
         first_failed = min(self.failed_captures, key=self.captures_started.index)
-        later = self.captures_started[self.captures_started.index(first_failed) + 1:]
+        later = self.captures_started[self.captures_started.index(first_failed) + 1 :]
         after_failure = [label for label in later if label in measured]
         if after_failure:
-            self.warnings.append(f"the capture of budget {first_failed} ran out of memory; the pool figures of budgets "
-                                 f"{', '.join(after_failure)}, captured after it, include what it left in the encoder pools")
+            self.warnings.append(
+                f"the capture of budget {first_failed} ran out of memory; the pool figures of budgets "
+                f"{', '.join(after_failure)}, captured after it, include what it left in the encoder pools"
+            )
 
     def _save_snapshot(self, path: Path) -> None:
         """Write the labelled allocator history; a failure to write is a warning: the measurements stand."""

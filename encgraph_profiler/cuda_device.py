@@ -68,7 +68,11 @@ def _capture_error(err: RuntimeError) -> str:
         err = err.__context__
     frames = traceback.extract_tb(err.__traceback__)
     model_frames = [f for f in frames if "/torch/" not in f.filename]
-    where = f" (at {'/'.join(Path(model_frames[-1].filename).parts[-2:])}:{model_frames[-1].lineno})" if model_frames else ""
+    where = (
+        f" (at {'/'.join(Path(model_frames[-1].filename).parts[-2:])}:{model_frames[-1].lineno})"
+        if model_frames
+        else ""
+    )
     return _first_line(err) + where
 
 
@@ -157,7 +161,9 @@ class CudaDevice:
         return Sample(
             reserved_bytes=int(stats.get("reserved_bytes.all.current", 0)),
             allocated_bytes=int(stats.get("allocated_bytes.all.current", 0)),
-            encoder=PoolBytes(sum(p.reserved_bytes for p in each), sum(p.live_bytes for p in each), sum(p.segments for p in each)),
+            encoder=PoolBytes(
+                sum(p.reserved_bytes for p in each), sum(p.live_bytes for p in each), sum(p.segments for p in each)
+            ),
             process_used_bytes=self._nvml.process_used_bytes(),
         )
 

@@ -34,7 +34,9 @@ def check_writable(path: Path, option: str, inputs: Iterable[Path] = ()) -> None
         probe.write_text("")
         probe.unlink()
     except OSError as error:
-        raise UsageError(f"{option} {path} cannot be written ({error.strerror or error}); give a writable file path") from None
+        raise UsageError(
+            f"{option} {path} cannot be written ({error.strerror or error}); give a writable file path"
+        ) from None
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:

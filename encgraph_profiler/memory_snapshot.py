@@ -28,6 +28,7 @@ class Phase:
 def label(snapshot: dict, phases: list[Phase]) -> dict:
     """The snapshot with every trace event's ``category`` set: the phase whose span holds its
     time, else ``unknown``."""
+
     def category(event: dict) -> str:
         time = event.get("time_us")
         for phase in phases:
@@ -35,7 +36,9 @@ def label(snapshot: dict, phases: list[Phase]) -> dict:
                 return phase.category
         return UNKNOWN
 
-    traces = [[{**event, "category": category(event)} for event in device] for device in snapshot.get("device_traces", [])]
+    traces = [
+        [{**event, "category": category(event)} for event in device] for device in snapshot.get("device_traces", [])
+    ]
     return {**snapshot, "device_traces": traces}
 
 

@@ -21,7 +21,7 @@ class Nvml:
                 self._handle = pynvml.nvmlDeviceGetHandleByPciBusId(pci_bus_id)
             else:
                 self._handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-        except Exception as err:  # noqa: BLE001 - any NVML failure means "not available"
+        except Exception as err:
             self.problem = f"NVML is not available ({err}); NVML columns show n/a"
 
     @property
@@ -33,7 +33,7 @@ class Nvml:
             return None
         try:
             return fn()
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
 
     def driver_version(self) -> str | None:
@@ -72,7 +72,7 @@ def device_count() -> int | None:
 
         pynvml.nvmlInit()
         return int(pynvml.nvmlDeviceGetCount())
-    except Exception:  # noqa: BLE001 - no NVML: the count is unknown
+    except Exception:
         return None
 
 
@@ -85,5 +85,5 @@ def compute_capability() -> tuple[int, int] | None:
         pynvml.nvmlInit()
         major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(pynvml.nvmlDeviceGetHandleByIndex(0))
         return int(major), int(minor)
-    except Exception:  # noqa: BLE001 - no NVML or no GPU: unknown
+    except Exception:
         return None

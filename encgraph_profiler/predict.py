@@ -31,7 +31,7 @@ class PredictedBudget:
     path: str = ""  # the encoder path of its graph, for families with more than one
 
 
-def predict(setup: Prepared, allocator: AllocatorSettings = AllocatorSettings()) -> list[PredictedBudget]:
+def predict(setup: Prepared, allocator: AllocatorSettings | None = None) -> list[PredictedBudget]:
     """The encoder pools, graph by graph in capture order, as ``profile`` would measure them with
     the same settings, the allocator's included. Capturing as vLLM does, each graph's outputs are
     copied out and freed in its pool when the capture ends."""
@@ -42,14 +42,20 @@ def predict(setup: Prepared, allocator: AllocatorSettings = AllocatorSettings())
     settings, adapter = setup.settings, setup.spec.adapter
     with torch.device("meta"):
         tower = adapter.build_tower(setup.tower_config, settings.dtype, settings.attn)
-    model = CachingAllocator(settings=allocator)
+    model = CachingAllocator(settings=allocator or AllocatorSettings())
     results, live = [], 0
     for layout in setup.capture_order():
         pool = "graph" if settings.pool is Pool.SHARED else layout.label
-        inputs = adapter.make_inputs(tower, setup.tower_config, layout, settings.dtype, torch.device("meta"),
-                                     torch.Generator().manual_seed(settings.seed))
+        inputs = adapter.make_inputs(
+            tower,
+            setup.tower_config,
+            layout,
+            settings.dtype,
+            torch.device("meta"),
+            torch.Generator().manual_seed(settings.seed),
+        )
         with torch.inference_mode():
-            events, outputs = trace(lambda: adapter.forward(tower, inputs))
+            events, outputs = trace(lambda inputs=inputs: adapter.forward(tower, inputs))
         if settings.capture is Capture.VLLM:
             events += [("free", key, 0) for key in outputs]
         before = sum(p.reserved_bytes for p in model.pools.values())
@@ -61,10 +67,26 @@ def predict(setup: Prepared, allocator: AllocatorSettings = AllocatorSettings())
                 model.free(blocks.pop(key), pool)
         after = sum(p.reserved_bytes for p in model.pools.values())
         live += sum(block.size for block in blocks.values())
-        inputs_bytes = sum(round_size(t.untyped_storage().nbytes()) for t in inputs.values() if isinstance(t, torch.Tensor) and t.is_meta)
+        inputs_bytes = sum(
+            round_size(t.untyped_storage().nbytes())
+            for t in inputs.values()
+            if isinstance(t, torch.Tensor) and t.is_meta
+        )
         segments = sum(len(p.segments) for p in model.pools.values())
-        results.append(PredictedBudget(layout.budget, after - before, after, segments, sum(outputs.values()), live,
-                                       sum(k == "alloc" for k, _, _ in events), inputs_bytes, _peak(events), layout.path))
+        results.append(
+            PredictedBudget(
+                layout.budget,
+                after - before,
+                after,
+                segments,
+                sum(outputs.values()),
+                live,
+                sum(k == "alloc" for k, _, _ in events),
+                inputs_bytes,
+                _peak(events),
+                layout.path,
+            )
+        )
     return results
 
 
@@ -92,8 +114,11 @@ def allocator_settings(conf: str) -> AllocatorSettings:
         return parse_allocator_conf(conf)
     except ValueError as error:
         raise EnvironmentProblem(
-            f"PYTORCH_CUDA_ALLOC_CONF={conf}: {error}; predict models PyTorch's native allocator with expandable_segments, "
-            "max_split_size_mb and max_non_split_rounding_mb; unset the others to predict, or profile on a GPU with them") from None
+            f"PYTORCH_CUDA_ALLOC_CONF={conf}: {error}; predict models PyTorch's native allocator with "
+            "expandable_segments, "
+            "max_split_size_mb and max_non_split_rounding_mb; unset the others to predict, or profile on a GPU with "
+            "them"
+        ) from None
 
 
 def predicted_report(setup: Prepared, capability: tuple[int, int]) -> Report:
@@ -104,29 +129,64 @@ def predicted_report(setup: Prepared, capability: tuple[int, int]) -> Report:
     started = time.perf_counter()
     predicted = predict(setup, allocator)
     layouts = {layout.key: layout for layout in setup.layouts}
-    budgets = tuple(sorted((_budget_row(p, layouts[GraphKey(p.path, p.budget)]) for p in predicted), key=lambda b: b.key))
+    budgets = tuple(
+        sorted((_budget_row(p, layouts[GraphKey(p.path, p.budget)]) for p in predicted), key=lambda b: b.key)
+    )
     total, live = predicted[-1].pool_reserved_bytes, predicted[-1].live_bytes
     weights = setup.facts.tower_parameters * DTYPES[setup.settings.dtype]
     inputs = sum(p.input_bytes for p in predicted)
     pools = (
-        PoolUsage(PoolName.ENCODER_GRAPHS, total, live, predicted[-1].pool_segments, len(predicted),
-                  {"live_outputs": live, "scratch": total - live}),
+        PoolUsage(
+            PoolName.ENCODER_GRAPHS,
+            total,
+            live,
+            predicted[-1].pool_segments,
+            len(predicted),
+            {"live_outputs": live, "scratch": total - live},
+        ),
         PoolUsage(PoolName.DEFAULT, None, weights + inputs, None, None, {"weights": weights, "static_inputs": inputs}),
         PoolUsage(PoolName.OUTSIDE_ALLOCATOR, None),
     )
     target = f"{capability[0]}.{capability[1]}"
     origin = provenance(f"predicted for compute capability {target}", 0, "", "", conf)
-    warnings = () if capability == RULES_FOUND_ON else (
-        f"predicted for compute capability {target} with kernel rules found on an H100 "
-        f"({RULES_FOUND_ON[0]}.{RULES_FOUND_ON[1]}): sdpa's buffers and cuDNN's convolution workspace may differ on "
-        "that GPU; profile there to confirm",)
-    return assemble(setup, origin, budgets=budgets, pools=pools, process_used_bytes=None,
-                    wall_ms=(time.perf_counter() - started) * 1000, warnings=warnings, predicted=True)
+    warnings = (
+        ()
+        if capability == RULES_FOUND_ON
+        else (
+            f"predicted for compute capability {target} with kernel rules found on an H100 "
+            f"({RULES_FOUND_ON[0]}.{RULES_FOUND_ON[1]}): sdpa's buffers and cuDNN's convolution workspace may differ "
+            "on "
+            "that GPU; profile there to confirm",
+        )
+    )
+    return assemble(
+        setup,
+        origin,
+        budgets=budgets,
+        pools=pools,
+        process_used_bytes=None,
+        wall_ms=(time.perf_counter() - started) * 1000,
+        warnings=warnings,
+        predicted=True,
+    )
 
 
 def _budget_row(p: PredictedBudget, layout: Layout) -> BudgetResult:
     return BudgetResult(
-        budget=p.budget, items=layout.items, tokens=layout.tokens, input_patches=layout.input_patches,
-        pool_growth_bytes=p.pool_growth_bytes, pool_reserved_bytes=p.pool_reserved_bytes, static_io_bytes=p.input_bytes,
-        output_bytes=p.output_bytes, non_allocator_bytes=None, eager_peak_bytes=p.eager_peak_bytes, capture_ms=None,
-        eager_ms=None, replay_ms=None, replay_matches_eager=None, replay_max_abs_diff=None, path=p.path)
+        budget=p.budget,
+        items=layout.items,
+        tokens=layout.tokens,
+        input_patches=layout.input_patches,
+        pool_growth_bytes=p.pool_growth_bytes,
+        pool_reserved_bytes=p.pool_reserved_bytes,
+        static_io_bytes=p.input_bytes,
+        output_bytes=p.output_bytes,
+        non_allocator_bytes=None,
+        eager_peak_bytes=p.eager_peak_bytes,
+        capture_ms=None,
+        eager_ms=None,
+        replay_ms=None,
+        replay_matches_eager=None,
+        replay_max_abs_diff=None,
+        path=p.path,
+    )

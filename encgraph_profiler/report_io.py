@@ -60,8 +60,18 @@ def save(report: Report, path: Path) -> None:
 # -- reading --------------------------------------------------------------------------------------
 
 # Byte figures that are differences of two samples and so may be negative.
-SIGNED_BYTES = frozenset({"non_allocator_bytes", "workspaces_and_cache", "other", "reserved_returned_bytes", "nvml_returned_bytes",
-                          "free_drop_bytes", "cached_bytes", "outside_allocator_bytes"})
+SIGNED_BYTES = frozenset(
+    {
+        "non_allocator_bytes",
+        "workspaces_and_cache",
+        "other",
+        "reserved_returned_bytes",
+        "nvml_returned_bytes",
+        "free_drop_bytes",
+        "cached_bytes",
+        "outside_allocator_bytes",
+    }
+)
 
 _NESTED = {
     "ReleaseCheck": ReleaseCheck,
@@ -77,8 +87,14 @@ _SEQUENCES = {
     "tuple[PoolUsage, ...]": PoolUsage,
     "tuple[GraphGroupReport, ...]": GraphGroupReport,
 }
-_ENUMS = {"BudgetStatus": BudgetStatus, "PoolName": PoolName, "Pool": Pool, "Order": Order, "Capture": Capture,
-          "StopReason": StopReason}
+_ENUMS = {
+    "BudgetStatus": BudgetStatus,
+    "PoolName": PoolName,
+    "Pool": Pool,
+    "Order": Order,
+    "Capture": Capture,
+    "StopReason": StopReason,
+}
 
 
 def _build(cls, data: Any, where: str):
@@ -168,15 +184,22 @@ def _check_consistency(report: Report) -> None:
         by_path.setdefault(path, set()).add(budget)
     if set(by_path) == {""}:  # one graph per budget requested
         if by_path[""] != requested:
-            raise ReportError("report.budgets and report.unmeasured do not cover report.settings.budgets "
-                              f"({sorted(by_path[''])} against {sorted(requested)})")
+            raise ReportError(
+                "report.budgets and report.unmeasured do not cover report.settings.budgets "
+                f"({sorted(by_path[''])} against {sorted(requested)})"
+            )
     else:  # each encoder path on its own ladder, up to the largest budget requested
         for path, budgets in sorted(by_path.items()):
             if max(budgets) != max(requested):
-                raise ReportError(f"report's {path or 'default'} path ends at budget {max(budgets)}, "
-                                  f"not at the largest of report.settings.budgets ({max(requested)})")
+                raise ReportError(
+                    f"report's {path or 'default'} path ends at budget {max(budgets)}, "
+                    f"not at the largest of report.settings.budgets ({max(requested)})"
+                )
     if report.model.kv_bytes_per_token == 0:
-        raise ReportError("report.model.kv_bytes_per_token is 0; a model with a KV cache has a positive figure (null for encoder-only models)")
+        raise ReportError(
+            "report.model.kv_bytes_per_token is 0; a model with a KV cache has a positive figure (null for "
+            "encoder-only models)"
+        )
     if report.settings.max_items <= 0:
         raise ReportError("report.settings.max_items must be at least 1")
     for name in PoolName:
@@ -192,14 +215,20 @@ def _migrate(data: dict[str, Any]) -> dict[str, Any]:
         encoder, default = pools.get("encoder_graphs"), pools.get("default")
         # Version 1 took the default pool's live bytes from memory_allocated(), which also counts
         # the encoder pool's live outputs.
-        if encoder and default and isinstance(encoder.get("live_bytes"), int) and isinstance(default.get("live_bytes"), int):
+        if (
+            encoder
+            and default
+            and isinstance(encoder.get("live_bytes"), int)
+            and isinstance(default.get("live_bytes"), int)
+        ):
             default["live_bytes"] -= encoder["live_bytes"]
         measured = {b.get("budget") for b in data.get("budgets", []) if isinstance(b, dict)}
         requested = data.get("settings", {}).get("budgets", [])
         if isinstance(requested, list):
             data["unmeasured"] = [
                 {"budget": b, "status": "not_run", "reason": "not in this version 1 report"}
-                for b in requested if b not in measured
+                for b in requested
+                if b not in measured
             ]
         data["schema_version"] = 2
     return data
@@ -210,7 +239,10 @@ def from_dict(data: Any) -> Report:
         raise ReportError("this is not an encgraph report (not a JSON object)")
     version = data.get("schema_version")
     if version is None:
-        raise ReportError("this is not an encgraph report (it has no schema_version); give a report written by `encgraph profile --json`")
+        raise ReportError(
+            "this is not an encgraph report (it has no schema_version); give a report written by `encgraph profile "
+            "--json`"
+        )
     if version not in READABLE_VERSIONS:
         raise ReportError(
             f"report has schema_version {version!r}; this encgraph reads versions "
@@ -236,7 +268,9 @@ def load(path: Path) -> Report:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ReportError(f"{path}: not a valid JSON report ({err.msg} at line {err.lineno}); is it truncated?") from None
+        raise ReportError(
+            f"{path}: not a valid JSON report ({err.msg} at line {err.lineno}); is it truncated?"
+        ) from None
     except RecursionError:
         raise ReportError(f"{path}: not an encgraph report (nested too deeply)") from None
     try:

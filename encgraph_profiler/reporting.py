@@ -13,16 +13,29 @@ from .request import Prepared
 from .schema import SCHEMA_VERSION, Provenance, Report
 
 
-def provenance(gpu_name: str, gpu_total_bytes: int, driver: str | None, cuda: str | None, allocator_conf: str,
-               visible_devices: str | None = None) -> Provenance:
+def provenance(
+    gpu_name: str,
+    gpu_total_bytes: int,
+    driver: str | None,
+    cuda: str | None,
+    allocator_conf: str,
+    visible_devices: str | None = None,
+) -> Provenance:
     """Where a report comes from: the GPU (or the one predicted for), and the library versions."""
     import torch
     import transformers
 
     return Provenance(
-        gpu_name=gpu_name, gpu_total_bytes=gpu_total_bytes, driver=driver, cuda=cuda, torch=torch.__version__,
-        transformers=transformers.__version__, encgraph=__version__, allocator_conf=allocator_conf,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), visible_devices=visible_devices,
+        gpu_name=gpu_name,
+        gpu_total_bytes=gpu_total_bytes,
+        driver=driver,
+        cuda=cuda,
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+        encgraph=__version__,
+        allocator_conf=allocator_conf,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        visible_devices=visible_devices,
     )
 
 
@@ -35,5 +48,12 @@ def assemble(setup: Prepared, origin: Provenance, **measured: Any) -> Report:
     """The report of ``setup``'s run: ``measured`` holds the budgets, pools and the rest of what the
     run found (the fields of ``Report`` that the preparation does not decide)."""
     warnings = tuple(setup.notes) + tuple(measured.pop("warnings", ()))
-    return Report(schema_version=SCHEMA_VERSION, provenance=origin, settings=setup.settings, model=setup.facts,
-                  graph_counts=setup.graph_counts, warnings=warnings, **measured)
+    return Report(
+        schema_version=SCHEMA_VERSION,
+        provenance=origin,
+        settings=setup.settings,
+        model=setup.facts,
+        graph_counts=setup.graph_counts,
+        warnings=warnings,
+        **measured,
+    )

@@ -38,7 +38,9 @@ class Strategy:
 # The strategies `--as` names. Without --as: the tower on its own inputs, one shared pool, largest first.
 STRATEGIES = {
     "vllm": Strategy(Pool.SHARED, Order.LARGEST_FIRST, Capture.VLLM),
-    "vllm-legacy": Strategy(Pool.PER_GRAPH, Order.LARGEST_FIRST, Capture.VLLM),  # vLLM before its graphs shared one pool
+    "vllm-legacy": Strategy(
+        Pool.PER_GRAPH, Order.LARGEST_FIRST, Capture.VLLM
+    ),  # vLLM before its graphs shared one pool
     "sglang": Strategy(Pool.PER_GRAPH, Order.LARGEST_FIRST, Capture.PLAIN),  # one pool per captured size
     "tensorrt-llm": Strategy(Pool.SHARED, Order.SMALLEST_FIRST, Capture.PLAIN),
 }
@@ -53,14 +55,19 @@ def _choice(kind: type, option: str, given: str | None) -> Any:
         raise UsageError(f"{option} {given!r}: choose {' or '.join(c.value for c in kind)}") from None
 
 
-def parse_strategy(name: str | None, pool: str | None = None, order: str | None = None, capture: str | None = None) -> Strategy:
+def parse_strategy(
+    name: str | None, pool: str | None = None, order: str | None = None, capture: str | None = None
+) -> Strategy:
     """--as, --pool, --order and --capture together: the named strategy's choices, each overridable
     only by the same value; without --as, the default strategy with the choices given."""
     if name is not None and name.strip().lower() not in STRATEGIES:
         raise UsageError(f"--as {name!r}: choose one of {', '.join(STRATEGIES)}")
     named = STRATEGIES[name.strip().lower()] if name else Strategy()
-    given = {"pool": _choice(Pool, "--pool", pool), "order": _choice(Order, "--order", order),
-             "capture": _choice(Capture, "--capture", capture)}
+    given = {
+        "pool": _choice(Pool, "--pool", pool),
+        "order": _choice(Order, "--order", order),
+        "capture": _choice(Capture, "--capture", capture),
+    }
     for key, value in given.items():
         if name is not None and value is not None and value != getattr(named, key):
             raise UsageError(f"--as {name} means --{key} {getattr(named, key)}; drop --{key} {value} or --as")
@@ -68,7 +75,7 @@ def parse_strategy(name: str | None, pool: str | None = None, order: str | None 
 
 
 def parse_strategy_names(text: str) -> list[str]:
-    """"vllm,sglang" -> ["vllm", "sglang"]: named strategies, each once, case-insensitive."""
+    """ "vllm,sglang" -> ["vllm", "sglang"]: named strategies, each once, case-insensitive."""
     names = [name.strip().lower() for name in text.split(",") if name.strip()]
     if not names or any(name not in STRATEGIES for name in names):
         raise UsageError(f"--as {text!r}: choose from {', '.join(STRATEGIES)}")
@@ -118,7 +125,9 @@ class Prepared:
 
 def capture_order(layouts: Iterable[Layout], paths: tuple[str, ...], largest_first: bool) -> list[Layout]:
     """Path by path (as the adapter lists them), each path's budgets largest or smallest first."""
-    return sorted(layouts, key=lambda l: (paths.index(l.path), -l.budget if largest_first else l.budget))
+    return sorted(
+        layouts, key=lambda layout: (paths.index(layout.path), -layout.budget if largest_first else layout.budget)
+    )
 
 
 def resolve_attention(attn: str, adapter: Adapter, capability: tuple[int, int] | None = None) -> str:
@@ -139,14 +148,20 @@ def resolve_attention(attn: str, adapter: Adapter, capability: tuple[int, int] |
 def _check_attention(attn: str, adapter: Adapter) -> None:
     if attn == "varlen":
         if not adapter.packs_sequences:
-            raise UsageError(f"--attn varlen runs one kernel over a batch's packed sequences, and the {adapter.family} tower "
-                             "does not pack them (the Qwen-style, GLM, ERNIE-4.5-VL and Kimi towers do); use --attn sdpa")
+            raise UsageError(
+                f"--attn varlen runs one kernel over a batch's packed sequences, and the {adapter.family} tower "
+                "does not pack them (the Qwen-style, GLM, ERNIE-4.5-VL and Kimi towers do); use --attn sdpa"
+            )
         if importlib.util.find_spec("torch.nn.attention.varlen") is None:
             import torch
 
-            raise EnvironmentProblem(f"--attn varlen needs torch 2.9 or newer (torch.nn.attention.varlen); this is {torch.__version__}")
+            raise EnvironmentProblem(
+                f"--attn varlen needs torch 2.9 or newer (torch.nn.attention.varlen); this is {torch.__version__}"
+            )
     if attn == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
-        raise EnvironmentProblem("--attn flash_attention_2 needs the flash-attn package, which is not installed here; use --attn sdpa")
+        raise EnvironmentProblem(
+            "--attn flash_attention_2 needs the flash-attn package, which is not installed here; use --attn sdpa"
+        )
 
 
 def _check_request(request: ProfileRequest) -> None:
@@ -173,35 +188,65 @@ def prepare(request: ProfileRequest, capability: tuple[int, int] | None = None) 
     _check_attention(attn, adapter)
     tower_config = adapter.tower_config(spec.config)
     if request.max_frames_per_batch and not adapter.captures_video:
-        raise UsageError(f"--max-frames-per-batch: vLLM captures no video layout for {adapter.family}, only images; drop it")
-    items = (resolve_max_items(request.budgets, request.max_items, adapter.min_budget(tower_config))
-             if adapter.takes_max_items else None)
-    layouts = capture_order(adapter.graph_layouts(tower_config, request.budgets, items or 0), adapter.paths, largest_first=True)
+        raise UsageError(
+            f"--max-frames-per-batch: vLLM captures no video layout for {adapter.family}, only images; drop it"
+        )
+    items = (
+        resolve_max_items(request.budgets, request.max_items, adapter.min_budget(tower_config))
+        if adapter.takes_max_items
+        else None
+    )
+    layouts = capture_order(
+        adapter.graph_layouts(tower_config, request.budgets, items or 0), adapter.paths, largest_first=True
+    )
     if request.strategy.capture is Capture.VLLM:
         layouts = [adapter.vllm_layout(layout, tower_config, request.max_frames_per_batch) for layout in layouts]
     settings = Settings(
-        model=spec.name, family=adapter.family, dtype=dtype, attn=attn, budgets=tuple(sorted(request.budgets)),
-        max_items=items if items is not None else max(l.items for l in layouts), seed=request.seed,
-        revision=spec.revision, commit=spec.commit,
-        layout="; ".join(l.meaning for l in layouts if l.budget == layouts[0].budget),  # the largest budget, on each path
-        pool=request.strategy.pool, order=request.strategy.order, capture=request.strategy.capture,
+        model=spec.name,
+        family=adapter.family,
+        dtype=dtype,
+        attn=attn,
+        budgets=tuple(sorted(request.budgets)),
+        max_items=items if items is not None else max(layout.items for layout in layouts),
+        seed=request.seed,
+        revision=spec.revision,
+        commit=spec.commit,
+        layout="; ".join(
+            layout.meaning for layout in layouts if layout.budget == layouts[0].budget
+        ),  # the largest budget, on each path
+        pool=request.strategy.pool,
+        order=request.strategy.order,
+        capture=request.strategy.capture,
         max_frames_per_batch=request.max_frames_per_batch,
     )
-    return Prepared(request, spec, tower_config, settings, model_facts(spec, dtype), tuple(layouts),
-                    graph_counts_report(request.decoder, tuple(l.budget for l in layouts)),
-                    _path_ladder_notes(adapter, layouts, request.budgets))
+    return Prepared(
+        request,
+        spec,
+        tower_config,
+        settings,
+        model_facts(spec, dtype),
+        tuple(layouts),
+        graph_counts_report(request.decoder, tuple(layout.budget for layout in layouts)),
+        _path_ladder_notes(adapter, layouts, request.budgets),
+    )
 
 
 def _path_ladder_notes(adapter: Adapter, layouts: list[Layout], budgets: tuple[int, ...]) -> tuple[str, ...]:
     """For a family whose encoder paths run their own ladders, the ladders, where a budget given is
     on none of them (a family with one path captures every budget given: no note)."""
-    unused = sorted(set(budgets) - {l.budget for l in layouts})
+    unused = sorted(set(budgets) - {layout.budget for layout in layouts})
     if not unused:
         return ()
-    ladders = "; ".join(f"{path} {min(b)}-{max(b)} ({len(b)} graphs)"
-                        for path in adapter.paths if (b := [l.budget for l in layouts if l.path == path]))
-    return (f"{adapter.family} captures each encoder path on vLLM's own ladder, from one item of that path doubling up to "
-            f"the largest budget: {ladders}; the smaller budgets given ({', '.join(map(str, unused))}) do not apply to these paths",)
+    ladders = "; ".join(
+        f"{path} {min(b)}-{max(b)} ({len(b)} graphs)"
+        for path in adapter.paths
+        if (b := [layout.budget for layout in layouts if layout.path == path])
+    )
+    return (
+        f"{adapter.family} captures each encoder path on vLLM's own ladder, from one item of that path doubling up to "
+        f"the largest budget: {ladders}; the smaller budgets given ({', '.join(map(str, unused))}) do not apply to "
+        "these paths",
+    )
 
 
 def graph_counts_report(decoder: DecoderSettings, encoder_budgets: tuple[int, ...] | None) -> GraphCountsReport:

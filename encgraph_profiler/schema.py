@@ -152,7 +152,9 @@ class BudgetResult:
     pool_growth_bytes: int  # encoder pool reserved after minus before this capture
     pool_reserved_bytes: int  # encoder pool reserved after this capture
     static_io_bytes: int  # this budget's static inputs, held in the default pool
-    output_bytes: int  # the graph's outputs, live inside the encoder pool (--as vllm: the buffers outside it they go to)
+    output_bytes: (
+        int  # the graph's outputs, live inside the encoder pool (--as vllm: the buffers outside it they go to)
+    )
     non_allocator_bytes: int | None  # process NVML delta minus reserved delta around the capture
     eager_peak_bytes: int  # peak allocated above the baseline during one eager forward
     capture_ms: float | None  # None in a prediction: nothing ran
@@ -280,4 +282,3 @@ class Report:
         """What the process holds on the device: the pools' rows added up."""
         rows = [p.reserved_bytes for p in self.pools]
         return None if any(r is None for r in rows) else sum(rows)
-

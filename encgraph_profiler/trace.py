@@ -42,8 +42,9 @@ class _FusedAttention(TorchFunctionMode):
             converted = torch.empty(mask.shape, dtype=query.dtype, device=query.device)
             del second, first
         seed, offset = (torch.empty((), dtype=torch.int64, device=query.device) for _ in range(2))
-        out = torch.empty(*query.shape[:-3], query.shape[-2], query.shape[-3], value.shape[-1],
-                          dtype=query.dtype, device=query.device).transpose(-3, -2)
+        out = torch.empty(
+            *query.shape[:-3], query.shape[-2], query.shape[-3], value.shape[-1], dtype=query.dtype, device=query.device
+        ).transpose(-3, -2)
         scratch = torch.empty(256, dtype=torch.uint8, device=query.device)
         del scratch, seed, offset, converted
         return out
@@ -100,7 +101,9 @@ def _patch_convolution(args) -> tuple[list[int], list[int]]:
     if x.numel() > 40_000_000 and not single:
         return [], [2352]
     output = 0 if single else batch * rows * cols * out_channels
-    workspace = size * (batch * x.shape[2] * x.shape[3] * padded + output + out_channels * kernel[0] * kernel[1] * padded) + 16
+    workspace = (
+        size * (batch * x.shape[2] * x.shape[3] * padded + output + out_channels * kernel[0] * kernel[1] * padded) + 16
+    )
     return [], [workspace]
 
 
@@ -201,6 +204,10 @@ def trace(run) -> tuple[list[tuple[str, int, int]], dict[int, int]]:
     with _capturing(), _FusedAttention(), AllocationTrace() as recorder:
         outputs = run()
     events = list(recorder.events)
-    kept = {t.untyped_storage()._cdata: t.untyped_storage().nbytes() for t in tree_leaves(outputs) if isinstance(t, torch.Tensor)}
+    kept = {
+        t.untyped_storage()._cdata: t.untyped_storage().nbytes()
+        for t in tree_leaves(outputs)
+        if isinstance(t, torch.Tensor)
+    }
     del outputs
     return events, kept

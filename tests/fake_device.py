@@ -47,9 +47,22 @@ def _tensors(obj):
 class FakeDevice:
     torch_device = torch.device("cpu")
 
-    def __init__(self, *, context=500 * MiB, workspace=32 * MiB, activation_factor=3, scratch_per_token=64 * KiB,
-                 exec_per_capture=2 * MiB, capacity=80 * GiB, nvml=True, stop_at_capture=None, fail_capture=(),
-                 mismatch=(), on_capture=None, keep_graphs=False):
+    def __init__(
+        self,
+        *,
+        context=500 * MiB,
+        workspace=32 * MiB,
+        activation_factor=3,
+        scratch_per_token=64 * KiB,
+        exec_per_capture=2 * MiB,
+        capacity=80 * GiB,
+        nvml=True,
+        stop_at_capture=None,
+        fail_capture=(),
+        mismatch=(),
+        on_capture=None,
+        keep_graphs=False,
+    ):
         self.context, self.workspace, self.activation_factor = context, workspace, activation_factor
         self.scratch_per_token, self.exec_per_capture, self.capacity = scratch_per_token, exec_per_capture, capacity
         self.nvml = nvml
@@ -70,7 +83,9 @@ class FakeDevice:
     @property
     def default_live(self) -> int:
         alive = {id(t.untyped_storage()): t for t in (r() for r in self._kept) if t is not None}
-        return sum(round_up(t.untyped_storage().nbytes(), 512) for t in alive.values()) + (self.workspace if self._workspace_made else 0)
+        return sum(round_up(t.untyped_storage().nbytes(), 512) for t in alive.values()) + (
+            self.workspace if self._workspace_made else 0
+        )
 
     @property
     def default_reserved(self) -> int:
@@ -79,7 +94,12 @@ class FakeDevice:
     def _live(self, pools) -> int:
         """The outputs of the pools' graphs still alive."""
         graphs = [g() for p in pools for g in self.graph_pools[p]["graphs"]]
-        return sum(round_up(t.untyped_storage().nbytes(), 512) for g in graphs if g is not None for t in self._in_pool(g.outputs))
+        return sum(
+            round_up(t.untyped_storage().nbytes(), 512)
+            for g in graphs
+            if g is not None
+            for t in self._in_pool(g.outputs)
+        )
 
     def _in_pool(self, outputs):
         """The outputs the graph's pool holds: not those made in the default pool beforehand."""
@@ -116,8 +136,11 @@ class FakeDevice:
         return Sample(
             reserved_bytes=self.reserved,
             allocated_bytes=self.default_live + self._live(self.graph_pools),
-            encoder=PoolBytes(sum(self.graph_pools[p]["reserved"] for p in pools), self._live(pools),
-                              sum(self.graph_pools[p]["segments"] for p in pools)),
+            encoder=PoolBytes(
+                sum(self.graph_pools[p]["reserved"] for p in pools),
+                self._live(pools),
+                sum(self.graph_pools[p]["segments"] for p in pools),
+            ),
             process_used_bytes=self.context + self.reserved + self.graph_exec if self.nvml else None,
         )
 
@@ -194,12 +217,19 @@ class FakeDevice:
 
     def _event(self, action, size):
         if getattr(self, "events", None) is not None:
-            self.events.append({"action": action, "addr": len(self.events), "size": size, "stream": 0,
-                                "time_us": self.clock_us(), "frames": []})
+            self.events.append(
+                {
+                    "action": action,
+                    "addr": len(self.events),
+                    "size": size,
+                    "stream": 0,
+                    "time_us": self.clock_us(),
+                    "frames": [],
+                }
+            )
 
     def replay(self, captured: Captured, reference) -> Replayed:
         if captured.graph in self.mismatch:
             return Replayed(0.5, False, 0.25)
         matches = all(torch.equal(a, b) for a, b in zip(captured.outputs, reference, strict=True))
         return Replayed(0.5, matches, 0.0)
-

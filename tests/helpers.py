@@ -30,7 +30,9 @@ def request(model: str, budgets, pool=None, order=None, capture=None, **kwargs):
     """A ProfileRequest, its strategy given as the words the CLI takes."""
     from encgraph_profiler.request import ProfileRequest, parse_strategy
 
-    return ProfileRequest(model=model, budgets=tuple(budgets), strategy=parse_strategy(None, pool, order, capture), **kwargs)
+    return ProfileRequest(
+        model=model, budgets=tuple(budgets), strategy=parse_strategy(None, pool, order, capture), **kwargs
+    )
 
 
 def measured(req, device=None, progress=None):

@@ -6,18 +6,32 @@ from pathlib import Path
 
 import pytest
 
-from encgraph_profiler.allocator_model import (AllocatorSettings, CachingAllocator, allocation_size, parse_allocator_conf,
-                                               replay_recorded_captures, round_size)
+from encgraph_profiler.allocator_model import (
+    AllocatorSettings,
+    CachingAllocator,
+    allocation_size,
+    parse_allocator_conf,
+    replay_recorded_captures,
+    round_size,
+)
 
 MiB = 1 << 20
 SNAPSHOTS = sorted((Path(__file__).parent / "data" / "memory_snapshot").glob("*.pickle.gz"))
 
 
-@pytest.mark.parametrize("size, rounded, segment", [
-    (1, 512, 2 * MiB), (512, 512, 2 * MiB), (513, 1024, 2 * MiB), (MiB, MiB, 2 * MiB),
-    (MiB + 1, MiB + 512, 20 * MiB), (10 * MiB - 512, 10 * MiB - 512, 20 * MiB), (10 * MiB, 10 * MiB, 10 * MiB),
-    (11 * MiB + 1, 11 * MiB + 512, 12 * MiB),
-])
+@pytest.mark.parametrize(
+    "size, rounded, segment",
+    [
+        (1, 512, 2 * MiB),
+        (512, 512, 2 * MiB),
+        (513, 1024, 2 * MiB),
+        (MiB, MiB, 2 * MiB),
+        (MiB + 1, MiB + 512, 20 * MiB),
+        (10 * MiB - 512, 10 * MiB - 512, 20 * MiB),
+        (10 * MiB, 10 * MiB, 10 * MiB),
+        (11 * MiB + 1, 11 * MiB + 512, 12 * MiB),
+    ],
+)
 def test_rounding_and_segment_sizes(size, rounded, segment):
     assert round_size(size) == rounded and allocation_size(rounded) == segment
 
@@ -36,7 +50,9 @@ def test_best_fit_split_and_merge():
     model.free(c)
     model.free(d)
     model.empty_cache()
-    assert [e.action for e in model.events] == ["segment_alloc", "segment_free"] and model.pool(None).reserved_bytes == 0
+    assert [e.action for e in model.events] == ["segment_alloc", "segment_free"] and model.pool(
+        None
+    ).reserved_bytes == 0
 
 
 def test_small_requests_pack_into_2_mib_segments_apart_from_large_ones():
@@ -97,12 +113,15 @@ def test_max_split_size_keeps_oversized_blocks_whole_and_for_large_requests():
     assert plain.malloc(45 * MiB).size == 45 * MiB  # PyTorch's default splits it
 
 
-@pytest.mark.parametrize("conf, error", [
-    ("roundup_power2_divisions:[256:1,>:4]", "roundup_power2_divisions is not modelled"),
-    ("backend:cudaMallocAsync", "backend:cudaMallocAsync is not modelled"),
-    ("max_split_size_mb:20", "max_split_size_mb takes a whole number of MiB above 20"),
-    ("expandable_segments:true", "expandable_segments takes True or False"),
-])
+@pytest.mark.parametrize(
+    "conf, error",
+    [
+        ("roundup_power2_divisions:[256:1,>:4]", "roundup_power2_divisions is not modelled"),
+        ("backend:cudaMallocAsync", "backend:cudaMallocAsync is not modelled"),
+        ("max_split_size_mb:20", "max_split_size_mb takes a whole number of MiB above 20"),
+        ("expandable_segments:true", "expandable_segments takes True or False"),
+    ],
+)
 def test_settings_the_model_does_not_cover_are_refused(conf, error):
     with pytest.raises(ValueError, match=error.replace("[", r"\[")):
         parse_allocator_conf(conf)
@@ -110,8 +129,9 @@ def test_settings_the_model_does_not_cover_are_refused(conf, error):
 
 def test_settings_are_read_as_pytorch_reads_them():
     assert parse_allocator_conf("") == AllocatorSettings()
-    assert parse_allocator_conf("expandable_segments:True, max_split_size_mb:128,max_non_split_rounding_mb:64,"
-                                "garbage_collection_threshold:0.6") == AllocatorSettings(True, 128 * MiB, 64 * MiB)
+    assert parse_allocator_conf(
+        "expandable_segments:True, max_split_size_mb:128,max_non_split_rounding_mb:64,garbage_collection_threshold:0.6"
+    ) == AllocatorSettings(True, 128 * MiB, 64 * MiB)
 
 
 @pytest.mark.parametrize("path", SNAPSHOTS, ids=lambda p: p.name)

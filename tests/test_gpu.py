@@ -52,7 +52,11 @@ def test_every_two_path_family_is_tested_below():
 TWO_PATH_LADDERS = [
     ("tiny-step3p7", (81, 162), [("global", 64), ("global", 128), ("global", 162), ("local", 81), ("local", 162)]),
     ("tiny-step3-vl", (81, 162), [("global", 64), ("global", 128), ("global", 162), ("local", 81), ("local", 162)]),
-    ("tiny-deepseek-ocr2", (256, 512), [("global", 256), ("global", 512), ("local", 144), ("local", 288), ("local", 512)]),
+    (
+        "tiny-deepseek-ocr2",
+        (256, 512),
+        [("global", 256), ("global", 512), ("local", 144), ("local", 288), ("local", 512)],
+    ),
 ]
 
 
@@ -136,7 +140,9 @@ def test_capture_failure_names_the_operation():
 
     device.warm_up(fn, stream, 1)
     # The error that broke the capture and the line that raised it, not the one ending the capture.
-    with pytest.raises(CaptureFailure, match=r"capture of probe failed: .*CUDA graph capture.* \(at tests/test_gpu.py:\d+\)") as failed:
+    with pytest.raises(
+        CaptureFailure, match=r"capture of probe failed: .*CUDA graph capture.* \(at tests/test_gpu.py:\d+\)"
+    ) as failed:
         device.capture(fn, pool, stream, "probe")
     assert "previous error during capture" not in str(failed.value)
 
@@ -191,9 +197,9 @@ def test_check_release_returns_the_pools_unless_a_graph_is_kept(monkeypatch):
     import gc
 
     import torch
+    from helpers import measured, request
 
     from encgraph_profiler.cuda_device import CudaDevice
-    from helpers import measured, request
 
     released = measured(request("qwen2-vl-2b", (1024, 2048), check_release=True)).release
     assert released.pool_bytes_before > 0 and released.pool_bytes_after == 0 and released.held_by == ""
@@ -229,10 +235,16 @@ def test_varlen_replay_equals_eager(model, capture, frames):
         assert "videos of 4 frames" in report.settings.layout  # k = 4 items, 16 frames a batch
 
 
-@pytest.mark.parametrize("model, capture, frames", [
-    ("tiny-kimi-k2.5", "plain", 0), ("tiny-kimi-k2.5", "vllm", 0), ("tiny-kimi-k2.5", "vllm", 16),
-    ("tiny-kimi-vl", "plain", 0), ("tiny-kimi-vl", "vllm", 0),
-])
+@pytest.mark.parametrize(
+    "model, capture, frames",
+    [
+        ("tiny-kimi-k2.5", "plain", 0),
+        ("tiny-kimi-k2.5", "vllm", 0),
+        ("tiny-kimi-k2.5", "vllm", 16),
+        ("tiny-kimi-vl", "plain", 0),
+        ("tiny-kimi-vl", "vllm", 0),
+    ],
+)
 def test_kimi_varlen_replay_equals_eager(model, capture, frames):
     """MoonViT with the varlen kernel over its packed images (Kimi-K2.5 also over vLLM's video
     chunks, one sequence a chunk; vLLM captures Kimi-VL's images only)."""

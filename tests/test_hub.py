@@ -11,6 +11,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -35,8 +36,8 @@ TAGGED = "fedcba9876543210fedcba9876543210fedcba98"
 class FakeHub(BaseHTTPRequestHandler):
     """/{org}/{name}/resolve/{revision}/{file}, answered with the headers the real Hub sends."""
 
-    revisions = {"main": COMMIT, COMMIT: COMMIT, "v1": TAGGED}
-    requests: list[str] = []
+    revisions: ClassVar[dict[str, str]] = {"main": COMMIT, COMMIT: COMMIT, "v1": TAGGED}
+    requests: ClassVar[list[str]] = []
 
     def log_message(self, *args):
         pass
@@ -91,8 +92,14 @@ def hub():
 def _lookup(tmp_path, model, *, endpoint="http://127.0.0.1:9", offline=False, revision=None):
     """Resolve ``model`` in a fresh process; return (exit code, the resolved spec or the error line)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
-    env.update(HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT=endpoint, HF_HUB_DISABLE_TELEMETRY="1",
-               HF_HUB_ETAG_TIMEOUT="5", HF_HUB_DOWNLOAD_TIMEOUT="5", PYTHONPATH=str(ROOT))
+    env.update(
+        HF_HOME=str(tmp_path / "hf"),
+        HF_ENDPOINT=endpoint,
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_ETAG_TIMEOUT="5",
+        HF_HUB_DOWNLOAD_TIMEOUT="5",
+        PYTHONPATH=str(ROOT),
+    )
     if offline:
         env["HF_HUB_OFFLINE"] = "1"
     code = (
@@ -103,7 +110,8 @@ def _lookup(tmp_path, model, *, endpoint="http://127.0.0.1:9", offline=False, re
         f"    s = resolve({model!r}, {revision!r})\n"
         "except EncgraphError as e:\n"
         "    print(e); sys.exit(int(e.exit_code))\n"
-        "print(json.dumps({'name': s.name, 'family': s.adapter.family, 'commit': s.commit, 'revision': s.revision, 'source': str(s.source),\n"
+        "print(json.dumps({'name': s.name, 'family': s.adapter.family, 'commit': s.commit, 'revision': s.revision, "
+        "'source': str(s.source),\n"
         "                  'preprocessor': s.config.get('preprocessor_config')}))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
@@ -165,11 +173,14 @@ def test_download_from_the_hub(tmp_path, hub):
     assert _lookup(tmp_path, "org/tiny", offline=True)[1]["commit"] == COMMIT
 
 
-@pytest.mark.parametrize("model, revision, code, message", [
-    ("org/absent", None, 2, "no model 'org/absent' on the Hugging Face Hub"),
-    ("org/gated", None, 3, "is gated: accept its terms"),
-    ("org/tiny", "no-such-branch", 2, "has no revision 'no-such-branch'"),
-])
+@pytest.mark.parametrize(
+    "model, revision, code, message",
+    [
+        ("org/absent", None, 2, "no model 'org/absent' on the Hugging Face Hub"),
+        ("org/gated", None, 3, "is gated: accept its terms"),
+        ("org/tiny", "no-such-branch", 2, "has no revision 'no-such-branch'"),
+    ],
+)
 def test_hub_failures_say_what_to_do(tmp_path, hub, model, revision, code, message):
     got_code, got = _lookup(tmp_path, model, endpoint=hub, revision=revision)
     assert got_code == code and message in got
@@ -202,7 +213,11 @@ def test_a_family_that_reads_preprocessor_config_gets_it_from_the_hub_and_the_ca
     FakeHub.requests.clear()
     code, spec = _lookup(tmp_path, "org/gemma4", endpoint=hub)
     assert code == 0 and spec["family"] == "gemma4" and spec["preprocessor"] == {"max_soft_tokens": 70}
-    assert {r.split("/")[-1] for r in FakeHub.requests} == {"config.json", "processor_config.json", "preprocessor_config.json"}
+    assert {r.split("/")[-1] for r in FakeHub.requests} == {
+        "config.json",
+        "processor_config.json",
+        "preprocessor_config.json",
+    }
     FakeHub.requests.clear()
     code, spec = _lookup(tmp_path, "org/gemma4-nested", endpoint=hub)
     assert code == 0 and spec["preprocessor"] == {"max_soft_tokens": 140}

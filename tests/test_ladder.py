@@ -1,17 +1,31 @@
 import pytest
 
 from encgraph_profiler.errors import UsageError
-from encgraph_profiler.ladder import auto_ladder, auto_max_items, parse_budgets, resolve_budgets, resolve_max_items, tokens_per_item
+from encgraph_profiler.ladder import (
+    auto_ladder,
+    auto_max_items,
+    parse_budgets,
+    resolve_budgets,
+    resolve_max_items,
+    tokens_per_item,
+)
 
 
 def test_parse_budgets_sorts():
     assert parse_budgets("4096, 1024,2048") == (1024, 2048, 4096)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "cannot read"), ("1024,,2048", "cannot read"), ("1k", "cannot read budgets"),
-    ("0", "positive"), ("-64", "positive"), ("1024,1024", "given twice"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "cannot read"),
+        ("1024,,2048", "cannot read"),
+        ("1k", "cannot read budgets"),
+        ("0", "positive"),
+        ("-64", "positive"),
+        ("1024,1024", "given twice"),
+    ],
+)
 def test_parse_budgets_rejects(text, message):
     with pytest.raises(UsageError, match=message):
         parse_budgets(text)

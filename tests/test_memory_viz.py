@@ -29,10 +29,38 @@ BUDGETS = (1024, 2048)
 
 # The opcodes the viewer's unpickler handles; any other stops it with "UNKNOWN OPCODE".
 VIEWER_OPCODES = {
-    "PROTO", "FRAME", "STOP", "MARK", "MEMOIZE", "BINPUT", "LONG_BINPUT", "BINGET", "LONG_BINGET",
-    "EMPTY_DICT", "DICT", "SETITEM", "SETITEMS", "EMPTY_LIST", "LIST", "APPEND", "APPENDS",
-    "EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "NONE", "NEWTRUE", "NEWFALSE",
-    "BININT", "BININT1", "BININT2", "LONG1", "BINFLOAT", "SHORT_BINUNICODE", "BINUNICODE",
+    "PROTO",
+    "FRAME",
+    "STOP",
+    "MARK",
+    "MEMOIZE",
+    "BINPUT",
+    "LONG_BINPUT",
+    "BINGET",
+    "LONG_BINGET",
+    "EMPTY_DICT",
+    "DICT",
+    "SETITEM",
+    "SETITEMS",
+    "EMPTY_LIST",
+    "LIST",
+    "APPEND",
+    "APPENDS",
+    "EMPTY_TUPLE",
+    "TUPLE",
+    "TUPLE1",
+    "TUPLE2",
+    "TUPLE3",
+    "NONE",
+    "NEWTRUE",
+    "NEWFALSE",
+    "BININT",
+    "BININT1",
+    "BININT2",
+    "LONG1",
+    "BINFLOAT",
+    "SHORT_BINUNICODE",
+    "BINUNICODE",
 }
 
 
@@ -54,7 +82,11 @@ def test_every_event_of_the_real_snapshot_names_its_phase(snapshot_bytes):
     expected = {f"budget={b}" for b in BUDGETS} | {f"warm-up budget={b}" for b in BUDGETS} | {"unknown"}
     assert categories == expected
     # Every warm-up (smallest first) comes before the captures (largest first, into one pool).
-    order = [c for i, c in enumerate(e["category"] for e in events) if c != "unknown" and (i == 0 or events[i - 1]["category"] != c)]
+    order = [
+        c
+        for i, c in enumerate(e["category"] for e in events)
+        if c != "unknown" and (i == 0 or events[i - 1]["category"] != c)
+    ]
     assert order == ["warm-up budget=1024", "warm-up budget=2048", "budget=2048", "budget=1024"]
     # Captures allocate in the graph pool, not the default pool: the segments they made carry its id.
     graph_segments = {s["address"] for s in snapshot["segments"] if tuple(s["segment_pool_id"]) != (0, 0)}
@@ -101,7 +133,8 @@ def test_pytorch_memory_viz_opens_the_real_snapshot(snapshot_bytes, tmp_path):
     page = trace_plot(pickle.loads(snapshot_bytes))  # PyTorch's own offline renderer
     viewer_url = re.search(r'from "(https://[^"]+/MemoryViz\.js)"', page).group(1)
     page = page.replace(viewer_url, "/MemoryViz.js").replace(
-        "<head>", f'<head><script type="importmap">{json.dumps(_import_map(Path(modules)))}</script>', 1)
+        "<head>", f'<head><script type="importmap">{json.dumps(_import_map(Path(modules)))}</script>', 1
+    )
     (tmp_path / "index.html").write_text(page)
     shutil.copy(script, tmp_path / "MemoryViz.js")
     (tmp_path / "node_modules").symlink_to(Path(modules).resolve())
@@ -109,10 +142,25 @@ def test_pytorch_memory_viz_opens_the_real_snapshot(snapshot_bytes, tmp_path):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/index.html"
         done = subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-             "--enable-logging=stderr", "--v=0", "--virtual-time-budget=30000", "--dump-dom", url],
-            capture_output=True, text=True, timeout=180)
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--virtual-time-budget=30000",
+                "--dump-dom",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
     finally:
         server.shutdown()
     assert done.returncode == 0, done.stderr[-2000:]

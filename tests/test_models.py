@@ -8,7 +8,14 @@ import torch
 
 from encgraph_profiler.errors import UsageError
 from encgraph_profiler.models.facts import model_facts
-from encgraph_profiler.models.registry import adapters, bundled_names, bundled_parameters, refusals, resolve, tiny_config_name
+from encgraph_profiler.models.registry import (
+    adapters,
+    bundled_names,
+    bundled_parameters,
+    refusals,
+    resolve,
+    tiny_config_name,
+)
 
 PUBLISHED = Path(__file__).parent / "data" / "published"  # files as model repositories publish them
 # Each family's tiny config; the families with several encoder paths are tested on their own below.
@@ -42,45 +49,87 @@ def test_gemma3_layout_is_vllms():
     config = spec.adapter.tower_config(spec.config)
     assert [spec.adapter.layout(config, b, 128).items for b in (256, 1024, 4096, 8192)] == [1, 4, 16, 32]
     assert spec.adapter.layout(config, 4096, 8).items == 8  # capped at k
-    assert spec.adapter.layout(config, 4096, 128).meaning == "4,096 tokens = 16 images of 896x896 px, 65,536 ViT patches pooled to 256 tokens each"
+    assert (
+        spec.adapter.layout(config, 4096, 128).meaning
+        == "4,096 tokens = 16 images of 896x896 px, 65,536 ViT patches pooled to 256 tokens each"
+    )
     with pytest.raises(UsageError, match="below one Gemma 3 image"):
         spec.adapter.layout(config, 255, 128)
     facts = model_facts(spec, "bfloat16")
     assert round(facts.total_parameters / 1e9, 2) == 27.43  # Gemma 3 27B
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("Qwen2-VL", "qwen2-vl-7b"), ("qwen2.5-vl", "qwen2.5-vl-7b"), ("Qwen2_5-VL", "qwen2.5-vl-7b"),
-    ("Qwen2-VL-2B-Instruct", "qwen2-vl-2b"), ("QWEN3-VL", "qwen3-vl-8b"), ("SigLIP", "siglip-so400m-patch14-384"),
-    ("InternVL", "internvl3-1b"), ("internvl3", "internvl3-1b"), ("Qwen3.5", "qwen3.5-27b"), ("Qwen3.5-27B", "qwen3.5-27b"),
-    ("Qwen3-VL-MoE", "qwen3-vl-30b-a3b"), ("Qwen3-VL-30B-A3B-Instruct", "qwen3-vl-30b-a3b"), ("GLM-4.1V", "glm-4.1v-9b"),
-    ("GLM-4.1V-9B-Thinking", "glm-4.1v-9b"), ("glm4v", "glm-4.1v-9b"), ("Gemma4", "gemma-4-31b"), ("gemma-4-31B-it", "gemma-4-31b"),
-    ("gemma-4-E4B-it", "gemma-4-e4b"),
-    ("Kimi", "kimi-k2.5"), ("Kimi-K2.5", "kimi-k2.5"), ("Kimi-VL", "kimi-vl-a3b"), ("Kimi-VL-A3B-Instruct", "kimi-vl-a3b"), ("LFM2-VL", "lfm2-vl-1.6b"), ("LFM2-VL-1.6B", "lfm2-vl-1.6b"),
-    ("LFM2-VL-450M", "lfm2-vl-450m"), ("ERNIE-4.5-VL", "ernie-4.5-vl-28b-a3b"), ("ernie4.5-vl", "ernie-4.5-vl-28b-a3b"),
-    ("ERNIE-4.5-VL-28B-A3B-PT", "ernie-4.5-vl-28b-a3b"), ("ERNIE-4.5-VL-28B-A3B-Thinking", "ernie-4.5-vl-28b-a3b"),
-    ("DeepSeek-OCR-2", "deepseek-ocr-2"), ("deepseek-ocr2", "deepseek-ocr-2"), ("GLM-4.6V", "glm-4.6v"), ("GLM-4.5V", "glm-4.5v"),
-    ("glm4v-moe", "glm-4.6v"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("Qwen2-VL", "qwen2-vl-7b"),
+        ("qwen2.5-vl", "qwen2.5-vl-7b"),
+        ("Qwen2_5-VL", "qwen2.5-vl-7b"),
+        ("Qwen2-VL-2B-Instruct", "qwen2-vl-2b"),
+        ("QWEN3-VL", "qwen3-vl-8b"),
+        ("SigLIP", "siglip-so400m-patch14-384"),
+        ("InternVL", "internvl3-1b"),
+        ("internvl3", "internvl3-1b"),
+        ("Qwen3.5", "qwen3.5-27b"),
+        ("Qwen3.5-27B", "qwen3.5-27b"),
+        ("Qwen3-VL-MoE", "qwen3-vl-30b-a3b"),
+        ("Qwen3-VL-30B-A3B-Instruct", "qwen3-vl-30b-a3b"),
+        ("GLM-4.1V", "glm-4.1v-9b"),
+        ("GLM-4.1V-9B-Thinking", "glm-4.1v-9b"),
+        ("glm4v", "glm-4.1v-9b"),
+        ("Gemma4", "gemma-4-31b"),
+        ("gemma-4-31B-it", "gemma-4-31b"),
+        ("gemma-4-E4B-it", "gemma-4-e4b"),
+        ("Kimi", "kimi-k2.5"),
+        ("Kimi-K2.5", "kimi-k2.5"),
+        ("Kimi-VL", "kimi-vl-a3b"),
+        ("Kimi-VL-A3B-Instruct", "kimi-vl-a3b"),
+        ("LFM2-VL", "lfm2-vl-1.6b"),
+        ("LFM2-VL-1.6B", "lfm2-vl-1.6b"),
+        ("LFM2-VL-450M", "lfm2-vl-450m"),
+        ("ERNIE-4.5-VL", "ernie-4.5-vl-28b-a3b"),
+        ("ernie4.5-vl", "ernie-4.5-vl-28b-a3b"),
+        ("ERNIE-4.5-VL-28B-A3B-PT", "ernie-4.5-vl-28b-a3b"),
+        ("ERNIE-4.5-VL-28B-A3B-Thinking", "ernie-4.5-vl-28b-a3b"),
+        ("DeepSeek-OCR-2", "deepseek-ocr-2"),
+        ("deepseek-ocr2", "deepseek-ocr-2"),
+        ("GLM-4.6V", "glm-4.6v"),
+        ("GLM-4.5V", "glm-4.5v"),
+        ("glm4v-moe", "glm-4.6v"),
+    ],
+)
 def test_aliases_resolve(name, expected):
     assert resolve(name).name == expected
 
 
-@pytest.mark.parametrize("name, repo_id", [("Step-3.7", "stepfun-ai/Step-3.7-Flash"), ("Step-3.7-Flash", "stepfun-ai/Step-3.7-Flash"),
-                                           ("step3p7", "stepfun-ai/Step-3.7-Flash"), ("Step3-VL", "stepfun-ai/Step3-VL-10B"),
-                                           ("Step3-VL-10B", "stepfun-ai/Step3-VL-10B")])
+@pytest.mark.parametrize(
+    "name, repo_id",
+    [
+        ("Step-3.7", "stepfun-ai/Step-3.7-Flash"),
+        ("Step-3.7-Flash", "stepfun-ai/Step-3.7-Flash"),
+        ("step3p7", "stepfun-ai/Step-3.7-Flash"),
+        ("Step3-VL", "stepfun-ai/Step3-VL-10B"),
+        ("Step3-VL-10B", "stepfun-ai/Step3-VL-10B"),
+    ],
+)
 def test_names_of_a_family_read_by_id_only_point_to_the_id(name, repo_id):
     with pytest.raises(UsageError, match=f"no bundled config: give its Hugging Face id \\({repo_id}\\)"):
         resolve(name)
 
 
-@pytest.mark.parametrize("name, model_type, reason", [
-    ("MiniCPM-V", "minicpmv", "a ViT and a resampler"), ("MiniCPM-V-2_6", "minicpmv", "MiniCPM-V 2.5 to 4.5"),
-    ("MiniCPM-Llama3-V-2_5", "minicpmv", "MiniCPM-V 2.5 to 4.5"), ("MiniCPM-V-4.6", "minicpmv4_6", "MiniCPM-V 4.6 has no resampler"),
-    ("minicpm-v-4_7", "minicpmv4_7", "vLLM does not capture encoder CUDA graphs for it"), ("DeepSeek-VL2-Small", "deepseek_vl_v2",
-    "DeepSeek-OCR 2's deepseek_vl_v2 config is"), ("DeepSeek-OCR", "deepseek_vl_v2", "DeepSeek-VL2 and DeepSeek-OCR publish"),
-    ("Step3", "step3_vl", "Step3-VL-10B, model_type step_robotics"),
-])
+@pytest.mark.parametrize(
+    "name, model_type, reason",
+    [
+        ("MiniCPM-V", "minicpmv", "a ViT and a resampler"),
+        ("MiniCPM-V-2_6", "minicpmv", "MiniCPM-V 2.5 to 4.5"),
+        ("MiniCPM-Llama3-V-2_5", "minicpmv", "MiniCPM-V 2.5 to 4.5"),
+        ("MiniCPM-V-4.6", "minicpmv4_6", "MiniCPM-V 4.6 has no resampler"),
+        ("minicpm-v-4_7", "minicpmv4_7", "vLLM does not capture encoder CUDA graphs for it"),
+        ("DeepSeek-VL2-Small", "deepseek_vl_v2", "DeepSeek-OCR 2's deepseek_vl_v2 config is"),
+        ("DeepSeek-OCR", "deepseek_vl_v2", "DeepSeek-VL2 and DeepSeek-OCR publish"),
+        ("Step3", "step3_vl", "Step3-VL-10B, model_type step_robotics"),
+    ],
+)
 def test_names_of_a_refused_family_give_its_reason(name, model_type, reason):
     with pytest.raises(UsageError, match=f"^{name} \\({model_type}\\) is not supported: .*{reason}"):
         resolve(name)
@@ -109,10 +158,17 @@ def test_local_config_path_and_directory(tmp_path):
 
 
 # Tower sizes of the real checkpoints, counted on the meta device from their published configs.
-@pytest.mark.parametrize("name, tower_millions", [
-    ("qwen2-vl-2b", 665.27), ("qwen2-vl-7b", 675.76), ("qwen2.5-vl-7b", 676.55), ("qwen3-vl-8b", 576.39),
-    ("siglip-so400m-patch14-384", 428.23), ("clip-vit-large-patch14-336", 303.51),
-])
+@pytest.mark.parametrize(
+    "name, tower_millions",
+    [
+        ("qwen2-vl-2b", 665.27),
+        ("qwen2-vl-7b", 675.76),
+        ("qwen2.5-vl-7b", 676.55),
+        ("qwen3-vl-8b", 576.39),
+        ("siglip-so400m-patch14-384", 428.23),
+        ("clip-vit-large-patch14-336", 303.51),
+    ],
+)
 def test_tower_parameters_match_the_real_checkpoints(name, tower_millions):
     assert round(model_facts(resolve(name), "bfloat16").tower_parameters / 1e6, 2) == tower_millions
 
@@ -120,17 +176,29 @@ def test_tower_parameters_match_the_real_checkpoints(name, tower_millions):
 # Whole-model sizes of the bundled published configs, against what their authors state: GLM-4.1V-9B-Thinking
 # ~10.3 B; Qwen3-VL-30B-A3B ~31.1 B; Qwen3.5-27B 27.36 B here, its 55.56 GB of bf16 safetensors (27.78 B) also holding
 # the multi-token-prediction layer that transformers does not build (0.42 B at these sizes); Gemma 4 31B: 30.7 B
-# without its ~550 M vision encoder, Gemma 4 E4B 8 B with its per-layer embeddings; Kimi-K2.5: 1 T; LFM2-VL-1.6B: 1.6 B (its 400 M SigLIP2 NaFlex tower cut to 26
+# without its ~550 M vision encoder, Gemma 4 E4B 8 B with its per-layer embeddings; Kimi-K2.5: 1 T; LFM2-VL-1.6B: 1.6 B
+# (its 400 M SigLIP2 NaFlex tower cut to 26
 # blocks, plus the projector); ERNIE-4.5-VL-28B-A3B: 28 B, the language model with its text and vision experts (checked
 # in test_remote_code.py), here with the 630 M ViT and the 144 M resampler; DeepSeek-OCR 2: its published checkpoint
 # index records 6,779,249,408 bytes of bf16 weights, 3.39 B parameters; GLM-4.5V and GLM-4.6V: GLM-4.5-Air's 106 B
 # language model (106.85 B here) with the 859 M tower; Kimi-VL-A3B: 16 B, its 400 M MoonViT with the projector.
-@pytest.mark.parametrize("name, total_billions, tower_millions", [
-    ("glm-4.1v-9b", 10.29, 892.50), ("qwen3-vl-30b-a3b", 31.07, 538.63), ("qwen3.5-27b", 27.36, 460.73),
-    ("gemma-4-31b", 31.27, 575.74), ("gemma-4-e4b", 7.94, 169.33), ("kimi-k2.5", 1026.88, 471.14), ("lfm2-vl-1.6b", 1.58, 414.46),
-    ("ernie-4.5-vl-28b-a3b", 29.40, 630.43), ("deepseek-ocr-2", 3.39, 454.38),
-    ("glm-4.5v", 107.71, 858.68), ("glm-4.6v", 107.71, 858.68), ("kimi-vl-a3b", 16.41, 447.55),
-])
+@pytest.mark.parametrize(
+    "name, total_billions, tower_millions",
+    [
+        ("glm-4.1v-9b", 10.29, 892.50),
+        ("qwen3-vl-30b-a3b", 31.07, 538.63),
+        ("qwen3.5-27b", 27.36, 460.73),
+        ("gemma-4-31b", 31.27, 575.74),
+        ("gemma-4-e4b", 7.94, 169.33),
+        ("kimi-k2.5", 1026.88, 471.14),
+        ("lfm2-vl-1.6b", 1.58, 414.46),
+        ("ernie-4.5-vl-28b-a3b", 29.40, 630.43),
+        ("deepseek-ocr-2", 3.39, 454.38),
+        ("glm-4.5v", 107.71, 858.68),
+        ("glm-4.6v", 107.71, 858.68),
+        ("kimi-vl-a3b", 16.41, 447.55),
+    ],
+)
 def test_published_configs_give_the_published_sizes(name, total_billions, tower_millions):
     facts = model_facts(resolve(name), "bfloat16")
     assert round(facts.total_parameters / 1e9, 2) == total_billions
@@ -144,6 +212,7 @@ def test_glm41v_current_published_form_builds_what_its_first_form_does():
     first = model_facts(resolve("glm-4.1v-9b"), "bfloat16")
     assert (current.total_parameters, current.tower_parameters) == (first.total_parameters, first.tower_parameters)
     assert current.kv_bytes_per_token == first.kv_bytes_per_token
+
 
 def test_parameter_counts_file_is_current():
     """`encgraph models` reads configs/parameters.json; recount every bundled config on the meta device."""
@@ -172,15 +241,22 @@ def test_hybrid_models_count_only_layers_with_a_kv_cache():
     assert model_facts(resolve("tiny-qwen3-vl-moe"), "bfloat16").kv_bytes_per_token == 2 * 2 * 2 * 16 * 2
 
 
-@pytest.mark.parametrize("name, family, deepstack", [
-    ("tiny-qwen3-vl-moe", "qwen3-vl-moe", 2), ("tiny-qwen3.5", "qwen3.5", 0), ("tiny-qwen3.5-moe", "qwen3.5-moe", 0),
-])
+@pytest.mark.parametrize(
+    "name, family, deepstack",
+    [
+        ("tiny-qwen3-vl-moe", "qwen3-vl-moe", 2),
+        ("tiny-qwen3.5", "qwen3.5", 0),
+        ("tiny-qwen3.5-moe", "qwen3.5-moe", 0),
+    ],
+)
 def test_new_qwen_families_capture_the_merger_and_deepstack_outputs(name, family, deepstack):
     spec = resolve(name)
     vision = spec.adapter.tower_config(spec.config)
     tower = spec.adapter.build_tower(vision, "float32", "sdpa")
     layout = spec.adapter.layout(vision, 64, 2)
-    inputs = spec.adapter.make_inputs(tower, vision, layout, "float32", torch.device("cpu"), torch.Generator().manual_seed(0))
+    inputs = spec.adapter.make_inputs(
+        tower, vision, layout, "float32", torch.device("cpu"), torch.Generator().manual_seed(0)
+    )
     with torch.inference_mode():
         outputs = spec.adapter.forward(tower, inputs)
     assert spec.adapter.family == family and len(outputs) == 1 + deepstack
@@ -213,12 +289,14 @@ def test_precomputed_forward_equals_plain_forward(name):
     torch.manual_seed(0)
     tower = adapter.build_tower(vision, "float32", "sdpa")
     layout = adapter.layout(vision, 256 if adapter.dynamic_resolution else 40, 4)
-    inputs = adapter.make_inputs(tower, vision, layout, "float32", torch.device("cpu"), torch.Generator().manual_seed(0))
+    inputs = adapter.make_inputs(
+        tower, vision, layout, "float32", torch.device("cpu"), torch.Generator().manual_seed(0)
+    )
     with torch.inference_mode():
         fast = adapter.forward(tower, inputs)
         plain = adapter.reference_forward(tower, inputs)
     assert len(fast) == len(plain) >= 1
-    for a, b in zip(fast, plain):
+    for a, b in zip(fast, plain, strict=True):
         assert torch.equal(a, b)
     # Rows per image (with or without a CLS token), per budget, or per ViT patch (a graph that ends
     # before the merge).
@@ -244,29 +322,61 @@ def _whole_tiles(model, pixel_values):
 # For each family: the captured module's parts (module attribute -> the model's attribute) and what
 # the whole model computes from the same inputs.
 IMAGE_FEATURES = {
-    "tiny-gemma3": ({"vision_tower": "vision_tower", "multi_modal_projector": "multi_modal_projector"},
-                    lambda model, inputs: model.get_image_features(inputs["pixel_values"]).pooler_output),
-    "tiny-internvl": ({"vision_tower": "vision_tower", "multi_modal_projector": "multi_modal_projector"},
-                      lambda model, inputs: model.get_image_features(inputs["pixel_values"]).pooler_output),
-    "tiny-llama4": ({"vision_model": "vision_model", "multi_modal_projector": "multi_modal_projector"},
-                    lambda model, inputs: _projected(model, inputs["pixel_values"])),
-    "tiny-glm4v": ({"": "visual"}, lambda model, inputs: torch.cat(
-        model.get_image_features(inputs["hidden_states"], inputs["grid_thw"]).pooler_output)),
-    "tiny-glm46v": ({"": "visual"}, lambda model, inputs: torch.cat(
-        model.get_image_features(inputs["hidden_states"], inputs["grid_thw"]).pooler_output)),
-    "tiny-glm4v-moe": ({"": "visual"}, lambda model, inputs: torch.cat(
-        model.get_image_features(inputs["hidden_states"], inputs["grid_thw"]).pooler_output)),
+    "tiny-gemma3": (
+        {"vision_tower": "vision_tower", "multi_modal_projector": "multi_modal_projector"},
+        lambda model, inputs: model.get_image_features(inputs["pixel_values"]).pooler_output,
+    ),
+    "tiny-internvl": (
+        {"vision_tower": "vision_tower", "multi_modal_projector": "multi_modal_projector"},
+        lambda model, inputs: model.get_image_features(inputs["pixel_values"]).pooler_output,
+    ),
+    "tiny-llama4": (
+        {"vision_model": "vision_model", "multi_modal_projector": "multi_modal_projector"},
+        lambda model, inputs: _projected(model, inputs["pixel_values"]),
+    ),
+    "tiny-glm4v": (
+        {"": "visual"},
+        lambda model, inputs: torch.cat(
+            model.get_image_features(inputs["hidden_states"], inputs["grid_thw"]).pooler_output
+        ),
+    ),
+    "tiny-glm46v": (
+        {"": "visual"},
+        lambda model, inputs: torch.cat(
+            model.get_image_features(inputs["hidden_states"], inputs["grid_thw"]).pooler_output
+        ),
+    ),
+    "tiny-glm4v-moe": (
+        {"": "visual"},
+        lambda model, inputs: torch.cat(
+            model.get_image_features(inputs["hidden_states"], inputs["grid_thw"]).pooler_output
+        ),
+    ),
     # ERNIE-4.5-VL: the graph ends at the ViT; the resampler runs after it, outside the graph.
-    "tiny-ernie4.5-vl": ({"": "vision_tower"}, lambda model, inputs: model.get_image_features(
-        inputs["hidden_states"], inputs["grid_thw"]).last_hidden_state),
-    "tiny-kimi-k2.5": ({"vision_tower": "vision_tower", "mm_projector": "mm_projector"}, lambda model, inputs: torch.cat(
-        model.get_image_features(inputs["pixel_values"], inputs["grid_thw"]).pooler_output)),
-    "tiny-kimi-vl": ({"vision_tower": "vision_tower", "mm_projector": "mm_projector"}, lambda model, inputs: torch.cat(
-        model.get_image_features(inputs["pixel_values"], inputs["grid_thw"]).pooler_output)),
-    "tiny-idefics3": ({"vision_model": "vision_model", "connector": "connector"},
-                      lambda model, inputs: _whole_tiles(model, inputs["pixel_values"])),
-    "tiny-smolvlm": ({"vision_model": "vision_model", "connector": "connector"},
-                     lambda model, inputs: _whole_tiles(model, inputs["pixel_values"])),
+    "tiny-ernie4.5-vl": (
+        {"": "vision_tower"},
+        lambda model, inputs: model.get_image_features(inputs["hidden_states"], inputs["grid_thw"]).last_hidden_state,
+    ),
+    "tiny-kimi-k2.5": (
+        {"vision_tower": "vision_tower", "mm_projector": "mm_projector"},
+        lambda model, inputs: torch.cat(
+            model.get_image_features(inputs["pixel_values"], inputs["grid_thw"]).pooler_output
+        ),
+    ),
+    "tiny-kimi-vl": (
+        {"vision_tower": "vision_tower", "mm_projector": "mm_projector"},
+        lambda model, inputs: torch.cat(
+            model.get_image_features(inputs["pixel_values"], inputs["grid_thw"]).pooler_output
+        ),
+    ),
+    "tiny-idefics3": (
+        {"vision_model": "vision_model", "connector": "connector"},
+        lambda model, inputs: _whole_tiles(model, inputs["pixel_values"]),
+    ),
+    "tiny-smolvlm": (
+        {"vision_model": "vision_model", "connector": "connector"},
+        lambda model, inputs: _whole_tiles(model, inputs["pixel_values"]),
+    ),
 }
 
 
@@ -284,8 +394,14 @@ def test_captured_module_equals_the_models_own_image_features(name):
         target = tower.get_submodule(ours_name) if ours_name else tower
         target.load_state_dict(model.get_submodule(their_name).state_dict())
     budget = 256 if adapter.dynamic_resolution else 16
-    inputs = adapter.make_inputs(tower, config, adapter.layout(config, budget, 4), "float32", torch.device("cpu"),
-                                 torch.Generator().manual_seed(0))
+    inputs = adapter.make_inputs(
+        tower,
+        config,
+        adapter.layout(config, budget, 4),
+        "float32",
+        torch.device("cpu"),
+        torch.Generator().manual_seed(0),
+    )
     with torch.inference_mode():
         (ours,) = adapter.forward(tower, inputs)
         expected = theirs(model, inputs)
@@ -307,7 +423,8 @@ def test_llama4_layout_is_vllms():
     assert spec.adapter.tokens_per_tile(config) == 144  # (336 / 14)^2 patches x 0.5^2
     assert [spec.adapter.layout(config, b, 1).items for b in (1, 144, 145, 1024, 8192)] == [1, 1, 2, 8, 57]
     assert spec.adapter.layout(config, 1024, 1).meaning == (
-        "1,024 tokens = 8 chunks of 336x336 px, 4,608 ViT patches shuffled to 144 tokens each")
+        "1,024 tokens = 8 chunks of 336x336 px, 4,608 ViT patches shuffled to 144 tokens each"
+    )
     # Meta's configs give attn_temperature_tuning as 4; transformers 5 reads only a bool.
     assert json.loads(spec.source.read_text())["text_config"]["attn_temperature_tuning"] == 4
     assert spec.config["text_config"]["attn_temperature_tuning"] is True  # read as Meta's own form
@@ -353,25 +470,34 @@ def test_gemma4_layout_is_vllms_and_reads_the_preprocessor_config(tmp_path):
     local = resolve(str(tmp_path))
     assert local.config["preprocessor_config"] == {"max_soft_tokens": 70}
     config = local.adapter.tower_config(local.config)
-    assert spec.adapter.layout(config, 1024, 128).meaning == "1,024 tokens = 14 images of 84x120 px, 8,820 ViT patches pooled to 70 tokens each"
+    assert (
+        spec.adapter.layout(config, 1024, 128).meaning
+        == "1,024 tokens = 14 images of 84x120 px, 8,820 ViT patches pooled to 70 tokens each"
+    )
     (tmp_path / "preprocessor_config.json").write_text(json.dumps({"max_soft_tokens": "lots"}))
     with pytest.raises(UsageError, match="max_soft_tokens is 'lots'"):
         local.adapter.tower_config(resolve(str(tmp_path)).config)
     # transformers 5 saves the image processor inside processor_config.json, and reads it from there first.
-    (tmp_path / "processor_config.json").write_text(json.dumps({"image_processor": {"max_soft_tokens": 140}, "image_seq_length": 140}))
+    (tmp_path / "processor_config.json").write_text(
+        json.dumps({"image_processor": {"max_soft_tokens": 140}, "image_seq_length": 140})
+    )
     assert resolve(str(tmp_path)).config["preprocessor_config"] == {"max_soft_tokens": 140}
-    (tmp_path / "processor_config.json").write_text(json.dumps({"processor_class": "Gemma4Processor"}))  # nothing nested
+    (tmp_path / "processor_config.json").write_text(
+        json.dumps({"processor_class": "Gemma4Processor"})
+    )  # nothing nested
     (tmp_path / "preprocessor_config.json").write_text(json.dumps({"max_soft_tokens": 70}))
     assert resolve(str(tmp_path)).config["preprocessor_config"] == {"max_soft_tokens": 70}
 
 
-
-@pytest.mark.parametrize("config, processor_file, name, expected", [
-    # google/gemma-4-31B-it and gemma-4-E4B-it publish the same processor_config.json, and their image processor
-    # only inside it.
-    ("gemma-4-31b", "gemma-4-it.processor_config.json", "processor_config.json", {"max_soft_tokens": 280}),
-    ("lfm2-vl-1.6b", "lfm2-vl-1.6b.preprocessor_config.json", "preprocessor_config.json", {"min_image_tokens": 64}),
-])
+@pytest.mark.parametrize(
+    "config, processor_file, name, expected",
+    [
+        # google/gemma-4-31B-it and gemma-4-E4B-it publish the same processor_config.json, and their image processor
+        # only inside it.
+        ("gemma-4-31b", "gemma-4-it.processor_config.json", "processor_config.json", {"max_soft_tokens": 280}),
+        ("lfm2-vl-1.6b", "lfm2-vl-1.6b.preprocessor_config.json", "preprocessor_config.json", {"min_image_tokens": 64}),
+    ],
+)
 def test_published_image_processor_files_are_read(tmp_path, config, processor_file, name, expected):
     (tmp_path / "config.json").write_text(resolve(config).source.read_text())
     data = json.loads((PUBLISHED / processor_file).read_text())
@@ -381,6 +507,7 @@ def test_published_image_processor_files_are_read(tmp_path, config, processor_fi
     fields[key] //= 2
     (tmp_path / name).write_text(json.dumps(data))
     assert resolve(str(tmp_path)).config["preprocessor_config"] == {key: expected[key] // 2}
+
 
 def test_gemma4_graph_equals_the_models_own_image_features():
     """Valid soft tokens first, in order, equal to what get_image_features returns per image; the
@@ -392,14 +519,15 @@ def test_gemma4_graph_equals_the_models_own_image_features():
     full = adapter.full_model_class()._from_config(adapter.full_config(spec.config)).eval()
     tower.vision_tower.load_state_dict(full.model.vision_tower.state_dict())
     tower.embed_vision.load_state_dict(full.model.embed_vision.state_dict())
-    inputs = adapter.make_inputs(tower, config, adapter.layout(config, 600, 4), "float32", torch.device("cpu"),
-                                 torch.Generator().manual_seed(0))
+    inputs = adapter.make_inputs(
+        tower, config, adapter.layout(config, 600, 4), "float32", torch.device("cpu"), torch.Generator().manual_seed(0)
+    )
     with torch.inference_mode():
         (ours,) = adapter.forward(tower, inputs)
         theirs = full.model.get_image_features(inputs["pixel_values"], inputs["pixel_position_ids"]).pooler_output
     rows, cols = adapter.image_grid(config)
     assert ours.shape[:2] == (2, 280) and [t.shape[0] for t in theirs] == [rows * cols] * 2 == [260, 260]
-    for image, expected in zip(ours, theirs):
+    for image, expected in zip(ours, theirs, strict=True):
         assert torch.equal(image[: len(expected)], expected)
 
 
@@ -450,34 +578,42 @@ def test_lfm2_vl_layout_and_graph_are_vllms():
     tower.vision_tower.load_state_dict(full.model.vision_tower.state_dict())
     tower.multi_modal_projector.load_state_dict(full.model.multi_modal_projector.state_dict())
     layout = adapter.layout(config, 150, 0)
-    inputs = adapter.make_inputs(tower, config, layout, "float32", torch.device("cpu"), torch.Generator().manual_seed(0))
+    inputs = adapter.make_inputs(
+        tower, config, layout, "float32", torch.device("cpu"), torch.Generator().manual_seed(0)
+    )
     shapes = torch.tensor([[2, 128], [2, 128], [2, 44]])
     mask = torch.arange(256)[None] < shapes.prod(-1)[:, None]
     with torch.inference_mode():
         (ours,) = adapter.forward(tower, inputs)
         theirs = torch.cat(full.model.get_image_features(inputs["pixel_values"], shapes, mask).pooler_output)
     assert ours.shape[0] == 150 and torch.equal(ours, theirs)
-    assert model_facts(spec, "bfloat16").kv_bytes_per_token == 2 * 2 * 16 * 2  # the one attention layer; conv keeps none
+    assert (
+        model_facts(spec, "bfloat16").kv_bytes_per_token == 2 * 2 * 16 * 2
+    )  # the one attention layer; conv keeps none
 
 
 def test_step3p7_lays_out_two_paths_as_vllm_does():
     """Global images of 728 px (169 tokens each, at most k of them) and local crops of 504 px (81
     tokens each, k not applying), each path on vLLM's own ladder: from one item doubling up to the
     largest budget, plus the largest."""
-    from encgraph_profiler.models.families.step3p7 import Step3p7Adapter
     from transformers import Step3p7Config
+
+    from encgraph_profiler.models.families.step3p7 import Step3p7Adapter
 
     adapter, config = Step3p7Adapter(), Step3p7Config()
     assert adapter.min_budget(config) == 169 and adapter.path_minimums(config) == {"global": 169, "local": 81}
     graphs = adapter.graph_layouts(config, (1024, 2048, 4096, 8192), 8)
     assert [(g.path, g.budget) for g in graphs] == (
         [("global", b) for b in (169, 338, 676, 1352, 2704, 5408, 8192)]
-        + [("local", b) for b in (81, 162, 324, 648, 1296, 2592, 5184, 8192)])
+        + [("local", b) for b in (81, 162, 324, 648, 1296, 2592, 5184, 8192)]
+    )
     glob, local = adapter.path_layout(config, "global", 1024, 8), adapter.path_layout(config, "local", 1024, 8)
     assert (glob.path, glob.items, glob.tokens, glob.input_patches) == ("global", 6, 1014, 6 * 52 * 52)
     assert (local.path, local.items, local.tokens, local.input_patches) == ("local", 12, 972, 12 * 36 * 36)
     assert [g.items for g in graphs if g.budget == 8192] == [8, 101]  # k caps the images, not the crops
-    assert local.meaning == "1,024 tokens = 12 local crops of 504x504 px, 15,552 ViT patches downsampled to 81 tokens each"
+    assert (
+        local.meaning == "1,024 tokens = 12 local crops of 504x504 px, 15,552 ViT patches downsampled to 81 tokens each"
+    )
     with pytest.raises(UsageError, match="largest budget, 168, is below one step3p7 global item"):
         adapter.graph_layouts(config, (64, 168), 8)
 
@@ -489,8 +625,10 @@ def test_step3_vl_lays_out_its_graphs_as_step37():
 
     def graphs(spec):
         config = spec.adapter.tower_config(spec.config)
-        return [(g.path, g.budget, g.items, g.tokens, g.input_patches, g.meaning)
-                for g in spec.adapter.graph_layouts(config, (81, 162, 1024), 4)]
+        return [
+            (g.path, g.budget, g.items, g.tokens, g.input_patches, g.meaning)
+            for g in spec.adapter.graph_layouts(config, (81, 162, 1024), 4)
+        ]
 
     assert graphs(step3_vl) == graphs(step37)
     assert [g[:3] for g in graphs(step3_vl)][:2] == [("global", 64, 1), ("global", 128, 2)]
@@ -519,9 +657,11 @@ def test_step3p7_graphs_compute_what_the_model_computes():
     with torch.inference_mode():
         (ours_global,), (ours_local,) = adapter.forward(tower, images), adapter.forward(tower, crops)
         alone = torch.cat(model.get_image_features(images["pixel_values"]).pooler_output)
-        cropped = model.get_image_features(images["pixel_values"][:1], crops["pixel_values"], [local.items]).pooler_output[0]
+        cropped = model.get_image_features(
+            images["pixel_values"][:1], crops["pixel_values"], [local.items]
+        ).pooler_output[0]
     assert torch.equal(alone, ours_global.reshape(alone.shape))
-    assert torch.equal(cropped[:-ours_global.shape[1]], ours_local.reshape(-1, 64))  # an image's crops come before it
+    assert torch.equal(cropped[: -ours_global.shape[1]], ours_local.reshape(-1, 64))  # an image's crops come before it
     assert ours_local.shape == (2, 81, 64)
 
 
@@ -534,7 +674,8 @@ def test_deepseek_ocr2_lays_out_two_paths_as_vllm_does():
     graphs = adapter.graph_layouts(config, (1024, 2048, 4096, 8192), 8)
     assert [(g.path, g.budget) for g in graphs] == (
         [("global", b) for b in (256, 512, 1024, 2048, 4096, 8192)]
-        + [("local", b) for b in (144, 288, 576, 1152, 2304, 4608, 8192)])
+        + [("local", b) for b in (144, 288, 576, 1152, 2304, 4608, 8192)]
+    )
     glob, local = adapter.path_layout(config, "global", 1024, 8), adapter.path_layout(config, "local", 1024, 8)
     assert (glob.path, glob.items, glob.tokens, glob.input_patches) == ("global", 4, 1024, 4 * 64 * 64)
     assert (local.path, local.items, local.tokens, local.input_patches) == ("local", 7, 1008, 7 * 48 * 48)
@@ -558,7 +699,7 @@ def test_deepseek_ocr2_graphs_compute_what_the_model_computes():
         (reference,) = adapter.reference_forward(tower, crops)
     assert ours_global.shape == (1, 256, 64) and ours_local.shape == (2, 144, 64)
     assert torch.equal(alone[:-1], ours_global[0])  # the view separator follows each image's tokens
-    assert torch.equal(cropped[:2 * 144], ours_local.reshape(-1, 64))  # an image's crops come before it
+    assert torch.equal(cropped[: 2 * 144], ours_local.reshape(-1, 64))  # an image's crops come before it
     assert torch.equal(reference, ours_local)  # and the blocks compute their own tables again afterwards
 
 

@@ -43,7 +43,12 @@ def test_internvl_chat_reads_as_native_internvl():
     assert spec.adapter.family == "internvl"
     config = spec.adapter.tower_config(spec.config)
     vision = config.vision_config
-    assert (vision.hidden_size, vision.num_hidden_layers, vision.image_size, vision.patch_size) == (1024, 24, [448, 448], [14, 14])
+    assert (vision.hidden_size, vision.num_hidden_layers, vision.image_size, vision.patch_size) == (
+        1024,
+        24,
+        [448, 448],
+        [14, 14],
+    )
     assert (vision.attention_bias, vision.use_qk_norm, vision.norm_type) == (True, False, "layer_norm")
     with torch.device("meta"):
         tower = spec.adapter.build_tower(config, "bfloat16", "sdpa")
@@ -64,18 +69,24 @@ def test_internvl_chat_builds_the_tower_of_opengvlabs_own_conversion():
     assert len(converted) > 100 and _tower_shapes(str(INTERNVL_CHAT)) == converted
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: d.update(ps_version="v1"), "ps_version 'v1'"),
-    (lambda d: d["llm_config"].update(model_type="internlm2"), "no InternLM2 language model"),
-    (lambda d: d.pop("llm_config"), "needs vision_config and llm_config"),
-    (lambda d: d.update(model_type="deepseek_vl_v2"), "deepseek_vl_v2 config for their own code"),
-    (lambda d: d.update(model_type="minicpmv"), "minicpmv config for their own code"),
-    (lambda d: d.update(model_type="step3_vl"), "Step3-VL-10B, model_type step_robotics, and Step-3.7, model_type step3p7, are"),
-    (lambda d: d.update(model_type="minicpmv4_6"), "MiniCPM-V 4.6 has no resampler"),
-    (lambda d: d.update(model_type="minicpmv4_7"), "MiniCPM-V 4.7 has no resampler"),
-    (lambda d: d.update(model_type="minicpm_ocr"), "MiniCPM-OCR has no resampler"),
-    (lambda d: d.update(model_type="ernie4_5_moe_vl", vision_config="none"), "needs a vision_config object"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.update(ps_version="v1"), "ps_version 'v1'"),
+        (lambda d: d["llm_config"].update(model_type="internlm2"), "no InternLM2 language model"),
+        (lambda d: d.pop("llm_config"), "needs vision_config and llm_config"),
+        (lambda d: d.update(model_type="deepseek_vl_v2"), "deepseek_vl_v2 config for their own code"),
+        (lambda d: d.update(model_type="minicpmv"), "minicpmv config for their own code"),
+        (
+            lambda d: d.update(model_type="step3_vl"),
+            "Step3-VL-10B, model_type step_robotics, and Step-3.7, model_type step3p7, are",
+        ),
+        (lambda d: d.update(model_type="minicpmv4_6"), "MiniCPM-V 4.6 has no resampler"),
+        (lambda d: d.update(model_type="minicpmv4_7"), "MiniCPM-V 4.7 has no resampler"),
+        (lambda d: d.update(model_type="minicpm_ocr"), "MiniCPM-OCR has no resampler"),
+        (lambda d: d.update(model_type="ernie4_5_moe_vl", vision_config="none"), "needs a vision_config object"),
+    ],
+)
 def test_forms_that_cannot_be_mapped_are_refused_in_one_line(tmp_path, change, message):
     _assert_refused_in_one_line(tmp_path, INTERNVL_CHAT, change, message)
 
@@ -90,20 +101,35 @@ def test_kimi_k25_own_form_reads_as_native_kimi_k25():
     assert spec.adapter.family == "kimi-k2.5"
     config = spec.adapter.tower_config(spec.config)
     vision = config.vision_config
-    assert (vision.hidden_size, vision.intermediate_size, vision.num_attention_heads, vision.num_hidden_layers) == (1152, 4304, 16, 27)
+    assert (vision.hidden_size, vision.intermediate_size, vision.num_attention_heads, vision.num_hidden_layers) == (
+        1152,
+        4304,
+        16,
+        27,
+    )
     assert (vision.patch_size, vision.pos_emb_height, vision.pos_emb_width, vision.pos_emb_time) == (14, 64, 64, 4)
     shapes = _tower_shapes(str(KIMI_K25))
     # The published weights: mm_projector.proj.0 [4608, 4608], proj.2 [7168, 4608], pre_norm [1152],
     # patch_embed.pos_emb [64, 64, 1152], wqkv [3456, 1152] (here q, k and v apart).
-    assert sorted(s for n, s in shapes.items() if "projector" in n and n.endswith("weight")) == [(1152,), (4608, 4608), (7168, 4608)]
+    assert sorted(s for n, s in shapes.items() if "projector" in n and n.endswith("weight")) == [
+        (1152,),
+        (4608, 4608),
+        (7168, 4608),
+    ]
     assert [s for n, s in shapes.items() if "pos_emb" in n] == [(64, 64, 1152)]
     assert round(model_facts(spec, "bfloat16").total_parameters / 1e12, 3) == 1.027  # "1T total parameters"
 
 
-@pytest.mark.parametrize("key, value", [("mm_projector_type", "patchmergerv2"), ("merge_type", "sd2"), ("pos_emb_type", "learned")])
+@pytest.mark.parametrize(
+    "key, value", [("mm_projector_type", "patchmergerv2"), ("merge_type", "sd2"), ("pos_emb_type", "learned")]
+)
 def test_kimi_k25_own_form_with_a_part_transformers_lacks_is_refused(tmp_path, key, value):
-    _assert_refused_in_one_line(tmp_path, KIMI_K25, lambda d: d["vision_config"].update({key: value}),
-                                f"vision_config {key} '{value}' is built only by the authors' own code")
+    _assert_refused_in_one_line(
+        tmp_path,
+        KIMI_K25,
+        lambda d: d["vision_config"].update({key: value}),
+        f"vision_config {key} '{value}' is built only by the authors' own code",
+    )
 
 
 TINY_KIMI_VL = Path(__file__).parent.parent / "configs" / "tiny" / "tiny-kimi-vl.json"  # Moonshot's own kimi_vl form
@@ -118,7 +144,11 @@ def test_kimi_vl_own_form_reads_onto_kimi_k25_classes():
     assert (config.image_token_id, config.projection_hidden_size, config.text_config.q_lora_rank) == (500, 32, None)
     # vLLM's projector: LayerNorm of the vision width, Linear(4 w -> 4 w), GELU, Linear(4 w -> text width).
     shapes = _tower_shapes(str(TINY_KIMI_VL))
-    assert sorted(s for n, s in shapes.items() if "projector" in n and n.endswith("weight")) == [(32,), (48, 128), (128, 128)]
+    assert sorted(s for n, s in shapes.items() if "projector" in n and n.endswith("weight")) == [
+        (32,),
+        (48, 128),
+        (128, 128),
+    ]
 
 
 KIMI_VL = Path(__file__).parent.parent / "configs" / "kimi-vl-a3b.json"  # moonshotai/Kimi-VL-A3B-Instruct's, bundled
@@ -133,16 +163,26 @@ def test_kimi_vl_moonvit_is_kimi_k25s_at_the_same_sizes():
     output = [name for name in shapes if name.startswith("mm_projector.out_proj")]
     assert {n: s for n, s in shapes.items() if n not in output} == {n: s for n, s in k25.items() if n not in output}
     w, mlp, layers, text = 1152, 4304, 27, 2048
-    block = 2 * 2 * w + (3 * w * w + 3 * w) + (w * w + w) + (w * mlp + mlp) + (mlp * w + w)  # norm0/1, wqkv, wo, fc0, fc1
-    vit = (3 * 14 * 14 * w + w) + 64 * 64 * w + layers * block + 2 * w  # patch embed, position table, blocks, final norm
+    block = (
+        2 * 2 * w + (3 * w * w + 3 * w) + (w * w + w) + (w * mlp + mlp) + (mlp * w + w)
+    )  # norm0/1, wqkv, wo, fc0, fc1
+    vit = (
+        (3 * 14 * 14 * w + w) + 64 * 64 * w + layers * block + 2 * w
+    )  # patch embed, position table, blocks, final norm
     projector = 2 * w + (4 * w * 4 * w + 4 * w) + (4 * w * text + text)  # pre_norm, linear_1, linear_2 (out_proj)
     assert sum(math.prod(s) for s in shapes.values()) == vit + projector
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: d["vision_config"].update(model_type="moonvit3d"), "vision_config model_type 'moonvit3d' is built only by"),
-    (lambda d: d.pop("text_config"), "needs vision_config and text_config objects"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda d: d["vision_config"].update(model_type="moonvit3d"),
+            "vision_config model_type 'moonvit3d' is built only by",
+        ),
+        (lambda d: d.pop("text_config"), "needs vision_config and text_config objects"),
+    ],
+)
 def test_kimi_vl_forms_it_cannot_map_are_refused_in_one_line(tmp_path, change, message):
     _assert_refused_in_one_line(tmp_path, TINY_KIMI_VL, change, message)
 
@@ -164,7 +204,11 @@ def test_lfm2_vl_first_release_reads_as_native_lfm2_vl(tmp_path):
     spec = resolve(str(LFM2_VL_EARLY))
     assert spec.adapter.family == "lfm2-vl"
     config = spec.adapter.tower_config(spec.config)
-    assert (config.image_token_id, config.projector_use_layernorm, config.vision_config.num_hidden_layers) == (396, True, 12)
+    assert (config.image_token_id, config.projector_use_layernorm, config.vision_config.num_hidden_layers) == (
+        396,
+        True,
+        12,
+    )
     assert config.min_image_tokens == 64  # kept in config.json by this form
     assert round(model_facts(spec, "bfloat16").total_parameters / 1e6) == 451  # "450M"
     data = json.loads(LFM2_VL_EARLY.read_text())
@@ -190,12 +234,27 @@ def test_ernie_own_form_reads_as_native_ernie4_5_vl_moe():
     assert spec.adapter.family == "ernie4.5-vl"
     config = spec.adapter.full_config(spec.config)
     vision, text = config.vision_config, config.text_config
-    assert (vision.depth, vision.hidden_size, vision.intermediate_size, vision.num_heads) == (32, 1280, 5120, 16)  # mlp_ratio 4
-    assert (vision.patch_size, vision.spatial_merge_size, vision.temporal_merge_size, vision.hidden_act) == (14, 2, 2, "quick_gelu")
+    assert (vision.depth, vision.hidden_size, vision.intermediate_size, vision.num_heads) == (
+        32,
+        1280,
+        5120,
+        16,
+    )  # mlp_ratio 4
+    assert (vision.patch_size, vision.spatial_merge_size, vision.temporal_merge_size, vision.hidden_act) == (
+        14,
+        2,
+        2,
+        "quick_gelu",
+    )
     assert vision.rms_norm_eps == 1e-5  # the top-level rms_norm_eps, as vLLM's ViT takes it
     # moe_layer_start_index [1, 1], moe_layer_end_index [29, 28], interval 1: every layer but the first is MoE.
     assert text.mlp_layer_types == ["dense"] + ["sparse"] * 27
-    assert (text.moe_num_experts, text.moe_intermediate_size, text.moe_k, text.moe_num_shared_experts) == (64, [1536, 512], 6, 2)
+    assert (text.moe_num_experts, text.moe_intermediate_size, text.moe_k, text.moe_num_shared_experts) == (
+        64,
+        [1536, 512],
+        6,
+        2,
+    )
     assert (config.image_token_id, text.rope_parameters["mrope_section"]) == (100295, [22, 22, 20])
     facts = model_facts(spec, "bfloat16")
     resampler = 144_225_280  # spatial and temporal 2x2 / 2x merges to the 2560-wide language model
@@ -218,16 +277,31 @@ def test_ernie_own_form_of_the_424b_model():
     assert text.mlp_layer_types == ["dense"] * 3 + ["sparse"] * 51
     assert (text.moe_num_experts, text.moe_k, text.moe_num_shared_experts) == (64, 8, 0)
     assert round(model_facts(spec, "bfloat16").total_parameters / 1e9) == 424
-    assert _tower_shapes(str(PUBLISHED / "ernie-4.5-vl-424b-a47b.config.json")) == _tower_shapes(str(ERNIE))  # the same ViT
+    assert _tower_shapes(str(PUBLISHED / "ernie-4.5-vl-424b-a47b.config.json")) == _tower_shapes(
+        str(ERNIE)
+    )  # the same ViT
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: d.update(moe_num_experts=[64, 32]), "moe_num_experts \\[64, 32\\] differs between text and vision experts"),
-    (lambda d: d["vision_config"].update(embed_dim=1024), "embed_dim 1024 differs from hidden_size 1280"),
-    (lambda d: d["vision_config"].update(mlp_ratio="four"), "mlp_ratio 'four' and width 1280 give no MLP size"),
-    (lambda d: d.update(moe_layer_start_index=["one"]), "moe_layer_start_index is \\['one'\\]; it must be a whole number of at least 0"),
-    (lambda d: d.update(moe_layer_interval=0), "moe_layer_interval is 0; it must be a whole number of at least 1$"),
-    (lambda d: d.update(num_hidden_layers=[28, 28]), "num_hidden_layers is \\[28, 28\\]; it must be a whole number of at least 1$"),
-])
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda d: d.update(moe_num_experts=[64, 32]),
+            "moe_num_experts \\[64, 32\\] differs between text and vision experts",
+        ),
+        (lambda d: d["vision_config"].update(embed_dim=1024), "embed_dim 1024 differs from hidden_size 1280"),
+        (lambda d: d["vision_config"].update(mlp_ratio="four"), "mlp_ratio 'four' and width 1280 give no MLP size"),
+        (
+            lambda d: d.update(moe_layer_start_index=["one"]),
+            "moe_layer_start_index is \\['one'\\]; it must be a whole number of at least 0",
+        ),
+        (lambda d: d.update(moe_layer_interval=0), "moe_layer_interval is 0; it must be a whole number of at least 1$"),
+        (
+            lambda d: d.update(num_hidden_layers=[28, 28]),
+            "num_hidden_layers is \\[28, 28\\]; it must be a whole number of at least 1$",
+        ),
+    ],
+)
 def test_ernie_own_form_that_cannot_be_built_is_refused(tmp_path, change, message):
     _assert_refused_in_one_line(tmp_path, ERNIE, change, message)
 
@@ -250,12 +324,20 @@ def test_deepseek_ocr2_own_form_reads_as_native_deepseek_ocr2():
     assert len({n.split(".")[3] for n in shapes if n.startswith("vision_tower.vision_encoder.layers.")}) == 24
     assert shapes["vision_tower.vision_encoder.layers.0.self_attn.k_proj.weight"] == (128, 896)
     assert shapes["vision_tower.vision_encoder.layers.0.mlp.gate_proj.weight"] == (4864, 896)
-    assert (shapes["vision_tower.query_768_resolution.weight"], shapes["vision_tower.query_1024_resolution.weight"]) == ((144, 896), (256, 896))
+    assert (
+        shapes["vision_tower.query_768_resolution.weight"],
+        shapes["vision_tower.query_1024_resolution.weight"],
+    ) == ((144, 896), (256, 896))
     assert shapes["multi_modal_projector.weight"] == (1280, 896)
     # The published checkpoint's index lists one dense MLP (layer 0), then 11 layers of 64 routed and 2 shared experts.
     text = spec.adapter.full_config(spec.config).text_config
     assert text.mlp_layer_types == ["dense"] + ["sparse"] * 11
-    assert (text.n_routed_experts, text.n_shared_experts, text.moe_intermediate_size, text.num_key_value_heads) == (64, 2, 896, 10)
+    assert (text.n_routed_experts, text.n_shared_experts, text.moe_intermediate_size, text.num_key_value_heads) == (
+        64,
+        2,
+        896,
+        10,
+    )
 
 
 def test_deepseek_ocr2_own_form_builds_the_tower_vllm_builds_whatever_its_vision_config_says(tmp_path):
@@ -267,18 +349,30 @@ def test_deepseek_ocr2_own_form_builds_the_tower_vllm_builds_whatever_its_vision
     assert _tower_shapes(str(tmp_path)) == _tower_shapes(str(DEEPSEEK_OCR2))
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: d.update(architectures=["DeepseekVLV2ForCausalLM"]), "DeepSeek-VL2 and DeepSeek-OCR publish a deepseek_vl_v2 config"),
-    (lambda d: d.pop("language_config"), "needs language_config and projector_config objects"),
-    (lambda d: d["language_config"].update(use_mla=True), "multi-head latent attention"),
-    (lambda d: d["language_config"].pop("use_mla"), "multi-head latent attention"),  # DeepSeek-V2's default
-    (lambda d: d.update(tile_tag="1D"), "tile_tag is '1D'"),
-    (lambda d: d["projector_config"].update(projector_type="mlp_gelu"), "projector_type is 'mlp_gelu'"),
-    (lambda d: d["projector_config"].update(input_dim=1024), "input_dim is 1024"),
-    (lambda d: d["projector_config"].update(n_embed=2048), "n_embed is 2048; .* \\(1280 expected\\)"),
-    (lambda d: d["language_config"].update(first_k_dense_replace="one"), "first_k_dense_replace is 'one'; it must be a whole number"),
-    (lambda d: d["language_config"].update(moe_layer_freq=0), "moe_layer_freq is 0; it must be a whole number of at least 1$"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda d: d.update(architectures=["DeepseekVLV2ForCausalLM"]),
+            "DeepSeek-VL2 and DeepSeek-OCR publish a deepseek_vl_v2 config",
+        ),
+        (lambda d: d.pop("language_config"), "needs language_config and projector_config objects"),
+        (lambda d: d["language_config"].update(use_mla=True), "multi-head latent attention"),
+        (lambda d: d["language_config"].pop("use_mla"), "multi-head latent attention"),  # DeepSeek-V2's default
+        (lambda d: d.update(tile_tag="1D"), "tile_tag is '1D'"),
+        (lambda d: d["projector_config"].update(projector_type="mlp_gelu"), "projector_type is 'mlp_gelu'"),
+        (lambda d: d["projector_config"].update(input_dim=1024), "input_dim is 1024"),
+        (lambda d: d["projector_config"].update(n_embed=2048), "n_embed is 2048; .* \\(1280 expected\\)"),
+        (
+            lambda d: d["language_config"].update(first_k_dense_replace="one"),
+            "first_k_dense_replace is 'one'; it must be a whole number",
+        ),
+        (
+            lambda d: d["language_config"].update(moe_layer_freq=0),
+            "moe_layer_freq is 0; it must be a whole number of at least 1$",
+        ),
+    ],
+)
 def test_deepseek_ocr2_own_form_that_cannot_be_built_is_refused(tmp_path, change, message):
     _assert_refused_in_one_line(tmp_path, DEEPSEEK_OCR2, change, message)
 
@@ -304,13 +398,25 @@ def test_step3_vl_builds_step37s_tower_before_a_qwen3_language_model():
     assert facts.max_position_embeddings == 4096
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: d["vision_config"].update(use_ln_post=True), "vision_config use_ln_post True is built only by the authors' own code"),
-    (lambda d: d["vision_config"].update(use_abs_posemb=False), "vision_config use_abs_posemb False is built only by"),
-    (lambda d: d["vision_config"].update(ues_cls_token=True), "vision_config ues_cls_token True is built only by"),
-    (lambda d: d["text_config"].update(model_type="step3p5"), "needs a Qwen3 text_config \\(Step3-VL-10B's\\); got 'step3p5'"),
-    (lambda d: d.pop("text_config"), "needs a Qwen3 text_config \\(Step3-VL-10B's\\); got none"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda d: d["vision_config"].update(use_ln_post=True),
+            "vision_config use_ln_post True is built only by the authors' own code",
+        ),
+        (
+            lambda d: d["vision_config"].update(use_abs_posemb=False),
+            "vision_config use_abs_posemb False is built only by",
+        ),
+        (lambda d: d["vision_config"].update(ues_cls_token=True), "vision_config ues_cls_token True is built only by"),
+        (
+            lambda d: d["text_config"].update(model_type="step3p5"),
+            "needs a Qwen3 text_config \\(Step3-VL-10B's\\); got 'step3p5'",
+        ),
+        (lambda d: d.pop("text_config"), "needs a Qwen3 text_config \\(Step3-VL-10B's\\); got none"),
+    ],
+)
 def test_step3_vl_forms_it_cannot_build_are_refused_in_one_line(tmp_path, change, message):
     _assert_refused_in_one_line(tmp_path, TINY_STEP3_VL, change, message)
 
@@ -320,7 +426,7 @@ def test_step3_vl_text_config_qwen3_cannot_read_is_refused_in_one_line(tmp_path)
     data["text_config"]["num_attention_heads"] = "x"
     (tmp_path / "config.json").write_text(json.dumps(data))
     spec = resolve(str(tmp_path))
-    with pytest.raises(UsageError, match="^transformers cannot read this step3-vl config: [^\\n]*$"):
+    with pytest.raises(UsageError, match=r"^transformers cannot read this step3-vl config: [^\n]*$"):
         model_facts(spec, "bfloat16")
 
 
@@ -331,21 +437,52 @@ def test_step3p7_in_stepfuns_own_spelling_builds_what_transformers_spelling_does
     At the published vision sizes it builds the tower transformers' Step3p7Config defaults build."""
     from transformers import Step3p7Config
 
-    own = {"model_type": "step3p7", "architectures": ["Step3p7ForConditionalGeneration"], "projector_bias": False,
-           "vision_config": {"model_type": "perception_encoder", "image_size": 728, "patch_size": 14, "width": 1536,
-                             "layers": 47, "heads": 16, "mlp_ratio": 8960 / 1536, "hidden_act": "quick_gelu",
-                             "use_cls_token": False, "use_ln_post": False, "ls_init_value": 0.1},
-           "text_config": {"model_type": "step3p5", "hidden_size": 4096, "intermediate_size": 256, "num_hidden_layers": 4,
-                           "num_attention_heads": 4, "num_attention_groups": 2, "head_dim": 64, "vocab_size": 512,
-                           "moe_num_experts": 8, "moe_top_k": 2, "moe_intermediate_size": 64, "share_expert_dim": 64,
-                           "moe_layers_enum": "1,2,3", "num_nextn_predict_layers": 0,
-                           "layer_types": ["full_attention", "sliding_attention"] * 2, "sliding_window": 64}}
+    own = {
+        "model_type": "step3p7",
+        "architectures": ["Step3p7ForConditionalGeneration"],
+        "projector_bias": False,
+        "vision_config": {
+            "model_type": "perception_encoder",
+            "image_size": 728,
+            "patch_size": 14,
+            "width": 1536,
+            "layers": 47,
+            "heads": 16,
+            "mlp_ratio": 8960 / 1536,
+            "hidden_act": "quick_gelu",
+            "use_cls_token": False,
+            "use_ln_post": False,
+            "ls_init_value": 0.1,
+        },
+        "text_config": {
+            "model_type": "step3p5",
+            "hidden_size": 4096,
+            "intermediate_size": 256,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "num_attention_groups": 2,
+            "head_dim": 64,
+            "vocab_size": 512,
+            "moe_num_experts": 8,
+            "moe_top_k": 2,
+            "moe_intermediate_size": 64,
+            "share_expert_dim": 64,
+            "moe_layers_enum": "1,2,3",
+            "num_nextn_predict_layers": 0,
+            "layer_types": ["full_attention", "sliding_attention"] * 2,
+            "sliding_window": 64,
+        },
+    }
     (tmp_path / "own").mkdir()
     (tmp_path / "own" / "config.json").write_text(json.dumps(own))
     (tmp_path / "native.json").write_text(json.dumps(Step3p7Config().to_dict()))
     spec = resolve(str(tmp_path / "own"))
     text = spec.adapter.full_config(spec.config).text_config
-    assert (text.mlp_layer_types, text.n_routed_experts, text.num_key_value_heads) == (["dense", "sparse", "sparse", "sparse"], 8, 2)
+    assert (text.mlp_layer_types, text.n_routed_experts, text.num_key_value_heads) == (
+        ["dense", "sparse", "sparse", "sparse"],
+        8,
+        2,
+    )
     shapes = _tower_shapes(str(tmp_path / "own"))
     assert shapes["vision_model.layers.46.mlp.fc1.weight"] == (8960, 1536)
     assert shapes == _tower_shapes(str(tmp_path / "native.json"))

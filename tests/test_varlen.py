@@ -7,15 +7,25 @@ precomputed, and give the sdpa tower's outputs. The GPU tests run the real kerne
 
 import pytest
 import torch
+from helpers import request
 
 from encgraph_profiler.errors import UsageError
 from encgraph_profiler.models.registry import resolve
 from encgraph_profiler.request import ProfileRequest, prepare
-from helpers import request
 
-PACKING = ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-qwen3.5", "tiny-glm4v", "tiny-ernie4.5-vl",
-           "tiny-kimi-k2.5", "tiny-kimi-vl"]
-VIDEO = [name for name in PACKING if name not in ("tiny-ernie4.5-vl", "tiny-kimi-k2.5", "tiny-kimi-vl")]  # vLLM: their images only
+PACKING = [
+    "tiny-qwen2-vl",
+    "tiny-qwen2.5-vl",
+    "tiny-qwen3-vl",
+    "tiny-qwen3.5",
+    "tiny-glm4v",
+    "tiny-ernie4.5-vl",
+    "tiny-kimi-k2.5",
+    "tiny-kimi-vl",
+]
+VIDEO = [
+    name for name in PACKING if name not in ("tiny-ernie4.5-vl", "tiny-kimi-k2.5", "tiny-kimi-vl")
+]  # vLLM: their images only
 
 
 @pytest.fixture
@@ -30,8 +40,12 @@ def kernel_calls(monkeypatch):
         assert torch.equal(cu_q, cu_k) and max_q == max_k and q.dim() == 3
         lengths = (cu_q[1:] - cu_q[:-1]).tolist()
         assert max(lengths) <= max_q  # the kernel is never told less than the longest sequence
-        out = [torch.nn.functional.scaled_dot_product_attention(*(t.transpose(0, 1) for t in parts), scale=scale).transpose(0, 1)
-               for parts in zip(*(t.split(lengths) for t in (q, k, v)))]
+        out = [
+            torch.nn.functional.scaled_dot_product_attention(
+                *(t.transpose(0, 1) for t in parts), scale=scale
+            ).transpose(0, 1)
+            for parts in zip(*(t.split(lengths) for t in (q, k, v)), strict=True)
+        ]
         return torch.cat(out)
 
     monkeypatch.setattr(varlen, "varlen_attn", reference)
@@ -45,7 +59,9 @@ def _outputs(name, attn, layout_of, seed=0):
     torch.manual_seed(seed)
     tower = adapter.build_tower(config, "float32", attn)
     layout = layout_of(adapter, config)
-    inputs = adapter.make_inputs(tower, config, layout, "float32", torch.device("cpu"), torch.Generator().manual_seed(0))
+    inputs = adapter.make_inputs(
+        tower, config, layout, "float32", torch.device("cpu"), torch.Generator().manual_seed(0)
+    )
     with torch.inference_mode():
         return adapter.forward(tower, inputs), inputs, layout
 
@@ -73,11 +89,14 @@ def test_vllm_layout_fixes_the_longest_sequence_at_the_budget(kernel_calls):
     assert {max_q for _, max_q in kernel_calls} == {256 * 4}
 
 
-@pytest.mark.parametrize("name, budget, items, expected", [
-    ("tiny-kimi-k2.5", 256, 4, 256 * 4),  # one image of the whole budget: 256 windows of 2 x 2 patches
-    ("tiny-kimi-k2.5", 2**18, 1, 512 * 512),  # ... within vLLM's 512 x 512-patch RoPE table
-    ("tiny-kimi-vl", 256, 4, 256),  # kimi_vl.py bakes in the budget itself
-])
+@pytest.mark.parametrize(
+    "name, budget, items, expected",
+    [
+        ("tiny-kimi-k2.5", 256, 4, 256 * 4),  # one image of the whole budget: 256 windows of 2 x 2 patches
+        ("tiny-kimi-k2.5", 2**18, 1, 512 * 512),  # ... within vLLM's 512 x 512-patch RoPE table
+        ("tiny-kimi-vl", 256, 4, 256),  # kimi_vl.py bakes in the budget itself
+    ],
+)
 def test_vllm_layout_fixes_kimis_longest_sequence_as_vllm_does(name, budget, items, expected, kernel_calls):
     vllm = lambda adapter, config: adapter.vllm_layout(adapter.layout(config, budget, items), config, 0)  # noqa: E731
     if budget > 2**16:  # the layout alone: too many patches to run on the CPU
@@ -90,13 +109,16 @@ def test_vllm_layout_fixes_kimis_longest_sequence_as_vllm_does(name, budget, ite
     assert {max_q for _, max_q in kernel_calls} == {expected}
 
 
-@pytest.mark.parametrize("name, budget, items, frames, grid, tokens", [
-    ("tiny-qwen2-vl", 1024, 8, 32, (4, 2, 64), 1024),  # F = 32 // 8 = 4 frames of ceil(128 / 4) = 32 tokens
-    ("tiny-qwen2-vl", 1000, 8, 32, (4, 2, 64), 1024),  # ceil(1000 / 8) = 125 tokens an item -> 32 a frame
-    ("tiny-glm4v", 1000, 16, 32, (2, 2, 62), 992),  # GLM: floor(1000 / 16) = 62 -> 31 a frame
-    ("tiny-qwen2-vl", 1000, 16, 32, (2, 2, 64), 1024),  # Qwen: ceil(1000 / 16) = 63 -> 32 a frame
-    ("tiny-qwen2-vl", 1024, 8, 8, (1, 2, 256), 1024),  # one frame an item: the image layout
-])
+@pytest.mark.parametrize(
+    "name, budget, items, frames, grid, tokens",
+    [
+        ("tiny-qwen2-vl", 1024, 8, 32, (4, 2, 64), 1024),  # F = 32 // 8 = 4 frames of ceil(128 / 4) = 32 tokens
+        ("tiny-qwen2-vl", 1000, 8, 32, (4, 2, 64), 1024),  # ceil(1000 / 8) = 125 tokens an item -> 32 a frame
+        ("tiny-glm4v", 1000, 16, 32, (2, 2, 62), 992),  # GLM: floor(1000 / 16) = 62 -> 31 a frame
+        ("tiny-qwen2-vl", 1000, 16, 32, (2, 2, 64), 1024),  # Qwen: ceil(1000 / 16) = 63 -> 32 a frame
+        ("tiny-qwen2-vl", 1024, 8, 8, (1, 2, 256), 1024),  # one frame an item: the image layout
+    ],
+)
 def test_vllm_video_layout(name, budget, items, frames, grid, tokens):
     spec = resolve(name)
     config = spec.adapter.tower_config(spec.config)
@@ -125,31 +147,46 @@ def test_kimi_k25_vllm_video_layout_pools_each_chunk_into_one_sequence(kernel_ca
     got, inputs, _ = _outputs("tiny-kimi-k2.5", "varlen", video)
     assert layout.grids == ((4, 16, 16),) * 4 and layout.tokens == 256  # 8 frames asked, 4 in the table
     assert layout.meaning.startswith("256 tokens = 4 videos of 4 frames of 224x224 px")
-    assert {len(cu) for cu, _ in kernel_calls} == {4 + 1} and inputs["max_seqlen"] == layout.input_patches == 4 * 4 * 16 * 16
+    assert {len(cu) for cu, _ in kernel_calls} == {4 + 1} and inputs[
+        "max_seqlen"
+    ] == layout.input_patches == 4 * 4 * 16 * 16
     assert got[0].shape[0] == 256
     torch.testing.assert_close(got[0], expected[0])
     with pytest.raises(UsageError, match="no video layout for kimi-vl"):
         prepare(request("tiny-kimi-vl", (256, 512), max_frames_per_batch=32, capture="vllm"))
 
 
-@pytest.mark.parametrize("request_args, message", [
-    ({"model": "tiny-gemma3", "attn": "varlen"}, "does not pack them"),
-    ({"model": "tiny-siglip", "attn": "varlen"}, "does not pack them"),
-    ({"model": "tiny-qwen2-vl", "max_frames_per_batch": 32}, "give it with --as vllm"),
-    ({"model": "tiny-ernie4.5-vl", "max_frames_per_batch": 32, "capture": "vllm"}, "no video layout for ernie4.5-vl"),
-    ({"model": "tiny-qwen2-vl", "max_frames_per_batch": -1, "capture": "vllm"}, "must be 0"),
-    ({"model": "tiny-qwen2-vl", "capture": "sglang"}, "--capture 'sglang'"),
-])
+@pytest.mark.parametrize(
+    "request_args, message",
+    [
+        ({"model": "tiny-gemma3", "attn": "varlen"}, "does not pack them"),
+        ({"model": "tiny-siglip", "attn": "varlen"}, "does not pack them"),
+        ({"model": "tiny-qwen2-vl", "max_frames_per_batch": 32}, "give it with --as vllm"),
+        (
+            {"model": "tiny-ernie4.5-vl", "max_frames_per_batch": 32, "capture": "vllm"},
+            "no video layout for ernie4.5-vl",
+        ),
+        ({"model": "tiny-qwen2-vl", "max_frames_per_batch": -1, "capture": "vllm"}, "must be 0"),
+        ({"model": "tiny-qwen2-vl", "capture": "sglang"}, "--capture 'sglang'"),
+    ],
+)
 def test_bad_requests_are_refused(request_args, message):
     with pytest.raises(UsageError, match=message):
         prepare(request(budgets=(256, 512), **request_args))
 
 
-@pytest.mark.parametrize("capability, model, expected", [
-    ((9, 0), "tiny-qwen2-vl", "varlen"), ((8, 0), "tiny-glm4v", "varlen"), ((9, 0), "tiny-gemma3", "sdpa"),
-    ((9, 0), "tiny-kimi-k2.5", "varlen"), ((9, 0), "tiny-kimi-vl", "varlen"),
-    ((7, 5), "tiny-qwen2-vl", "sdpa"), (None, "tiny-qwen2-vl", "sdpa"),
-])
+@pytest.mark.parametrize(
+    "capability, model, expected",
+    [
+        ((9, 0), "tiny-qwen2-vl", "varlen"),
+        ((8, 0), "tiny-glm4v", "varlen"),
+        ((9, 0), "tiny-gemma3", "sdpa"),
+        ((9, 0), "tiny-kimi-k2.5", "varlen"),
+        ((9, 0), "tiny-kimi-vl", "varlen"),
+        ((7, 5), "tiny-qwen2-vl", "sdpa"),
+        (None, "tiny-qwen2-vl", "sdpa"),
+    ],
+)
 def test_auto_attention_is_vllms_choice(monkeypatch, capability, model, expected):
     """vLLM's ViT attention is one flash varlen kernel where its flash backend runs (compute
     capability 8.0 and newer) and sdpa elsewhere; the report records what was chosen."""

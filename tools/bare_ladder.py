@@ -15,7 +15,7 @@ the baseline is taken.
     python tools/bare_ladder.py configs/gemma-3-27b.json 1024,2048,4096,8192 > bare.json
     python tools/bare_ladder.py configs/llama-4-scout-17b-16e.json 1024,2048,4096,8192 > bare.json
     python tools/bare_ladder.py configs/qwen2-vl-7b.json 1024,2048,4096,8192 varlen > bare.json
-    python tools/bare_ladder.py configs/kimi-vl-a3b.json 1024,2048,4096,8192 varlen > bare.json  # Moonshot's kimi_vl form
+    python tools/bare_ladder.py configs/kimi-vl-a3b.json 1024,2048,4096,8192 varlen > bare.json  # kimi_vl form
     python tools/bare_ladder.py step3p7.json 1024,2048,4096,8192 > bare.json  # Step3p7Config().to_dict()
     python tools/bare_ladder.py step3-vl-10b.json 1024,2048,4096,8192 > bare.json  # StepFun's step_robotics form
     python tools/bare_ladder.py deepseek-ocr-2.json 1024,2048,4096,8192 > bare.json  # transformers' deepseek_ocr2 form
@@ -34,8 +34,16 @@ started = time.perf_counter()
 
 import pynvml  # noqa: E402
 import torch  # noqa: E402
-from transformers import (AttentionInterface, DeepseekOcr2Config, Gemma3Config, Kimi_K25Config, Llama4Config,  # noqa: E402
-                          Qwen2VLConfig, SiglipVisionModel, Step3p7Config)
+from transformers import (  # noqa: E402
+    AttentionInterface,
+    DeepseekOcr2Config,
+    Gemma3Config,
+    Kimi_K25Config,
+    Llama4Config,
+    Qwen2VLConfig,
+    SiglipVisionModel,
+    Step3p7Config,
+)
 from transformers.masking_utils import create_causal_mask  # noqa: E402
 from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2VisionModel  # noqa: E402
 from transformers.models.gemma3.modeling_gemma3 import Gemma3MultiModalProjector  # noqa: E402
@@ -43,8 +51,11 @@ from transformers.models.kimi_k25 import modeling_kimi_k25 as kimi  # noqa: E402
 from transformers.models.llama4.modeling_llama4 import Llama4MultiModalProjector, Llama4VisionModel  # noqa: E402
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel  # noqa: E402
 from transformers.models.step3p7.modeling_step3p7 import Step3p7VisionModel, Step3p7VisionRotaryEmbedding  # noqa: E402
-from transformers.vision_utils import (get_vision_cu_seqlens, get_vision_interpolation_indices_and_weights,  # noqa: E402
-                                       get_vision_position_ids)
+from transformers.vision_utils import (  # noqa: E402
+    get_vision_cu_seqlens,
+    get_vision_interpolation_indices_and_weights,
+    get_vision_position_ids,
+)
 
 
 def process_used(handle):
@@ -54,12 +65,24 @@ def process_used(handle):
     raise SystemExit("NVML does not list this process")
 
 
-def packed_flash(module, query, key, value, attention_mask, scaling=None, cu_seq_lens_q=None, cu_seq_lens_k=None,
-                 max_length_q=None, max_length_k=None, **_):
+def packed_flash(
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    scaling=None,
+    cu_seq_lens_q=None,
+    cu_seq_lens_k=None,
+    max_length_q=None,
+    max_length_k=None,
+    **_,
+):
     """ATen's flash kernel over the packed sequences: (1, heads, tokens, dim) in, (1, tokens, heads, dim) out."""
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))
-    out = torch.ops.aten._flash_attention_forward(q, k, v, cu_seq_lens_q, cu_seq_lens_k, max_length_q, max_length_k,
-                                                  0.0, False, False, scale=scaling)[0]
+    out = torch.ops.aten._flash_attention_forward(
+        q, k, v, cu_seq_lens_q, cu_seq_lens_k, max_length_q, max_length_k, 0.0, False, False, scale=scaling
+    )[0]
     return out[None], None
 
 
@@ -95,11 +118,17 @@ def gemma3(data, budgets, items, gen):
     """Gemma 3: min(B // mm_tokens_per_image, k) images of 896 x 896 through SigLIP and the projector."""
     config = Gemma3Config(**data)
     with torch.device("cuda"):
-        vision = SiglipVisionModel._from_config(config.vision_config, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
+        vision = SiglipVisionModel._from_config(
+            config.vision_config, dtype=torch.bfloat16, attn_implementation="sdpa"
+        ).eval()
         projector = Gemma3MultiModalProjector(config).to(torch.bfloat16).eval()
     size = config.vision_config.image_size
     runs = [
-        {"pixel_values": torch.randn(min(b // config.mm_tokens_per_image, items), 3, size, size, generator=gen).to("cuda", torch.bfloat16)}
+        {
+            "pixel_values": torch.randn(min(b // config.mm_tokens_per_image, items), 3, size, size, generator=gen).to(
+                "cuda", torch.bfloat16
+            )
+        }
         for b in budgets
     ]
     return (lambda pixel_values: projector(vision(pixel_values=pixel_values).last_hidden_state)), runs, items
@@ -110,12 +139,18 @@ def llama4(data, budgets, items, gen):
     data["text_config"]["attn_temperature_tuning"] = bool(data["text_config"].get("attn_temperature_tuning", True))
     config = Llama4Config(**data)
     with torch.device("cuda"):
-        vision = Llama4VisionModel._from_config(config.vision_config, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
+        vision = Llama4VisionModel._from_config(
+            config.vision_config, dtype=torch.bfloat16, attn_implementation="sdpa"
+        ).eval()
         projector = Llama4MultiModalProjector(config).to(torch.bfloat16).eval()
     v = config.vision_config
     per_chunk = int((v.image_size // v.patch_size) ** 2 * v.pixel_shuffle_ratio**2)
     runs = [
-        {"pixel_values": torch.randn(max(1, math.ceil(b / per_chunk)), 3, v.image_size, v.image_size, generator=gen).to("cuda", torch.bfloat16)}
+        {
+            "pixel_values": torch.randn(
+                max(1, math.ceil(b / per_chunk)), 3, v.image_size, v.image_size, generator=gen
+            ).to("cuda", torch.bfloat16)
+        }
         for b in budgets
     ]
 
@@ -129,14 +164,25 @@ def llama4(data, budgets, items, gen):
 def kimi_vl(data, budgets, items, gen, attn="sdpa"):
     """Kimi-VL: k strips of [2, 2 (B // k)] patches (vLLM's kimi_vl.py) through MoonViT and the projector."""
     moonvit, text = data["vision_config"], data["text_config"]
-    vision = {"hidden_size": moonvit["hidden_size"], "intermediate_size": moonvit["intermediate_size"],
-              "num_attention_heads": moonvit["num_attention_heads"], "num_hidden_layers": moonvit["num_hidden_layers"],
-              "patch_size": moonvit["patch_size"], "pos_emb_height": moonvit["init_pos_emb_height"],
-              "pos_emb_width": moonvit["init_pos_emb_width"], "merge_kernel_size": moonvit["merge_kernel_size"]}
-    config = Kimi_K25Config(vision_config=vision, text_config={"hidden_size": text["hidden_size"]},
-                            projection_hidden_size=moonvit["hidden_size"])
+    vision = {
+        "hidden_size": moonvit["hidden_size"],
+        "intermediate_size": moonvit["intermediate_size"],
+        "num_attention_heads": moonvit["num_attention_heads"],
+        "num_hidden_layers": moonvit["num_hidden_layers"],
+        "patch_size": moonvit["patch_size"],
+        "pos_emb_height": moonvit["init_pos_emb_height"],
+        "pos_emb_width": moonvit["init_pos_emb_width"],
+        "merge_kernel_size": moonvit["merge_kernel_size"],
+    }
+    config = Kimi_K25Config(
+        vision_config=vision,
+        text_config={"hidden_size": text["hidden_size"]},
+        projection_hidden_size=moonvit["hidden_size"],
+    )
     with torch.device("cuda"):
-        tower = kimi.Kimi_K25VisionModel._from_config(config.vision_config, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
+        tower = kimi.Kimi_K25VisionModel._from_config(
+            config.vision_config, dtype=torch.bfloat16, attn_implementation="sdpa"
+        ).eval()
         projector = kimi.Kimi_K25MultimodalProjection(config).to(torch.bfloat16).eval()
     if attn == "varlen":  # the tower passes its segments to attention only for a "flash" implementation
         AttentionInterface.register("flash_packed_bare", packed_flash)
@@ -149,17 +195,26 @@ def kimi_vl(data, budgets, items, gen, attn="sdpa"):
         indices, weights = get_vision_interpolation_indices_and_weights(grid, side, mode="bicubic", align_corners=False)
         merge = kimi.get_vision_temporal_merge_index(grid, kh, kw)
         cu_seqlens = get_vision_cu_seqlens(grid, merge_temporal=True).to(torch.int32)
-        runs.append({
-            "pixel_values": torch.randn(int(grid.prod(-1).sum()), 3, p, p, generator=gen).to("cuda", torch.bfloat16),
-            "grid_thw": grid.cuda(),
-            "position_ids": get_vision_position_ids(grid, spatial_merge_size=1).cuda(),
-            **({"cu_seqlens": cu_seqlens.cuda(), "max_seqlen": kh * kw * (budget // items)} if attn == "varlen"
-               else {"cu_seqlens": cu_seqlens}),
-            "interp_indices": indices.cuda(),
-            "interp_weights": weights.cuda(),
-            "frame_index": kimi.get_vision_frame_index(grid).cuda(),
-            "temporal_merge_index": tuple(t.cuda() if torch.is_tensor(t) else t for t in merge) if isinstance(merge, tuple) else merge.cuda(),
-        })
+        runs.append(
+            {
+                "pixel_values": torch.randn(int(grid.prod(-1).sum()), 3, p, p, generator=gen).to(
+                    "cuda", torch.bfloat16
+                ),
+                "grid_thw": grid.cuda(),
+                "position_ids": get_vision_position_ids(grid, spatial_merge_size=1).cuda(),
+                **(
+                    {"cu_seqlens": cu_seqlens.cuda(), "max_seqlen": kh * kw * (budget // items)}
+                    if attn == "varlen"
+                    else {"cu_seqlens": cu_seqlens}
+                ),
+                "interp_indices": indices.cuda(),
+                "interp_weights": weights.cuda(),
+                "frame_index": kimi.get_vision_frame_index(grid).cuda(),
+                "temporal_merge_index": tuple(t.cuda() if torch.is_tensor(t) else t for t in merge)
+                if isinstance(merge, tuple)
+                else merge.cuda(),
+            }
+        )
     return (lambda **kwargs: projector(tower(**kwargs).pooler_output)), runs, items
 
 
@@ -178,8 +233,12 @@ def step3p7(data, budgets, items, gen):
     v = Step3p7Config(vision_config=data["vision_config"]).vision_config
     with torch.device("cuda"):
         vision = Step3p7VisionModel._from_config(v, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
-        projector = torch.nn.Linear(v.hidden_size * 4, data["text_config"]["hidden_size"], bias=data.get("projector_bias", False),
-                                    dtype=torch.bfloat16).eval()
+        projector = torch.nn.Linear(
+            v.hidden_size * 4,
+            data["text_config"]["hidden_size"],
+            bias=data.get("projector_bias", False),
+            dtype=torch.bfloat16,
+        ).eval()
     rotary = Step3p7VisionRotaryEmbedding(v)
 
     def side_after_downsampling(size):
@@ -189,14 +248,21 @@ def step3p7(data, budgets, items, gen):
     per_image, per_crop = side_after_downsampling(v.image_size) ** 2, side_after_downsampling(504) ** 2
     images_cap = min(budgets[0] // per_image, budgets[-1])  # vLLM's default items per batch for this family
     runs = []
-    for size, counts in ((v.image_size, [min(b // per_image, images_cap) for b in path_ladder(per_image, budgets[0])]),
-                         (504, [b // per_crop for b in path_ladder(per_crop, budgets[0])])):
+    for size, counts in (
+        (v.image_size, [min(b // per_image, images_cap) for b in path_ladder(per_image, budgets[0])]),
+        (504, [b // per_crop for b in path_ladder(per_crop, budgets[0])]),
+    ):
         side = size // v.patch_size
         pixels = torch.randn(1, 3, size, size, generator=gen)
         cos, sin = rotary(pixels, get_vision_position_ids(torch.tensor([[1, side, side]]), spatial_merge_size=1))
         for count in counts:
-            runs.append({"pixel_values": torch.randn(count, 3, size, size, generator=gen).to("cuda", torch.bfloat16),
-                         "cos": cos.cuda(), "sin": sin.cuda()})
+            runs.append(
+                {
+                    "pixel_values": torch.randn(count, 3, size, size, generator=gen).to("cuda", torch.bfloat16),
+                    "cos": cos.cuda(),
+                    "sin": sin.cuda(),
+                }
+            )
 
     def forward(pixel_values, cos, sin):
         batch, _, height, width = pixel_values.shape
@@ -220,11 +286,14 @@ def deepseek_ocr2(data, budgets, items, gen):
     config = DeepseekOcr2Config(**data)
     width = config.vision_config.encoder_config.hidden_size
     with torch.device("cuda"):
-        vision = DeepseekOcr2VisionModel._from_config(config.vision_config, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
+        vision = DeepseekOcr2VisionModel._from_config(
+            config.vision_config, dtype=torch.bfloat16, attn_implementation="sdpa"
+        ).eval()
         projector = torch.nn.Linear(width, config.text_config.hidden_size, dtype=torch.bfloat16).eval()
     sam, encoder = vision.sam_encoder, vision.vision_encoder
     tables = {}
     for block in sam.layers:
+
         def get_rel_pos(q_size, k_size, rel_pos, make=block.attn.get_rel_pos):
             key = (q_size, k_size, rel_pos.data_ptr())
             if key not in tables:
@@ -235,21 +304,31 @@ def deepseek_ocr2(data, budgets, items, gen):
 
     views_cap = min(budgets[0] // 256, budgets[-1])  # vLLM's default items per batch for this family
     runs = []
-    for size, tokens, counts in ((1024, 256, [min(b // 256, views_cap) for b in path_ladder(256, budgets[0])]),
-                                 (768, 144, [b // 144 for b in path_ladder(144, budgets[0])])):
+    for size, tokens, counts in (
+        (1024, 256, [min(b // 256, views_cap) for b in path_ladder(256, budgets[0])]),
+        (768, 144, [b // 144 for b in path_ladder(144, budgets[0])]),
+    ):
         side = size // config.vision_config.sam_config.patch_size
         with torch.inference_mode():
             pos_embed = sam.interpolate_pos_encoding(side, side)
-            cos, sin = encoder.rotary_emb(torch.empty(1, dtype=torch.bfloat16, device="cuda"),
-                                          torch.arange(2 * tokens, device="cuda")[None])
+            cos, sin = encoder.rotary_emb(
+                torch.empty(1, dtype=torch.bfloat16, device="cuda"), torch.arange(2 * tokens, device="cuda")[None]
+            )
         for count in counts:
             embeds = torch.empty(count, 2 * tokens, width, dtype=torch.bfloat16, device="cuda")
             blocks = torch.full((count, 2 * tokens), -1, dtype=torch.long, device="cuda")
             blocks[:, :tokens] = 0
             with torch.inference_mode():
                 mask = create_causal_mask(encoder.config, embeds, None, None, block_sequence_ids=blocks)
-            runs.append({"pixel_values": torch.randn(count, 3, size, size, generator=gen).to("cuda", torch.bfloat16),
-                         "pos_embed": pos_embed, "mask": mask, "cos": cos, "sin": sin})
+            runs.append(
+                {
+                    "pixel_values": torch.randn(count, 3, size, size, generator=gen).to("cuda", torch.bfloat16),
+                    "pos_embed": pos_embed,
+                    "mask": mask,
+                    "cos": cos,
+                    "sin": sin,
+                }
+            )
 
     def forward(pixel_values, pos_embed, mask, cos, sin):
         hidden = sam.patch_embed(pixel_values) + pos_embed
@@ -269,9 +348,17 @@ def deepseek_ocr2(data, budgets, items, gen):
 def main(config_path, budget_text, attn="sdpa", warmup=2):
     budgets = sorted((int(b) for b in budget_text.split(",")), reverse=True)
     items = max(1, min(budgets[0] // 64, budgets[-1]))
-    data = json.load(open(config_path))
-    build = {"qwen2_vl": qwen2_vl, "gemma3": gemma3, "llama4": llama4, "kimi_vl": kimi_vl, "step3p7": step3p7, "step_robotics": step3p7,
-             "deepseek_ocr2": deepseek_ocr2}[data.pop("model_type")]
+    with open(config_path) as file:
+        data = json.load(file)
+    build = {
+        "qwen2_vl": qwen2_vl,
+        "gemma3": gemma3,
+        "llama4": llama4,
+        "kimi_vl": kimi_vl,
+        "step3p7": step3p7,
+        "step_robotics": step3p7,
+        "deepseek_ocr2": deepseek_ocr2,
+    }[data.pop("model_type")]
     extra = {"attn": attn} if attn != "sdpa" else {}
     forward, runs, items = build(data, budgets, items, torch.Generator().manual_seed(0), **extra)
     stream = torch.cuda.Stream()

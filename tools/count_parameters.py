@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from encgraph_profiler.models.facts import model_facts  # noqa: E402
-from encgraph_profiler.models.registry import bundled_names, parameters_file, resolve  # noqa: E402
+from encgraph_profiler.models.facts import model_facts
+from encgraph_profiler.models.registry import bundled_names, parameters_file, resolve
 
 
 def main() -> None:

@@ -24,8 +24,24 @@ def bundled() -> list[str]:
 
 
 def predict(model: str, attn: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "encgraph_profiler", "predict", "--model", model, "--budgets", BUDGETS,
-                           "--attn", attn, "--format", "json"], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "encgraph_profiler",
+            "predict",
+            "--model",
+            model,
+            "--budgets",
+            BUDGETS,
+            "--attn",
+            attn,
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         return {"exit": done.returncode, "stderr": done.stderr.strip().splitlines()[-1:]}
     report = json.loads(done.stdout)
@@ -47,7 +63,10 @@ def main(action: str, folder: str) -> int:
             before = json.loads(path.read_text())
             same = before == figures
             moved += not same
-            print(f"{model} {attn}: {'same' if same else 'MOVED'} {figures.get('total_bytes', figures.get('exit'))}", flush=True)
+            print(
+                f"{model} {attn}: {'same' if same else 'MOVED'} {figures.get('total_bytes', figures.get('exit'))}",
+                flush=True,
+            )
             if not same:
                 for key in sorted(set(before) | set(figures)):
                     if before.get(key) != figures.get(key):

@@ -17,12 +17,41 @@ import torch
 
 # (image size, patch size, output channels): SigLIP-so400m 384, CLIP-L 336 and 224, Gemma 3's
 # SigLIP 896, SmolVLM2 512/16, InternVL 448, Idefics3-8B 364, ViT-B 224/16.
-SHAPES = ((384, 14, 1152), (336, 14, 1024), (224, 14, 1024), (896, 14, 1152), (512, 16, 768),
-          (448, 14, 1024), (364, 14, 1152), (224, 16, 768))
+SHAPES = (
+    (384, 14, 1152),
+    (336, 14, 1024),
+    (224, 14, 1024),
+    (896, 14, 1152),
+    (512, 16, 768),
+    (448, 14, 1024),
+    (364, 14, 1152),
+    (224, 16, 768),
+)
 BATCHES = (1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 14, 16, 20, 24, 28, 32, 48, 64, 96, 128)
 # One patch an image, as Kimi's MoonViT embeds its packed patches (1 x 1 outputs), patches by the thousand.
 PATCH_SHAPES = ((14, 14, 1152),)
-PATCH_BATCHES = (1, 64, 128, 192, 256, 320, 384, 448, 512, 640, 768, 896, 1024, 4096, 16384, 32768, 65536, 100000, 131072, 262144)
+PATCH_BATCHES = (
+    1,
+    64,
+    128,
+    192,
+    256,
+    320,
+    384,
+    448,
+    512,
+    640,
+    768,
+    896,
+    1024,
+    4096,
+    16384,
+    32768,
+    65536,
+    100000,
+    131072,
+    262144,
+)
 
 
 def nhwc_rule(batch: int, size: int, patch: int, channels: int, element: int = 2) -> int:
@@ -35,7 +64,11 @@ def nhwc_rule(batch: int, size: int, patch: int, channels: int, element: int = 2
 
 def main() -> None:
     torch.backends.cudnn.benchmark = False
-    print(json.dumps({"torch": torch.__version__, "cudnn": torch.backends.cudnn.version(), "gpu": torch.cuda.get_device_name()}))
+    print(
+        json.dumps(
+            {"torch": torch.__version__, "cudnn": torch.backends.cudnn.version(), "gpu": torch.cuda.get_device_name()}
+        )
+    )
     shapes = [(shape, BATCHES) for shape in SHAPES] + [(shape, PATCH_BATCHES) for shape in PATCH_SHAPES]
     for (size, patch, channels), batches in shapes:
         conv = torch.nn.Conv2d(3, channels, patch, stride=patch, device="cuda", dtype=torch.bfloat16)
@@ -53,9 +86,20 @@ def main() -> None:
                 torch.cuda.memory._record_memory_history(enabled=None)
             requests = [e["size"] for e in events if e["action"] == "alloc"]
             output = y.untyped_storage().nbytes()
-            print(json.dumps({"size": size, "patch": patch, "channels": channels, "batch": batch,
-                              "input_elements": x.numel(), "output_bytes": output, "requests": requests,
-                              "nhwc_rule_bytes": nhwc_rule(batch, size, patch, channels)}))
+            print(
+                json.dumps(
+                    {
+                        "size": size,
+                        "patch": patch,
+                        "channels": channels,
+                        "batch": batch,
+                        "input_elements": x.numel(),
+                        "output_bytes": output,
+                        "requests": requests,
+                        "nhwc_rule_bytes": nhwc_rule(batch, size, patch, channels),
+                    }
+                )
+            )
             sys.stdout.flush()
             del x, y
             torch.cuda.empty_cache()

@@ -18,7 +18,14 @@ import torch.nn.functional as F
 
 # (batch, heads, tokens, head size): Gemma 4 31B's tower (16 heads of 72) at 1 and 29 images of 2,520
 # patches, the 768-wide tower (12 heads of 64), and token counts on and off a multiple of 16.
-SHAPES = ((1, 16, 2520, 72), (29, 16, 2520, 72), (3, 12, 2520, 64), (2, 16, 2512, 72), (2, 16, 2521, 72), (2, 4, 48, 16))
+SHAPES = (
+    (1, 16, 2520, 72),
+    (29, 16, 2520, 72),
+    (3, 12, 2520, 64),
+    (2, 16, 2512, 72),
+    (2, 16, 2521, 72),
+    (2, 4, 48, 16),
+)
 
 
 def events_of(call) -> list[dict]:
@@ -40,17 +47,25 @@ def events_of(call) -> list[dict]:
 
 
 def probe(batch: int, heads: int, tokens: int, size: int) -> None:
-    q, k, v = (torch.randn(batch, tokens, heads, size, device="cuda", dtype=torch.bfloat16).transpose(1, 2) for _ in range(3))
+    q, k, v = (
+        torch.randn(batch, tokens, heads, size, device="cuda", dtype=torch.bfloat16).transpose(1, 2) for _ in range(3)
+    )
     valid = torch.ones(batch, tokens, dtype=torch.bool, device="cuda")
-    valid[:, tokens * 9 // 10:] = False
+    valid[:, tokens * 9 // 10 :] = False
     mask = valid[:, None, :, None] & valid[:, None, None, :]
     for kind, m in (("bool", mask), ("none", None)):
-        def call():
+
+        def call(m=m):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=m, dropout_p=0.0, scale=1.0, is_causal=False)
+
         with torch.inference_mode():
             call()  # the first call settles the kernel choice
             events = events_of(call)
-        print(json.dumps({"batch": batch, "heads": heads, "tokens": tokens, "head_size": size, "mask": kind, "events": events}))
+        print(
+            json.dumps(
+                {"batch": batch, "heads": heads, "tokens": tokens, "head_size": size, "mask": kind, "events": events}
+            )
+        )
         sys.stdout.flush()
 
 

@@ -16,11 +16,27 @@ from ..schema import GraphKey
 from ..units import is_whole_number
 
 # Vision-config fields that are whole positive numbers wherever a family has them.
-POSITIVE_INT_FIELDS = frozenset({
-    "depth", "embed_dim", "hidden_size", "num_heads", "patch_size", "spatial_merge_size", "temporal_patch_size",
-    "in_channels", "num_channels", "intermediate_size", "out_hidden_size", "window_size", "num_position_embeddings",
-    "image_size", "num_hidden_layers", "num_attention_heads", "projection_dim",
-})
+POSITIVE_INT_FIELDS = frozenset(
+    {
+        "depth",
+        "embed_dim",
+        "hidden_size",
+        "num_heads",
+        "patch_size",
+        "spatial_merge_size",
+        "temporal_patch_size",
+        "in_channels",
+        "num_channels",
+        "intermediate_size",
+        "out_hidden_size",
+        "window_size",
+        "num_position_embeddings",
+        "image_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "projection_dim",
+    }
+)
 
 DTYPES = {"bfloat16": 2, "float16": 2, "float32": 4}
 DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
@@ -51,13 +67,17 @@ class Refusal:
     names: tuple[str, ...] = ()  # dots written as dashes, lower case: "minicpm-v-2-6"
 
 
-def whole_numbers(data: dict[str, Any], key: str, default: Any, source: str, least: int = 0, many: bool = True) -> list[int]:
+def whole_numbers(
+    data: dict[str, Any], key: str, default: Any, source: str, least: int = 0, many: bool = True
+) -> list[int]:
     """``data[key]`` (or ``default``): a whole number, or with ``many`` a list of them, each at least ``least``."""
     value = data.get(key, default)
     values = value if isinstance(value, list) and many else [value]
     if not values or not all(is_whole_number(v, least) for v in values):
-        raise UsageError(f"{source}: {key} is {value!r}; it must be a whole number of at least {least}"
-                         + (", or a list of them" if many else ""))
+        raise UsageError(
+            f"{source}: {key} is {value!r}; it must be a whole number of at least {least}"
+            + (", or a list of them" if many else "")
+        )
     return values
 
 
@@ -140,10 +160,15 @@ class Adapter:
         """Refuse a config.json dict that would not describe this family's real tower. No torch."""
         vision = data.get("vision_config")
         if not isinstance(vision, dict):
-            raise UsageError(f"{source} has no vision_config object: give the whole model's config.json, as the model repository has it")
+            raise UsageError(
+                f"{source} has no vision_config object: give the whole model's config.json, as the model repository "
+                "has it"
+            )
         missing = [f for f in self.size_fields if f not in vision]
         if missing:
-            raise UsageError(f"{source}: vision_config lacks {', '.join(missing)}; without them the tower's size is unknown")
+            raise UsageError(
+                f"{source}: vision_config lacks {', '.join(missing)}; without them the tower's size is unknown"
+            )
         for name, value in vision.items():
             # Sizes are whole numbers above 0; image and patch sizes may be given as [height, width].
             values = value if isinstance(value, list) and name in ("image_size", "patch_size") else [value]
@@ -162,7 +187,9 @@ class Adapter:
         try:
             return config_class(**data)
         except (TypeError, ValueError, KeyError, AttributeError, StrictDataclassError) as err:
-            raise UsageError(f"transformers cannot read this {self.family} config: {str(err).splitlines()[0]}") from None
+            raise UsageError(
+                f"transformers cannot read this {self.family} config: {str(err).splitlines()[0]}"
+            ) from None
 
     def preprocessor_int(self, data: dict[str, Any], name: str, default: int) -> int:
         """A whole-number field of the model's image processor settings (see preprocessor_fields),
@@ -197,9 +224,13 @@ class Adapter:
         module = self.tower_module()
         if module is not None:
             return module(tower_config, getattr(torch, dtype), attn).eval()
-        tower = self.tower_class()._from_config(
-            tower_config, dtype=getattr(torch, dtype), attn_implementation="sdpa" if attn == "varlen" else attn
-        ).eval()
+        tower = (
+            self.tower_class()
+            ._from_config(
+                tower_config, dtype=getattr(torch, dtype), attn_implementation="sdpa" if attn == "varlen" else attn
+            )
+            .eval()
+        )
         if attn == "varlen":
             from . import varlen
 
@@ -233,8 +264,11 @@ class Adapter:
         largest, graphs = max(budgets), []
         for path, smallest in self.path_minimums(config).items():
             if largest < smallest:
-                raise UsageError(f"the largest budget, {largest}, is below one {self.family} {path} item ({smallest} tokens): "
-                                 f"vLLM captures {path} budgets from {smallest} up to the largest; give a budget of {smallest} or more")
+                raise UsageError(
+                    f"the largest budget, {largest}, is below one {self.family} {path} item ({smallest} tokens): "
+                    f"vLLM captures {path} budgets from {smallest} up to the largest; give a budget of {smallest} or "
+                    "more"
+                )
             graphs += [self.path_layout(config, path, budget, items) for budget in doubling_ladder(smallest, largest)]
         return graphs
 

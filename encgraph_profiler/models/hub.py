@@ -29,8 +29,9 @@ def _commit(path: Path) -> str | None:
     return path.parent.name if path.parent.parent.name == "snapshots" else None
 
 
-def fetch_config(repo_id: str, revision: str | None = None, filename: str = "config.json",
-                 optional: bool = False) -> HubFile | None:
+def fetch_config(
+    repo_id: str, revision: str | None = None, filename: str = "config.json", optional: bool = False
+) -> HubFile | None:
     """``filename`` of the repository, from the cache or the Hub. An ``optional`` file that the
     repository does not have is None, and so is one that is not in the cache with HF_HUB_OFFLINE=1
     (transformers then takes the defaults too); every other failure is one line, as for config.json."""
@@ -50,7 +51,9 @@ def fetch_config(repo_id: str, revision: str | None = None, filename: str = "con
     try:
         cached = try_to_load_from_cache(repo_id, filename, revision=revision)
     except HFValidationError:
-        raise UsageError(f"--model {repo_id!r} is neither a bundled name, a local path nor a Hugging Face id (org/name)") from None
+        raise UsageError(
+            f"--model {repo_id!r} is neither a bundled name, a local path nor a Hugging Face id (org/name)"
+        ) from None
     if isinstance(cached, str):
         return HubFile(Path(cached), _commit(Path(cached)))
     if cached is not None:  # known from an earlier look-up to be missing at this revision
@@ -68,9 +71,14 @@ def fetch_config(repo_id: str, revision: str | None = None, filename: str = "con
     try:
         path = Path(hf_hub_download(repo_id, filename, revision=revision))
     except GatedRepoError:
-        raise EnvironmentProblem(f"{repo_id} is gated: accept its terms on its Hugging Face page, then set HF_TOKEN to a token of that account") from None
+        raise EnvironmentProblem(
+            f"{repo_id} is gated: accept its terms on its Hugging Face page, then set HF_TOKEN to a token of that "
+            "account"
+        ) from None
     except RepositoryNotFoundError:
-        raise UsageError(f"no model {repo_id!r} on the Hugging Face Hub; check the id, or set HF_TOKEN if it is private") from None
+        raise UsageError(
+            f"no model {repo_id!r} on the Hugging Face Hub; check the id, or set HF_TOKEN if it is private"
+        ) from None
     except RevisionNotFoundError:
         raise UsageError(f"{repo_id} has no revision {revision!r}; give a branch, tag or commit that exists") from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled):
@@ -84,7 +92,11 @@ def fetch_config(repo_id: str, revision: str | None = None, filename: str = "con
         raise UsageError(f"{where} has no {filename}; is it a model repository?") from None
     except HfHubHTTPError as err:
         status = getattr(getattr(err, "response", None), "status_code", "an error")
-        raise EnvironmentProblem(f"the Hugging Face Hub answered {status} for {where}; try again later, or use a local copy") from None
+        raise EnvironmentProblem(
+            f"the Hugging Face Hub answered {status} for {where}; try again later, or use a local copy"
+        ) from None
     except OSError as err:
-        raise EnvironmentProblem(f"cannot fetch {where} from the Hugging Face Hub ({err.__class__.__name__}); check the network") from None
+        raise EnvironmentProblem(
+            f"cannot fetch {where} from the Hugging Face Hub ({err.__class__.__name__}); check the network"
+        ) from None
     return HubFile(path, _commit(path))

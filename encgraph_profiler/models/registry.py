@@ -27,8 +27,10 @@ DEFAULT_MODEL = "qwen2-vl-7b"
 
 @cache
 def _family_modules() -> tuple[Any, ...]:
-    return tuple(importlib.import_module(f"{families.__name__}.{info.name}")
-                 for info in sorted(pkgutil.iter_modules(families.__path__), key=lambda info: info.name))
+    return tuple(
+        importlib.import_module(f"{families.__name__}.{info.name}")
+        for info in sorted(pkgutil.iter_modules(families.__path__), key=lambda info: info.name)
+    )
 
 
 @cache
@@ -174,10 +176,14 @@ def resolve(name: str, revision: str | None = None) -> ModelSpec:
     if path.is_dir():
         path = path / "config.json"
         if not path.is_file():
-            raise UsageError(f"{name} is a directory without a config.json; point --model at a Hugging Face model directory")
+            raise UsageError(
+                f"{name} is a directory without a config.json; point --model at a Hugging Face model directory"
+            )
     if path.is_file() or _looks_like_path(name):
         if not path.is_file():
-            raise UsageError(f"{name}: no such file; give a config.json, a model folder, a Hugging Face id or a bundled name")
+            raise UsageError(
+                f"{name}: no such file; give a config.json, a model folder, a Hugging Face id or a bundled name"
+            )
         if revision is not None:
             raise UsageError("--revision applies to Hugging Face ids, not to a local config")
 
@@ -201,7 +207,9 @@ def resolve(name: str, revision: str | None = None) -> ModelSpec:
     key = normalize(name)
     bundled = _bundled_path(key)
     if bundled is None and key in hub_ids():
-        raise UsageError(f"{name} has no bundled config: give its Hugging Face id ({hub_ids()[key]}) or a local model folder")
+        raise UsageError(
+            f"{name} has no bundled config: give its Hugging Face id ({hub_ids()[key]}) or a local model folder"
+        )
     refused = next((r for r in refusals().values() if key.replace(".", "-") in r.names), None)
     if bundled is None and refused is not None:
         raise UsageError(f"{name} ({refused.model_type}) is not supported: {refused.reason}")
@@ -209,7 +217,10 @@ def resolve(name: str, revision: str | None = None) -> ModelSpec:
         choices = bundled_names(include_tiny=True) + list(aliases())
         close = difflib.get_close_matches(key, choices, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise UsageError(f"unknown model {name!r}: {hint}`encgraph models` lists the bundled ones; a Hugging Face id (org/name) or a config.json path also works")
+        raise UsageError(
+            f"unknown model {name!r}: {hint}`encgraph models` lists the bundled ones; a Hugging Face id (org/name) or "
+            "a config.json path also works"
+        )
     return _spec(key, bundled)
 
 
@@ -225,8 +236,13 @@ def _image_processor(find: Callable[[str], Path | None]) -> dict[str, Any]:
     return _read_config(preprocessor) if preprocessor is not None else {}
 
 
-def _spec(name: str, path: Path, revision: str | None = None, commit: str | None = None,
-          find: Callable[[str], Path | None] = lambda filename: None) -> ModelSpec:
+def _spec(
+    name: str,
+    path: Path,
+    revision: str | None = None,
+    commit: str | None = None,
+    find: Callable[[str], Path | None] = lambda filename: None,
+) -> ModelSpec:
     """Read, recognise and check a config.json, bundled, local or from the Hub, the same way; for
     a family that reads image processor settings, add the fields it reads (``find`` gives a file of
     the model beside config.json, or None where the model has none: the fields an earlier form kept

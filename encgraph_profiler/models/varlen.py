@@ -14,8 +14,20 @@ from __future__ import annotations
 NAME = "flash_varlen_torch"  # the towers dispatch on "flash" in the name
 
 
-def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, cu_seq_lens_q=None,
-              cu_seq_lens_k=None, max_length_q=None, max_length_k=None, **_):
+def attention(
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    scaling=None,
+    dropout=0.0,
+    cu_seq_lens_q=None,
+    cu_seq_lens_k=None,
+    max_length_q=None,
+    max_length_k=None,
+    **_,
+):
     """transformers' attention-function protocol: query, key and value are (1, heads, tokens, dim),
     the batch packed into one sequence; returns (1, tokens, heads, dim) and no weights."""
     from torch.nn.attention.varlen import varlen_attn
@@ -42,5 +54,8 @@ def sequences(config, cu_seqlens, longest: int, device) -> dict:
     from transformers.utils.generic import is_flash_attention_requested
 
     if is_flash_attention_requested(config):
-        return {"cu_seqlens": cu_seqlens.to(device), "max_seqlen": longest or int((cu_seqlens[1:] - cu_seqlens[:-1]).max())}
+        return {
+            "cu_seqlens": cu_seqlens.to(device),
+            "max_seqlen": longest or int((cu_seqlens[1:] - cu_seqlens[:-1]).max()),
+        }
     return {"cu_seqlens": cu_seqlens}

@@ -41,16 +41,19 @@ def _tower_module():
     class DeepseekOcr2Tower(torch.nn.Module):
         def __init__(self, config, dtype, attn):
             super().__init__()
-            self.vision_tower = DeepseekOcr2VisionModel._from_config(config.vision_config, dtype=dtype, attn_implementation=attn)
-            self.multi_modal_projector = torch.nn.Linear(config.vision_config.encoder_config.hidden_size,
-                                                         config.text_config.hidden_size, dtype=dtype)
+            self.vision_tower = DeepseekOcr2VisionModel._from_config(
+                config.vision_config, dtype=dtype, attn_implementation=attn
+            )
+            self.multi_modal_projector = torch.nn.Linear(
+                config.vision_config.encoder_config.hidden_size, config.text_config.hidden_size, dtype=dtype
+            )
 
         def forward(self, pixel_values, pos_embed, rel_pos, attention_mask, cos, sin):
             """DeepseekOcr2VisionModel's forward with every grid-dependent tensor given, then the
             projector. ``rel_pos`` holds each SAM block's (height, width) tables."""
             sam, encoder = self.vision_tower.sam_encoder, self.vision_tower.vision_encoder
             hidden = sam.patch_embed(pixel_values) + pos_embed
-            for layer, tables in zip(sam.layers, rel_pos):
+            for layer, tables in zip(sam.layers, rel_pos, strict=True):
                 layer.attn.get_rel_pos = _given(layer.attn, tables)
                 try:
                     hidden = layer(hidden)
@@ -58,7 +61,9 @@ def _tower_module():
                     del layer.attn.get_rel_pos  # the block computes its own tables again
             hidden = sam.proj(sam.neck(hidden)).flatten(2).transpose(1, 2)
             batch, tokens, _ = hidden.shape
-            queries = self.vision_tower.query_768_resolution if tokens <= 144 else self.vision_tower.query_1024_resolution
+            queries = (
+                self.vision_tower.query_768_resolution if tokens <= 144 else self.vision_tower.query_1024_resolution
+            )
             hidden = torch.cat([hidden, queries.weight.unsqueeze(0).expand(batch, -1, -1)], dim=1)
             for layer in encoder.layers:
                 hidden = layer(hidden, attention_mask=attention_mask, position_embeddings=(cos, sin))
@@ -76,16 +81,34 @@ def _given(attn, tables):
     return get_rel_pos
 
 
-
 # DeepSeek-OCR 2's vision tower as vLLM builds it (deepseek_ocr2.py: ImageEncoderViT and
 # build_qwen2_decoder_as_encoder, with fixed arguments), whatever a config's vision_config says.
-_DEEPSEEK_OCR2_SAM = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "mlp_ratio": 4.0,
-                      "image_size": 1024, "patch_size": 16, "window_size": 14, "global_attn_indexes": [2, 5, 8, 11],
-                      "output_channels": 256, "downsample_channels": [512, 896], "layer_norm_eps": 1e-6, "qkv_bias": True,
-                      "use_rel_pos": True}
-_DEEPSEEK_OCR2_ENCODER = {"hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
-                          "intermediate_size": 4864, "max_position_embeddings": 131072, "rms_norm_eps": 1e-6, "hidden_act": "silu",
-                          "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}}
+_DEEPSEEK_OCR2_SAM = {
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "mlp_ratio": 4.0,
+    "image_size": 1024,
+    "patch_size": 16,
+    "window_size": 14,
+    "global_attn_indexes": [2, 5, 8, 11],
+    "output_channels": 256,
+    "downsample_channels": [512, 896],
+    "layer_norm_eps": 1e-6,
+    "qkv_bias": True,
+    "use_rel_pos": True,
+}
+_DEEPSEEK_OCR2_ENCODER = {
+    "hidden_size": 896,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 14,
+    "num_key_value_heads": 2,
+    "intermediate_size": 4864,
+    "max_position_embeddings": 131072,
+    "rms_norm_eps": 1e-6,
+    "hidden_act": "silu",
+    "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
+}
 
 
 def _deepseek_vl_v2(data: dict[str, Any], source: str) -> dict[str, Any]:
@@ -102,30 +125,58 @@ def _deepseek_vl_v2(data: dict[str, Any], source: str) -> dict[str, Any]:
     if not isinstance(text, dict) or not isinstance(projector, dict):
         raise UsageError(f"{source}: a DeepSeek-OCR 2 config needs language_config and projector_config objects")
     if text.get("use_mla", True):
-        raise UsageError(f"{source}: language_config has multi-head latent attention (use_mla); DeepSeek-OCR 2's language model, "
-                         "as transformers builds it, has plain multi-head attention")
+        raise UsageError(
+            f"{source}: language_config has multi-head latent attention (use_mla); DeepSeek-OCR 2's language model, "
+            "as transformers builds it, has plain multi-head attention"
+        )
     if data.get("tile_tag", "2D") != "2D":
         raise UsageError(f"{source}: tile_tag is {data['tile_tag']!r}; vLLM's DeepSeek-OCR 2 lays out 2D tiles only")
     width = _DEEPSEEK_OCR2_ENCODER["hidden_size"]
     expected = {"projector_type": "linear", "input_dim": width, "n_embed": text.get("hidden_size")}
     for key, value in expected.items():
         if projector.get(key) != value:
-            raise UsageError(f"{source}: projector_config {key} is {projector.get(key)!r}; DeepSeek-OCR 2's projector is one linear layer "
-                             f"from its {width}-wide encoder to the language model's hidden_size ({value!r} expected)")
-    kept = ("vocab_size", "hidden_size", "intermediate_size", "moe_intermediate_size", "num_hidden_layers", "num_attention_heads",
-            "num_key_value_heads", "n_routed_experts", "n_shared_experts", "num_experts_per_tok", "n_group", "topk_group",
-            "topk_method", "routed_scaling_factor", "max_position_embeddings", "rms_norm_eps", "hidden_act", "bos_token_id",
-            "eos_token_id")
+            raise UsageError(
+                f"{source}: projector_config {key} is {projector.get(key)!r}; DeepSeek-OCR 2's projector is one "
+                "linear layer "
+                f"from its {width}-wide encoder to the language model's hidden_size ({value!r} expected)"
+            )
+    kept = (
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "moe_intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "n_routed_experts",
+        "n_shared_experts",
+        "num_experts_per_tok",
+        "n_group",
+        "topk_group",
+        "topk_method",
+        "routed_scaling_factor",
+        "max_position_embeddings",
+        "rms_norm_eps",
+        "hidden_act",
+        "bos_token_id",
+        "eos_token_id",
+    )
     native_text = {"model_type": "deepseek_ocr2_text", **{k: text[k] for k in kept if k in text}}
     native_text["rope_parameters"] = {"rope_type": "default", "rope_theta": text.get("rope_theta", 10000.0)}
     [layers] = whole_numbers(text, "num_hidden_layers", 30, source, least=1, many=False)
     [first] = whole_numbers(text, "first_k_dense_replace", 0, source, many=False)
     [every] = whole_numbers(text, "moe_layer_freq", 1, source, least=1, many=False)
     sparse = bool(text.get("n_routed_experts"))
-    native_text["mlp_layer_types"] = ["sparse" if sparse and i >= first and i % every == 0 else "dense" for i in range(layers)]
-    return {"model_type": "deepseek_ocr2", "architectures": ["DeepseekOcr2ForConditionalGeneration"],
-            "vision_config": {"sam_config": dict(_DEEPSEEK_OCR2_SAM), "encoder_config": dict(_DEEPSEEK_OCR2_ENCODER)},
-            "text_config": native_text, "tie_word_embeddings": text.get("tie_word_embeddings", False)}
+    native_text["mlp_layer_types"] = [
+        "sparse" if sparse and i >= first and i % every == 0 else "dense" for i in range(layers)
+    ]
+    return {
+        "model_type": "deepseek_ocr2",
+        "architectures": ["DeepseekOcr2ForConditionalGeneration"],
+        "vision_config": {"sam_config": dict(_DEEPSEEK_OCR2_SAM), "encoder_config": dict(_DEEPSEEK_OCR2_ENCODER)},
+        "text_config": native_text,
+        "tie_word_embeddings": text.get("tie_word_embeddings", False),
+    }
 
 
 class DeepseekOcr2Adapter(TwoPathAdapter):
@@ -142,8 +193,11 @@ class DeepseekOcr2Adapter(TwoPathAdapter):
         sam = data["vision_config"].get("sam_config", {})
         size, patch = sam.get("image_size", GLOBAL_VIEW), sam.get("patch_size", 16)
         if size != GLOBAL_VIEW or patch != 16:
-            raise UsageError(f"{source}: vision_config.sam_config has image_size {size!r} and patch_size {patch!r}; DeepSeek-OCR 2's "
-                             f"queries fit {GLOBAL_VIEW} px views of 16 px patches only")
+            raise UsageError(
+                f"{source}: vision_config.sam_config has image_size {size!r} and patch_size {patch!r}; DeepSeek-OCR "
+                "2's "
+                f"queries fit {GLOBAL_VIEW} px views of 16 px patches only"
+            )
 
     def tower_module(self):
         return _tower_module()
@@ -164,23 +218,37 @@ class DeepseekOcr2Adapter(TwoPathAdapter):
         size = self.view_size(config, layout.path)
         sam, encoder = tower.vision_tower.sam_encoder, tower.vision_tower.vision_encoder
         side = size // self.patch_size(config)
-        pixels = torch.randn(layout.items, config.vision_config.sam_config.num_channels, size, size, generator=generator)
+        pixels = torch.randn(
+            layout.items, config.vision_config.sam_config.num_channels, size, size, generator=generator
+        )
         pixels = pixels.to(device=device, dtype=getattr(torch, dtype))
         with torch.inference_mode():
             rel_pos = []
             for layer in sam.layers:
                 grid = layer.window_size or side
-                rel_pos.append((layer.attn.get_rel_pos(grid, grid, layer.attn.rel_pos_h),
-                                layer.attn.get_rel_pos(grid, grid, layer.attn.rel_pos_w)))
+                rel_pos.append(
+                    (
+                        layer.attn.get_rel_pos(grid, grid, layer.attn.rel_pos_h),
+                        layer.attn.get_rel_pos(grid, grid, layer.attn.rel_pos_w),
+                    )
+                )
             tokens = (side // DOWNSAMPLE) ** 2
-            embeds = torch.empty(layout.items, 2 * tokens, encoder.config.hidden_size, device=device, dtype=pixels.dtype)
+            embeds = torch.empty(
+                layout.items, 2 * tokens, encoder.config.hidden_size, device=device, dtype=pixels.dtype
+            )
             blocks = torch.full(embeds.shape[:2], -1, dtype=torch.long, device=device)
             blocks[:, :tokens] = 0  # the image tokens see each other; the queries see what precedes them
             mask = create_causal_mask(encoder.config, embeds, None, None, block_sequence_ids=blocks)
             cos, sin = encoder.rotary_emb(embeds, torch.arange(2 * tokens, device=device).unsqueeze(0))
             pos_embed = sam.interpolate_pos_encoding(side, side)
-        return {"pixel_values": pixels, "pos_embed": pos_embed, "rel_pos": tuple(rel_pos), "attention_mask": mask,
-                "cos": cos, "sin": sin}
+        return {
+            "pixel_values": pixels,
+            "pos_embed": pos_embed,
+            "rel_pos": tuple(rel_pos),
+            "attention_mask": mask,
+            "cos": cos,
+            "sin": sin,
+        }
 
     def forward(self, tower, inputs: dict):
         return (tower(**inputs),)
@@ -189,6 +257,7 @@ class DeepseekOcr2Adapter(TwoPathAdapter):
         """DeepseekOcr2Model.get_image_features' path for one set of views: the vision model as
         transformers runs it, then the projector."""
         return (tower.multi_modal_projector(tower.vision_tower(inputs["pixel_values"]).last_hidden_state),)
+
     aliases = {"deepseek-ocr2": "deepseek-ocr-2"}
 
 

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 from ..base import Refusal
 
-DEEPSEEK_VL2_REFUSED = ("DeepSeek-VL2 and DeepSeek-OCR publish a deepseek_vl_v2 config for their own code, which encgraph does "
-                        "not run and transformers has no class for; these families are not supported yet (DeepSeek-OCR 2's "
-                        "deepseek_vl_v2 config is)")
+DEEPSEEK_VL2_REFUSED = (
+    "DeepSeek-VL2 and DeepSeek-OCR publish a deepseek_vl_v2 config for their own code, which encgraph does "
+    "not run and transformers has no class for; these families are not supported yet (DeepSeek-OCR 2's "
+    "deepseek_vl_v2 config is)"
+)
 
 REFUSALS = (
-    Refusal("deepseek_vl_v2", DEEPSEEK_VL2_REFUSED,
-            ("deepseek-vl2", "deepseek-vl2-small", "deepseek-vl2-tiny", "deepseek-ocr")),
+    Refusal(
+        "deepseek_vl_v2",
+        DEEPSEEK_VL2_REFUSED,
+        ("deepseek-vl2", "deepseek-vl2-small", "deepseek-vl2-tiny", "deepseek-ocr"),
+    ),
 )

@@ -29,12 +29,16 @@ def _ernie4_5_moe_vl(data: dict[str, Any], source: str) -> dict[str, Any]:
         raise UsageError(f"{source}: an ernie4_5_moe_vl config needs a vision_config object")
     width = vision.get("hidden_size", vision.get("embed_dim"))
     if vision.get("embed_dim", width) != width:
-        raise UsageError(f"{source}: vision_config embed_dim {vision['embed_dim']!r} differs from hidden_size {width!r}; "
-                         "transformers' ERNIE-4.5-VL has one ViT width")
+        raise UsageError(
+            f"{source}: vision_config embed_dim {vision['embed_dim']!r} differs from hidden_size {width!r}; "
+            "transformers' ERNIE-4.5-VL has one ViT width"
+        )
     experts = data.get("moe_num_experts", 64)
     if isinstance(experts, list) and len(set(experts)) != 1:
-        raise UsageError(f"{source}: moe_num_experts {experts!r} differs between text and vision experts, which only the "
-                         "authors' own code builds; transformers' ERNIE-4.5-VL has one expert count")
+        raise UsageError(
+            f"{source}: moe_num_experts {experts!r} differs between text and vision experts, which only the "
+            "authors' own code builds; transformers' ERNIE-4.5-VL has one expert count"
+        )
     native_vision = {"model_type": "ernie4_5_vl_moe_vision", "hidden_size": width}
     native_vision.update({k: vision[k] for k in ("depth", "num_heads", "hidden_act", "patch_size") if k in vision})
     if "in_channels" in vision or "in_chans" in vision:
@@ -47,9 +51,22 @@ def _ernie4_5_moe_vl(data: dict[str, Any], source: str) -> dict[str, Any]:
     native_vision["spatial_merge_size"] = data.get("spatial_conv_size", vision.get("spatial_merge_size", 2))
     native_vision["temporal_merge_size"] = data.get("temporal_conv_size", 2)
     native_vision["rms_norm_eps"] = data.get("rms_norm_eps", 1e-6)
-    kept = ("hidden_size", "intermediate_size", "max_position_embeddings", "moe_intermediate_size", "moe_k",
-            "moe_num_shared_experts", "num_attention_heads", "num_hidden_layers", "num_key_value_heads", "rms_norm_eps",
-            "vocab_size", "tie_word_embeddings", "use_bias", "hidden_act")
+    kept = (
+        "hidden_size",
+        "intermediate_size",
+        "max_position_embeddings",
+        "moe_intermediate_size",
+        "moe_k",
+        "moe_num_shared_experts",
+        "num_attention_heads",
+        "num_hidden_layers",
+        "num_key_value_heads",
+        "rms_norm_eps",
+        "vocab_size",
+        "tie_word_embeddings",
+        "use_bias",
+        "hidden_act",
+    )
     text = {"model_type": "ernie4_5_vl_moe_text", **{k: data[k] for k in kept if k in data}}
     text["moe_num_experts"] = experts[0] if isinstance(experts, list) else experts
     text["moe_num_shared_experts"] = text.get("moe_num_shared_experts") or 0
@@ -61,13 +78,23 @@ def _ernie4_5_moe_vl(data: dict[str, Any], source: str) -> dict[str, Any]:
     first = min(whole_numbers(data, "moe_layer_start_index", 1, source))
     last = max(whole_numbers(data, "moe_layer_end_index", layers - 1, source))
     [interval] = whole_numbers(data, "moe_layer_interval", 1, source, least=1, many=False)
-    text["mlp_layer_types"] = ["sparse" if (i + 1) % interval == 0 and first <= i <= last else "dense" for i in range(layers)]
-    native = {"model_type": "ernie4_5_vl_moe", "architectures": data.get("architectures"),
-              "vision_config": native_vision, "text_config": text,
-              "tie_word_embeddings": data.get("tie_word_embeddings", True)}
-    tokens = {"im_patch_id": "image_token_id", "image_start_token_id": "image_start_token_id",
-              "image_end_token_id": "image_end_token_id", "video_start_token_id": "video_start_token_id",
-              "video_end_token_id": "video_end_token_id"}
+    text["mlp_layer_types"] = [
+        "sparse" if (i + 1) % interval == 0 and first <= i <= last else "dense" for i in range(layers)
+    ]
+    native = {
+        "model_type": "ernie4_5_vl_moe",
+        "architectures": data.get("architectures"),
+        "vision_config": native_vision,
+        "text_config": text,
+        "tie_word_embeddings": data.get("tie_word_embeddings", True),
+    }
+    tokens = {
+        "im_patch_id": "image_token_id",
+        "image_start_token_id": "image_start_token_id",
+        "image_end_token_id": "image_end_token_id",
+        "video_start_token_id": "video_start_token_id",
+        "video_end_token_id": "video_end_token_id",
+    }
     native.update({new: data[old] for old, new in tokens.items() if old in data})
     return native
 
@@ -77,7 +104,9 @@ class Ernie4_5VLAdapter(Qwen2VLAdapter):
     model_types = ("ernie4_5_vl_moe",)
     own_forms = {"ernie4_5_moe_vl": _ernie4_5_moe_vl}
     config_class_name = "transformers:Ernie4_5_VLMoeConfig"
-    tower_class_name = "transformers.models.ernie4_5_vl_moe.modeling_ernie4_5_vl_moe:Ernie4_5_VLMoeVisionTransformerPretrainedModel"
+    tower_class_name = (
+        "transformers.models.ernie4_5_vl_moe.modeling_ernie4_5_vl_moe:Ernie4_5_VLMoeVisionTransformerPretrainedModel"
+    )
     model_class_name = "transformers:Ernie4_5_VLMoeForConditionalGeneration"
     size_fields = ("depth", "hidden_size", "num_heads")
     captures_video = False
@@ -90,8 +119,13 @@ class Ernie4_5VLAdapter(Qwen2VLAdapter):
 
     def reference_forward(self, tower, inputs: dict):
         return (tower(inputs["hidden_states"], inputs["grid_thw"]).last_hidden_state,)
+
     vllm = VllmSource("ernie45_vl.py", "Ernie4_5_VLMoeForConditionalGeneration")
-    aliases = {"ernie-4.5-vl": "ernie-4.5-vl-28b-a3b", "ernie4.5-vl": "ernie-4.5-vl-28b-a3b", "ernie-4.5-vl-28b-a3b-pt": "ernie-4.5-vl-28b-a3b"}
+    aliases = {
+        "ernie-4.5-vl": "ernie-4.5-vl-28b-a3b",
+        "ernie4.5-vl": "ernie-4.5-vl-28b-a3b",
+        "ernie-4.5-vl-28b-a3b-pt": "ernie-4.5-vl-28b-a3b",
+    }
 
 
 ADAPTERS = (Ernie4_5VLAdapter(),)

@@ -22,7 +22,9 @@ def _tower_module():
     class Gemma3Tower(torch.nn.Module):
         def __init__(self, config, dtype, attn):
             super().__init__()
-            self.vision_tower = SiglipVisionModel._from_config(config.vision_config, dtype=dtype, attn_implementation=attn)
+            self.vision_tower = SiglipVisionModel._from_config(
+                config.vision_config, dtype=dtype, attn_implementation=attn
+            )
             self.multi_modal_projector = Gemma3MultiModalProjector(config).to(dtype)
 
         def forward(self, pixel_values):
@@ -52,8 +54,11 @@ class Gemma3Adapter(TiledAdapter):
         per_image = config.mm_tokens_per_image
         images = min(budget // per_image, items)
         if images == 0:
-            raise UsageError(f"budget {budget} is below one Gemma 3 image ({per_image} tokens); use budgets of at least {per_image}")
+            raise UsageError(
+                f"budget {budget} is below one Gemma 3 image ({per_image} tokens); use budgets of at least {per_image}"
+            )
         return images
+
     vllm = VllmSource("gemma3_mm.py", "Gemma3ForConditionalGeneration")
     aliases = {"gemma3": "gemma-3-27b", "gemma-3": "gemma-3-27b"}
 

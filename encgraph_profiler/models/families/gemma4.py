@@ -32,7 +32,9 @@ def _tower_module():
     class Gemma4Tower(torch.nn.Module):
         def __init__(self, config, dtype, attn):
             super().__init__()
-            self.vision_tower = Gemma4VisionModel._from_config(config.vision_config, dtype=dtype, attn_implementation=attn)
+            self.vision_tower = Gemma4VisionModel._from_config(
+                config.vision_config, dtype=dtype, attn_implementation=attn
+            )
             self.embed_vision = Gemma4MultimodalEmbedder(config.vision_config, config.text_config).to(dtype)
 
         def forward(self, pixel_values, pixel_position_ids):
@@ -41,10 +43,16 @@ def _tower_module():
             config = vision.config
             padding = (pixel_position_ids == -1).all(dim=-1)
             embeds = vision.patch_embedder(pixel_values, pixel_position_ids, padding)
-            hidden = vision.encoder(inputs_embeds=embeds, attention_mask=~padding, pixel_position_ids=pixel_position_ids).last_hidden_state
+            hidden = vision.encoder(
+                inputs_embeds=embeds, attention_mask=~padding, pixel_position_ids=pixel_position_ids
+            ).last_hidden_state
             length = pixel_values.shape[-2] // config.pooling_kernel_size**2
-            hidden, valid = vision.pooler(hidden_states=hidden, pixel_position_ids=pixel_position_ids,
-                                          padding_positions=padding, output_length=length)
+            hidden, valid = vision.pooler(
+                hidden_states=hidden,
+                pixel_position_ids=pixel_position_ids,
+                padding_positions=padding,
+                output_length=length,
+            )
             order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)  # valid soft tokens first
             hidden = torch.take_along_dim(hidden, order[..., None], dim=1)
             if config.standardize:
@@ -97,7 +105,8 @@ class Gemma4Adapter(Adapter):
             items=images,
             tokens=images * soft,
             input_patches=patches,
-            meaning=f"{budget:,} tokens = {counted(images, 'images')} of {rows * k * p}x{cols * k * p} px, {patches:,} ViT patches pooled to {soft} tokens each",
+            meaning=f"{budget:,} tokens = {counted(images, 'images')} of {rows * k * p}x{cols * k * p} px, "
+            f"{patches:,} ViT patches pooled to {soft} tokens each",
         )
 
     def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
@@ -116,6 +125,7 @@ class Gemma4Adapter(Adapter):
 
     def forward(self, tower, inputs: dict):
         return (tower(**inputs),)
+
     vllm = VllmSource("gemma4_mm.py", "Gemma4ForConditionalGeneration")
     aliases = {"gemma4": "gemma-4-31b", "gemma-4": "gemma-4-31b"}
 

@@ -50,7 +50,9 @@ class Glm4vAdapter(Qwen2VLAdapter):
         rotary = tower.rotary_pos_emb(hidden, position_ids)
         hidden = tower.embeddings(hidden, inputs["lengths"], inputs["grid_thw"], position_ids[:, 0], position_ids[:, 1])
         for block in tower.blocks:
-            hidden = block(hidden, cu_seqlens=inputs["cu_seqlens"], max_seqlen=inputs.get("max_seqlen"), position_embeddings=rotary)
+            hidden = block(
+                hidden, cu_seqlens=inputs["cu_seqlens"], max_seqlen=inputs.get("max_seqlen"), position_embeddings=rotary
+            )
         hidden = tower.post_layernorm(hidden)
         m = tower.spatial_merge_size
         hidden = hidden.view(-1, m, m, hidden.shape[-1]).permute(0, 3, 1, 2)

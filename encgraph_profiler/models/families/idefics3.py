@@ -29,7 +29,9 @@ def _tower_module(vision_class: str, connector_class: str):
     class TiledTower(torch.nn.Module):
         def __init__(self, config, dtype, attn):
             super().__init__()
-            self.vision_model = load_class(vision_class)._from_config(config.vision_config, dtype=dtype, attn_implementation=attn)
+            self.vision_model = load_class(vision_class)._from_config(
+                config.vision_config, dtype=dtype, attn_implementation=attn
+            )
             self.connector = load_class(connector_class)(config).to(dtype)
 
         def forward(self, pixel_values, position_ids):

@@ -28,7 +28,9 @@ def _tower_module():
         def __init__(self, config, dtype, attn):
             super().__init__()
             self.config = config
-            self.vision_tower = InternVLVisionModel._from_config(config.vision_config, dtype=dtype, attn_implementation=attn)
+            self.vision_tower = InternVLVisionModel._from_config(
+                config.vision_config, dtype=dtype, attn_implementation=attn
+            )
             self.multi_modal_projector = InternVLMultiModalProjector(config).to(dtype)
 
         def forward(self, pixel_values):
@@ -41,11 +43,12 @@ def _tower_module():
             batch, tokens, width = features.shape
             side = int(tokens**0.5)
             # pixel_shuffle reads nothing from the model it belongs to.
-            features = InternVLModel.pixel_shuffle(None, features.reshape(batch, side, side, width), self.config.downsample_ratio)
+            features = InternVLModel.pixel_shuffle(
+                None, features.reshape(batch, side, side, width), self.config.downsample_ratio
+            )
             return self.multi_modal_projector(features.reshape(batch, -1, features.shape[-1]))
 
     return InternVLTower
-
 
 
 def _pair(value):
@@ -60,14 +63,31 @@ def _internvl_chat(data: dict[str, Any], source: str) -> dict[str, Any]:
     if not isinstance(vision, dict) or not isinstance(text, dict):
         raise UsageError(f"{source}: an internvl_chat config needs vision_config and llm_config objects")
     if data.get("ps_version", "v2") != "v2":
-        raise UsageError(f"{source}: ps_version {data.get('ps_version')!r} shuffles pixels as only OpenGVLab's own code does; "
-                         "use an InternVL checkpoint with ps_version v2 (InternVL 1.5 and later)")
+        raise UsageError(
+            f"{source}: ps_version {data.get('ps_version')!r} shuffles pixels as only OpenGVLab's own code does; "
+            "use an InternVL checkpoint with ps_version v2 (InternVL 1.5 and later)"
+        )
     if text.get("model_type") == "internlm2":
-        raise UsageError(f"{source}: transformers has no InternLM2 language model; use the transformers-format "
-                         "checkpoint of this model (OpenGVLab publishes them with an -hf suffix)")
-    renamed = {"qkv_bias": "attention_bias", "qk_normalization": "use_qk_norm", "initializer_factor": "layer_scale_init_value"}
-    kept = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "hidden_act", "layer_norm_eps",
-            "norm_type", "num_channels", "attention_dropout")
+        raise UsageError(
+            f"{source}: transformers has no InternLM2 language model; use the transformers-format "
+            "checkpoint of this model (OpenGVLab publishes them with an -hf suffix)"
+        )
+    renamed = {
+        "qkv_bias": "attention_bias",
+        "qk_normalization": "use_qk_norm",
+        "initializer_factor": "layer_scale_init_value",
+    }
+    kept = (
+        "hidden_size",
+        "intermediate_size",
+        "num_attention_heads",
+        "num_hidden_layers",
+        "hidden_act",
+        "layer_norm_eps",
+        "norm_type",
+        "num_channels",
+        "attention_dropout",
+    )
     native_vision = {"model_type": "internvl_vision"}
     native_vision.update({k: vision[k] for k in kept if k in vision})
     native_vision.update({new: vision[old] for old, new in renamed.items() if old in vision})
@@ -110,6 +130,7 @@ class InternVLAdapter(TiledAdapter):
 
     def tiles(self, config, budget: int, items: int) -> int:
         return max(budget // self.tokens_per_tile(config), 1)
+
     vllm = VllmSource("internvl.py", "InternVLChatModel")
     aliases = {"internvl": "internvl3-1b", "internvl3": "internvl3-1b"}
 

@@ -58,7 +58,6 @@ def _tower_module():
     return KimiK25Tower
 
 
-
 def _kimi_k25(data: dict[str, Any], source: str) -> dict[str, Any]:
     """Moonshot's ``kimi_k25`` for its own code (MoonViT sized by ``vt_*`` keys, a ``patchmerger``
     projector) onto transformers' ``kimi_k25``: the same MoonViT (its fused qkv split in three), the
@@ -70,28 +69,50 @@ def _kimi_k25(data: dict[str, Any], source: str) -> dict[str, Any]:
     expected = {"mm_projector_type": "patchmerger", "merge_type": "sd2_tpool", "pos_emb_type": "divided_fixed"}
     for key, value in expected.items():
         if vision.get(key, value) != value:
-            raise UsageError(f"{source}: vision_config {key} {vision[key]!r} is built only by the authors' own code "
-                             f"(transformers' Kimi-K2.5 has {value!r}), which encgraph does not run")
-    renamed = {"vt_hidden_size": "hidden_size", "vt_intermediate_size": "intermediate_size",
-               "vt_num_attention_heads": "num_attention_heads", "vt_num_hidden_layers": "num_hidden_layers",
-               "init_pos_emb_height": "pos_emb_height", "init_pos_emb_width": "pos_emb_width",
-               "init_pos_emb_time": "pos_emb_time", "patch_size": "patch_size", "merge_kernel_size": "merge_kernel_size"}
+            raise UsageError(
+                f"{source}: vision_config {key} {vision[key]!r} is built only by the authors' own code "
+                f"(transformers' Kimi-K2.5 has {value!r}), which encgraph does not run"
+            )
+    renamed = {
+        "vt_hidden_size": "hidden_size",
+        "vt_intermediate_size": "intermediate_size",
+        "vt_num_attention_heads": "num_attention_heads",
+        "vt_num_hidden_layers": "num_hidden_layers",
+        "init_pos_emb_height": "pos_emb_height",
+        "init_pos_emb_width": "pos_emb_width",
+        "init_pos_emb_time": "pos_emb_time",
+        "patch_size": "patch_size",
+        "merge_kernel_size": "merge_kernel_size",
+    }
     native_vision = {"model_type": "kimi_k25_vision"}
     native_vision.update({new: vision[old] for old, new in renamed.items() if old in vision})
     text = data.get("text_config")
     if not isinstance(text, dict):
         raise UsageError(f"{source}: a kimi_k25 config needs a text_config object")
-    return _kimi_native(data, native_vision, text,
-                        projection_hidden_size=vision.get("mm_hidden_size", native_vision.get("hidden_size")),
-                        projection_layer_norm_eps=vision.get("projector_ln_eps", 1e-5))
+    return _kimi_native(
+        data,
+        native_vision,
+        text,
+        projection_hidden_size=vision.get("mm_hidden_size", native_vision.get("hidden_size")),
+        projection_layer_norm_eps=vision.get("projector_ln_eps", 1e-5),
+    )
 
 
-def _kimi_native(data: dict[str, Any], native_vision: dict[str, Any], text: dict[str, Any], **projection) -> dict[str, Any]:
+def _kimi_native(
+    data: dict[str, Any], native_vision: dict[str, Any], text: dict[str, Any], **projection
+) -> dict[str, Any]:
     """A Kimi config read as transformers' Kimi_K25Config: the vision config given, the text config
     without the authors' code references, the projector's settings, the image placeholder renamed."""
-    native = {k: v for k, v in data.items() if k not in ("auto_map", "vision_config", "text_config", "media_placeholder_token_id")}
-    native.update(vision_config=native_vision, text_config={k: v for k, v in text.items() if k not in ("architectures", "auto_map")},
-                  **projection)
+    native = {
+        k: v
+        for k, v in data.items()
+        if k not in ("auto_map", "vision_config", "text_config", "media_placeholder_token_id")
+    }
+    native.update(
+        vision_config=native_vision,
+        text_config={k: v for k, v in text.items() if k not in ("architectures", "auto_map")},
+        **projection,
+    )
     if "media_placeholder_token_id" in data:
         native["image_token_id"] = data["media_placeholder_token_id"]
     return native
@@ -107,15 +128,29 @@ def _kimi_vl(data: dict[str, Any], source: str) -> dict[str, Any]:
     if not isinstance(vision, dict) or not isinstance(text, dict):
         raise UsageError(f"{source}: a kimi_vl config needs vision_config and text_config objects")
     if vision.get("model_type", "moonvit") != "moonvit":
-        raise UsageError(f"{source}: vision_config model_type {vision['model_type']!r} is built only by the authors' own code "
-                         "(Kimi-VL's is 'moonvit'), which encgraph does not run")
-    kept = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "patch_size", "merge_kernel_size")
+        raise UsageError(
+            f"{source}: vision_config model_type {vision['model_type']!r} is built only by the authors' own code "
+            "(Kimi-VL's is 'moonvit'), which encgraph does not run"
+        )
+    kept = (
+        "hidden_size",
+        "intermediate_size",
+        "num_attention_heads",
+        "num_hidden_layers",
+        "patch_size",
+        "merge_kernel_size",
+    )
     native_vision = {"model_type": "kimi_k25_vision", **{k: vision[k] for k in kept if k in vision}}
     renamed = {"init_pos_emb_height": "pos_emb_height", "init_pos_emb_width": "pos_emb_width"}
     native_vision.update({new: vision[old] for old, new in renamed.items() if old in vision})
-    return _kimi_native(data, native_vision, {"model_type": "deepseek_v3", **text},
-                        projection_hidden_size=native_vision.get("hidden_size", 1152), projection_layer_norm_eps=1e-5,
-                        tie_word_embeddings=data.get("tie_word_embeddings", text.get("tie_word_embeddings", False)))
+    return _kimi_native(
+        data,
+        native_vision,
+        {"model_type": "deepseek_v3", **text},
+        projection_hidden_size=native_vision.get("hidden_size", 1152),
+        projection_layer_norm_eps=1e-5,
+        tie_word_embeddings=data.get("tie_word_embeddings", text.get("tie_word_embeddings", False)),
+    )
 
 
 class KimiK25Adapter(Adapter):
@@ -153,7 +188,8 @@ class KimiK25Adapter(Adapter):
             tokens=items * nh * nw,
             input_patches=patches,
             grids=(grid,) * items,
-            meaning=f"{budget:,} tokens = {counted(items, 'images')} of {nh * kh * p}x{nw * kw * p} px, {patches:,} ViT patches merged {kh}x{kw}",
+            meaning=f"{budget:,} tokens = {counted(items, 'images')} of {nh * kh * p}x{nw * kw * p} px, {patches:,} "
+            f"ViT patches merged {kh}x{kw}",
         )
 
     def vllm_layout(self, layout: Layout, config, frames_per_batch: int) -> Layout:
@@ -168,9 +204,15 @@ class KimiK25Adapter(Adapter):
             _, h, w = layout.grids[0]
             p = config.vision_config.patch_size
             patches = layout.items * frames * h * w
-            layout = replace(layout, input_patches=patches, grids=((frames, h, w),) * layout.items,
-                             meaning=(f"{layout.budget:,} tokens = {layout.items} videos of {frames} frames of {h * p}x{w * p} px, "
-                                      f"{patches:,} ViT patches, frames pooled, merged {kh}x{kw}"))
+            layout = replace(
+                layout,
+                input_patches=patches,
+                grids=((frames, h, w),) * layout.items,
+                meaning=(
+                    f"{layout.budget:,} tokens = {layout.items} videos of {frames} frames of {h * p}x{w * p} px, "
+                    f"{patches:,} ViT patches, frames pooled, merged {kh}x{kw}"
+                ),
+            )
         table = (ROPE_TABLE_SIDE // kh) * kh * (ROPE_TABLE_SIDE // kw) * kw
         return replace(layout, max_seqlen=max(min(layout.budget * kh * kw, table), layout.input_patches))
 
@@ -192,7 +234,9 @@ class KimiK25Adapter(Adapter):
         pixels = torch.randn(layout.input_patches, 3, p, p, generator=generator)
         embeddings = vision.patch_embed.pos_emb
         indices, weights = get_vision_interpolation_indices_and_weights(
-            grid, embeddings.num_grid_per_side, mode=embeddings.interpolation_mode,
+            grid,
+            embeddings.num_grid_per_side,
+            mode=embeddings.interpolation_mode,
             align_corners=embeddings.interpolation_align_corners,
         )
         # One gather index (transformers 5.17) or a scatter index, frame weights and a count (later).
@@ -238,9 +282,11 @@ class KimiVLAdapter(KimiK25Adapter):
         if per_item < 1:
             raise UsageError(f"budget {budget} cannot hold {counted(items, 'images')} of at least one token each")
         if per_item > widest:
-            raise UsageError(f"budget {budget:,} over {counted(items, 'items')} puts {per_item:,} tokens in each, a strip of "
-                             f"{kw * per_item:,} patches; vLLM's Kimi-VL rope table holds {ROPE_TABLE_SIDE}, so it cannot capture "
-                             f"this either: give --max-items {-(-budget // widest)} or more")
+            raise UsageError(
+                f"budget {budget:,} over {counted(items, 'items')} puts {per_item:,} tokens in each, a strip of "
+                f"{kw * per_item:,} patches; vLLM's Kimi-VL rope table holds {ROPE_TABLE_SIDE}, so it cannot capture "
+                f"this either: give --max-items {-(-budget // widest)} or more"
+            )
         grid = (1, kh, kw * per_item)
         p = config.vision_config.patch_size
         return Layout(
@@ -250,7 +296,7 @@ class KimiVLAdapter(KimiK25Adapter):
             input_patches=items * kh * kw * per_item,
             grids=(grid,) * items,
             meaning=f"{budget:,} tokens = {counted(items, 'images')} of {kh * p}x{kw * per_item * p} px, "
-                    f"{items * kh * kw * per_item:,} ViT patches merged {kh}x{kw}",
+            f"{items * kh * kw * per_item:,} ViT patches merged {kh}x{kw}",
         )
 
     def vllm_layout(self, layout: Layout, config, frames_per_batch: int) -> Layout:

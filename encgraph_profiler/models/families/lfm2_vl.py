@@ -49,7 +49,6 @@ def _tower_module():
     return Lfm2VlTower
 
 
-
 def _lfm2_vl_early(data: dict[str, Any], source: str) -> dict[str, Any]:
     """LFM2-VL's first release (``lfm2-vl``, for Liquid AI's own code) onto transformers' ``lfm2_vl``:
     the same SigLIP2 NaFlex tower, pixel unshuffle and projector, which always had a layer norm.
@@ -109,8 +108,9 @@ class Lfm2VlAdapter(Adapter):
             items=len(tiles),
             tokens=budget,
             input_patches=patches,
-            meaning=f"{budget:,} tokens = {counted(len(tiles), 'tiles')} of up to {factor * p}x{tiles[0] * factor * p} px, "
-                    f"{patches:,} ViT patches unshuffled {factor}x{factor}",
+            meaning=f"{budget:,} tokens = {counted(len(tiles), 'tiles')} of up to "
+            f"{factor * p}x{tiles[0] * factor * p} px, "
+            f"{patches:,} ViT patches unshuffled {factor}x{factor}",
         )
 
     def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
@@ -123,8 +123,12 @@ class Lfm2VlAdapter(Adapter):
         longest = int(shapes.prod(-1).max())
         valid = torch.arange(longest)[None] < shapes.prod(-1)[:, None]
         embeddings = tower.vision_tower.embeddings
-        table = embeddings.position_embedding.weight.reshape(embeddings.position_embedding_size, embeddings.position_embedding_size, -1)
-        source = torch.zeros(table.shape) if table.is_meta else table.detach().float().cpu()  # meta: predicting, shapes alone
+        table = embeddings.position_embedding.weight.reshape(
+            embeddings.position_embedding_size, embeddings.position_embedding_size, -1
+        )
+        source = (
+            torch.zeros(table.shape) if table.is_meta else table.detach().float().cpu()
+        )  # meta: predicting, shapes alone
         with torch.no_grad():
             positions = embeddings.resize_positional_embeddings(source, shapes, max_length=longest)
         patch_dim = embeddings.patch_embedding.in_features
@@ -133,13 +137,15 @@ class Lfm2VlAdapter(Adapter):
         # the host and only its form goes to the meta device.
         host = torch.device("cpu") if device.type == "meta" else device
         inputs_like = torch.empty(len(tiles), longest, config.vision_config.hidden_size, dtype=torch_dtype, device=host)
-        mask = create_bidirectional_mask(config=config.vision_config, inputs_embeds=inputs_like, attention_mask=valid.to(host))
+        mask = create_bidirectional_mask(
+            config=config.vision_config, inputs_embeds=inputs_like, attention_mask=valid.to(host)
+        )
         if mask is not None and host != device:
             mask = torch.empty_strided(mask.size(), mask.stride(), dtype=mask.dtype, device=device)
         # Token t of a tile of width w gathers rows dh and columns t * factor + dw of that tile's patches;
         # tiles sit side by side, as one grid factor patches high.
         index = []
-        for tile, (tokens, width) in enumerate(zip(tiles, shapes[:, 1].tolist())):
+        for tile, (tokens, width) in enumerate(zip(tiles, shapes[:, 1].tolist(), strict=True)):
             dh = torch.arange(factor)[:, None, None]
             column = torch.arange(tokens)[None, :, None] * factor + torch.arange(factor)[None, None, :]
             index.append((tile * longest + dh * width + column).reshape(factor, -1))
@@ -152,6 +158,7 @@ class Lfm2VlAdapter(Adapter):
 
     def forward(self, tower, inputs: dict):
         return (tower(**inputs),)
+
     vllm = VllmSource("lfm2_vl.py", "Lfm2VLForConditionalGeneration")
     aliases = {"lfm2-vl": "lfm2-vl-1.6b"}
 

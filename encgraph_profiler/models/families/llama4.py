@@ -24,7 +24,9 @@ def _tower_module():
     class Llama4Tower(torch.nn.Module):
         def __init__(self, config, dtype, attn):
             super().__init__()
-            self.vision_model = Llama4VisionModel._from_config(config.vision_config, dtype=dtype, attn_implementation=attn)
+            self.vision_model = Llama4VisionModel._from_config(
+                config.vision_config, dtype=dtype, attn_implementation=attn
+            )
             self.multi_modal_projector = Llama4MultiModalProjector(config).to(dtype)
 
         def forward(self, pixel_values):
@@ -52,8 +54,15 @@ class Llama4Adapter(TiledAdapter):
     model_class_name = "transformers:Llama4ForConditionalGeneration"
     takes_max_items = False
     tile_noun = "chunks"
-    size_fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "image_size", "patch_size",
-                   "vision_output_dim", "pixel_shuffle_ratio")
+    size_fields = (
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "image_size",
+        "patch_size",
+        "vision_output_dim",
+        "pixel_shuffle_ratio",
+    )
 
     def tower_module(self):
         return _tower_module()
@@ -64,8 +73,13 @@ class Llama4Adapter(TiledAdapter):
 
     def tiles(self, config, budget: int, items: int) -> int:
         return max(1, -(-budget // self.tokens_per_tile(config)))
+
     vllm = VllmSource("mllama4.py", "Llama4ForConditionalGeneration")
-    aliases = {"llama4": "llama-4-scout-17b-16e", "llama-4": "llama-4-scout-17b-16e", "llama-4-scout": "llama-4-scout-17b-16e"}
+    aliases = {
+        "llama4": "llama-4-scout-17b-16e",
+        "llama-4": "llama-4-scout-17b-16e",
+        "llama-4-scout": "llama-4-scout-17b-16e",
+    }
     own_forms = {"llama4": _meta_form}
 
 

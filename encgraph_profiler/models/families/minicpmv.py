@@ -10,16 +10,30 @@ from __future__ import annotations
 
 from ..base import Refusal
 
-_WITHOUT_RESAMPLER = ("{model} has no resampler (a window-attention merger inside the ViT, then a merger), the part by "
-                      "whose queries vLLM lays out the encoder graphs of MiniCPM-V 2.5 to 4.5; {engine}")
-_NO_VLLM_GRAPHS = "vLLM does not capture encoder CUDA graphs for it (its model there does not opt in), so there are none to measure"
+_WITHOUT_RESAMPLER = (
+    "{model} has no resampler (a window-attention merger inside the ViT, then a merger), the part by "
+    "whose queries vLLM lays out the encoder graphs of MiniCPM-V 2.5 to 4.5; {engine}"
+)
+_NO_VLLM_GRAPHS = (
+    "vLLM does not capture encoder CUDA graphs for it (its model there does not opt in), so there are none to measure"
+)
 
 REFUSALS = (
-    Refusal("minicpmv", "MiniCPM-V 2.5 to 4.5 publish a minicpmv config for their own code (a ViT and a resampler), which "
-            "encgraph does not run and transformers has no class for; this family is not supported yet",
-            ("minicpm-v", "minicpm-llama3-v-2-5", "minicpm-v-2-6", "minicpm-v-4", "minicpm-v-4-5")),
-    Refusal("minicpmv4_6", _WITHOUT_RESAMPLER.format(model="MiniCPM-V 4.6", engine=_NO_VLLM_GRAPHS), ("minicpm-v-4-6",)),
-    Refusal("minicpmv4_7", _WITHOUT_RESAMPLER.format(model="MiniCPM-V 4.7", engine=_NO_VLLM_GRAPHS), ("minicpm-v-4-7",)),
-    Refusal("minicpm_ocr", _WITHOUT_RESAMPLER.format(model="MiniCPM-OCR", engine="no engine layout for its encoder graphs is known"),
-            ("minicpm-ocr",)),
+    Refusal(
+        "minicpmv",
+        "MiniCPM-V 2.5 to 4.5 publish a minicpmv config for their own code (a ViT and a resampler), which "
+        "encgraph does not run and transformers has no class for; this family is not supported yet",
+        ("minicpm-v", "minicpm-llama3-v-2-5", "minicpm-v-2-6", "minicpm-v-4", "minicpm-v-4-5"),
+    ),
+    Refusal(
+        "minicpmv4_6", _WITHOUT_RESAMPLER.format(model="MiniCPM-V 4.6", engine=_NO_VLLM_GRAPHS), ("minicpm-v-4-6",)
+    ),
+    Refusal(
+        "minicpmv4_7", _WITHOUT_RESAMPLER.format(model="MiniCPM-V 4.7", engine=_NO_VLLM_GRAPHS), ("minicpm-v-4-7",)
+    ),
+    Refusal(
+        "minicpm_ocr",
+        _WITHOUT_RESAMPLER.format(model="MiniCPM-OCR", engine="no engine layout for its encoder graphs is known"),
+        ("minicpm-ocr",),
+    ),
 )

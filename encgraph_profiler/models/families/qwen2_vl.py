@@ -50,7 +50,8 @@ class Qwen2VLAdapter(Adapter):
             tokens=items * per_item,
             input_patches=patches,
             grids=(grid,) * items,
-            meaning=f"{budget:,} tokens = {counted(items, 'images')} of {m * p}x{per_item * m * p} px, {patches:,} ViT patches merged {m}x{m}",
+            meaning=f"{budget:,} tokens = {counted(items, 'images')} of {m * p}x{per_item * m * p} px, {patches:,} "
+            f"ViT patches merged {m}x{m}",
         )
 
     def vllm_layout(self, layout: Layout, vision_config, frames_per_batch: int) -> Layout:
@@ -60,10 +61,15 @@ class Qwen2VLAdapter(Adapter):
             per_frame = -(-self.tokens_per_item(layout.budget, layout.items) // frames)
             patches = layout.items * frames * m * per_frame * m
             layout = replace(
-                layout, tokens=layout.items * frames * per_frame, input_patches=patches,
+                layout,
+                tokens=layout.items * frames * per_frame,
+                input_patches=patches,
                 grids=((frames, m, per_frame * m),) * layout.items,
-                meaning=(f"{layout.budget:,} tokens = {layout.items} videos of {frames} frames of {m * p}x{per_frame * m * p} px, "
-                         f"{patches:,} ViT patches merged {m}x{m}"),
+                meaning=(
+                    f"{layout.budget:,} tokens = {layout.items} videos of {frames} frames of "
+                    f"{m * p}x{per_frame * m * p} px, "
+                    f"{patches:,} ViT patches merged {m}x{m}"
+                ),
             )
         return replace(layout, max_seqlen=layout.budget * m * m)
 
@@ -88,14 +94,17 @@ class Qwen2VLAdapter(Adapter):
         from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids
 
         cu_seqlens = get_vision_cu_seqlens(grid_thw).to(torch.int32)
-        return {"position_ids": get_vision_position_ids(grid_thw, tower.spatial_merge_size).to(device),
-                **varlen.sequences(tower.config, cu_seqlens, layout.max_seqlen, device)}
+        return {
+            "position_ids": get_vision_position_ids(grid_thw, tower.spatial_merge_size).to(device),
+            **varlen.sequences(tower.config, cu_seqlens, layout.max_seqlen, device),
+        }
 
     def forward(self, tower, inputs: dict):
         return (tower(**inputs).pooler_output,)
 
     def reference_forward(self, tower, inputs: dict):
         return (tower(inputs["hidden_states"], inputs["grid_thw"]).pooler_output,)
+
     vllm = VllmSource("qwen2_vl.py", "Qwen2VLForConditionalGeneration")
     aliases = {"qwen2-vl": "qwen2-vl-7b"}
 

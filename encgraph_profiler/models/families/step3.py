@@ -7,7 +7,11 @@ from __future__ import annotations
 from ..base import Refusal
 
 REFUSALS = (
-    Refusal("step3_vl", "Step3 publishes a step3_vl config for its own code (its own ViT), which encgraph does not run and "
-            "transformers has no class for; this model is not supported yet (Step3-VL-10B, model_type step_robotics, "
-            "and Step-3.7, model_type step3p7, are)", ("step3",)),
+    Refusal(
+        "step3_vl",
+        "Step3 publishes a step3_vl config for its own code (its own ViT), which encgraph does not run and "
+        "transformers has no class for; this model is not supported yet (Step3-VL-10B, model_type step_robotics, "
+        "and Step-3.7, model_type step3p7, are)",
+        ("step3",),
+    ),
 )

@@ -34,9 +34,15 @@ def _tower_module():
     class Step3p7Tower(torch.nn.Module):
         def __init__(self, config, dtype, attn):
             super().__init__()
-            self.vision_model = Step3p7VisionModel._from_config(config.vision_config, dtype=dtype, attn_implementation=attn)
-            self.multi_modal_projector = torch.nn.Linear(config.vision_config.hidden_size * 4, config.text_config.hidden_size,
-                                                         bias=config.projector_bias, dtype=dtype)
+            self.vision_model = Step3p7VisionModel._from_config(
+                config.vision_config, dtype=dtype, attn_implementation=attn
+            )
+            self.multi_modal_projector = torch.nn.Linear(
+                config.vision_config.hidden_size * 4,
+                config.text_config.hidden_size,
+                bias=config.projector_bias,
+                dtype=dtype,
+            )
 
         def forward(self, pixel_values, cos, sin):
             """Step3p7VisionModel's forward with the grid's rotary embedding given, then the projector."""
@@ -64,7 +70,11 @@ class Step3p7Adapter(TwoPathAdapter):
     family = "step3p7"
     model_types = ("step3p7",)
     vllm = VllmSource("step3_vl.py", "Step3VLForConditionalGeneration")
-    hub_ids = {"step-3.7": "stepfun-ai/Step-3.7-Flash", "step-3.7-flash": "stepfun-ai/Step-3.7-Flash", "step3p7": "stepfun-ai/Step-3.7-Flash"}
+    hub_ids = {
+        "step-3.7": "stepfun-ai/Step-3.7-Flash",
+        "step-3.7-flash": "stepfun-ai/Step-3.7-Flash",
+        "step3p7": "stepfun-ai/Step-3.7-Flash",
+    }
     config_class_name = "transformers:Step3p7Config"
     model_class_name = "transformers:Step3p7ForConditionalGeneration"
     size_fields = ("image_size", "patch_size")
@@ -92,7 +102,11 @@ class Step3p7Adapter(TwoPathAdapter):
         side = size // self.patch_size(config)
         positions = get_vision_position_ids(torch.tensor([[1, side, side]]), spatial_merge_size=1)
         cos, sin = Step3p7VisionRotaryEmbedding(vision)(pixels, positions)  # float32, as the model computes it
-        return {"pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype)), "cos": cos.to(device), "sin": sin.to(device)}
+        return {
+            "pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype)),
+            "cos": cos.to(device),
+            "sin": sin.to(device),
+        }
 
     def forward(self, tower, inputs: dict):
         return (tower(**inputs),)
@@ -106,8 +120,14 @@ class Step3p7Adapter(TwoPathAdapter):
 # it has for each: no class token, a layer norm before the blocks and none after them, a learned
 # absolute position table and 2-D rotary attention. (StepFun's config class spells the class
 # token's flag "ues_cls_token"; vLLM's Perception Encoder reads "use_cls_token".)
-_STEP3_VL_BUILT = {"ues_cls_token": False, "use_cls_token": False, "use_ln_pre": True, "use_ln_post": False,
-                   "use_abs_posemb": True, "use_rope2d": True}
+_STEP3_VL_BUILT = {
+    "ues_cls_token": False,
+    "use_cls_token": False,
+    "use_ln_pre": True,
+    "use_ln_post": False,
+    "use_abs_posemb": True,
+    "use_rope2d": True,
+}
 
 
 def _step3_vl_model():
@@ -149,19 +169,25 @@ class Step3VLAdapter(Step3p7Adapter):
         vision = data["vision_config"]
         for flag, built in _STEP3_VL_BUILT.items():
             if vision.get(flag, built) != built:
-                raise UsageError(f"{source}: vision_config {flag} {vision[flag]!r} is built only by the authors' own code; "
-                                 f"transformers' Step-3.7 vision model, which encgraph builds, has {flag} {built}")
+                raise UsageError(
+                    f"{source}: vision_config {flag} {vision[flag]!r} is built only by the authors' own code; "
+                    f"transformers' Step-3.7 vision model, which encgraph builds, has {flag} {built}"
+                )
         text = data.get("text_config")
         if not isinstance(text, dict) or text.get("model_type", "qwen3") != "qwen3":
             kind = text.get("model_type") if isinstance(text, dict) else None
-            raise UsageError(f"{source}: a step_robotics config needs a Qwen3 text_config (Step3-VL-10B's); "
-                             f"got {'none' if kind is None else repr(kind)}")
+            raise UsageError(
+                f"{source}: a step_robotics config needs a Qwen3 text_config (Step3-VL-10B's); "
+                f"got {'none' if kind is None else repr(kind)}"
+            )
 
     def full_config(self, data: dict[str, Any]):
         from transformers import Qwen3Config
 
         config = super().full_config({**data, "text_config": None})
-        config.text_config = self.read_config(Qwen3Config, {k: v for k, v in data["text_config"].items() if k != "model_type"})
+        config.text_config = self.read_config(
+            Qwen3Config, {k: v for k, v in data["text_config"].items() if k != "model_type"}
+        )
         return config
 
     def full_model_class(self):

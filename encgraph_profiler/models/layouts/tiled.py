@@ -39,7 +39,7 @@ class TiledAdapter(Adapter):
             tokens=tiles * per_tile,
             input_patches=patches,
             meaning=f"{budget:,} tokens = {counted(tiles, self.tile_noun)} of {size}x{size} px, "
-                    f"{patches:,} ViT patches {self.merge_verb} to {per_tile} tokens each",
+            f"{patches:,} ViT patches {self.merge_verb} to {per_tile} tokens each",
         )
 
     def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:

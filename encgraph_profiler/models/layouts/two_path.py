@@ -41,6 +41,12 @@ class TwoPathAdapter(Adapter):
         count = min(budget // per, items) if path == "global" else budget // per  # k caps the global items only
         patches = count * (size // self.patch_size(config)) ** 2
         noun = f"global {self.global_noun}" if path == "global" else "local crops"
-        return Layout(budget=budget, items=count, tokens=count * per, input_patches=patches, path=path,
-                      meaning=f"{budget:,} tokens = {counted(count, noun)} of {size}x{size} px, "
-                              f"{patches:,} {self.patches_caption.format(per=per)}")
+        return Layout(
+            budget=budget,
+            items=count,
+            tokens=count * per,
+            input_patches=patches,
+            path=path,
+            meaning=f"{budget:,} tokens = {counted(count, noun)} of {size}x{size} px, "
+            f"{patches:,} {self.patches_caption.format(per=per)}",
+        )
