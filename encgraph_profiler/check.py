@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .errors import ExitCode, NotGateable, ReportError, UsageError
-from .schema import Report, Settings
-from .units import parse_percent, parse_size
+from .schema import Report, Settings, StopReason
+from .units import MiB, parse_percent, parse_size
 
 BUDGET_FIGURES = ("pool_reserved_bytes", "pool_growth_bytes", "static_io_bytes", "non_allocator_bytes")
 POOL_FIGURE = "reserved_bytes"
@@ -24,7 +24,7 @@ TOTAL_FIGURE = "total_bytes"
 FIGURES = BUDGET_FIGURES + (POOL_FIGURE, TOTAL_FIGURE)
 
 DEFAULT_RELATIVE = 0.05
-DEFAULT_ABSOLUTE_BYTES = 8 * 1024**2
+DEFAULT_ABSOLUTE_BYTES = 8 * MiB
 
 
 @dataclass(frozen=True)
@@ -133,19 +133,50 @@ class CheckResult:
         )
 
 
-def gate_problems(report: Report, role: str) -> tuple[str, ...]:
-    """Why a report cannot vouch for its figures: each problem as a clause of one line."""
+@dataclass(frozen=True)
+class Assessment:
+    """Whether a report vouches for every figure it was asked for, and the exit code that follows
+    for the command that made it. Each problem is a clause that reads after "the run" or "the
+    current report": "did not measure budget 256 (out of memory)"."""
+
+    exit_code: ExitCode
+    problems: tuple[str, ...]
+
+    @property
+    def acceptable(self) -> bool:
+        return not self.problems
+
+
+_STOPPED = {StopReason.SIGINT: ExitCode.INTERRUPTED, StopReason.SIGTERM: ExitCode.TERMINATED}
+
+
+def assess(report: Report) -> Assessment:
+    """The one judgement of a report: a run stopped by a signal exits with the signal's code; a
+    budget not measured, or a replay that differed from eager, with CAPTURE; a gate refuses any
+    report with a problem (NOT_GATEABLE, see ``compare``)."""
     problems = []
     if not report.budgets:
-        problems.append(f"the {role} report has no measured budgets")
+        problems.append("has no measured budgets")
     if report.stopped_by:
-        problems.append(f"the {role} report's run stopped early ({report.stopped_by})")
-    not_measured = [f"{u.label} ({u.status.value.replace('_', ' ')})" for u in report.unmeasured]
+        problems.append(f"stopped early ({report.stopped_by}) after {len(report.budgets)} of "
+                        f"{len(report.settings.budgets)} budgets")
+    not_measured = [f"{u.label} ({u.status.words})" for u in report.unmeasured]
     if not_measured:
-        problems.append(f"the {role} report did not measure budget {', '.join(not_measured)}")
+        problems.append(f"did not measure budget {', '.join(not_measured)}")
     if report.replay_mismatches:
-        problems.append(f"the {role} report's replay differed from eager at budget {', '.join(report.replay_mismatches)}")
-    return tuple(problems)
+        problems.append(f"has graphs whose replay differed from eager at budget {', '.join(report.replay_mismatches)}")
+    if not problems:
+        return Assessment(ExitCode.OK, ())
+    return Assessment(_STOPPED.get(report.stopped_by, ExitCode.CAPTURE) if report.stopped_by else ExitCode.CAPTURE,
+                      tuple(problems))
+
+
+def runs_exit_code(codes: list[int]) -> ExitCode:
+    """The exit code of several runs (``compare``'s strategies, ``sweep``'s cells): OK when every
+    run measured everything; ENVIRONMENT when one could not run here (no GPU, say); else CAPTURE."""
+    if all(code == ExitCode.OK for code in codes):
+        return ExitCode.OK
+    return ExitCode.ENVIRONMENT if ExitCode.ENVIRONMENT in codes else ExitCode.CAPTURE
 
 
 def _settings_fingerprint(settings: Settings) -> dict[str, object]:
@@ -185,9 +216,10 @@ def compare(
     fail_on_improvement: bool = False, allow_incomplete: bool = False,
 ) -> CheckResult:
     """Compare ``current`` with ``baseline``. Raises NotGateable for a report that cannot vouch for
-    its figures (see ``gate_problems``) unless ``allow_incomplete``, and ReportError for reports
-    made under different conditions unless ``allow_env_mismatch``."""
-    problems = gate_problems(baseline, "baseline") + gate_problems(current, "current")
+    its figures (see ``assess``) unless ``allow_incomplete``, and ReportError for reports made
+    under different conditions unless ``allow_env_mismatch``."""
+    problems = tuple(f"the {role} report {problem}" for role, report in (("baseline", baseline), ("current", current))
+                     for problem in assess(report).problems)
     if problems and not allow_incomplete:
         raise NotGateable(f"{'; '.join(problems)}: a gate cannot pass it; re-run `encgraph profile`, or pass --allow-incomplete to compare what was measured")
     base_fp, cur_fp = fingerprint(baseline), fingerprint(current)

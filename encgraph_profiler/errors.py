@@ -1,8 +1,9 @@
 """Exit codes and the exceptions that carry them.
 
-The CLI has one catch point (``encgraph_profiler.cli.common.handled``) that turns these into a
-one-line message and the exit code below. Exit codes are part of the public interface: the README
-lists them and CI jobs branch on them.
+The CLI has one catch point (``encgraph_profiler.cli.output.handled``) that turns these into a
+one-line message and the exit code below. Exit codes are part of the public interface: CI jobs
+branch on them. Each code's words are here and nowhere else: every command's help, the README's
+table and docs/exit-codes.md are generated from them (``python tools/write_docs.py``).
 """
 
 from __future__ import annotations
@@ -11,18 +12,46 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    OK = 0
-    REGRESSION = 1  # check: a figure grew beyond tolerance
-    USAGE = 2  # bad option, value, config or model name
-    ENVIRONMENT = 3  # no CUDA device, unsupported allocator backend, missing attention library
-    CAPTURE = 4  # a budget ran out of memory or failed to capture; the rest is still reported
-    BAD_REPORT = 5  # report unreadable, truncated, malformed, wrong schema version, fingerprint mismatch
-    DOES_NOT_FIT = 6  # plan: no room for the KV cache or for one max-length request
-    NOT_GATEABLE = 7  # check: a report is incomplete, empty or its replay differed from eager
-    NOT_WRITTEN = 8  # profile: the report could not be written where asked; it went to a fallback path
-    INTERNAL = 70  # a bug in encgraph: the message asks for a report (EX_SOFTWARE)
-    INTERRUPTED = 130  # SIGINT (Ctrl-C); what was measured is kept
-    TERMINATED = 143  # SIGTERM; what was measured is kept
+    """Each code with its ``summary`` (a few words, for help) and its ``description`` (for the docs)."""
+
+    summary: str
+    description: str
+
+    def __new__(cls, value: int, summary: str, description: str) -> ExitCode:
+        member = int.__new__(cls, value)
+        member._value_ = value
+        member.summary = summary
+        member.description = description
+        return member
+
+    OK = 0, "ok", "success: everything asked was measured, predicted, gated, planned or written"
+    REGRESSION = 1, "regression", (
+        "a figure grew beyond tolerance, a budget of the baseline is missing, or a figure shrank beyond "
+        "tolerance with `--fail-on-improvement`")
+    USAGE = 2, "bad input", (
+        "a bad option or value, unknown model, bad or incomplete model config, bad budgets, an unreadable "
+        "`--vllm-log`, an output path that cannot be written or is one of the command's inputs, `--attn varlen` "
+        "for a tower that does not pack sequences, `--max-frames-per-batch` without `--as vllm`")
+    ENVIRONMENT = 3, "environment", (
+        "no CUDA device, an allocator setting that is not supported or modelled (`cudaMallocAsync`, "
+        "`roundup_power2_divisions`), `--attn flash_attention_2` without flash-attn, `--attn varlen` with torch "
+        "older than 2.9")
+    CAPTURE = 4, "a budget not measured", (
+        "a budget ran out of memory or failed to capture, or its replay differed from eager; every other "
+        "budget is still in the report")
+    BAD_REPORT = 5, "bad report", (
+        "a report is unreadable, truncated, malformed (the message names the field), of another schema "
+        "version, or from other settings or another environment")
+    DOES_NOT_FIT = 6, "does not fit", "no room for the KV cache, or less than one max-length request"
+    NOT_GATEABLE = 7, "report not gateable", (
+        "a report is incomplete, has no budgets, or its replay differed from eager: a gate never passes it "
+        "(`--allow-incomplete` compares what was measured)")
+    NOT_WRITTEN = 8, "written elsewhere", (
+        "the result could not be written where asked at the end; it went to the path the message names")
+    INTERNAL = 70, "internal error", (
+        "a bug in encgraph: the message says how to get the traceback; please report it (EX_SOFTWARE)")
+    INTERRUPTED = 130, "SIGINT", "interrupted by SIGINT (Ctrl-C); what was measured is kept"
+    TERMINATED = 143, "SIGTERM", "terminated by SIGTERM; what was measured is kept"
 
 
 class EncgraphError(Exception):

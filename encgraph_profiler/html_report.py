@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
+from .render import POOL_TITLES
 from .schema import PoolName, Report
 from .units import mib
+
 COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
-POOL_LABELS = {PoolName.ENCODER_GRAPHS: "encoder graph pool", PoolName.DEFAULT: "default pool",
-               PoolName.OUTSIDE_ALLOCATOR: "outside the allocator"}
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,9 @@ def _pool_split(report: Report, index: int) -> str:
         w = 700 * value / total
         parts.append(f'<rect class="pool" x="{x:.1f}" y="0" width="{w:.1f}" height="28" fill="{COLOURS[s % len(COLOURS)]}" '
                      f'data-pool="{pool.pool.value}" data-report="{index}" data-bytes="{value}"><title>'
-                     f'{POOL_LABELS[pool.pool]}: {value:,} bytes</title></rect>')
+                     f'{POOL_TITLES[pool.pool]}: {value:,} bytes</title></rect>')
         x += w
-    legend = " · ".join(f'<span style="color:{COLOURS[s % len(COLOURS)]}">■</span> {POOL_LABELS[p.pool]} {mib(v)} MiB'
+    legend = " · ".join(f'<span style="color:{COLOURS[s % len(COLOURS)]}">■</span> {POOL_TITLES[p.pool]} {mib(v)} MiB'
                         for s, (p, v) in enumerate(rows))
     return (f'<figure><figcaption>Memory by pool</figcaption><svg class="chart" viewBox="0 0 700 28" width="700" '
             f'height="28">{"".join(parts)}</svg><div class="legend">{legend}</div></figure>')

@@ -9,16 +9,17 @@ vLLM start-up log states about the real deployment, which wins over measurement 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from .errors import ReportError, UsageError
+from .models.base import DTYPES
 from .schema import PoolName, Report
-from .units import gib, parse_size
+from .units import GiB, gib, parse_size
 from .vllm_log import VllmLog
 
 LOG = "vLLM log"
-
-GiB = 1024**3
+DEFAULT_UTILIZATION = 0.9  # vLLM's --gpu-memory-utilization
 
 # Total memory as CUDA reports it (cudaDeviceProp.totalGlobalMem, which is
 # torch.cuda.get_device_properties().total_memory), not the datasheet figure and not nvidia-smi's,
@@ -42,7 +43,7 @@ GPU_PRESETS = {
     "RTX-4090": 25_756_696_576,
 }
 
-KV_DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
+KV_DTYPE_BYTES = {**DTYPES, "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
 
 
 def gpu_memory(preset: str | None, size: str | None, report: Report | None = None) -> tuple[str, int, str]:
@@ -82,7 +83,7 @@ class PlanInputs:
     gpu: str
     total_bytes: int
     total_source: str
-    utilization: float = 0.9
+    utilization: float = DEFAULT_UTILIZATION
     kv_cache_dtype: str = "auto"
     max_model_len: int | None = None
     margin_bytes: int = 0
@@ -90,6 +91,12 @@ class PlanInputs:
     activation_bytes: int | None = None
     log: VllmLog | None = None  # a vLLM start-up log: its figures replace measured and counted ones
     utilization_source: str = "user"  # user, default or vLLM log
+
+    def scenario(self, gpu: tuple[str, int, str] | None, utilization: float) -> PlanInputs:
+        """The same plan on another GPU (None: this one), at a utilization the user gave (--what-if)."""
+        label, total, source = gpu or (self.gpu, self.total_bytes, self.total_source)
+        return replace(self, gpu=label, total_bytes=total, total_source=source, utilization=utilization,
+                       utilization_source="user")
 
 
 @dataclass(frozen=True)
@@ -142,8 +149,16 @@ def _kv_per_token(report: Report, kv_cache_dtype: str) -> int | None:
     check_kv_cache_dtype(kv_cache_dtype)
     if per_token is None or kv_cache_dtype == "auto":
         return per_token
-    model_bytes = {"bfloat16": 2, "float16": 2, "float32": 4}[report.settings.dtype]
-    return per_token // model_bytes * KV_DTYPE_BYTES[kv_cache_dtype]
+    return per_token // DTYPES[report.settings.dtype] * KV_DTYPE_BYTES[kv_cache_dtype]
+
+
+def _logged_graph_bytes(log: VllmLog) -> int | None:
+    """The CUDA-graph memory a vLLM log gives: what its capture took, else its estimate."""
+    return log.graph_actual_bytes if log.graph_actual_bytes is not None else log.graph_estimate_bytes
+
+
+def _encoder_bytes(report: Report) -> int:
+    return report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes or 0
 
 
 def _source(report: Report) -> str:
@@ -163,11 +178,10 @@ def _log_terms(inputs: PlanInputs, report: Report, encoder_bytes: int, activatio
         activation_term = Term("activation peak: the encoder's alone (the language model's is not included)", activation, _source(report))
     if inputs.decoder_graph_bytes is not None:
         decoder = Term("decoder graphs", inputs.decoder_graph_bytes, "user")
-    elif log.graph_actual_bytes is not None or log.graph_estimate_bytes is not None:
-        captured = log.graph_actual_bytes is not None
-        what = "graphs vLLM captured" if captured else "graphs vLLM estimated"
+    elif (logged := _logged_graph_bytes(log)) is not None:
+        what = "graphs vLLM captured" if log.graph_actual_bytes is not None else "graphs vLLM estimated"
         name = f"{what} (decoder and encoder)" if log.encoder_graphs else f"decoder {what}"
-        decoder = Term(name, log.graph_actual_bytes if captured else log.graph_estimate_bytes, LOG)
+        decoder = Term(name, logged, LOG)
     else:
         decoder = Term("decoder graphs", 0, "not measured")
     encoder = (Term("encoder graphs: inside vLLM's logged graph memory", 0, LOG) if log.encoder_graphs and decoder.source == LOG
@@ -208,7 +222,7 @@ def _log_notes(inputs: PlanInputs, report: Report, kv: int) -> list[str]:
                  ("model loading", log.weights_bytes, "config"),
                  ("activation peak", log.activation_bytes, "user" if inputs.activation_bytes is not None else "measured"),
                  ("non-torch memory", log.non_torch_bytes, "measured" if outside is not None else "not measured"),
-                 ("CUDA graph memory", log.graph_actual_bytes if log.graph_actual_bytes is not None else log.graph_estimate_bytes,
+                 ("CUDA graph memory", _logged_graph_bytes(log),
                   "user" if inputs.decoder_graph_bytes is not None else "not measured (0)")]
     missing = [f"{what} (took {fallback})" for what, value, fallback in fallbacks if value is None]
     if missing:
@@ -221,7 +235,7 @@ def _log_notes(inputs: PlanInputs, report: Report, kv: int) -> list[str]:
         if logged is not None and otherwise is not None and logged != otherwise:
             notes.append(f"the log sets {name} to {gib(logged)} GiB where a plan without it takes {gib(otherwise)} GiB ({how}): "
                          f"{'+' if logged > otherwise else '-'}{gib(abs(logged - otherwise))} GiB")
-    encoder = report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
+    encoder = _encoder_bytes(report)
     if log.kv_cache_suggested_bytes is not None and not log.encoder_graphs:
         notes.append(f"vLLM suggested --kv-cache-memory={log.kv_cache_suggested_bytes} for that deployment; with the "
                      f"encoder graphs measured here it becomes --kv-cache-memory={log.kv_cache_suggested_bytes - encoder}")
@@ -240,43 +254,22 @@ def plan(report: Report, inputs: PlanInputs) -> CapacityPlan:
         raise ReportError(f"the {report.settings.model} report has no measured budgets to plan with; profile again")
     largest = max(report.budgets, key=lambda b: b.budget)
     activation = inputs.activation_bytes if inputs.activation_bytes is not None else largest.eager_peak_bytes
-    encoder = report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
-    terms, kv = _kv_bytes(inputs, report, encoder, activation)
+    terms, kv = _kv_bytes(inputs, report, _encoder_bytes(report), activation)
     per_token = _kv_per_token(report, inputs.kv_cache_dtype)
-    notes = []
-    if report.predicted:
-        notes.append("the encoder graphs and the activation peak are predicted without a GPU (`encgraph predict`), and "
-                     "nothing outside the allocator is counted: the CUDA context alone takes hundreds of MiB")
-    if per_token is None:
-        notes.append(f"{report.settings.model} is an encoder only: the plan covers the encoder side, no KV cache")
-    if inputs.log is None and inputs.decoder_graph_bytes is None:
-        notes.append("decoder graph memory is not measured by encgraph: pass --decoder-graph-memory or --vllm-log to include it")
-    upper_bound = per_token is not None and inputs.activation_bytes is None and (inputs.log is None or inputs.log.activation_bytes is None)
-    notes.extend(_log_notes(inputs, report, kv))
-    if upper_bound:
-        notes.append(
-            "the activation term is the encoder's eager peak alone; vLLM's profiling run also holds the language "
-            "model's activations at max_num_batched_tokens, so this KV cache is an upper bound: pass "
-            "--activation-memory with the peak vLLM logs to plan it exactly"
-        )
-    if not report.complete:
-        notes.append("the report is incomplete: budgets it did not measure are not in the encoder term")
+    upper_bound = (per_token is not None and inputs.activation_bytes is None
+                   and (inputs.log is None or inputs.log.activation_bytes is None))
     max_len = _max_len(inputs, report)
     kv_tokens = None if per_token is None else max(kv, 0) // per_token
     concurrency = None if kv_tokens is None or not max_len else kv_tokens / max_len
     needed = 0 if per_token is None else (max_len or 1) * per_token
     fits = kv > 0 and kv >= needed
     shortfall = 0 if fits else max(needed, 1) - kv
-    ladder = None
-    if not fits:
-        ladder = _fitting_ladder(report, inputs, activation)
-        verdict = (
-            f"does not fit: {'no room for the KV cache' if kv <= 0 else 'less than one max-length request'}; "
-            f"short by {shortfall / GiB:.2f} GiB"
-        )
-    else:
+    if fits:
         at_most = "at most " if upper_bound else ""
         verdict = "fits" if per_token is None else f"fits: {at_most}{kv_tokens:,} KV tokens, {concurrency:.2f} max-length requests"
+    else:
+        room = "no room for the KV cache" if kv <= 0 else "less than one max-length request"
+        verdict = f"does not fit: {room}; short by {shortfall / GiB:.2f} GiB"
     return CapacityPlan(
         model=report.settings.model,
         gpu=inputs.gpu,
@@ -292,10 +285,33 @@ def plan(report: Report, inputs: PlanInputs) -> CapacityPlan:
         fits=fits,
         verdict=verdict,
         shortfall_bytes=shortfall,
-        fitting_ladder=ladder,
-        notes=tuple(notes),
+        fitting_ladder=None if fits else _fitting_ladder(report, inputs, activation),
+        notes=_notes(report, inputs, kv, per_token is None, upper_bound),
         kv_is_upper_bound=upper_bound,
     )
+
+
+def _notes(report: Report, inputs: PlanInputs, kv: int, encoder_only: bool, upper_bound: bool) -> tuple[str, ...]:
+    """What the plan cannot see or takes from elsewhere, each in one line."""
+    notes = []
+    if report.predicted:
+        notes.append("the encoder graphs and the activation peak are predicted without a GPU (`encgraph predict`), and "
+                     "nothing outside the allocator is counted: the CUDA context alone takes hundreds of MiB")
+    if encoder_only:
+        notes.append(f"{report.settings.model} is an encoder only: the plan covers the encoder side, no KV cache")
+    if inputs.log is None and inputs.decoder_graph_bytes is None:
+        notes.append("decoder graph memory is not measured by encgraph: pass --decoder-graph-memory or --vllm-log to "
+                     "include it")
+    notes.extend(_log_notes(inputs, report, kv))
+    if upper_bound:
+        notes.append(
+            "the activation term is the encoder's eager peak alone; vLLM's profiling run also holds the language "
+            "model's activations at max_num_batched_tokens, so this KV cache is an upper bound: pass "
+            "--activation-memory with the peak vLLM logs to plan it exactly"
+        )
+    if not report.complete:
+        notes.append("the report is incomplete: budgets it did not measure are not in the encoder term")
+    return tuple(notes)
 
 
 def _max_len(inputs: PlanInputs, report: Report) -> int | None:
@@ -310,7 +326,7 @@ def _fitting_ladder(report: Report, inputs: PlanInputs, activation: int) -> tupl
     proportion to its largest budget (a largest-first ladder's pool is that of its largest
     budget). The activation term stays: batches above the top budget still run eagerly."""
     budgets = sorted({b.budget for b in report.budgets})
-    full_pool = report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
+    full_pool = _encoder_bytes(report)
     per_token = _kv_per_token(report, inputs.kv_cache_dtype)
     needed = (_max_len(inputs, report) or 1) * (per_token or 0)
     for cut in range(len(budgets) - 1, -1, -1):
@@ -320,3 +336,47 @@ def _fitting_ladder(report: Report, inputs: PlanInputs, activation: int) -> tupl
         if kv > 0 and kv >= needed:
             return ladder
     return None
+
+
+def parse_what_if(text: str, utilization: float) -> list[tuple[tuple[str, int, str] | None, float]]:
+    """--what-if "H100-80GB,L4,0.8": each item a GPU (at the plan's utilization) or a utilization (on
+    the plan's GPU, None here)."""
+    return [(None, parse_utilization(item)) if item.replace(".", "", 1).isdigit() else (gpu_memory(item, None), utilization)
+            for item in (part.strip() for part in text.split(","))]
+
+
+# -- the plan's machine forms --------------------------------------------------------------------
+
+
+def as_dict(plan: CapacityPlan) -> dict[str, Any]:
+    """The plan as `plan --format json` writes it."""
+    return {
+        "model": plan.model, "gpu": plan.gpu, "fits": plan.fits, "verdict": plan.verdict,
+        "terms": [{"name": t.name, "bytes": t.bytes, "source": t.source} for t in plan.terms],
+        "kv_cache_bytes": plan.kv_cache_bytes, "kv_bytes_per_token": plan.kv_bytes_per_token,
+        "kv_tokens": plan.kv_tokens, "max_model_len": plan.max_model_len, "concurrency": plan.concurrency,
+        "kv_tokens_per_graph_gib": plan.tokens_per_graph_gib, "shortfall_bytes": plan.shortfall_bytes,
+        "fitting_ladder": plan.fitting_ladder, "vllm_flags": plan.vllm_flags, "notes": list(plan.notes),
+        "kv_is_upper_bound": plan.kv_is_upper_bound,
+    }
+
+
+def aisimulate(plan: CapacityPlan, report: Report, utilization: float) -> str:
+    """The KV-cache capacity block of an ai-dynamo AISimulate prediction config: its
+    cuda_graph_reserved_bytes is the CUDA-graph memory of one rank, here every graph term of the
+    plan (the encoder graphs measured, and decoder graphs where an option or a vLLM log gave them)."""
+    graphs = [t for t in plan.terms if "graphs" in t.name]
+    reserved = sum(t.bytes for t in graphs)
+    budgets = sorted(b.budget for b in report.budgets)
+    lines = [
+        f"# encgraph plan for {plan.model} on {plan.gpu}: {len(budgets)} encoder CUDA graphs, largest budget "
+        f"{budgets[-1] if budgets else 0} tokens ({', '.join(map(str, budgets))}), measured on {report.provenance.gpu_name}",
+        "# CUDA-graph memory of one rank: " + "; ".join(f"{t.name} {t.bytes:,} B ({t.source})" for t in graphs),
+        "# Place under engine.workers.<role> of an AISimulate prediction config.",
+        "kv_cache:",
+        "  capacity:",
+        "    type: default",
+        f"    memory_fraction: {utilization:g}",
+        f"    cuda_graph_reserved_bytes: {reserved}",
+    ]
+    return "\n".join(lines) + "\n"

@@ -18,9 +18,10 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from .check import assess
 from .errors import EncgraphError, ExitCode, UsageError
 from .nvml import device_count
-from .request import STRATEGIES, ProfileRequest, prepare
+from .request import STRATEGIES, Prepared, ProfileRequest, prepare
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def _request(cell: Cell) -> ProfileRequest:
     return ProfileRequest(model=cell.model, budgets=cell.budgets, strategy=STRATEGIES[cell.strategy])
 
 
-def _cell_main(setup, gpu: int | None, path: Path, status: Path, threads: int) -> None:
+def _cell_main(setup: Prepared, gpu: int | None, path: Path, status: Path, threads: int) -> None:
     """In the forked child: pin the GPU, profile, write the report and a status line."""
     import torch
 
@@ -77,17 +78,11 @@ def _cell_main(setup, gpu: int | None, path: Path, status: Path, threads: int) -
 
         report = measure(setup)  # prepared in the parent, inherited
         save(report, path)
-        failed = [f"{u.label} ({u.status.value})" for u in report.unmeasured]
-        mismatched = report.replay_mismatches
-        if failed or mismatched:
-            code = int(ExitCode.CAPTURE)
-            message = "; ".join(filter(None, [f"not measured: {', '.join(failed)}" if failed else "",
-                                              f"replay differed at {', '.join(mismatched)}" if mismatched else ""]))
-        else:
-            code, message = int(ExitCode.OK), ""
+        assessment = assess(report)
+        code, message = int(assessment.exit_code), "; ".join(assessment.problems)
     except EncgraphError as error:
         code, message = int(error.exit_code), str(error)
-    except BaseException as error:  # noqa: BLE001 - a cell's failure, whatever it is, is the cell's result
+    except BaseException as error:  # a cell's failure, whatever it is, is the cell's result
         code, message = int(ExitCode.INTERNAL), f"{type(error).__name__}: {error}".splitlines()[0]
         traceback.print_exc()
     finally:

@@ -12,6 +12,9 @@ import re
 
 from .errors import UsageError
 
+MiB = 1024**2
+GiB = 1024**3
+
 # Binary units are powers of 1024; decimal units are powers of 1000, as the SI and GPU vendors'
 # datasheets use them ("80GB" is 80 * 10**9 bytes). Single letters (K, M, G, T) are read as binary,
 # the way PyTorch and nvidia-smi print sizes.
@@ -20,11 +23,11 @@ _UNITS = {
     "k": 1024,
     "kib": 1024,
     "kb": 1000,
-    "m": 1024**2,
-    "mib": 1024**2,
+    "m": MiB,
+    "mib": MiB,
     "mb": 1000**2,
-    "g": 1024**3,
-    "gib": 1024**3,
+    "g": GiB,
+    "gib": GiB,
     "gb": 1000**3,
     "t": 1024**4,
     "tib": 1024**4,
@@ -85,14 +88,15 @@ def mib(n_bytes: int | None, signed: bool = False) -> str:
     """Bytes as MiB with one decimal, for tables. None renders as n/a."""
     if n_bytes is None:
         return "n/a"
-    value = n_bytes / 1024**2
+    value = n_bytes / MiB
     return f"{value:+,.1f}" if signed else f"{value:,.1f}"
 
 
 def gib(n_bytes: int | None) -> str:
+    """Bytes as GiB with two decimals, for tables. None renders as n/a."""
     if n_bytes is None:
         return "n/a"
-    return f"{n_bytes / 1024**3:,.2f}"
+    return f"{n_bytes / GiB:,.2f}"
 
 
 def counted(n: int, plural: str) -> str:

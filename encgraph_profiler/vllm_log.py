@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UsageError
+from .units import GiB
 
-GiB = 1024**3
 _SIZE = r"([\d.]+)\s*(?:GiB|GB)"
 
 

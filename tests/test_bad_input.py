@@ -103,7 +103,7 @@ CASES = [
     (["check", "{good}", "{empty}"], 7, "no measured budgets"),
     (["check", "{good}", "{stopped}"], 7, "stopped early (SIGINT)"),
     (["check", "{good}", "{mismatch}"], 7, "replay differed from eager at budget 2048"),
-    (["check", "{mismatch}", "{good}"], 7, "baseline report's replay differed"),
+    (["check", "{mismatch}", "{good}"], 7, "baseline report has graphs whose replay differed"),
     (["check", "{good}", "{negative}"], 5, "pool_reserved_bytes is -5; it cannot be negative"),
     (["check", "{negative}", "{good}"], 5, "cannot be negative"),
     (["check", "{good}", "{nan}"], 5, "is nan; expected a whole number of bytes"),

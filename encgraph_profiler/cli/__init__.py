@@ -4,28 +4,43 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 import typer.core
-from rich.markup import escape
 from typer.core import TyperGroup
 
+# transformers' config warnings about the random-weight configs are noise for this tool.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+from .. import __version__  # noqa: E402 - after the environment above
+from ..errors import ExitCode  # noqa: E402
+from . import check, compare, graphs, models, options, plan, predict, profile, report, sweep  # noqa: E402
+from .output import error  # noqa: E402
+
 # Newer typer vendors click as typer._click; older ones use click itself.
+click_errors: Any
 if hasattr(typer.core, "_click"):
     from typer._click import exceptions as click_errors
 else:  # pragma: no cover - depends on the installed typer
     from click import exceptions as click_errors
 
-# transformers' config warnings about the random-weight configs are noise for this tool.
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# Every command: its function, its help epilog and the exit codes it returns (the docs' table lists
+# them). `models` declares no codes of its own: it returns those every command does.
+COMMANDS: dict[str, tuple[Callable[..., None], str, dict[ExitCode, str]]] = {
+    "profile": (profile.profile, profile.EPILOG, profile.EXIT_CODES),
+    "predict": (predict.predict, predict.EPILOG, predict.EXIT_CODES),
+    "graphs": (graphs.graphs, graphs.EPILOG, graphs.EXIT_CODES),
+    "check": (check.check, check.EPILOG, check.EXIT_CODES),
+    "compare": (compare.compare, compare.EPILOG, compare.EXIT_CODES),
+    "plan": (plan.plan, plan.EPILOG, plan.EXIT_CODES),
+    "models": (models.models, models.EPILOG, options.returns({})),
+    "report": (report.report, report.EPILOG, report.EXIT_CODES),
+    "sweep": (sweep.sweep, sweep.EPILOG, sweep.EXIT_CODES),
+}
 
-from .. import __version__  # noqa: E402
-from ..errors import ExitCode  # noqa: E402
-from . import check, compare, graphs, models, plan, predict, profile, report, sweep  # noqa: E402
-from .common import err  # noqa: E402
-
-EPILOG = """\
+EPILOG = options.epilog("""\
 Examples:
 
   encgraph profile --model Qwen2-VL --budgets 1024,2048,4096 --json report.json
@@ -40,28 +55,26 @@ Examples:
 
   encgraph models
 
-Exit codes: 0 ok, 1 regression, 2 usage, 3 environment, 4 a budget failed, 5 bad report,
-6 does not fit, 7 report not gateable, 8 report written elsewhere, 130/143 interrupted.
 Set ENCGRAPH_DEBUG=1 for tracebacks.
-"""
+""", {code: "" for code in ExitCode})
 
 
 class OneLineErrors(TyperGroup):
     """Usage errors as one line that says where help is, instead of a usage box."""
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+    def main(self, *args: Any, standalone_mode: bool = True, **extra: Any) -> Any:
         try:
-            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
-        except getattr(click_errors, "NoArgsIsHelpError", ()) as error:
-            typer.echo(error.ctx.get_help())
+            code = super().main(*args, standalone_mode=False, **extra)
+        except getattr(click_errors, "NoArgsIsHelpError", ()) as shown:
+            typer.echo(shown.ctx.get_help())
             code = ExitCode.USAGE
-        except click_errors.UsageError as error:
-            command = error.ctx.command_path if error.ctx else "encgraph"
-            err.print(f"[red]error:[/] {escape(error.format_message())} (see `{command} --help`)", soft_wrap=True)
+        except click_errors.UsageError as refused:
+            command = refused.ctx.command_path if refused.ctx else "encgraph"
+            error(f"{refused.format_message()} (see `{command} --help`)")
             code = ExitCode.USAGE
-        except click_errors.ClickException as error:
-            err.print(f"[red]error:[/] {error.format_message()}", markup=False, soft_wrap=True)
-            code = error.exit_code
+        except click_errors.ClickException as refused:
+            error(refused.format_message())
+            code = refused.exit_code
         except typer.Abort:
             code = ExitCode.INTERRUPTED
         if not standalone_mode:
@@ -88,20 +101,14 @@ app = typer.Typer(
 
 @app.callback()
 def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
     pass
 
 
-app.command("profile", epilog=profile.EPILOG)(profile.profile)
-app.command("graphs", epilog=graphs.EPILOG)(graphs.graphs)
-app.command("check", epilog=check.EPILOG)(check.check)
-app.command("compare", epilog=compare.EPILOG)(compare.compare)
-app.command("plan", epilog=plan.EPILOG)(plan.plan)
-app.command("models", epilog=models.EPILOG)(models.models)
-app.command("report", epilog=report.EPILOG)(report.report)
-app.command("sweep", epilog=sweep.EPILOG)(sweep.sweep)
-app.command("predict", epilog=predict.EPILOG)(predict.predict)
+for _name, (_command, _epilog, _) in COMMANDS.items():
+    app.command(_name, epilog=_epilog)(_command)
 
 
 def main() -> None:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated
+from . import options as o
+from .options import DECODER
+from .output import emit_json, handled, show
 
-import typer
-from rich.table import Table
+EXIT_CODES = o.returns({})
 
-from . import common
-from .common import Format, handled, out
-
-EPILOG = """\
+EPILOG = o.epilog("""\
 Examples:
 
   encgraph graphs                                   # vLLM defaults: 256 seqs, 8192 tokens
@@ -22,58 +19,44 @@ Examples:
 
 The first line printed is the one vLLM logs at start-up ("Profiling CUDA graph memory: ...").
 Encoder graphs are counted when --budgets or --max-budget is given: one graph per budget.
-"""
+""", EXIT_CODES)
 
 
 @handled
 def graphs(
-    budgets: Annotated[str | None, typer.Option("--budgets", "-b", help="Encoder token budgets, e.g. 1024,2048,4096.", rich_help_panel="Encoder")] = None,
-    max_budget: Annotated[int | None, typer.Option("--max-budget", help="Encoder auto ladder up to this budget.", rich_help_panel="Encoder")] = None,
-    max_items: Annotated[int | None, typer.Option("--max-items", help="Images per captured encoder batch.", rich_help_panel="Encoder")] = None,
-    output_format: Annotated[Format, typer.Option("--format", help="table, or json on stdout.")] = Format.table,
-    max_num_seqs: common.MaxNumSeqs = 256,
-    max_num_batched_tokens: common.MaxNumBatchedTokens = 8192,
-    cudagraph_mode: common.CudagraphMode = "FULL_AND_PIECEWISE",
-    cudagraph_capture_sizes: common.CaptureSizes = None,
-    max_cudagraph_capture_size: common.MaxCaptureSize = None,
-    num_speculative_tokens: common.SpecTokens = 0,
-    max_loras: common.MaxLoras = 0,
-    specialize_lora: common.SpecializeLora = True,
-    blackwell: common.Blackwell = False,
+    budgets: o.Budgets = None,
+    max_budget: o.MaxBudget = None,
+    max_items: o.MaxItems = None,
+    output_format: o.OutputFormat = o.Format.table,
+    max_num_seqs: o.MaxNumSeqs = DECODER.max_num_seqs,
+    max_num_batched_tokens: o.MaxNumBatchedTokens = DECODER.max_num_batched_tokens,
+    cudagraph_mode: o.CudagraphMode = DECODER.cudagraph_mode,
+    cudagraph_capture_sizes: o.CaptureSizes = None,
+    max_cudagraph_capture_size: o.MaxCaptureSize = None,
+    num_speculative_tokens: o.SpecTokens = DECODER.num_speculative_tokens,
+    max_loras: o.MaxLoras = DECODER.max_loras,
+    specialize_lora: o.SpecializeLora = DECODER.specialize_lora,
+    blackwell: o.Blackwell = DECODER.blackwell,
 ) -> None:
     """Count the CUDA graphs vLLM captures for these settings (no GPU needed)."""
+    from .. import render
     from ..graphcounts import graph_counts
     from ..ladder import resolve_budgets, resolve_max_items
 
-    decoder = common.decoder_settings(
-        max_num_seqs, max_num_batched_tokens, cudagraph_mode, cudagraph_capture_sizes, max_cudagraph_capture_size,
-        num_speculative_tokens, max_loras, specialize_lora, blackwell,
+    decoder = o.decoder_settings(
+        max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens, cudagraph_mode=cudagraph_mode,
+        cudagraph_capture_sizes=cudagraph_capture_sizes, max_cudagraph_capture_size=max_cudagraph_capture_size,
+        num_speculative_tokens=num_speculative_tokens, max_loras=max_loras, specialize_lora=specialize_lora,
+        blackwell=blackwell,
     )
     ladder = resolve_budgets(budgets, max_budget) if budgets is not None or max_budget is not None else None
     items = resolve_max_items(ladder, max_items) if ladder else None
     counts = graph_counts(decoder, ladder)
-    if output_format is Format.json:
-        data = {
-            "line": counts.line,
-            "total": counts.total,
-            "groups": [
-                {"kind": g.kind, "count": g.count, "largest": g.largest, "smallest": g.smallest, "sizes": list(g.sizes), "lora_cases": g.cases}
-                for g in counts.groups
-            ],
-            "encoder_max_items": items,
-        }
-        out.print(json.dumps(data, indent=2), markup=False, highlight=False, soft_wrap=True)
+    if output_format is o.Format.json:
+        groups = [{"kind": g.kind, "count": g.count, "largest": g.largest, "smallest": g.smallest, "sizes": list(g.sizes),
+                   "lora_cases": g.cases} for g in counts.groups]
+        emit_json({"line": counts.line, "total": counts.total, "groups": groups, "encoder_max_items": items})
         return
-    out.print(counts.line, markup=False)
-    table = Table()
-    for name in ("mode", "graphs", "largest", "smallest", "sizes"):
-        table.add_column(name, justify="left" if name in ("mode", "sizes") else "right")
-    for g in counts.groups:
-        sizes = ", ".join(map(str, g.sizes))
-        if g.cases > 1:
-            sizes += f"  (x{g.cases} LoRA cases)"
-        if g.kind == "ENCODER":
-            sizes = f"budgets {sizes}; {items} images per batch"
-        table.add_row(g.kind, str(g.count), str(g.largest), str(g.smallest), sizes)
+    show(counts.line)
     if counts.groups:
-        out.print(table)
+        show(render.graphs_table(counts, items))

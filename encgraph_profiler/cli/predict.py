@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from ..models.registry import DEFAULT_MODEL
-from .common import Format, err, handled, out, warn
 
-EPILOG = """\
+from ..errors import ExitCode
+from ..models.registry import DEFAULT_MODEL
+from ..request import DEFAULT_CAPABILITY
+from . import options as o
+from .output import emit, handled, info, keep, refuse_unwritable, show, warn
+
+_CAPABILITY = ".".join(map(str, DEFAULT_CAPABILITY))
+
+EXIT_CODES = o.returns({ExitCode.ENVIRONMENT: "an allocator setting it does not model", ExitCode.NOT_WRITTEN: "--json"})
+
+EPILOG = o.epilog(f"""\
 Examples:
 
   encgraph predict --model Qwen2-VL --budgets 1024,2048,4096,8192
@@ -18,67 +25,66 @@ Examples:
 
 Each budget's captured forward runs on meta tensors (no GPU, no weights), and what it allocates and
 frees goes through a model of PyTorch's CUDA caching allocator, in the pools and order the strategy
-captures them. `--attn auto` predicts for a GPU of compute capability --gpu-capability (default 9.0,
-an H100: the packed varlen kernel for the towers that pack sequences). The report is profile's, marked predicted
-(no times, no replay, nothing outside the allocator): `check` compares predictions with predictions,
-`plan --from` plans with one (give --gpu). Checked against measured pools on an H100: see the README.
-It reads PYTORCH_CUDA_ALLOC_CONF as a CUDA run would: expandable_segments, max_split_size_mb and
-max_non_split_rounding_mb are modelled; roundup_power2_divisions and the cudaMallocAsync backend
-are refused.
-Exit codes: 0 ok, 2 bad input, 3 such an allocator setting.
-"""
+captures them. `--attn auto` predicts for a GPU of compute capability --gpu-capability (default
+{_CAPABILITY}: the packed varlen kernel for the towers that pack sequences). The report is profile's,
+marked predicted (no times, no replay, nothing outside the allocator): `check` compares predictions
+with predictions, `plan --from` plans with one (give --gpu). Checked against measured pools on an
+H100: see docs/prediction.md. It reads PYTORCH_CUDA_ALLOC_CONF as a CUDA run would:
+expandable_segments, max_split_size_mb and max_non_split_rounding_mb are modelled;
+roundup_power2_divisions and the cudaMallocAsync backend are refused.
+""", EXIT_CODES)
+
+
+def _capability(text: str) -> tuple[int, int]:
+    from ..errors import UsageError
+
+    try:
+        major, minor = (int(part) for part in text.split("."))
+    except ValueError:
+        raise UsageError(f"--gpu-capability {text!r}: give MAJOR.MINOR, such as {_CAPABILITY} or 8.6") from None
+    return major, minor
 
 
 @handled
 def predict(
-    model: Annotated[str, typer.Option("--model", "-m", help="As for profile.")] = DEFAULT_MODEL,
-    revision: Annotated[str | None, typer.Option("--revision", help="With a Hugging Face id: branch, tag or commit.")] = None,
-    budgets: Annotated[str | None, typer.Option("--budgets", "-b", help="Token budgets. Default: vLLM's auto ladder.")] = None,
-    max_budget: Annotated[int | None, typer.Option("--max-budget", help="Top of the auto ladder.")] = None,
-    max_items: Annotated[int | None, typer.Option("--max-items", help="Images per captured batch (as for profile).")] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="bfloat16, float16 or float32.")] = "bfloat16",
-    attn: Annotated[str, typer.Option("--attn", help="As for profile: auto, varlen, sdpa.")] = "auto",
-    gpu_capability: Annotated[str, typer.Option("--gpu-capability", help="The target GPU's compute capability, for --attn auto.")] = "9.0",
-    engine: Annotated[str | None, typer.Option("--as", help="Capture, pool and order as an engine does: vllm, vllm-legacy, sglang, tensorrt-llm.")] = None,
-    pool: Annotated[str | None, typer.Option("--pool", help="shared or per-graph.")] = None,
-    order: Annotated[str | None, typer.Option("--order", help="largest-first or smallest-first.")] = None,
-    capture: Annotated[str | None, typer.Option("--capture", help="plain, or vllm (outputs copied out of the pool; vLLM's inputs).")] = None,
-    max_frames_per_batch: Annotated[int, typer.Option("--max-frames-per-batch", help="With --as vllm: vLLM's video layout for this many frames per batch.")] = 0,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the prediction here: a report marked predicted, which check and plan read.")] = None,
-    output_format: Annotated[Format, typer.Option("--format", help="table, or json on stdout.")] = Format.table,
+    model: o.Model = DEFAULT_MODEL,
+    revision: o.Revision = None,
+    budgets: o.Budgets = None,
+    max_budget: o.MaxBudget = None,
+    max_items: o.MaxItems = None,
+    dtype: o.Dtype = "bfloat16",
+    attn: o.Attn = "auto",
+    gpu_capability: Annotated[str, typer.Option("--gpu-capability", help="The target GPU's compute capability, for "
+                                                "--attn auto.")] = _CAPABILITY,
+    strategy: o.StrategyName = None,
+    pool: o.PoolChoice = None,
+    order: o.OrderChoice = None,
+    capture: o.CaptureChoice = None,
+    max_frames_per_batch: o.MaxFramesPerBatch = 0,
+    json_path: o.JsonReport = None,
+    output_format: o.OutputFormat = o.Format.table,
 ) -> None:
     """Predict the encoder graph pools of a ladder without a GPU."""
     from .. import render, report_io
-    from ..errors import UsageError
-    from ..files import check_writable
-    from ..ladder import resolve_budgets
     from ..allocator_model import allocator_conf
+    from ..ladder import resolve_budgets
     from ..predict import allocator_settings, predicted_report
     from ..request import ProfileRequest, parse_strategy, prepare
 
-    try:
-        capability = tuple(int(part) for part in gpu_capability.split("."))
-        if len(capability) != 2:
-            raise ValueError
-    except ValueError:
-        raise UsageError(f"--gpu-capability {gpu_capability!r}: give MAJOR.MINOR, such as 9.0 or 8.6") from None
+    capability = _capability(gpu_capability)
     allocator_settings(allocator_conf())  # refuse an unmodelled setting before any work
-    request = ProfileRequest(model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision, max_items=max_items,
-                             dtype=dtype, attn=attn, strategy=parse_strategy(engine, pool, order, capture),
+    request = ProfileRequest(model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision,
+                             max_items=max_items, dtype=dtype, attn=attn, strategy=parse_strategy(strategy, pool, order, capture),
                              max_frames_per_batch=max_frames_per_batch)
-    if json_path is not None:
-        check_writable(json_path, "--json")
+    refuse_unwritable({"--json": json_path}, inputs=(model,))
     setup = prepare(request, capability)
-    err.print(f"predicting {len(setup.layouts)} budgets of {setup.spec.name} ({setup.settings.attn}) on meta tensors")
+    info(f"predicting {len(setup.layouts)} budgets of {setup.spec.name} ({setup.settings.attn}) on meta tensors")
     report = predicted_report(setup, capability)
     for message in report.warnings:
         warn(message)
-    if json_path is not None:
-        report_io.save(report, json_path)
-        err.print(f"report written to {json_path}")
-    if output_format is Format.json:
-        out.print(report_io.to_json(report), markup=False, highlight=False, soft_wrap=True, end="")
-        return
-    out.print(render.budget_table(report))
-    out.print(render.pool_table(report))
-    out.print(render.totals_line(report), markup=False)
+    written = ExitCode.OK if json_path is None else keep(json_path, report_io.to_json(report), "the report", "encgraph-report")
+    if output_format is o.Format.json:
+        emit(report_io.to_json(report))
+    else:
+        show(*render.report_view(report))
+    raise typer.Exit(int(written))
