@@ -131,6 +131,11 @@ CASES = [
     ([*PROFILE, "--json", "/proc/x.json"], 2, "cannot be written"),
     ([*PROFILE, "--json", "{folder}"], 2, "cannot be written"),
     ([*PROFILE, "--json", "{folder}/not/here.json"], 2, "cannot be written"),
+    ([*PROFILE, "--baseline", "{good}", "--json", "{good}"], 2, "--json {good} is also an input of this command"),
+    ([*PROFILE, "--memory-snapshot", "{config}"], 2, "--memory-snapshot {config} is also an input of this command"),
+    (["predict", "--model", "{config}", "--json", "{config}"], 2, "--json {config} is also an input of this command"),
+    (["report", "{good}", "{partial}", "--html", "{partial}"], 2, "--html {partial} is also an input of this command"),
+    (["check", "{good}", "{partial}", "--html", "{partial}"], 2, "--html {partial} is also an input of this command"),
     ([*PROFILE, "--attn", "flash_attention_2"], 3, "needs the flash-attn package"),
     ([*PROFILE, "--attn", "magic"], 2, "unknown --attn 'magic'"),
     (["profile", "--budgets", "99999999999999999999"], 2, "far beyond what one encoder batch can hold"),
@@ -196,10 +201,12 @@ def _ids():
 @pytest.mark.parametrize("args, code, message", CASES, ids=list(_ids()))
 def test_bad_input_gives_one_line_and_its_exit_code(args, code, message, tmp_path, recorded_report_data):
     files = _files(tmp_path, recorded_report_data)
+    before = {name: Path(path).read_bytes() for name, path in files.items() if Path(path).is_file()}
     result = CliRunner().invoke(app, [a.format(**files) for a in args])
     output = " ".join(result.output.split())  # rich folds long lines on narrow terminals
     assert result.exit_code == code, result.output
-    assert message in output, result.output
+    assert message.format(**files) in output, result.output
+    assert {name: Path(path).read_bytes() for name, path in files.items() if Path(path).is_file()} == before  # inputs kept
     assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
     if code != 1:
         errors = [line for line in result.output.splitlines() if line.startswith("error:")]

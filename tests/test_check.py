@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from encgraph_profiler import check_formats
-from encgraph_profiler.check import Tolerance, compare, parse_tolerance
-from encgraph_profiler.errors import ReportError, UsageError
+from encgraph_profiler.check import Tolerance, assess, compare, parse_tolerance, runs_exit_code
+from encgraph_profiler.errors import ExitCode, ReportError, UsageError
 from encgraph_profiler.report_io import from_dict
 
 from helpers import MiB, grow_largest_pool
@@ -90,3 +90,41 @@ def test_bad_tolerances(bad):
 def test_formats_match_golden_outputs(recorded_report_data, fmt, golden):
     result = compare(*_reports(recorded_report_data, 0.10))
     assert check_formats.FORMATS[fmt](result) == (GOLDEN / golden).read_text()
+
+
+def _changed(data, **fields):
+    return from_dict({**data, "schema_version": 2, **fields})
+
+
+def test_assess_gives_each_problem_its_exit_code(recorded_report_data):
+    """The one judgement of a report: what profile, sweep, compare and the gate act on."""
+    data = recorded_report_data
+    not_run = [{"budget": 1024, "status": "not_run", "reason": "not run"}]
+    cases = {
+        "complete": (from_dict(data), ExitCode.OK, ()),
+        "SIGINT": (_changed(data, stopped_by="SIGINT", budgets=data["budgets"][1:], unmeasured=not_run),
+                   ExitCode.INTERRUPTED, ("stopped early (SIGINT) after 3 of 4 budgets", "did not measure budget 1024 (not run)")),
+        "SIGTERM": (_changed(data, stopped_by="SIGTERM", budgets=data["budgets"][1:], unmeasured=not_run),
+                    ExitCode.TERMINATED, ("stopped early (SIGTERM) after 3 of 4 budgets", "did not measure budget 1024 (not run)")),
+        "out of memory": (_changed(data, budgets=data["budgets"][:-1], unmeasured=[
+            {"budget": 8192, "status": "out_of_memory", "reason": "out of memory"}]),
+            ExitCode.CAPTURE, ("did not measure budget 8192 (out of memory)",)),
+        "replay": (_changed(data, budgets=[{**data["budgets"][0], "replay_matches_eager": False}, *data["budgets"][1:]]),
+                   ExitCode.CAPTURE, ("has graphs whose replay differed from eager at budget 1024",)),
+        "capture failure": (_changed(data, stopped_by="capture failure", budgets=[], unmeasured=[
+            {"budget": b["budget"], "status": "capture_failed" if b["budget"] == 8192 else "not_run", "reason": "failed"}
+            for b in data["budgets"]]), ExitCode.CAPTURE,
+            ("has no measured budgets", "stopped early (capture failure) after 0 of 4 budgets",
+             "did not measure budget 1024 (not run), 2048 (not run), 4096 (not run), 8192 (capture failed)")),
+    }
+    for name, (report, code, problems) in cases.items():
+        assessment = assess(report)
+        assert (assessment.exit_code, assessment.problems) == (code, problems), name
+        assert assessment.acceptable is (code is ExitCode.OK), name
+
+
+def test_several_runs_exit_with_the_worst_kind():
+    assert runs_exit_code([0, 0]) is ExitCode.OK
+    assert runs_exit_code([0, 4, 2]) is ExitCode.CAPTURE
+    assert runs_exit_code([4, 3]) is ExitCode.ENVIRONMENT  # nothing could run here: say so
+    assert runs_exit_code([70]) is ExitCode.CAPTURE

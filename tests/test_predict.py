@@ -162,6 +162,31 @@ def test_cli_writes_a_predicted_report_that_check_and_plan_read(tmp_path, record
     assert terms["encoder graphs"]["source"] == "predicted" and terms["encoder graphs"]["bytes"] == report.pool("encoder_graphs").reserved_bytes
 
 
+def test_cli_json_that_cannot_be_written_after_the_prediction_falls_back(tmp_path, monkeypatch):
+    """The folder --json points to goes away while predicting: the report goes to a fallback file
+    named in a warning, the table is still shown, and the exit code says so (8)."""
+    from encgraph_profiler import predict as predict_module
+    from encgraph_profiler.report_io import load
+
+    target = tmp_path / "gone" / "p.json"
+    target.parent.mkdir()
+    real = predict_module.predicted_report
+
+    def then_remove_the_folder(setup, capability):
+        report = real(setup, capability)
+        target.parent.rmdir()
+        return report
+
+    monkeypatch.setattr(predict_module, "predicted_report", then_remove_the_folder)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--budgets", "64,128", "--json", str(target)])
+    assert result.exit_code == 8, result.output
+    (fallback,) = tmp_path.glob("encgraph-report-*.json")
+    assert f"could not write {target}" in result.output and f"the report is in {fallback}" in " ".join(result.output.split())
+    assert load(fallback).predicted and [b.budget for b in load(fallback).budgets] == [64, 128]
+    assert "Encoder graphs would hold (predicted)" in result.output
+
+
 def test_plan_model_without_a_gpu_predicts_and_says_so(monkeypatch):
     from encgraph_profiler import nvml
 
