@@ -1,0 +1,51 @@
+"""GLM-OCR (transformers' ``glm_ocr``): GLM-4.1V's tower without its learned position table (2-D
+rotary positions alone, no post-convolution norm), with q/k norms in attention, then the 2 x 2
+merging convolution and the merger MLP. The captured graph covers the ViT and the merger.
+
+vLLM captures it with GLM-4.1V's rules: its GlmOcrForConditionalGeneration (glm_ocr.py) subclasses
+Glm4vForConditionalGeneration and keeps glm4_1v.py's budget range, item specs and capture inputs:
+k items of grid [1, m, floor(B / k) * m], the video layout and the fixed longest sequence as for
+GLM-4.1V. The tower's own forward takes the precomputed positions and segments, but this runs its
+steps directly, as for GLM-4.1V, so that no grid-dependent tensor is derived inside the graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..base import Layout
+from .glm4v import Glm4vAdapter
+from .qwen2_vl import Qwen2VLAdapter
+
+
+class GlmOcrAdapter(Glm4vAdapter):
+    family = "glm-ocr"
+    model_types = ("glm_ocr",)
+    hub_ids = {"glm-ocr": "zai-org/GLM-OCR"}
+    config_class_name = "transformers:GlmOcrConfig"
+    tower_class_name = "transformers.models.glm_ocr.modeling_glm_ocr:GlmOcrVisionModel"
+    model_class_name = "transformers:GlmOcrForConditionalGeneration"
+
+    def make_inputs(self, tower, vision_config, layout: Layout, dtype: str, device, generator) -> dict:
+        # A video as its frames, each an image of grid [1, h, w], as GLM-4.1V's tower takes it.
+        frames = tuple((1, h, w) for t, h, w in layout.grids for _ in range(t))
+        return Qwen2VLAdapter.make_inputs(
+            self, tower, vision_config, replace(layout, grids=frames), dtype, device, generator
+        )
+
+    def forward(self, tower, inputs: dict):
+        """The steps of GlmOcrVisionModel.forward, with the positions and segments given."""
+        hidden = tower.patch_embed(inputs["hidden_states"])
+        rotary = tower.rotary_pos_emb(hidden, inputs["position_ids"])
+        for block in tower.blocks:
+            hidden = block(
+                hidden, cu_seqlens=inputs["cu_seqlens"], max_seqlen=inputs.get("max_seqlen"), position_embeddings=rotary
+            )
+        hidden = tower.post_layernorm(hidden)
+        m = tower.spatial_merge_size
+        hidden = hidden.view(-1, m, m, hidden.shape[-1]).permute(0, 3, 1, 2)
+        hidden = tower.downsample(hidden).view(-1, tower.config.out_hidden_size)
+        return (tower.merger(hidden),)
+
+
+ADAPTERS = (GlmOcrAdapter(),)
