@@ -49,10 +49,10 @@ OwnForm = Callable[[dict[str, Any], str], dict[str, Any]]
 
 @dataclass(frozen=True)
 class VllmSource:
-    """Where vLLM defines a family's encoder-graph rules: the model file under
-    vllm/model_executor/models/ and the class that implements SupportsEncoderCudaGraph (its
-    get_encoder_cudagraph_budget_range, get_encoder_cudagraph_item_specs and
-    prepare_encoder_cudagraph_capture_inputs), as in the vLLM release encgraph follows."""
+    """Where vLLM defines a family's encoder-graph rules: the file, relative to the vllm package
+    (``model_executor/models/qwen2_vl.py``), and the class in it that implements
+    SupportsEncoderCudaGraph (its get_encoder_cudagraph_budget_range, get_encoder_cudagraph_item_specs
+    and prepare_encoder_cudagraph_capture_inputs), as in the vLLM release encgraph follows."""
 
     file: str
     cls: str
@@ -60,11 +60,13 @@ class VllmSource:
 
 @dataclass(frozen=True)
 class Refusal:
-    """A model type encgraph does not profile, why, and the names users give it."""
+    """A model type encgraph does not profile, why, and the names users give it. ``vllm`` lists the
+    places vLLM captures its encoder graphs, where it does: the reason must then not say it does not."""
 
     model_type: str
     reason: str
     names: tuple[str, ...] = ()  # dots written as dashes, lower case: "minicpm-v-2-6"
+    vllm: tuple[VllmSource, ...] = ()
 
 
 def whole_numbers(

@@ -120,7 +120,7 @@ class Ernie4_5VLAdapter(Qwen2VLAdapter):
     def reference_forward(self, tower, inputs: dict):
         return (tower(inputs["hidden_states"], inputs["grid_thw"]).last_hidden_state,)
 
-    vllm = VllmSource("ernie45_vl.py", "Ernie4_5_VLMoeForConditionalGeneration")
+    vllm = VllmSource("model_executor/models/ernie45_vl.py", "Ernie4_5_VLMoeForConditionalGeneration")
     aliases = {
         "ernie-4.5-vl": "ernie-4.5-vl-28b-a3b",
         "ernie4.5-vl": "ernie-4.5-vl-28b-a3b",

@@ -59,7 +59,7 @@ class Gemma3Adapter(TiledAdapter):
             )
         return images
 
-    vllm = VllmSource("gemma3_mm.py", "Gemma3ForConditionalGeneration")
+    vllm = VllmSource("model_executor/models/gemma3_mm.py", "Gemma3ForConditionalGeneration")
     aliases = {"gemma3": "gemma-3-27b", "gemma-3": "gemma-3-27b"}
 
 

@@ -126,7 +126,7 @@ class Gemma4Adapter(Adapter):
     def forward(self, tower, inputs: dict):
         return (tower(**inputs),)
 
-    vllm = VllmSource("gemma4_mm.py", "Gemma4ForConditionalGeneration")
+    vllm = VllmSource("model_executor/models/gemma4_mm.py", "Gemma4ForConditionalGeneration")
     aliases = {"gemma4": "gemma-4-31b", "gemma-4": "gemma-4-31b"}
 
 

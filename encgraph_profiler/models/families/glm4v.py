@@ -24,7 +24,7 @@ from .qwen2_vl import Qwen2VLAdapter
 class Glm4vAdapter(Qwen2VLAdapter):
     family = "glm4v"
     model_types = ("glm4v",)
-    vllm = VllmSource("glm4_1v.py", "Glm4vForConditionalGeneration")
+    vllm = VllmSource("model_executor/models/glm4_1v.py", "Glm4vForConditionalGeneration")
     aliases = {"glm-4.1v": "glm-4.1v-9b", "glm4v": "glm-4.1v-9b"}
     config_class_name = "transformers:Glm4vConfig"
     tower_class_name = "transformers.models.glm4v.modeling_glm4v:Glm4vVisionModel"

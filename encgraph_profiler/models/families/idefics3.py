@@ -48,7 +48,7 @@ def _tower_module(vision_class: str, connector_class: str):
 class Idefics3Adapter(TiledAdapter):
     family = "idefics3"
     model_types = ("idefics3",)
-    vllm = VllmSource("idefics3.py", "Idefics3ForConditionalGeneration")
+    vllm = VllmSource("model_executor/models/idefics3.py", "Idefics3ForConditionalGeneration")
     config_class_name = "transformers:Idefics3Config"
     model_class_name = "transformers:Idefics3ForConditionalGeneration"
     vision_class_name = "transformers.models.idefics3.modeling_idefics3:Idefics3VisionTransformer"

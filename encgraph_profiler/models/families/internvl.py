@@ -131,7 +131,7 @@ class InternVLAdapter(TiledAdapter):
     def tiles(self, config, budget: int, items: int) -> int:
         return max(budget // self.tokens_per_tile(config), 1)
 
-    vllm = VllmSource("internvl.py", "InternVLChatModel")
+    vllm = VllmSource("model_executor/models/internvl.py", "InternVLChatModel")
     aliases = {"internvl": "internvl3-1b", "internvl3": "internvl3-1b"}
 
 

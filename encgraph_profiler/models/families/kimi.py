@@ -156,7 +156,7 @@ def _kimi_vl(data: dict[str, Any], source: str) -> dict[str, Any]:
 class KimiK25Adapter(Adapter):
     family = "kimi-k2.5"
     model_types = ("kimi_k25",)
-    vllm = VllmSource("kimi_k25.py", "KimiK25ForConditionalGeneration")
+    vllm = VllmSource("model_executor/models/kimi_k25.py", "KimiK25ForConditionalGeneration")
     aliases = {"kimi": "kimi-k2.5"}
     own_forms = {"kimi_k25": _kimi_k25}  # Moonshot's own form shares transformers' model_type
     config_class_name = "transformers:Kimi_K25Config"
@@ -267,7 +267,7 @@ class KimiK25Adapter(Adapter):
 class KimiVLAdapter(KimiK25Adapter):
     family = "kimi-vl"
     model_types = ("kimi_vl",)
-    vllm = VllmSource("kimi_vl.py", "KimiVLForConditionalGeneration")
+    vllm = VllmSource("model_executor/models/kimi_vl.py", "KimiVLForConditionalGeneration")
     aliases = {"kimi-vl": "kimi-vl-a3b"}
     own_forms = {"kimi_vl": _kimi_vl}  # read by Kimi-K2.5's classes
     captures_video = False  # kimi_vl.py: no frames per video, images only

@@ -159,7 +159,7 @@ class Lfm2VlAdapter(Adapter):
     def forward(self, tower, inputs: dict):
         return (tower(**inputs),)
 
-    vllm = VllmSource("lfm2_vl.py", "Lfm2VLForConditionalGeneration")
+    vllm = VllmSource("model_executor/models/lfm2_vl.py", "Lfm2VLForConditionalGeneration")
     aliases = {"lfm2-vl": "lfm2-vl-1.6b"}
 
 

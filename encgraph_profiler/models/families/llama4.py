@@ -74,7 +74,7 @@ class Llama4Adapter(TiledAdapter):
     def tiles(self, config, budget: int, items: int) -> int:
         return max(1, -(-budget // self.tokens_per_tile(config)))
 
-    vllm = VllmSource("mllama4.py", "Llama4ForConditionalGeneration")
+    vllm = VllmSource("model_executor/models/mllama4.py", "Llama4ForConditionalGeneration")
     aliases = {
         "llama4": "llama-4-scout-17b-16e",
         "llama-4": "llama-4-scout-17b-16e",

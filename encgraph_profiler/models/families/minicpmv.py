@@ -8,7 +8,7 @@ the resampler. 4.6 and 4.7 have no resampler and vLLM captures no encoder graphs
 
 from __future__ import annotations
 
-from ..base import Refusal
+from ..base import Refusal, VllmSource
 
 _WITHOUT_RESAMPLER = (
     "{model} has no resampler (a window-attention merger inside the ViT, then a merger), the part by "
@@ -24,6 +24,7 @@ REFUSALS = (
         "MiniCPM-V 2.5 to 4.5 publish a minicpmv config for their own code (a ViT and a resampler), which "
         "encgraph does not run and transformers has no class for; this family is not supported yet",
         ("minicpm-v", "minicpm-llama3-v-2-5", "minicpm-v-2-6", "minicpm-v-4", "minicpm-v-4-5"),
+        (VllmSource("model_executor/models/minicpmv.py", "_MiniCPMVEncoderCudaGraphMixin"),),
     ),
     Refusal(
         "minicpmv4_6", _WITHOUT_RESAMPLER.format(model="MiniCPM-V 4.6", engine=_NO_VLLM_GRAPHS), ("minicpm-v-4-6",)

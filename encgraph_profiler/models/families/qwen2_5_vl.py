@@ -39,7 +39,7 @@ class Qwen2_5VLAdapter(Qwen2VLAdapter):
             inputs["cu_window_seqlens"] = cu_window_seqlens
         return inputs
 
-    vllm = VllmSource("qwen2_5_vl.py", "Qwen2_5_VLForConditionalGeneration")
+    vllm = VllmSource("model_executor/models/qwen2_5_vl.py", "Qwen2_5_VLForConditionalGeneration")
     aliases = {"qwen2.5-vl": "qwen2.5-vl-7b"}
 
 

@@ -105,7 +105,7 @@ class Qwen2VLAdapter(Adapter):
     def reference_forward(self, tower, inputs: dict):
         return (tower(inputs["hidden_states"], inputs["grid_thw"]).pooler_output,)
 
-    vllm = VllmSource("qwen2_vl.py", "Qwen2VLForConditionalGeneration")
+    vllm = VllmSource("model_executor/models/qwen2_vl.py", "Qwen2VLForConditionalGeneration")
     aliases = {"qwen2-vl": "qwen2-vl-7b"}
 
 

@@ -40,7 +40,7 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
     def reference_forward(self, tower, inputs: dict):
         return self._outputs(tower(inputs["hidden_states"], inputs["grid_thw"]))
 
-    vllm = VllmSource("qwen3_vl.py", "Qwen3VLForConditionalGeneration")
+    vllm = VllmSource("model_executor/models/qwen3_vl.py", "Qwen3VLForConditionalGeneration")
     aliases = {"qwen3-vl": "qwen3-vl-8b"}
 
 

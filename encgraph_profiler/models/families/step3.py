@@ -4,7 +4,7 @@ here) follow."""
 
 from __future__ import annotations
 
-from ..base import Refusal
+from ..base import Refusal, VllmSource
 
 REFUSALS = (
     Refusal(
@@ -13,5 +13,6 @@ REFUSALS = (
         "transformers has no class for; this model is not supported yet (Step3-VL-10B, model_type step_robotics, "
         "and Step-3.7, model_type step3p7, are)",
         ("step3",),
+        (VllmSource("model_executor/models/step3_vl.py", "Step3VLForConditionalGeneration"),),
     ),
 )

@@ -69,7 +69,7 @@ def _downsampled(side: int) -> int:
 class Step3p7Adapter(TwoPathAdapter):
     family = "step3p7"
     model_types = ("step3p7",)
-    vllm = VllmSource("step3_vl.py", "Step3VLForConditionalGeneration")
+    vllm = VllmSource("model_executor/models/step3_vl.py", "Step3VLForConditionalGeneration")
     hub_ids = {
         "step-3.7": "stepfun-ai/Step-3.7-Flash",
         "step-3.7-flash": "stepfun-ai/Step-3.7-Flash",
