@@ -28,7 +28,7 @@ def test_captured_module_equals_the_models_own_image_features():
 def test_layout_is_glm41vs_as_vllm_captures_it():
     """GlmOcrForConditionalGeneration keeps glm4_1v.py's rules: k items of [1, m, floor(B / k) * m]."""
     glm_ocr, glm4v = resolve("tiny-glm-ocr").adapter, resolve("tiny-glm4v").adapter
-    assert glm_ocr.vllm == glm4v.vllm and glm_ocr.vllm.file == "glm4_1v.py"
+    assert glm_ocr.vllm == glm4v.vllm and glm_ocr.vllm.file == "model_executor/models/glm4_1v.py"
     setup = prepare(ProfileRequest(model="tiny-glm-ocr", budgets=(1000, 2048), max_items=64, attn="sdpa"))
     assert [(layout.budget, layout.items, layout.grids[0], layout.tokens) for layout in setup.layouts] == [
         (2048, 64, (1, 2, 64), 2048),
