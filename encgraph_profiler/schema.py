@@ -141,8 +141,23 @@ class ModelFacts:
     max_position_embeddings: int | None
 
 
+class OnGraph:
+    """A row about one graph, named by its encoder path and budget."""
+
+    path: str
+    budget: int
+
+    @property
+    def key(self) -> GraphKey:
+        return GraphKey(self.path, self.budget)
+
+    @property
+    def label(self) -> str:
+        return self.key.label
+
+
 @dataclass(frozen=True)
-class BudgetResult:
+class BudgetResult(OnGraph):
     """One captured budget. Bytes are exact allocator or NVML figures; times are milliseconds."""
 
     budget: int
@@ -164,17 +179,9 @@ class BudgetResult:
     replay_max_abs_diff: float | None  # None where the difference is not finite (NaN or inf in an output)
     path: str = ""  # the encoder path of this budget's graph, for families with more than one
 
-    @property
-    def key(self) -> GraphKey:
-        return GraphKey(self.path, self.budget)
-
-    @property
-    def label(self) -> str:
-        return self.key.label
-
 
 @dataclass(frozen=True)
-class UnmeasuredBudget:
+class UnmeasuredBudget(OnGraph):
     """A requested budget with no measurement, and why."""
 
     budget: int
@@ -182,14 +189,6 @@ class UnmeasuredBudget:
     reason: str  # one line
     requested_bytes: int | None = None  # the allocation that did not fit, when the allocator said
     path: str = ""  # as in BudgetResult
-
-    @property
-    def key(self) -> GraphKey:
-        return GraphKey(self.path, self.budget)
-
-    @property
-    def label(self) -> str:
-        return self.key.label
 
 
 @dataclass(frozen=True)

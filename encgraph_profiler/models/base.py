@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from ..errors import UsageError
 from ..ladder import doubling_ladder
-from ..schema import GraphKey
+from ..schema import OnGraph
 from ..units import is_whole_number
 
 # Vision-config fields that are whole positive numbers wherever a family has them.
@@ -98,7 +98,7 @@ def canonical_dtype(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class Layout:
+class Layout(OnGraph):
     """How one budget is fed to the tower when its graph is captured."""
 
     budget: int
@@ -109,14 +109,6 @@ class Layout:
     meaning: str = ""  # the budget in the user's terms: "8,192 tokens = 128 images of 28x1792 px, ..."
     max_seqlen: int = 0  # the longest sequence packed attention is told of; 0: the longest there is
     path: str = ""  # the encoder path whose graph this is, for families with more than one; "" otherwise
-
-    @property
-    def key(self) -> GraphKey:
-        return GraphKey(self.path, self.budget)
-
-    @property
-    def label(self) -> str:
-        return self.key.label
 
 
 class Adapter:

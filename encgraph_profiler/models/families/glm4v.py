@@ -21,6 +21,25 @@ from ..base import Layout, VllmSource
 from .qwen2_vl import Qwen2VLAdapter
 
 
+def as_frames(layout: Layout) -> Layout:
+    """transformers' GLM towers take a video as its frames, each an image of grid [1, h, w] (as
+    Glm4vModel.get_video_features hands them over): the same sequences, one per frame."""
+    return replace(layout, grids=tuple((1, h, w) for t, h, w in layout.grids for _ in range(t)))
+
+
+def blocks_and_merger(tower, hidden, rotary, inputs: dict) -> tuple:
+    """The ViT blocks over the packed sequences, then the 2 x 2 merging convolution and the merger."""
+    for block in tower.blocks:
+        hidden = block(
+            hidden, cu_seqlens=inputs["cu_seqlens"], max_seqlen=inputs.get("max_seqlen"), position_embeddings=rotary
+        )
+    hidden = tower.post_layernorm(hidden)
+    m = tower.spatial_merge_size
+    hidden = hidden.view(-1, m, m, hidden.shape[-1]).permute(0, 3, 1, 2)
+    hidden = tower.downsample(hidden).view(-1, tower.config.out_hidden_size)
+    return (tower.merger(hidden),)
+
+
 class Glm4vAdapter(Qwen2VLAdapter):
     family = "glm4v"
     model_types = ("glm4v",)
@@ -35,10 +54,7 @@ class Glm4vAdapter(Qwen2VLAdapter):
         return budget // items  # floor(B / k)
 
     def make_inputs(self, tower, vision_config, layout: Layout, dtype: str, device, generator) -> dict:
-        # transformers' GLM tower takes a video as its frames, each an image of grid [1, h, w] (as
-        # Glm4vModel.get_video_features hands them over): the same sequences, one per frame.
-        frames = tuple((1, h, w) for t, h, w in layout.grids for _ in range(t))
-        inputs = super().make_inputs(tower, vision_config, replace(layout, grids=frames), dtype, device, generator)
+        inputs = super().make_inputs(tower, vision_config, as_frames(layout), dtype, device, generator)
         cu_seqlens = inputs["cu_seqlens"]
         inputs["lengths"] = (cu_seqlens[1:] - cu_seqlens[:-1]).to(device)
         return inputs
@@ -49,15 +65,7 @@ class Glm4vAdapter(Qwen2VLAdapter):
         hidden = tower.post_conv_layernorm(tower.patch_embed(inputs["hidden_states"]))
         rotary = tower.rotary_pos_emb(hidden, position_ids)
         hidden = tower.embeddings(hidden, inputs["lengths"], inputs["grid_thw"], position_ids[:, 0], position_ids[:, 1])
-        for block in tower.blocks:
-            hidden = block(
-                hidden, cu_seqlens=inputs["cu_seqlens"], max_seqlen=inputs.get("max_seqlen"), position_embeddings=rotary
-            )
-        hidden = tower.post_layernorm(hidden)
-        m = tower.spatial_merge_size
-        hidden = hidden.view(-1, m, m, hidden.shape[-1]).permute(0, 3, 1, 2)
-        hidden = tower.downsample(hidden).view(-1, tower.config.out_hidden_size)
-        return (tower.merger(hidden),)
+        return blocks_and_merger(tower, hidden, rotary, inputs)
 
     def reference_forward(self, tower, inputs: dict):
         """The tower's own forward, which runs where every tensor is on one device (the CPU)."""

@@ -11,10 +11,8 @@ steps directly, as for GLM-4.1V, so that no grid-dependent tensor is derived ins
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ..base import Layout
-from .glm4v import Glm4vAdapter
+from .glm4v import Glm4vAdapter, as_frames, blocks_and_merger
 from .qwen2_vl import Qwen2VLAdapter
 
 
@@ -27,25 +25,13 @@ class GlmOcrAdapter(Glm4vAdapter):
     model_class_name = "transformers:GlmOcrForConditionalGeneration"
 
     def make_inputs(self, tower, vision_config, layout: Layout, dtype: str, device, generator) -> dict:
-        # A video as its frames, each an image of grid [1, h, w], as GLM-4.1V's tower takes it.
-        frames = tuple((1, h, w) for t, h, w in layout.grids for _ in range(t))
-        return Qwen2VLAdapter.make_inputs(
-            self, tower, vision_config, replace(layout, grids=frames), dtype, device, generator
-        )
+        """Qwen2-VL's inputs for the frames, without GLM-4.1V's per-image lengths (no position table)."""
+        return Qwen2VLAdapter.make_inputs(self, tower, vision_config, as_frames(layout), dtype, device, generator)
 
     def forward(self, tower, inputs: dict):
         """The steps of GlmOcrVisionModel.forward, with the positions and segments given."""
         hidden = tower.patch_embed(inputs["hidden_states"])
-        rotary = tower.rotary_pos_emb(hidden, inputs["position_ids"])
-        for block in tower.blocks:
-            hidden = block(
-                hidden, cu_seqlens=inputs["cu_seqlens"], max_seqlen=inputs.get("max_seqlen"), position_embeddings=rotary
-            )
-        hidden = tower.post_layernorm(hidden)
-        m = tower.spatial_merge_size
-        hidden = hidden.view(-1, m, m, hidden.shape[-1]).permute(0, 3, 1, 2)
-        hidden = tower.downsample(hidden).view(-1, tower.config.out_hidden_size)
-        return (tower.merger(hidden),)
+        return blocks_and_merger(tower, hidden, tower.rotary_pos_emb(hidden, inputs["position_ids"]), inputs)
 
 
 ADAPTERS = (GlmOcrAdapter(),)
