@@ -21,7 +21,7 @@ from .units import MiB, parse_percent, parse_size
 BUDGET_FIGURES = ("pool_reserved_bytes", "pool_growth_bytes", "static_io_bytes", "non_allocator_bytes")
 POOL_FIGURE = "reserved_bytes"
 TOTAL_FIGURE = "total_bytes"
-FIGURES = BUDGET_FIGURES + (POOL_FIGURE, TOTAL_FIGURE)
+FIGURES = (*BUDGET_FIGURES, POOL_FIGURE, TOTAL_FIGURE)
 
 DEFAULT_RELATIVE = 0.05
 DEFAULT_ABSOLUTE_BYTES = 8 * MiB
@@ -158,8 +158,9 @@ def assess(report: Report) -> Assessment:
     if not report.budgets:
         problems.append("has no measured budgets")
     if report.stopped_by:
-        problems.append(f"stopped early ({report.stopped_by}) after {len(report.budgets)} of "
-                        f"{len(report.settings.budgets)} budgets")
+        problems.append(
+            f"stopped early ({report.stopped_by}) after {len(report.budgets)} of {len(report.settings.budgets)} budgets"
+        )
     not_measured = [f"{u.label} ({u.status.words})" for u in report.unmeasured]
     if not_measured:
         problems.append(f"did not measure budget {', '.join(not_measured)}")
@@ -167,8 +168,9 @@ def assess(report: Report) -> Assessment:
         problems.append(f"has graphs whose replay differed from eager at budget {', '.join(report.replay_mismatches)}")
     if not problems:
         return Assessment(ExitCode.OK, ())
-    return Assessment(_STOPPED.get(report.stopped_by, ExitCode.CAPTURE) if report.stopped_by else ExitCode.CAPTURE,
-                      tuple(problems))
+    return Assessment(
+        _STOPPED.get(report.stopped_by, ExitCode.CAPTURE) if report.stopped_by else ExitCode.CAPTURE, tuple(problems)
+    )
 
 
 def runs_exit_code(codes: list[int]) -> ExitCode:
@@ -180,16 +182,30 @@ def runs_exit_code(codes: list[int]) -> ExitCode:
 
 
 def _settings_fingerprint(settings: Settings) -> dict[str, object]:
-    return {"model": settings.model, "dtype": settings.dtype, "attn": settings.attn,
-            "budgets": tuple(settings.budgets), "max_items": settings.max_items, "pool": settings.pool, "order": settings.order,
-            "capture": settings.capture, "max_frames_per_batch": settings.max_frames_per_batch}
+    return {
+        "model": settings.model,
+        "dtype": settings.dtype,
+        "attn": settings.attn,
+        "budgets": tuple(settings.budgets),
+        "max_items": settings.max_items,
+        "pool": settings.pool,
+        "order": settings.order,
+        "capture": settings.capture,
+        "max_frames_per_batch": settings.max_frames_per_batch,
+    }
 
 
 def fingerprint(report: Report) -> dict[str, object]:
     """What two reports must share to be compared: the measurement's settings and environment."""
     p = report.provenance
-    return {**_settings_fingerprint(report.settings), "gpu": p.gpu_name, "torch": p.torch, "transformers": p.transformers,
-            "allocator_conf": p.allocator_conf, "predicted": report.predicted}
+    return {
+        **_settings_fingerprint(report.settings),
+        "gpu": p.gpu_name,
+        "torch": p.torch,
+        "transformers": p.transformers,
+        "allocator_conf": p.allocator_conf,
+        "predicted": report.predicted,
+    }
 
 
 def settings_mismatches(baseline: Report, settings: Settings) -> tuple[str, ...]:
@@ -212,16 +228,26 @@ def _row(scope: str, figure: str, baseline: int | None, current: int | None, tol
 
 
 def compare(
-    baseline: Report, current: Report, tolerance: Tolerance = Tolerance(), allow_env_mismatch: bool = False,
-    fail_on_improvement: bool = False, allow_incomplete: bool = False,
+    baseline: Report,
+    current: Report,
+    tolerance: Tolerance = Tolerance(),
+    allow_env_mismatch: bool = False,
+    fail_on_improvement: bool = False,
+    allow_incomplete: bool = False,
 ) -> CheckResult:
     """Compare ``current`` with ``baseline``. Raises NotGateable for a report that cannot vouch for
     its figures (see ``assess``) unless ``allow_incomplete``, and ReportError for reports made
     under different conditions unless ``allow_env_mismatch``."""
-    problems = tuple(f"the {role} report {problem}" for role, report in (("baseline", baseline), ("current", current))
-                     for problem in assess(report).problems)
+    problems = tuple(
+        f"the {role} report {problem}"
+        for role, report in (("baseline", baseline), ("current", current))
+        for problem in assess(report).problems
+    )
     if problems and not allow_incomplete:
-        raise NotGateable(f"{'; '.join(problems)}: a gate cannot pass it; re-run `encgraph profile`, or pass --allow-incomplete to compare what was measured")
+        raise NotGateable(
+            f"{'; '.join(problems)}: a gate cannot pass it; re-run `encgraph profile`, or pass --allow-incomplete "
+            "to compare what was measured"
+        )
     base_fp, cur_fp = fingerprint(baseline), fingerprint(current)
     mismatches = tuple(f"{k}: {base_fp[k]} -> {cur_fp[k]}" for k in base_fp if base_fp[k] != cur_fp[k])
     if mismatches and not allow_env_mismatch:
@@ -229,22 +255,35 @@ def compare(
             f"the reports were made under different conditions ({'; '.join(mismatches)}); "
             "refresh the baseline, or pass --allow-env-mismatch to compare anyway"
         )
+    rows = (*_budget_rows(baseline, current, tolerance), *_pool_rows(baseline, current, tolerance))
+    return CheckResult(current.settings.model, rows, mismatches, fail_on_improvement, problems)
+
+
+def _budget_rows(baseline: Report, current: Report, tolerance: Tolerance) -> list[Row]:
+    """Each budget's figures, path by path, largest first; a budget on one side only is one row."""
     rows: list[Row] = []
-    base_budgets = {b.key: b for b in baseline.budgets}
-    cur_budgets = {b.key: b for b in current.budgets}
-    for budget in sorted(set(base_budgets) | set(cur_budgets), key=lambda key: (key[0], -key[1])):
-        scope = f"budget {budget.label}"
-        if budget not in cur_budgets:
-            rows.append(Row(scope, "pool_reserved_bytes", base_budgets[budget].pool_reserved_bytes, None, None, RowStatus.ONLY_IN_BASELINE))
-            continue
-        if budget not in base_budgets:
-            rows.append(Row(scope, "pool_reserved_bytes", None, cur_budgets[budget].pool_reserved_bytes, None, RowStatus.ONLY_IN_CURRENT))
-            continue
-        for figure in BUDGET_FIGURES:
-            rows.append(_row(scope, figure, getattr(base_budgets[budget], figure), getattr(cur_budgets[budget], figure), tolerance))
-    base_pools = {p.pool: p for p in baseline.pools}
-    for pool in current.pools:
-        before = base_pools.get(pool.pool)
-        rows.append(_row(f"pool {pool.pool.value}", POOL_FIGURE, before.reserved_bytes if before else None, pool.reserved_bytes, tolerance))
-    rows.append(_row("total", TOTAL_FIGURE, baseline.total_bytes, current.total_bytes, tolerance))
-    return CheckResult(current.settings.model, tuple(rows), mismatches, fail_on_improvement, problems)
+    base = {b.key: b for b in baseline.budgets}
+    cur = {b.key: b for b in current.budgets}
+    for key in sorted(set(base) | set(cur), key=lambda k: (k.path, -k.budget)):
+        scope = f"budget {key.label}"
+        if key not in cur:
+            rows.append(
+                Row(scope, "pool_reserved_bytes", base[key].pool_reserved_bytes, None, None, RowStatus.ONLY_IN_BASELINE)
+            )
+        elif key not in base:
+            rows.append(
+                Row(scope, "pool_reserved_bytes", None, cur[key].pool_reserved_bytes, None, RowStatus.ONLY_IN_CURRENT)
+            )
+        else:
+            rows += [_row(scope, f, getattr(base[key], f), getattr(cur[key], f), tolerance) for f in BUDGET_FIGURES]
+    return rows
+
+
+def _pool_rows(baseline: Report, current: Report, tolerance: Tolerance) -> list[Row]:
+    """Each pool's reserved bytes, then the process total."""
+    before = {p.pool: p.reserved_bytes for p in baseline.pools}
+    rows = [
+        _row(f"pool {p.pool.value}", POOL_FIGURE, before.get(p.pool), p.reserved_bytes, tolerance)
+        for p in current.pools
+    ]
+    return [*rows, _row("total", TOTAL_FIGURE, baseline.total_bytes, current.total_bytes, tolerance)]

@@ -8,9 +8,14 @@ import json
 from .check import CheckResult, Row, RowStatus
 from .units import mib
 
-STATUS_MARK = {RowStatus.PASS: "✅ pass", RowStatus.REGRESSION: "❌ regression", RowStatus.IMPROVEMENT: "⬇️ improvement",
-               RowStatus.NOT_AVAILABLE: "n/a", RowStatus.ONLY_IN_BASELINE: "➖ only in baseline",
-               RowStatus.ONLY_IN_CURRENT: "➕ only in current"}
+STATUS_MARK = {
+    RowStatus.PASS: "✅ pass",
+    RowStatus.REGRESSION: "❌ regression",
+    RowStatus.IMPROVEMENT: "⬇️ improvement",
+    RowStatus.NOT_AVAILABLE: "n/a",
+    RowStatus.ONLY_IN_BASELINE: "\N{HEAVY MINUS SIGN} only in baseline",
+    RowStatus.ONLY_IN_CURRENT: "\N{HEAVY PLUS SIGN} only in current",
+}
 
 
 def percent(row: Row) -> str:
@@ -36,7 +41,8 @@ def markdown(result: CheckResult) -> str:
     for r in result.rows:
         delta = "" if r.delta is None else mib(r.delta, signed=True)
         lines.append(
-            f"| {STATUS_MARK[r.status]} | {r.scope} | `{r.figure}` | {mib(r.baseline)} | {mib(r.current)} | {delta} | {percent(r)} |"
+            f"| {STATUS_MARK[r.status]} | {r.scope} | `{r.figure}` | {mib(r.baseline)} | {mib(r.current)} | {delta} "
+            f"| {percent(r)} |"
         )
     lines += [f"> {w}" for w in result.warnings]
     return "\n".join(lines) + "\n"
@@ -50,8 +56,15 @@ def as_json(result: CheckResult) -> str:
         "improvements": len(result.improvements),
         "warnings": list(result.warnings),
         "rows": [
-            {"scope": r.scope, "figure": r.figure, "status": r.status.value, "baseline": r.baseline, "current": r.current,
-             "delta": r.delta, "allowed": r.allowed_bytes}
+            {
+                "scope": r.scope,
+                "figure": r.figure,
+                "status": r.status.value,
+                "baseline": r.baseline,
+                "current": r.current,
+                "delta": r.delta,
+                "allowed": r.allowed_bytes,
+            }
             for r in result.rows
         ],
     }
@@ -75,8 +88,12 @@ def bencher(result: CheckResult) -> str:
 def github_benchmark(result: CheckResult) -> str:
     """github-action-benchmark ``customSmallerIsBetter``: a list of {name, unit, value}."""
     data = [
-        {"name": f"{result.model} {r.scope} {r.figure}", "unit": "bytes", "value": r.current,
-         "extra": f"baseline {r.baseline}; status {r.status.value}"}
+        {
+            "name": f"{result.model} {r.scope} {r.figure}",
+            "unit": "bytes",
+            "value": r.current,
+            "extra": f"baseline {r.baseline}; status {r.status.value}",
+        }
         for r in result.rows
         if r.current is not None
     ]

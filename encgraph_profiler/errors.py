@@ -25,31 +25,67 @@ class ExitCode(IntEnum):
         return member
 
     OK = 0, "ok", "success: everything asked was measured, predicted, gated, planned or written"
-    REGRESSION = 1, "regression", (
-        "a figure grew beyond tolerance, a budget of the baseline is missing, or a figure shrank beyond "
-        "tolerance with `--fail-on-improvement`")
-    USAGE = 2, "bad input", (
-        "a bad option or value, unknown model, bad or incomplete model config, bad budgets, an unreadable "
-        "`--vllm-log`, an output path that cannot be written or is one of the command's inputs, `--attn varlen` "
-        "for a tower that does not pack sequences, `--max-frames-per-batch` without `--as vllm`")
-    ENVIRONMENT = 3, "environment", (
-        "no CUDA device, an allocator setting that is not supported or modelled (`cudaMallocAsync`, "
-        "`roundup_power2_divisions`), `--attn flash_attention_2` without flash-attn, `--attn varlen` with torch "
-        "older than 2.9")
-    CAPTURE = 4, "a budget not measured", (
-        "a budget ran out of memory or failed to capture, or its replay differed from eager; every other "
-        "budget is still in the report")
-    BAD_REPORT = 5, "bad report", (
-        "a report is unreadable, truncated, malformed (the message names the field), of another schema "
-        "version, or from other settings or another environment")
+    REGRESSION = (
+        1,
+        "regression",
+        (
+            "a figure grew beyond tolerance, a budget of the baseline is missing, or a figure shrank beyond "
+            "tolerance with `--fail-on-improvement`"
+        ),
+    )
+    USAGE = (
+        2,
+        "bad input",
+        (
+            "a bad option or value, unknown model, bad or incomplete model config, bad budgets, an unreadable "
+            "`--vllm-log`, an output path that cannot be written or is one of the command's inputs, `--attn varlen` "
+            "for a tower that does not pack sequences, `--max-frames-per-batch` without `--as vllm`"
+        ),
+    )
+    ENVIRONMENT = (
+        3,
+        "environment",
+        (
+            "no CUDA device, an allocator setting that is not supported or modelled (`cudaMallocAsync`, "
+            "`roundup_power2_divisions`), `--attn flash_attention_2` without flash-attn, `--attn varlen` with torch "
+            "older than 2.9"
+        ),
+    )
+    CAPTURE = (
+        4,
+        "a budget not measured",
+        (
+            "a budget ran out of memory or failed to capture, or its replay differed from eager; every other "
+            "budget is still in the report"
+        ),
+    )
+    BAD_REPORT = (
+        5,
+        "bad report",
+        (
+            "a report is unreadable, truncated, malformed (the message names the field), of another schema "
+            "version, or from other settings or another environment"
+        ),
+    )
     DOES_NOT_FIT = 6, "does not fit", "no room for the KV cache, or less than one max-length request"
-    NOT_GATEABLE = 7, "report not gateable", (
-        "a report is incomplete, has no budgets, or its replay differed from eager: a gate never passes it "
-        "(`--allow-incomplete` compares what was measured)")
-    NOT_WRITTEN = 8, "written elsewhere", (
-        "the result could not be written where asked at the end; it went to the path the message names")
-    INTERNAL = 70, "internal error", (
-        "a bug in encgraph: the message says how to get the traceback; please report it (EX_SOFTWARE)")
+    NOT_GATEABLE = (
+        7,
+        "report not gateable",
+        (
+            "a report is incomplete, has no budgets, or its replay differed from eager: a gate never passes it "
+            "(`--allow-incomplete` compares what was measured)"
+        ),
+    )
+    NOT_WRITTEN = (
+        8,
+        "written elsewhere",
+        ("the result could not be written where asked at the end; it went to the path the message names"),
+    )
+    INTERNAL = (
+        70,
+        "internal error",
+        ("a bug in encgraph: the message says how to get the traceback; please report it (EX_SOFTWARE)"),
+    )
     INTERRUPTED = 130, "SIGINT", "interrupted by SIGINT (Ctrl-C); what was measured is kept"
     TERMINATED = 143, "SIGTERM", "terminated by SIGTERM; what was measured is kept"
 

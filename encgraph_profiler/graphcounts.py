@@ -104,7 +104,7 @@ def capture_sizes(settings: DecoderSettings) -> tuple[int, ...]:
     limit = max_capture_size(settings)
     if settings.cudagraph_capture_sizes:
         return tuple(sorted({s for s in settings.cudagraph_capture_sizes if s <= limit}))
-    sizes = [1, 2, 4] + list(range(8, min(limit + 1, 256), 8)) + list(range(256, limit + 1, 16))
+    sizes = [1, 2, 4, *range(8, min(limit + 1, 256), 8), *range(256, limit + 1, 16)]
     sizes = [s for s in sizes if s <= limit]
     if settings.max_num_batched_tokens <= limit and settings.max_num_batched_tokens not in sizes:
         sizes.append(settings.max_num_batched_tokens)
@@ -151,5 +151,5 @@ def encoder_group(budgets: tuple[int, ...]) -> GraphGroup:
 def graph_counts(settings: DecoderSettings, budgets: tuple[int, ...] | None) -> GraphCounts:
     groups = decoder_groups(settings)
     if budgets:
-        groups = groups + (encoder_group(budgets),)
+        groups = (*groups, encoder_group(budgets))
     return GraphCounts(groups)

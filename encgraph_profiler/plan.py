@@ -10,7 +10,6 @@ vLLM start-up log states about the real deployment, which wins over measurement 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
 from .errors import ReportError, UsageError
 from .models.base import DTYPES
@@ -95,8 +94,9 @@ class PlanInputs:
     def scenario(self, gpu: tuple[str, int, str] | None, utilization: float) -> PlanInputs:
         """The same plan on another GPU (None: this one), at a utilization the user gave (--what-if)."""
         label, total, source = gpu or (self.gpu, self.total_bytes, self.total_source)
-        return replace(self, gpu=label, total_bytes=total, total_source=source, utilization=utilization,
-                       utilization_source="user")
+        return replace(
+            self, gpu=label, total_bytes=total, total_source=source, utilization=utilization, utilization_source="user"
+        )
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,9 @@ class CapacityPlan:
 
 def check_kv_cache_dtype(kv_cache_dtype: str) -> None:
     if kv_cache_dtype != "auto" and kv_cache_dtype not in KV_DTYPE_BYTES:
-        raise UsageError(f"unknown --kv-cache-dtype {kv_cache_dtype!r}; choose auto or one of {', '.join(KV_DTYPE_BYTES)}")
+        raise UsageError(
+            f"unknown --kv-cache-dtype {kv_cache_dtype!r}; choose auto or one of {', '.join(KV_DTYPE_BYTES)}"
+        )
 
 
 def _kv_per_token(report: Report, kv_cache_dtype: str) -> int | None:
@@ -175,7 +177,9 @@ def _log_terms(inputs: PlanInputs, report: Report, encoder_bytes: int, activatio
     elif log.activation_bytes is not None:
         activation_term = Term("activation peak (vLLM's profiling run)", log.activation_bytes, LOG)
     else:
-        activation_term = Term("activation peak: the encoder's alone (the language model's is not included)", activation, _source(report))
+        activation_term = Term(
+            "activation peak: the encoder's alone (the language model's is not included)", activation, _source(report)
+        )
     if inputs.decoder_graph_bytes is not None:
         decoder = Term("decoder graphs", inputs.decoder_graph_bytes, "user")
     elif (logged := _logged_graph_bytes(log)) is not None:
@@ -184,14 +188,23 @@ def _log_terms(inputs: PlanInputs, report: Report, encoder_bytes: int, activatio
         decoder = Term(name, logged, LOG)
     else:
         decoder = Term("decoder graphs", 0, "not measured")
-    encoder = (Term("encoder graphs: inside vLLM's logged graph memory", 0, LOG) if log.encoder_graphs and decoder.source == LOG
-               else Term("encoder graphs", encoder_bytes, _source(report)))
+    encoder = (
+        Term("encoder graphs: inside vLLM's logged graph memory", 0, LOG)
+        if log.encoder_graphs and decoder.source == LOG
+        else Term("encoder graphs", encoder_bytes, _source(report))
+    )
     return [
-        Term("weights", log.weights_bytes, LOG) if log.weights_bytes is not None
+        Term("weights", log.weights_bytes, LOG)
+        if log.weights_bytes is not None
         else Term("weights (parameters x dtype)", report.model.weight_bytes or 0, "config"),
         activation_term,
-        Term("outside the allocator (vLLM's non-torch memory)", log.non_torch_bytes, LOG) if log.non_torch_bytes is not None
-        else Term("outside the allocator (context, graph executables)", outside or 0, "measured" if outside is not None else "not measured"),
+        Term("outside the allocator (vLLM's non-torch memory)", log.non_torch_bytes, LOG)
+        if log.non_torch_bytes is not None
+        else Term(
+            "outside the allocator (context, graph executables)",
+            outside or 0,
+            "measured" if outside is not None else "not measured",
+        ),
         decoder,
         encoder,
     ]
@@ -199,7 +212,11 @@ def _log_terms(inputs: PlanInputs, report: Report, encoder_bytes: int, activatio
 
 def _kv_bytes(inputs: PlanInputs, report: Report, encoder_bytes: int, activation: int) -> tuple[list[Term], int]:
     requested = int(inputs.total_bytes * inputs.utilization)
-    source = inputs.total_source if inputs.utilization_source != LOG or inputs.total_source == LOG else f"{inputs.total_source}; utilization: {LOG}"
+    source = (
+        inputs.total_source
+        if inputs.utilization_source != LOG or inputs.total_source == LOG
+        else f"{inputs.total_source}; utilization: {LOG}"
+    )
     terms = [
         Term(f"requested = {inputs.gpu} total x {inputs.utilization:g}", requested, source),
         *_log_terms(inputs, report, encoder_bytes, activation),
@@ -215,33 +232,57 @@ def _log_notes(inputs: PlanInputs, report: Report, kv: int) -> list[str]:
     log = inputs.log
     if log is None:
         return []
-    notes = [f"the vLLM log is of {log.model}; this plan's encoder graphs are {report.settings.model}'s"] if log.model else []
+    notes = (
+        [f"the vLLM log is of {log.model}; this plan's encoder graphs are {report.settings.model}'s"]
+        if log.model
+        else []
+    )
     outside = report.pool(PoolName.OUTSIDE_ALLOCATOR).reserved_bytes
-    fallbacks = [("total GPU memory", log.total_bytes, f"{inputs.total_source} ({inputs.gpu})"),
-                 ("gpu_memory_utilization", log.utilization, f"{inputs.utilization_source} ({inputs.utilization:g})"),
-                 ("model loading", log.weights_bytes, "config"),
-                 ("activation peak", log.activation_bytes, "user" if inputs.activation_bytes is not None else "measured"),
-                 ("non-torch memory", log.non_torch_bytes, "measured" if outside is not None else "not measured"),
-                 ("CUDA graph memory", _logged_graph_bytes(log),
-                  "user" if inputs.decoder_graph_bytes is not None else "not measured (0)")]
+    fallbacks = [
+        ("total GPU memory", log.total_bytes, f"{inputs.total_source} ({inputs.gpu})"),
+        ("gpu_memory_utilization", log.utilization, f"{inputs.utilization_source} ({inputs.utilization:g})"),
+        ("model loading", log.weights_bytes, "config"),
+        ("activation peak", log.activation_bytes, "user" if inputs.activation_bytes is not None else "measured"),
+        ("non-torch memory", log.non_torch_bytes, "measured" if outside is not None else "not measured"),
+        (
+            "CUDA graph memory",
+            _logged_graph_bytes(log),
+            "user" if inputs.decoder_graph_bytes is not None else "not measured (0)",
+        ),
+    ]
     missing = [f"{what} (took {fallback})" for what, value, fallback in fallbacks if value is None]
     if missing:
         notes.append(f"the vLLM log has no line for: {'; '.join(missing)}")
-    corrections = [("weights", log.weights_bytes, report.model.weight_bytes, "counted from the config"),
-                   ("activation peak", log.activation_bytes, None if inputs.activation_bytes is not None else
-                    max((b.eager_peak_bytes for b in report.budgets), default=None), "the encoder's measured peak alone"),
-                   ("outside the allocator", log.non_torch_bytes, outside, "measured here")]
+    corrections = [
+        ("weights", log.weights_bytes, report.model.weight_bytes, "counted from the config"),
+        (
+            "activation peak",
+            log.activation_bytes,
+            None
+            if inputs.activation_bytes is not None
+            else max((b.eager_peak_bytes for b in report.budgets), default=None),
+            "the encoder's measured peak alone",
+        ),
+        ("outside the allocator", log.non_torch_bytes, outside, "measured here"),
+    ]
     for name, logged, otherwise, how in corrections:
         if logged is not None and otherwise is not None and logged != otherwise:
-            notes.append(f"the log sets {name} to {gib(logged)} GiB where a plan without it takes {gib(otherwise)} GiB ({how}): "
-                         f"{'+' if logged > otherwise else '-'}{gib(abs(logged - otherwise))} GiB")
+            notes.append(
+                f"the log sets {name} to {gib(logged)} GiB where a plan without it takes {gib(otherwise)} GiB ({how}): "
+                f"{'+' if logged > otherwise else '-'}{gib(abs(logged - otherwise))} GiB"
+            )
     encoder = _encoder_bytes(report)
     if log.kv_cache_suggested_bytes is not None and not log.encoder_graphs:
-        notes.append(f"vLLM suggested --kv-cache-memory={log.kv_cache_suggested_bytes} for that deployment; with the "
-                     f"encoder graphs measured here it becomes --kv-cache-memory={log.kv_cache_suggested_bytes - encoder}")
+        notes.append(
+            f"vLLM suggested --kv-cache-memory={log.kv_cache_suggested_bytes} for that deployment; with the "
+            f"encoder graphs measured here it becomes --kv-cache-memory={log.kv_cache_suggested_bytes - encoder}"
+        )
     if log.kv_cache_bytes is not None:
-        notes.append(f"vLLM itself sized the KV cache at {gib(log.kv_cache_bytes)} GiB; this plan, with the encoder graphs "
-                     f"measured here, leaves {gib(kv)} GiB ({'+' if kv >= log.kv_cache_bytes else '-'}{gib(abs(kv - log.kv_cache_bytes))} GiB)")
+        notes.append(
+            f"vLLM itself sized the KV cache at {gib(log.kv_cache_bytes)} GiB; this plan, with the encoder graphs "
+            f"measured here, leaves {gib(kv)} GiB ({'+' if kv >= log.kv_cache_bytes else '-'}"
+            f"{gib(abs(kv - log.kv_cache_bytes))} GiB)"
+        )
     return notes
 
 
@@ -256,8 +297,11 @@ def plan(report: Report, inputs: PlanInputs) -> CapacityPlan:
     activation = inputs.activation_bytes if inputs.activation_bytes is not None else largest.eager_peak_bytes
     terms, kv = _kv_bytes(inputs, report, _encoder_bytes(report), activation)
     per_token = _kv_per_token(report, inputs.kv_cache_dtype)
-    upper_bound = (per_token is not None and inputs.activation_bytes is None
-                   and (inputs.log is None or inputs.log.activation_bytes is None))
+    upper_bound = (
+        per_token is not None
+        and inputs.activation_bytes is None
+        and (inputs.log is None or inputs.log.activation_bytes is None)
+    )
     max_len = _max_len(inputs, report)
     kv_tokens = None if per_token is None else max(kv, 0) // per_token
     concurrency = None if kv_tokens is None or not max_len else kv_tokens / max_len
@@ -266,7 +310,11 @@ def plan(report: Report, inputs: PlanInputs) -> CapacityPlan:
     shortfall = 0 if fits else max(needed, 1) - kv
     if fits:
         at_most = "at most " if upper_bound else ""
-        verdict = "fits" if per_token is None else f"fits: {at_most}{kv_tokens:,} KV tokens, {concurrency:.2f} max-length requests"
+        verdict = (
+            "fits"
+            if per_token is None
+            else f"fits: {at_most}{kv_tokens:,} KV tokens, {concurrency:.2f} max-length requests"
+        )
     else:
         room = "no room for the KV cache" if kv <= 0 else "less than one max-length request"
         verdict = f"does not fit: {room}; short by {shortfall / GiB:.2f} GiB"
@@ -295,13 +343,16 @@ def _notes(report: Report, inputs: PlanInputs, kv: int, encoder_only: bool, uppe
     """What the plan cannot see or takes from elsewhere, each in one line."""
     notes = []
     if report.predicted:
-        notes.append("the encoder graphs and the activation peak are predicted without a GPU (`encgraph predict`), and "
-                     "nothing outside the allocator is counted: the CUDA context alone takes hundreds of MiB")
+        notes.append(
+            "the encoder graphs and the activation peak are predicted without a GPU (`encgraph predict`), and "
+            "nothing outside the allocator is counted: the CUDA context alone takes hundreds of MiB"
+        )
     if encoder_only:
         notes.append(f"{report.settings.model} is an encoder only: the plan covers the encoder side, no KV cache")
     if inputs.log is None and inputs.decoder_graph_bytes is None:
-        notes.append("decoder graph memory is not measured by encgraph: pass --decoder-graph-memory or --vllm-log to "
-                     "include it")
+        notes.append(
+            "decoder graph memory is not measured by encgraph: pass --decoder-graph-memory or --vllm-log to include it"
+        )
     notes.extend(_log_notes(inputs, report, kv))
     if upper_bound:
         notes.append(
@@ -341,42 +392,7 @@ def _fitting_ladder(report: Report, inputs: PlanInputs, activation: int) -> tupl
 def parse_what_if(text: str, utilization: float) -> list[tuple[tuple[str, int, str] | None, float]]:
     """--what-if "H100-80GB,L4,0.8": each item a GPU (at the plan's utilization) or a utilization (on
     the plan's GPU, None here)."""
-    return [(None, parse_utilization(item)) if item.replace(".", "", 1).isdigit() else (gpu_memory(item, None), utilization)
-            for item in (part.strip() for part in text.split(","))]
-
-
-# -- the plan's machine forms --------------------------------------------------------------------
-
-
-def as_dict(plan: CapacityPlan) -> dict[str, Any]:
-    """The plan as `plan --format json` writes it."""
-    return {
-        "model": plan.model, "gpu": plan.gpu, "fits": plan.fits, "verdict": plan.verdict,
-        "terms": [{"name": t.name, "bytes": t.bytes, "source": t.source} for t in plan.terms],
-        "kv_cache_bytes": plan.kv_cache_bytes, "kv_bytes_per_token": plan.kv_bytes_per_token,
-        "kv_tokens": plan.kv_tokens, "max_model_len": plan.max_model_len, "concurrency": plan.concurrency,
-        "kv_tokens_per_graph_gib": plan.tokens_per_graph_gib, "shortfall_bytes": plan.shortfall_bytes,
-        "fitting_ladder": plan.fitting_ladder, "vllm_flags": plan.vllm_flags, "notes": list(plan.notes),
-        "kv_is_upper_bound": plan.kv_is_upper_bound,
-    }
-
-
-def aisimulate(plan: CapacityPlan, report: Report, utilization: float) -> str:
-    """The KV-cache capacity block of an ai-dynamo AISimulate prediction config: its
-    cuda_graph_reserved_bytes is the CUDA-graph memory of one rank, here every graph term of the
-    plan (the encoder graphs measured, and decoder graphs where an option or a vLLM log gave them)."""
-    graphs = [t for t in plan.terms if "graphs" in t.name]
-    reserved = sum(t.bytes for t in graphs)
-    budgets = sorted(b.budget for b in report.budgets)
-    lines = [
-        f"# encgraph plan for {plan.model} on {plan.gpu}: {len(budgets)} encoder CUDA graphs, largest budget "
-        f"{budgets[-1] if budgets else 0} tokens ({', '.join(map(str, budgets))}), measured on {report.provenance.gpu_name}",
-        "# CUDA-graph memory of one rank: " + "; ".join(f"{t.name} {t.bytes:,} B ({t.source})" for t in graphs),
-        "# Place under engine.workers.<role> of an AISimulate prediction config.",
-        "kv_cache:",
-        "  capacity:",
-        "    type: default",
-        f"    memory_fraction: {utilization:g}",
-        f"    cuda_graph_reserved_bytes: {reserved}",
+    return [
+        (None, parse_utilization(item)) if item.replace(".", "", 1).isdigit() else (gpu_memory(item, None), utilization)
+        for item in (part.strip() for part in text.split(","))
     ]
-    return "\n".join(lines) + "\n"

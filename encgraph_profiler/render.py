@@ -59,37 +59,87 @@ def _replay(b: BudgetResult) -> Cell:
 
 # -- profile and predict ----------------------------------------------------------------------------
 
-_BUDGET_COLUMNS = ("budget", "items", "patches", "pool growth MiB", "pool total MiB", "static I/O MiB", "non-alloc MiB",
-                   "capture ms", "eager ms", "replay ms", "replay = eager")
+_BUDGET_COLUMNS = (
+    "budget",
+    "items",
+    "patches",
+    "pool growth MiB",
+    "pool total MiB",
+    "static I/O MiB",
+    "non-alloc MiB",
+    "capture ms",
+    "eager ms",
+    "replay ms",
+    "replay = eager",
+)
 
 
 def budget_table(report: Report) -> Table:
     what = "Predicted encoder CUDA graphs" if report.predicted else "Encoder CUDA graphs"
-    table = _table(f"{what} per budget: {report.settings.model_label} ({report.provenance.gpu_name})", _BUDGET_COLUMNS,
-                   right=_BUDGET_COLUMNS[:-1],
-                   caption=f"largest budget: {report.settings.layout}" if report.settings.layout else None)
+    table = _table(
+        f"{what} per budget: {report.settings.model_label} ({report.provenance.gpu_name})",
+        _BUDGET_COLUMNS,
+        right=_BUDGET_COLUMNS[:-1],
+        caption=f"largest budget: {report.settings.layout}" if report.settings.layout else None,
+    )
     rows: list[BudgetResult | UnmeasuredBudget] = [*report.budgets, *report.unmeasured]
     for b in sorted(rows, key=lambda row: row.key):
         if isinstance(b, UnmeasuredBudget):  # why it has no figures, across the row
             asked = "" if b.requested_bytes is None else f"; {b.requested_bytes:,} bytes requested"
-            _row(table, b.key.name, "", "", Text(b.status.words, style="red"), "", "", "", "", "", "",
-                 Text(f"{b.reason}{asked}", style="red"))
+            _row(
+                table,
+                b.key.name,
+                "",
+                "",
+                Text(b.status.words, style="red"),
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                Text(f"{b.reason}{asked}", style="red"),
+            )
             continue
-        _row(table, b.key.name, str(b.items), f"{b.input_patches:,}", mib(b.pool_growth_bytes), mib(b.pool_reserved_bytes),
-             mib(b.static_io_bytes), mib(b.non_allocator_bytes, signed=True), _ms(b.capture_ms), _ms(b.eager_ms),
-             _ms(b.replay_ms), _replay(b))
+        _row(
+            table,
+            b.key.name,
+            str(b.items),
+            f"{b.input_patches:,}",
+            mib(b.pool_growth_bytes),
+            mib(b.pool_reserved_bytes),
+            mib(b.static_io_bytes),
+            mib(b.non_allocator_bytes, signed=True),
+            _ms(b.capture_ms),
+            _ms(b.eager_ms),
+            _ms(b.replay_ms),
+            _replay(b),
+        )
     return table
 
 
 def pool_table(report: Report) -> Table:
-    title = ("Memory by pool, predicted (what a GPU run adds outside the allocator is not)" if report.predicted
-             else "Memory by pool (rows add up to what NVML reports for this process)")
-    table = _table(title, ("pool", "reserved MiB", "live MiB", "segments", "graphs", "made of (MiB)"),
-                   right=("reserved MiB", "live MiB", "segments", "graphs"))
+    title = (
+        "Memory by pool, predicted (what a GPU run adds outside the allocator is not)"
+        if report.predicted
+        else "Memory by pool (rows add up to what NVML reports for this process)"
+    )
+    table = _table(
+        title,
+        ("pool", "reserved MiB", "live MiB", "segments", "graphs", "made of (MiB)"),
+        right=("reserved MiB", "live MiB", "segments", "graphs"),
+    )
     for p in report.pools:
         parts = ", ".join(f"{k.replace('_', ' ')} {mib(v)}" for k, v in p.parts.items())
-        _row(table, POOL_TITLES[p.pool], mib(p.reserved_bytes), mib(p.live_bytes),
-             "" if p.segments is None else str(p.segments), "" if p.graphs is None else str(p.graphs), parts)
+        _row(
+            table,
+            POOL_TITLES[p.pool],
+            mib(p.reserved_bytes),
+            mib(p.live_bytes),
+            "" if p.segments is None else str(p.segments),
+            "" if p.graphs is None else str(p.graphs),
+            parts,
+        )
     table.add_section()
     _row(table, "total", mib(report.total_bytes), "", "", "", f"NVML process used {mib(report.process_used_bytes)}")
     return table
@@ -99,8 +149,10 @@ def totals_line(report: Report) -> str:
     encoder = report.pool(PoolName.ENCODER_GRAPHS)
     hold = "would hold (predicted)" if report.predicted else "hold"
     graphs = f"{encoder.graphs} graph{'' if encoder.graphs == 1 else 's'}"
-    line = (f"Encoder graphs {hold} {mib(encoder.reserved_bytes)} MiB ({encoder.reserved_bytes:,} bytes) in {graphs}; "
-            f"process total {mib(report.total_bytes)} MiB; wall {report.wall_ms / 1000:.1f} s")
+    line = (
+        f"Encoder graphs {hold} {mib(encoder.reserved_bytes)} MiB ({encoder.reserved_bytes:,} bytes) in {graphs}; "
+        f"process total {mib(report.total_bytes)} MiB; wall {report.wall_ms / 1000:.1f} s"
+    )
     if not report.complete:
         line += f" [incomplete: {len(report.budgets)} of {len(report.settings.budgets)} budgets measured]"
     return line
@@ -113,10 +165,14 @@ def release_line(report: Report) -> str | None:
         return None
     nvml = "n/a" if release.nvml_returned_bytes is None else f"{release.nvml_returned_bytes:,}"
     if release.pool_bytes_after == 0:
-        return (f"Release: all {release.pool_bytes_before:,} bytes of the encoder pools came back once the graphs were "
-                f"dropped (allocator: {release.reserved_returned_bytes:,} bytes returned to the driver; NVML: {nvml})")
-    return (f"Release: {release.pool_bytes_after:,} of {release.pool_bytes_before:,} bytes stayed in the encoder pools: "
-            f"{release.held_by} (allocator returned {release.reserved_returned_bytes:,}; NVML: {nvml})")
+        return (
+            f"Release: all {release.pool_bytes_before:,} bytes of the encoder pools came back once the graphs were "
+            f"dropped (allocator: {release.reserved_returned_bytes:,} bytes returned to the driver; NVML: {nvml})"
+        )
+    return (
+        f"Release: {release.pool_bytes_after:,} of {release.pool_bytes_before:,} bytes stayed in the encoder pools: "
+        f"{release.held_by} (allocator returned {release.reserved_returned_bytes:,}; NVML: {nvml})"
+    )
 
 
 def vllm_estimate_line(report: Report) -> str | None:
@@ -124,16 +180,22 @@ def vllm_estimate_line(report: Report) -> str | None:
     est = report.vllm_estimate
     if est is None:
         return None
-    return (f"vLLM's estimate (free memory dropped by {mib(est.free_drop_bytes)} MiB, {est.free_drop_bytes:,} bytes) = "
-            f"graph pool {mib(est.pool_bytes)} + static inputs {mib(est.static_input_bytes)} + output buffers "
-            f"{mib(est.output_buffer_bytes)} + cached warm-up blocks {mib(est.cached_bytes)} + outside the allocator "
-            f"{mib(est.outside_allocator_bytes)} MiB")
+    return (
+        f"vLLM's estimate (free memory dropped by {mib(est.free_drop_bytes)} MiB, {est.free_drop_bytes:,} bytes) = "
+        f"graph pool {mib(est.pool_bytes)} + static inputs {mib(est.static_input_bytes)} + output buffers "
+        f"{mib(est.output_buffer_bytes)} + cached warm-up blocks {mib(est.cached_bytes)} + outside the allocator "
+        f"{mib(est.outside_allocator_bytes)} MiB"
+    )
 
 
 def report_view(report: Report) -> list[RenderableType]:
     """What `profile` and `predict` show: the two tables, the totals, and what the run adds."""
-    lines = [totals_line(report), release_line(report), vllm_estimate_line(report),
-             None if report.predicted else report.graph_counts.line]
+    lines = [
+        totals_line(report),
+        release_line(report),
+        vllm_estimate_line(report),
+        None if report.predicted else report.graph_counts.line,
+    ]
     return [budget_table(report), pool_table(report), *(line for line in lines if line is not None)]
 
 
@@ -144,13 +206,27 @@ def check_table(result: CheckResult) -> Table:
     from .check import RowStatus
     from .check_formats import percent
 
-    style = {RowStatus.PASS: "green", RowStatus.REGRESSION: "bold red", RowStatus.IMPROVEMENT: "cyan",
-             RowStatus.NOT_AVAILABLE: "dim", RowStatus.ONLY_IN_BASELINE: "bold red", RowStatus.ONLY_IN_CURRENT: "yellow"}
+    style = {
+        RowStatus.PASS: "green",
+        RowStatus.REGRESSION: "bold red",
+        RowStatus.IMPROVEMENT: "cyan",
+        RowStatus.NOT_AVAILABLE: "dim",
+        RowStatus.ONLY_IN_BASELINE: "bold red",
+        RowStatus.ONLY_IN_CURRENT: "yellow",
+    }
     columns = ("status", "scope", "figure", "baseline MiB", "current MiB", "delta MiB", "delta %")
     table = _table(f"encgraph check: {result.model}", columns, right=columns[3:])
     for r in result.rows:
-        _row(table, Text(r.status.value, style=style[r.status]), r.scope, r.figure, mib(r.baseline), mib(r.current),
-             "" if r.delta is None else mib(r.delta, signed=True), percent(r))
+        _row(
+            table,
+            Text(r.status.value, style=style[r.status]),
+            r.scope,
+            r.figure,
+            mib(r.baseline),
+            mib(r.current),
+            "" if r.delta is None else mib(r.delta, signed=True),
+            percent(r),
+        )
     return table
 
 
@@ -166,8 +242,11 @@ def check_verdict(result: CheckResult) -> list[Text]:
         names = ", ".join(f"{r.scope} {r.figure} ({percent(r)})" for r in result.regressions)
         lines.append(Text.assemble(("regression:", "red"), f" {names}"))
     elif not result.passed and not result.missing:
-        lines.append(Text.assemble(("failed:", "red"), " figures improved beyond tolerance (--fail-on-improvement): "
-                                                       "refresh the baseline"))
+        lines.append(
+            Text.assemble(
+                ("failed:", "red"), " figures improved beyond tolerance (--fail-on-improvement): refresh the baseline"
+            )
+        )
     if result.passed:
         lines.append(Text("passed", style="green"))
     return lines
@@ -178,8 +257,11 @@ def check_verdict(result: CheckResult) -> list[Text]:
 
 def compare_table(reports: dict[str, Report | None], totals: dict[str, int | None], budgets: list[int]) -> Table:
     """Each strategy's encoder pool after each budget's capture, its total, and the total against vLLM's."""
-    table = _table("Encoder graph pool by strategy (MiB after each budget's capture)", ["budget", *reports],
-                   right=["budget", *reports])
+    table = _table(
+        "Encoder graph pool by strategy (MiB after each budget's capture)",
+        ["budget", *reports],
+        right=["budget", *reports],
+    )
     for budget in budgets:
         cells = []
         for report in reports.values():
@@ -196,11 +278,22 @@ def compare_table(reports: dict[str, Report | None], totals: dict[str, int | Non
 
 def sweep_table(results: Sequence[CellResult], pools: Sequence[int | None]) -> Table:
     """One row per cell: what it ran, where, its encoder pool (``pools``, in the same order) and its result."""
-    table = _table("Sweep", ("model", "budgets", "strategy", "GPU", "encoder pool MiB", "seconds", "result"),
-                   right=("encoder pool MiB", "seconds"))
+    table = _table(
+        "Sweep",
+        ("model", "budgets", "strategy", "GPU", "encoder pool MiB", "seconds", "result"),
+        right=("encoder pool MiB", "seconds"),
+    )
     for r, pool in zip(results, pools, strict=True):
-        _row(table, r.cell.model, ",".join(map(str, r.cell.budgets)), r.cell.strategy, r.gpu or "-", mib(pool),
-             f"{r.wall_s:.1f}", "ok" if r.exit_code == 0 else f"exit {r.exit_code}: {r.message}")
+        _row(
+            table,
+            r.cell.model,
+            ",".join(map(str, r.cell.budgets)),
+            r.cell.strategy,
+            r.gpu or "-",
+            mib(pool),
+            f"{r.wall_s:.1f}",
+            "ok" if r.exit_code == 0 else f"exit {r.exit_code}: {r.message}",
+        )
     return table
 
 
@@ -208,8 +301,9 @@ def sweep_table(results: Sequence[CellResult], pools: Sequence[int | None]) -> T
 
 
 def plan_table(plan: CapacityPlan) -> Table:
-    table = _table(f"Capacity plan: {plan.model} on {plan.gpu}", ("", "term", "GiB", "bytes", "source"),
-                   right=("GiB", "bytes"))
+    table = _table(
+        f"Capacity plan: {plan.model} on {plan.gpu}", ("", "term", "GiB", "bytes", "source"), right=("GiB", "bytes")
+    )
     for i, term in enumerate(plan.terms):
         _row(table, "" if i == 0 else "-", term.name, gib(term.bytes), f"{term.bytes:,}", term.source)
     table.add_section()
@@ -227,7 +321,9 @@ def plan_lines(plan: CapacityPlan) -> list[Cell]:
     lines: list[Cell] = [Text(plan.verdict, style="green" if plan.fits else "bold red")]
     if not plan.fits:
         if plan.fitting_ladder:
-            lines.append(f"largest ladder of this report that fits (pool estimated): {','.join(map(str, plan.fitting_ladder))}")
+            lines.append(
+                f"largest ladder of this report that fits (pool estimated): {','.join(map(str, plan.fitting_ladder))}"
+            )
         elif plan.fitting_ladder == ():
             lines.append("only without encoder graphs would it fit")
         else:
@@ -235,8 +331,11 @@ def plan_lines(plan: CapacityPlan) -> list[Cell]:
     if plan.tokens_per_graph_gib:
         lines.append(f"each GiB of graph pool costs {plan.tokens_per_graph_gib:,} KV tokens")
     if plan.fits:
-        lines.append("vLLM flags (--kv-cache-memory is an upper bound: see the activation note):" if plan.kv_is_upper_bound
-                     else "vLLM flags:")
+        lines.append(
+            "vLLM flags (--kv-cache-memory is an upper bound: see the activation note):"
+            if plan.kv_is_upper_bound
+            else "vLLM flags:"
+        )
         lines.append(f"  {plan.vllm_flags}")
     return lines
 
@@ -244,8 +343,15 @@ def plan_lines(plan: CapacityPlan) -> list[Cell]:
 def what_if_table(scenarios: Sequence[PlanInputs], plans: Sequence[CapacityPlan]) -> Table:
     table = _table("What if", ("GPU", "utilization", "KV cache GiB", "KV tokens", "requests", "verdict"))
     for s, p in zip(scenarios, plans, strict=True):
-        _row(table, s.gpu, f"{s.utilization:g}", gib(p.kv_cache_bytes), "" if p.kv_tokens is None else f"{p.kv_tokens:,}",
-             "" if p.concurrency is None else f"{p.concurrency:.2f}", p.verdict)
+        _row(
+            table,
+            s.gpu,
+            f"{s.utilization:g}",
+            gib(p.kv_cache_bytes),
+            "" if p.kv_tokens is None else f"{p.kv_tokens:,}",
+            "" if p.concurrency is None else f"{p.concurrency:.2f}",
+            p.verdict,
+        )
     return table
 
 

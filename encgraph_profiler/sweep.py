@@ -111,11 +111,16 @@ def run(cells: list[Cell], out: Path, gpus: list[int] | None = None, progress=No
                 index, cell = waiting.pop(0)
                 path, status = out / f"{cell.name}.json", out / f".{cell.name}.status"
                 status.unlink(missing_ok=True)
-                process = context.Process(target=_cell_main, args=(setups[index], slot, path, status, threads), daemon=False)
+                process = context.Process(
+                    target=_cell_main, args=(setups[index], slot, path, status, threads), daemon=False
+                )
                 process.start()
                 running[slot] = (index, cell, process, path, status, time.perf_counter())
                 if progress:
-                    progress(f"cell {index + 1}/{len(cells)} {cell.name} on {'GPU ' + str(slot) if slot is not None else 'the GPU'}")
+                    progress(
+                        f"cell {index + 1}/{len(cells)} {cell.name} on "
+                        f"{'GPU ' + str(slot) if slot is not None else 'the GPU'}"
+                    )
         for slot, (index, cell, process, path, status, started) in list(running.items()):
             if process.is_alive():
                 continue
@@ -123,11 +128,20 @@ def run(cells: list[Cell], out: Path, gpus: list[int] | None = None, progress=No
             try:
                 told = json.loads(status.read_text())
             except (OSError, ValueError):
-                told = {"exit_code": process.exitcode, "message": f"the cell's process ended with {process.exitcode} and said nothing"}
+                told = {
+                    "exit_code": process.exitcode,
+                    "message": f"the cell's process ended with {process.exitcode} and said nothing",
+                }
             finally:
                 status.unlink(missing_ok=True)
-            results[index] = CellResult(cell, None if slot is None else str(slot), int(told["exit_code"]),
-                                        path if path.is_file() else None, told["message"], time.perf_counter() - started)
+            results[index] = CellResult(
+                cell,
+                None if slot is None else str(slot),
+                int(told["exit_code"]),
+                path if path.is_file() else None,
+                told["message"],
+                time.perf_counter() - started,
+            )
             del running[slot]
         if running:
             time.sleep(0.05)

@@ -47,8 +47,10 @@ def parse_size(text: str, what: str = "size") -> int:
         return 0
     if not match or unit not in _UNITS:
         hint = " (a unit is needed: 80 alone could be bytes or GiB)" if match and not unit else ""
-        raise UsageError(f"cannot read {what} {text!r}{hint}: use a number with a unit such as 80GiB, 80GB, 81920MiB or 4096B")
-    return int(round(float(match.group(1)) * _UNITS[unit]))
+        raise UsageError(
+            f"cannot read {what} {text!r}{hint}: use a number with a unit such as 80GiB, 80GB, 81920MiB or 4096B"
+        )
+    return round(float(match.group(1)) * _UNITS[unit])
 
 
 def parse_percent(text: str, what: str = "tolerance") -> float:
@@ -76,7 +78,9 @@ def parse_int_list(text: str, what: str) -> tuple[int, ...]:
             raise ValueError
         return tuple(int(p) for p in parts)
     except ValueError:
-        raise UsageError(f"cannot read {what} {text!r}: give comma-separated whole numbers, e.g. 1024,2048,4096") from None
+        raise UsageError(
+            f"cannot read {what} {text!r}: give comma-separated whole numbers, e.g. 1024,2048,4096"
+        ) from None
 
 
 def is_whole_number(value: object, least: int | None = None) -> bool:

@@ -12,8 +12,10 @@ to two or four decimals, so bytes read from a log are exact only to that precisi
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import UsageError
 from .units import GiB
@@ -53,35 +55,61 @@ def _bytes(value: str) -> int:
 _PATTERNS: dict[str, tuple[str, ...]] = {
     "model": (r"Starting to load model (\S+?)\.\.\.", r"vllm serve (\S+)", r"model='([^']+)'"),
     "total_bytes": (r"total_gpu_memory \(" + _SIZE + r"\)", r"Free memory on device \([\d.]+/" + _SIZE + r"\)"),
-    "utilization": (r"gpu_memory_utilization \(([\d.]+)\)", r"current --gpu-memory-utilization=([\d.]+)",
-                    r"--gpu-memory-utilization[ =]([\d.]+)", r"Desired GPU memory utilization is \(([\d.]+),",
-                    r"gpu_memory_utilization'?:\s*([\d.]+)"),
-    "weights_bytes": (r"Model loading took " + _SIZE, r"Loading model weights took " + _SIZE,
-                      r"model weights take " + _SIZE, r"Actual usage is " + _SIZE + r" for weight"),
+    "utilization": (
+        r"gpu_memory_utilization \(([\d.]+)\)",
+        r"current --gpu-memory-utilization=([\d.]+)",
+        r"--gpu-memory-utilization[ =]([\d.]+)",
+        r"Desired GPU memory utilization is \(([\d.]+),",
+        r"gpu_memory_utilization'?:\s*([\d.]+)",
+    ),
+    "weights_bytes": (
+        r"Model loading took " + _SIZE,
+        r"Loading model weights took " + _SIZE,
+        r"model weights take " + _SIZE,
+        r"Actual usage is " + _SIZE + r" for weight",
+    ),
     "activation_bytes": (r"activation peak memory takes " + _SIZE, _SIZE + r" for peak activation"),
     "non_torch_bytes": (r"non_torch_memory takes " + _SIZE, _SIZE + r" for non-torch memory"),
     "graph_estimate_bytes": (r"Estimated CUDA graph memory: " + _SIZE, r"\(actual\), " + _SIZE + r" \(estimated\)"),
-    "graph_actual_bytes": (r"CUDA graph pool memory: " + _SIZE + r" \(actual\)", r"Graph capturing finished in .*?took " + _SIZE,
-                           _SIZE + r" for CUDAGraph memory"),
+    "graph_actual_bytes": (
+        r"CUDA graph pool memory: " + _SIZE + r" \(actual\)",
+        r"Graph capturing finished in .*?took " + _SIZE,
+        _SIZE + r" for CUDAGraph memory",
+    ),
     "consumed_bytes": (r"Actual usage is " + _SIZE + r" for consumed memory",),
-    "kv_cache_bytes": (r"Available KV cache memory: " + _SIZE, r"reserved for KV Cache is " + _SIZE,
-                       r"Current kv cache memory in use is " + _SIZE, r"Current kv cache memory in use is (\d+) bytes"),
+    "kv_cache_bytes": (
+        r"Available KV cache memory: " + _SIZE,
+        r"reserved for KV Cache is " + _SIZE,
+        r"Current kv cache memory in use is " + _SIZE,
+        r"Current kv cache memory in use is (\d+) bytes",
+    ),
     "kv_cache_suggested_bytes": (r"--kv-cache-memory=(\d+)`[^`]*to fit into requested memory",),
     "kv_tokens": (r"GPU KV cache size: ([\d,]+) tokens",),
-    "max_model_len": (r"Maximum concurrency for ([\d,]+) tokens per request", r"max_seq_len=(\d+)",
-                      r"--max-model-len[ =](\d+)", r"max_model_len'?:\s*(\d+)"),
+    "max_model_len": (
+        r"Maximum concurrency for ([\d,]+) tokens per request",
+        r"max_seq_len=(\d+)",
+        r"--max-model-len[ =](\d+)",
+        r"max_model_len'?:\s*(\d+)",
+    ),
     "concurrency": (r"Maximum concurrency for [\d,]+ tokens per request: ([\d.]+)x",),
     "graph_counts": (r"Profiling CUDA graph memory: (.+?)\s*$",),
 }
-_CONVERT = {"kv_cache_suggested_bytes": int, "model": str, "utilization": float, "concurrency": float, "kv_tokens": lambda v: int(v.replace(",", "")),
-            "max_model_len": lambda v: int(v.replace(",", "")), "graph_counts": str}
+_CONVERT: dict[str, Callable[[str], Any]] = {
+    "kv_cache_suggested_bytes": int,
+    "model": str,
+    "utilization": float,
+    "concurrency": float,
+    "kv_tokens": lambda v: int(v.replace(",", "")),
+    "max_model_len": lambda v: int(v.replace(",", "")),
+    "graph_counts": str,
+}
 
 
 _COMPILED = {name: [re.compile(p) for p in patterns] for name, patterns in _PATTERNS.items()}
 
 
 def parse(text: str, source: str = "log") -> VllmLog:
-    found: dict[str, object] = {}
+    found: dict[str, Any] = {}
     lines: dict[str, str] = {}
     for line in text.splitlines():
         if line.lstrip().startswith("#"):  # a fixture's or a user's comment
@@ -113,6 +141,8 @@ def read(path: Path) -> VllmLog:
         raise UsageError(f"cannot read --vllm-log {path}: {err.strerror or err}") from None
     log = parse(text, str(path))
     if not log.lines:
-        raise UsageError(f"--vllm-log {path} has no line vLLM logs about memory (model loading, KV cache, CUDA graphs); "
-                         "give the log of a vLLM server's start-up")
+        raise UsageError(
+            f"--vllm-log {path} has no line vLLM logs about memory (model loading, KV cache, CUDA graphs); "
+            "give the log of a vLLM server's start-up"
+        )
     return log

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import typer
@@ -14,10 +14,10 @@ from typer.core import TyperGroup
 # transformers' config warnings about the random-weight configs are noise for this tool.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from .. import __version__  # noqa: E402 - after the environment above
-from ..errors import ExitCode  # noqa: E402
-from . import check, compare, graphs, models, options, plan, predict, profile, report, sweep  # noqa: E402
-from .output import error  # noqa: E402
+from .. import __version__
+from ..errors import ExitCode
+from . import check, compare, graphs, models, options, plan, predict, profile, report, sweep
+from .output import error
 
 # Newer typer vendors click as typer._click; older ones use click itself.
 click_errors: Any
@@ -40,7 +40,8 @@ COMMANDS: dict[str, tuple[Callable[..., None], str, dict[ExitCode, str]]] = {
     "sweep": (sweep.sweep, sweep.EPILOG, sweep.EXIT_CODES),
 }
 
-EPILOG = options.epilog("""\
+EPILOG = options.epilog(
+    """\
 Examples:
 
   encgraph profile --model Qwen2-VL --budgets 1024,2048,4096 --json report.json
@@ -56,15 +57,25 @@ Examples:
   encgraph models
 
 Set ENCGRAPH_DEBUG=1 for tracebacks.
-""", {code: "" for code in ExitCode})
+""",
+    {code: "" for code in ExitCode},
+)
 
 
 class OneLineErrors(TyperGroup):
     """Usage errors as one line that says where help is, instead of a usage box."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
         try:
-            code = super().main(*args, standalone_mode=False, **extra)
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         except getattr(click_errors, "NoArgsIsHelpError", ()) as shown:
             typer.echo(shown.ctx.get_help())
             code = ExitCode.USAGE
@@ -101,8 +112,9 @@ app = typer.Typer(
 
 @app.callback()
 def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     pass
 

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 EXIT_CODES = o.returns({ExitCode.REGRESSION: "", ExitCode.BAD_REPORT: "", ExitCode.NOT_GATEABLE: ""})
 
-EPILOG = o.epilog("""\
+EPILOG = o.epilog(
+    """\
 Examples:
 
   encgraph check main.json pr.json
@@ -30,7 +31,9 @@ Examples:
 A figure regresses when current > baseline + max(tolerance x baseline, absolute tolerance).
 Figures: pool_reserved_bytes, pool_growth_bytes, static_io_bytes, non_allocator_bytes (per
 budget), reserved_bytes (per pool), total_bytes. A budget missing from the current report fails.
-""", EXIT_CODES)
+""",
+    EXIT_CODES,
+)
 
 
 def emit_result(result: CheckResult, output_format: CheckFormat) -> None:
@@ -52,20 +55,39 @@ def emit_result(result: CheckResult, output_format: CheckFormat) -> None:
 def check(
     baseline: Annotated[Path, typer.Argument(help="The reference report (JSON from `encgraph profile --json`).")],
     current: Annotated[Path, typer.Argument(help="The report to gate.")],
-    tolerance: Annotated[list[str] | None, typer.Option("--tolerance", help="Relative tolerance, e.g. 5%; or FIGURE=2%. "
-                                                        "Repeatable.")] = None,
-    tolerance_abs: Annotated[list[str] | None, typer.Option("--tolerance-abs", help="Absolute floor, e.g. 8MiB; or "
-                                                            "FIGURE=16MiB. Repeatable.")] = None,
-    fail_on_improvement: Annotated[bool, typer.Option("--fail-on-improvement", help="Fail when a figure shrank beyond "
-                                                      "tolerance (stale baseline).")] = False,
-    allow_env_mismatch: Annotated[bool, typer.Option("--allow-env-mismatch", help="Compare reports from another GPU, "
-                                                     "model or library version, with a warning.")] = False,
-    allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Compare incomplete reports, or ones whose "
-                                                   "replay differed from eager, with a warning.")] = False,
-    output_format: Annotated[CheckFormat, typer.Option("--format", help="table, markdown, json, bencher or "
-                                                       "github.")] = CheckFormat.table,
-    html: Annotated[Path | None, typer.Option("--html", help="Also write a page charting baseline and current side by "
-                                              "side (for a pull request's artifacts).")] = None,
+    tolerance: Annotated[
+        list[str] | None, typer.Option("--tolerance", help="Relative tolerance, e.g. 5%; or FIGURE=2%. Repeatable.")
+    ] = None,
+    tolerance_abs: Annotated[
+        list[str] | None,
+        typer.Option("--tolerance-abs", help="Absolute floor, e.g. 8MiB; or FIGURE=16MiB. Repeatable."),
+    ] = None,
+    fail_on_improvement: Annotated[
+        bool, typer.Option("--fail-on-improvement", help="Fail when a figure shrank beyond tolerance (stale baseline).")
+    ] = False,
+    allow_env_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-env-mismatch", help="Compare reports from another GPU, model or library version, with a warning."
+        ),
+    ] = False,
+    allow_incomplete: Annotated[
+        bool,
+        typer.Option(
+            "--allow-incomplete",
+            help="Compare incomplete reports, or ones whose replay differed from eager, with a warning.",
+        ),
+    ] = False,
+    output_format: Annotated[
+        CheckFormat, typer.Option("--format", help="table, markdown, json, bencher or github.")
+    ] = CheckFormat.table,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Also write a page charting baseline and current side by side (for a pull request's artifacts).",
+        ),
+    ] = None,
 ) -> None:
     """Compare two profile reports and fail when encoder-graph memory grew."""
     from .. import report_io
@@ -77,7 +99,9 @@ def check(
     reports = report_io.load(baseline), report_io.load(current)
     result = compare(*reports, tol, allow_env_mismatch, fail_on_improvement, allow_incomplete)
     if html is not None:
-        write_page(list(reports), ["baseline", "current"], html, f"encgraph check: {current.name} against {baseline.name}")
+        write_page(
+            list(reports), ["baseline", "current"], html, f"encgraph check: {current.name} against {baseline.name}"
+        )
     emit_result(result, output_format)
     raise typer.Exit(int(result.exit_code))
 

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 EXIT_CODES = o.returns({ExitCode.ENVIRONMENT: "", ExitCode.CAPTURE: "a strategy did not measure every budget"})
 
-EPILOG = o.epilog("""\
+EPILOG = o.epilog(
+    """\
 Examples:
 
   encgraph compare --model Qwen2-VL --budgets 1024,2048,4096,8192
@@ -33,7 +34,9 @@ Each strategy runs as `encgraph profile --as NAME` in a fresh process, so that o
 another's numbers (a failed capture can leave a process unusable). The table gives each budget's
 encoder pool after its capture and each strategy's total, against vLLM's. A strategy whose run fails
 is reported with its error and the others go on.
-""", EXIT_CODES)
+""",
+    EXIT_CODES,
+)
 
 DEFAULT_STRATEGIES = "vllm,vllm-legacy,tensorrt-llm"  # SGLang pools as vllm-legacy does
 
@@ -58,7 +61,12 @@ class Run:
 
     def as_dict(self) -> dict:
         budgets = {b.budget: b.pool_reserved_bytes for b in self.report.budgets} if self.report else {}
-        return {"exit_code": self.exit_code, "total_bytes": self.total_bytes, "message": self.message, "budgets": budgets}
+        return {
+            "exit_code": self.exit_code,
+            "total_bytes": self.total_bytes,
+            "message": self.message,
+            "budgets": budgets,
+        }
 
 
 def _run_child(args: list[str]) -> tuple[int, str]:
@@ -90,8 +98,10 @@ def compare(
     max_budget: o.MaxBudget = None,
     max_items: o.MaxItems = None,
     strategies: o.StrategyNames = DEFAULT_STRATEGIES,
-    keep: Annotated[Path | None, typer.Option("--keep", help="Keep each strategy's report in this folder (NAME.json; made "
-                                              "if missing).")] = None,
+    keep: Annotated[
+        Path | None,
+        typer.Option("--keep", help="Keep each strategy's report in this folder (NAME.json; made if missing)."),
+    ] = None,
     output_format: o.OutputFormat = o.Format.table,
 ) -> None:
     """Profile one ladder with several strategies, side by side."""
@@ -112,6 +122,11 @@ def compare(
     if output_format is o.Format.json:
         emit_json({name: run.as_dict() for name, run in runs.items()})
     else:
-        show(render.compare_table({name: run.report for name, run in runs.items()},
-                                  {name: run.total_bytes for name, run in runs.items()}, sorted(ladder)))
+        show(
+            render.compare_table(
+                {name: run.report for name, run in runs.items()},
+                {name: run.total_bytes for name, run in runs.items()},
+                sorted(ladder),
+            )
+        )
     raise typer.Exit(int(runs_exit_code([run.exit_code for run in runs.values()])))

@@ -8,7 +8,8 @@ from .output import emit_json, handled, show
 
 EXIT_CODES = o.returns({})
 
-EPILOG = o.epilog("""\
+EPILOG = o.epilog(
+    """\
 Examples:
 
   encgraph graphs                                   # vLLM defaults: 256 seqs, 8192 tokens
@@ -19,7 +20,9 @@ Examples:
 
 The first line printed is the one vLLM logs at start-up ("Profiling CUDA graph memory: ...").
 Encoder graphs are counted when --budgets or --max-budget is given: one graph per budget.
-""", EXIT_CODES)
+""",
+    EXIT_CODES,
+)
 
 
 @handled
@@ -48,13 +51,22 @@ def graphs(
         cudagraph_capture_sizes=cudagraph_capture_sizes, max_cudagraph_capture_size=max_cudagraph_capture_size,
         num_speculative_tokens=num_speculative_tokens, max_loras=max_loras, specialize_lora=specialize_lora,
         blackwell=blackwell,
-    )
+    )  # fmt: skip
     ladder = resolve_budgets(budgets, max_budget) if budgets is not None or max_budget is not None else None
     items = resolve_max_items(ladder, max_items) if ladder else None
     counts = graph_counts(decoder, ladder)
     if output_format is o.Format.json:
-        groups = [{"kind": g.kind, "count": g.count, "largest": g.largest, "smallest": g.smallest, "sizes": list(g.sizes),
-                   "lora_cases": g.cases} for g in counts.groups]
+        groups = [
+            {
+                "kind": g.kind,
+                "count": g.count,
+                "largest": g.largest,
+                "smallest": g.smallest,
+                "sizes": list(g.sizes),
+                "lora_cases": g.cases,
+            }
+            for g in counts.groups
+        ]
         emit_json({"line": counts.line, "total": counts.total, "groups": groups, "encoder_max_items": items})
         return
     show(counts.line)

@@ -41,8 +41,12 @@ _STRATEGY_NAMES = ", ".join(STRATEGIES)
 
 
 def _model(more: str = "") -> Any:
-    return typer.Option("--model", "-m", help="Bundled name, alias (Qwen2-VL), Hugging Face id (org/name) or path to a "
-                        f"config.json / model directory.{more}")
+    return typer.Option(
+        "--model",
+        "-m",
+        help="Bundled name, alias (Qwen2-VL), Hugging Face id (org/name) or path to a "
+        f"config.json / model directory.{more}",
+    )
 
 
 def _budgets(more: str = "") -> Any:
@@ -57,7 +61,8 @@ Model = Annotated[str, _model()]
 ModelOrNone = Annotated[str | None, _model()]
 Models = Annotated[list[str], _model(" Repeatable.")]
 Revision = Annotated[
-    str | None, typer.Option("--revision", help="With a Hugging Face id: branch, tag or commit. Default: the default branch.")
+    str | None,
+    typer.Option("--revision", help="With a Hugging Face id: branch, tag or commit. Default: the default branch."),
 ]
 Budgets = Annotated[str | None, _budgets(" Default: vLLM's auto ladder.")]
 BudgetLadders = Annotated[list[str], _budgets(" Repeatable: one ladder each.")]
@@ -66,41 +71,62 @@ MaxBudget = Annotated[
 ]
 MaxItems = Annotated[
     int | None,
-    typer.Option("--max-items", help="Images per captured batch. Default, as vLLM's: min(max budget // the family's smallest "
-                 "budget (64 for Qwen-style grids), smallest budget)."),
+    typer.Option(
+        "--max-items",
+        help="Images per captured batch. Default, as vLLM's: min(max budget // the family's smallest "
+        "budget (64 for Qwen-style grids), smallest budget).",
+    ),
 ]
 Dtype = Annotated[str, _dtype()]
 DtypeOrNone = Annotated[str | None, _dtype()]
 Attn = Annotated[
     str,
-    typer.Option("--attn", help="Attention: auto (vLLM's choice: varlen for towers that pack sequences on compute capability "
-                 "8.0+, else sdpa); varlen (one packed flash kernel per layer; Qwen-style, GLM, ERNIE-4.5-VL and Kimi "
-                 "towers); sdpa; eager; flash_attention_2."),
+    typer.Option(
+        "--attn",
+        help="Attention: auto (vLLM's choice: varlen for towers that pack sequences on compute capability "
+        "8.0+, else sdpa); varlen (one packed flash kernel per layer; Qwen-style, GLM, ERNIE-4.5-VL and Kimi "
+        "towers); sdpa; eager; flash_attention_2.",
+    ),
 ]
 StrategyName = Annotated[
     str | None,
-    typer.Option("--as", help=f"The strategy: capture, pool and order the graphs as one of {_STRATEGY_NAMES} does. Default: "
-                 "the tower's own inputs, one shared pool, largest first."),
+    typer.Option(
+        "--as",
+        help=f"The strategy: capture, pool and order the graphs as one of {_STRATEGY_NAMES} does. Default: "
+        "the tower's own inputs, one shared pool, largest first.",
+    ),
 ]
 StrategyNames = Annotated[str, typer.Option("--as", help=f"Strategies, comma-separated: {_STRATEGY_NAMES}.")]
 PoolChoice = Annotated[
-    str | None, typer.Option("--pool", help="shared: one private pool for every graph (vLLM); per-graph: one pool each.")
+    str | None,
+    typer.Option("--pool", help="shared: one private pool for every graph (vLLM); per-graph: one pool each."),
 ]
-OrderChoice = Annotated[str | None, typer.Option("--order", help="largest-first (vLLM) or smallest-first (TensorRT-LLM).")]
+OrderChoice = Annotated[
+    str | None, typer.Option("--order", help="largest-first (vLLM) or smallest-first (TensorRT-LLM).")
+]
 CaptureChoice = Annotated[
     str | None,
-    typer.Option("--capture", help="plain: the tower on its own inputs; vllm: vLLM's capture inputs and steps (outputs "
-                 "copied out of the pool), and its estimate."),
+    typer.Option(
+        "--capture",
+        help="plain: the tower on its own inputs; vllm: vLLM's capture inputs and steps (outputs "
+        "copied out of the pool), and its estimate.",
+    ),
 ]
 MaxFramesPerBatch = Annotated[
     int,
-    typer.Option("--max-frames-per-batch", help="With --as vllm: capture vLLM's video layout for this many frames per batch "
-                 "(its encoder_cudagraph_max_frames_per_batch). 0: images."),
+    typer.Option(
+        "--max-frames-per-batch",
+        help="With --as vllm: capture vLLM's video layout for this many frames per batch "
+        "(its encoder_cudagraph_max_frames_per_batch). 0: images.",
+    ),
 ]
 JsonReport = Annotated[
     Path | None,
-    typer.Option("--json", help="Write the JSON report here (what `check` and `plan --from` read); a run cut short writes "
-                 "what it measured."),
+    typer.Option(
+        "--json",
+        help="Write the JSON report here (what `check` and `plan --from` read); a run cut short writes "
+        "what it measured.",
+    ),
 ]
 OutputFormat = Annotated[Format, typer.Option("--format", help="table, or json on stdout.")]
 
@@ -116,10 +142,13 @@ MaxNumBatchedTokens = Annotated[
 CudagraphMode = Annotated[str, typer.Option("--cudagraph-mode", help=f"{', '.join(MODES)}.", rich_help_panel=_PANEL)]
 CaptureSizes = Annotated[
     str | None,
-    typer.Option("--cudagraph-capture-sizes", help="Explicit decoder capture sizes, e.g. 1,2,4,8.", rich_help_panel=_PANEL),
+    typer.Option(
+        "--cudagraph-capture-sizes", help="Explicit decoder capture sizes, e.g. 1,2,4,8.", rich_help_panel=_PANEL
+    ),
 ]
 MaxCaptureSize = Annotated[
-    int | None, typer.Option("--max-cudagraph-capture-size", help="Largest decoder capture size.", rich_help_panel=_PANEL)
+    int | None,
+    typer.Option("--max-cudagraph-capture-size", help="Largest decoder capture size.", rich_help_panel=_PANEL),
 ]
 SpecTokens = Annotated[
     int, typer.Option("--num-speculative-tokens", help="Speculative tokens per step.", rich_help_panel=_PANEL)
@@ -127,26 +156,47 @@ SpecTokens = Annotated[
 MaxLoras = Annotated[int, typer.Option("--max-loras", help="0 disables LoRA.", rich_help_panel=_PANEL)]
 SpecializeLora = Annotated[
     bool,
-    typer.Option("--specialize-lora/--no-specialize-lora", help="Capture graphs with and without LoRA (vLLM "
-                 "cudagraph_specialize_lora).", rich_help_panel=_PANEL),
+    typer.Option(
+        "--specialize-lora/--no-specialize-lora",
+        help="Capture graphs with and without LoRA (vLLM cudagraph_specialize_lora).",
+        rich_help_panel=_PANEL,
+    ),
 ]
 Blackwell = Annotated[
     bool, typer.Option("--blackwell", help="Use the Blackwell capture ceiling (1024, not 512).", rich_help_panel=_PANEL)
 ]
 
 
-def decoder_settings(*, max_num_seqs: int, max_num_batched_tokens: int, cudagraph_mode: str,
-                     cudagraph_capture_sizes: str | None, max_cudagraph_capture_size: int | None,
-                     num_speculative_tokens: int, max_loras: int, specialize_lora: bool, blackwell: bool) -> DecoderSettings:
+def decoder_settings(
+    *,
+    max_num_seqs: int,
+    max_num_batched_tokens: int,
+    cudagraph_mode: str,
+    cudagraph_capture_sizes: str | None,
+    max_cudagraph_capture_size: int | None,
+    num_speculative_tokens: int,
+    max_loras: int,
+    specialize_lora: bool,
+    blackwell: bool,
+) -> DecoderSettings:
     """The decoder options, as the commands name their parameters, read into vLLM's settings and validated."""
     from ..graphcounts import validate
     from ..units import parse_int_list
 
-    sizes = None if cudagraph_capture_sizes is None else parse_int_list(cudagraph_capture_sizes, "--cudagraph-capture-sizes")
+    sizes = (
+        None
+        if cudagraph_capture_sizes is None
+        else parse_int_list(cudagraph_capture_sizes, "--cudagraph-capture-sizes")
+    )
     settings = DecoderSettings(
-        max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens, cudagraph_mode=cudagraph_mode.upper(),
-        cudagraph_capture_sizes=sizes, max_cudagraph_capture_size=max_cudagraph_capture_size,
-        num_speculative_tokens=num_speculative_tokens, max_loras=max_loras, specialize_lora=specialize_lora,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
+        cudagraph_mode=cudagraph_mode.upper(),
+        cudagraph_capture_sizes=sizes,
+        max_cudagraph_capture_size=max_cudagraph_capture_size,
+        num_speculative_tokens=num_speculative_tokens,
+        max_loras=max_loras,
+        specialize_lora=specialize_lora,
         blackwell=blackwell,
     )
     validate(settings)

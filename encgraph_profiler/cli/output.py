@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console, RenderableType
@@ -18,6 +18,9 @@ from rich.text import Text
 
 from ..errors import EncgraphError, ExitCode, Terminated, UsageError
 from ..files import check_writable, write_atomic, write_or_fall_back
+
+if TYPE_CHECKING:
+    from ..schema import Report
 
 out = Console(highlight=False)  # results: tables and lines
 if not out.is_terminal:
@@ -78,8 +81,11 @@ def handled(command: Callable[P, R]) -> Callable[P, R]:
             if _debug():
                 raise
             first = str(bug).strip().splitlines()[0] if str(bug).strip() else ""
-            fail(f"internal error ({type(bug).__name__}: {first}); run again with ENCGRAPH_DEBUG=1 for the traceback "
-                 "and report it", ExitCode.INTERNAL)
+            fail(
+                f"internal error ({type(bug).__name__}: {first}); run again with ENCGRAPH_DEBUG=1 for the traceback "
+                "and report it",
+                ExitCode.INTERNAL,
+            )
 
     return wrapper
 
@@ -105,6 +111,19 @@ def emit(text: str) -> None:
 
 def emit_json(data: Any) -> None:
     emit(json.dumps(data, indent=2))
+
+
+def show_report(report: Report, as_json: bool) -> None:
+    """`profile` and `predict`: the report's warnings, then the report as JSON or as tables."""
+    from .. import render
+    from ..report_io import to_json
+
+    for message in report.warnings:
+        warn(message)
+    if as_json:
+        emit(to_json(report))
+    else:
+        show(*render.report_view(report))
 
 
 # -- files ----------------------------------------------------------------------------------------
@@ -141,6 +160,13 @@ def keep(path: Path, content: str, what: str, stem: str) -> ExitCode:
         warn(f"could not write {path} ({reason}) nor a fallback file; {what} follows on stdout")
         emit(content)
     return ExitCode.NOT_WRITTEN
+
+
+def keep_report(report: Report, path: Path | None) -> ExitCode:
+    """`--json`: the report where asked, else in a fallback file (NOT_WRITTEN); OK when none was asked."""
+    from ..report_io import to_json
+
+    return ExitCode.OK if path is None else keep(path, to_json(report), "the report", "encgraph-report")
 
 
 def make_folder(path: Path, option: str) -> None:

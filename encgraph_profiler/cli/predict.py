@@ -10,13 +10,14 @@ from ..errors import ExitCode
 from ..models.registry import DEFAULT_MODEL
 from ..request import DEFAULT_CAPABILITY
 from . import options as o
-from .output import emit, handled, info, keep, refuse_unwritable, show, warn
+from .output import handled, info, keep_report, refuse_unwritable, show_report
 
 _CAPABILITY = ".".join(map(str, DEFAULT_CAPABILITY))
 
 EXIT_CODES = o.returns({ExitCode.ENVIRONMENT: "an allocator setting it does not model", ExitCode.NOT_WRITTEN: "--json"})
 
-EPILOG = o.epilog(f"""\
+EPILOG = o.epilog(
+    f"""\
 Examples:
 
   encgraph predict --model Qwen2-VL --budgets 1024,2048,4096,8192
@@ -32,7 +33,9 @@ with predictions, `plan --from` plans with one (give --gpu). Checked against mea
 H100: see docs/prediction.md. It reads PYTORCH_CUDA_ALLOC_CONF as a CUDA run would:
 expandable_segments, max_split_size_mb and max_non_split_rounding_mb are modelled;
 roundup_power2_divisions and the cudaMallocAsync backend are refused.
-""", EXIT_CODES)
+""",
+    EXIT_CODES,
+)
 
 
 def _capability(text: str) -> tuple[int, int]:
@@ -54,8 +57,9 @@ def predict(
     max_items: o.MaxItems = None,
     dtype: o.Dtype = "bfloat16",
     attn: o.Attn = "auto",
-    gpu_capability: Annotated[str, typer.Option("--gpu-capability", help="The target GPU's compute capability, for "
-                                                "--attn auto.")] = _CAPABILITY,
+    gpu_capability: Annotated[
+        str, typer.Option("--gpu-capability", help="The target GPU's compute capability, for --attn auto.")
+    ] = _CAPABILITY,
     strategy: o.StrategyName = None,
     pool: o.PoolChoice = None,
     order: o.OrderChoice = None,
@@ -65,7 +69,6 @@ def predict(
     output_format: o.OutputFormat = o.Format.table,
 ) -> None:
     """Predict the encoder graph pools of a ladder without a GPU."""
-    from .. import render, report_io
     from ..allocator_model import allocator_conf
     from ..ladder import resolve_budgets
     from ..predict import allocator_settings, predicted_report
@@ -73,18 +76,20 @@ def predict(
 
     capability = _capability(gpu_capability)
     allocator_settings(allocator_conf())  # refuse an unmodelled setting before any work
-    request = ProfileRequest(model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision,
-                             max_items=max_items, dtype=dtype, attn=attn, strategy=parse_strategy(strategy, pool, order, capture),
-                             max_frames_per_batch=max_frames_per_batch)
+    request = ProfileRequest(
+        model=model,
+        budgets=resolve_budgets(budgets, max_budget),
+        revision=revision,
+        max_items=max_items,
+        dtype=dtype,
+        attn=attn,
+        strategy=parse_strategy(strategy, pool, order, capture),
+        max_frames_per_batch=max_frames_per_batch,
+    )
     refuse_unwritable({"--json": json_path}, inputs=(model,))
     setup = prepare(request, capability)
     info(f"predicting {len(setup.layouts)} budgets of {setup.spec.name} ({setup.settings.attn}) on meta tensors")
     report = predicted_report(setup, capability)
-    for message in report.warnings:
-        warn(message)
-    written = ExitCode.OK if json_path is None else keep(json_path, report_io.to_json(report), "the report", "encgraph-report")
-    if output_format is o.Format.json:
-        emit(report_io.to_json(report))
-    else:
-        show(*render.report_view(report))
+    written = keep_report(report, json_path)
+    show_report(report, output_format is o.Format.json)
     raise typer.Exit(int(written))

@@ -13,19 +13,27 @@ import typer
 from ..errors import ExitCode
 from ..models.registry import DEFAULT_MODEL
 from . import options as o
+from .check import gate_against
 from .options import DECODER
-from .output import err, error, handled, info, keep, refuse_unwritable, show, warn
+from .output import err, error, handled, info, keep_report, refuse_unwritable, show_report
 
 if TYPE_CHECKING:
     from ..request import Prepared
     from ..schema import Report
 
-EXIT_CODES = o.returns({
-    ExitCode.REGRESSION: "against --baseline", ExitCode.ENVIRONMENT: "", ExitCode.CAPTURE: "",
-    ExitCode.BAD_REPORT: "--baseline", ExitCode.NOT_GATEABLE: "--baseline", ExitCode.NOT_WRITTEN: "--json",
-})
+EXIT_CODES = o.returns(
+    {
+        ExitCode.REGRESSION: "against --baseline",
+        ExitCode.ENVIRONMENT: "",
+        ExitCode.CAPTURE: "",
+        ExitCode.BAD_REPORT: "--baseline",
+        ExitCode.NOT_GATEABLE: "--baseline",
+        ExitCode.NOT_WRITTEN: "--json",
+    }
+)
 
-EPILOG = o.epilog("""\
+EPILOG = o.epilog(
+    """\
 Examples:
 
   encgraph profile --model Qwen2-VL --budgets 1024,2048,4096
@@ -53,7 +61,29 @@ largest budget holds.
 Nothing measured is lost: a budget that runs out of memory is recorded and the others go on;
 Ctrl-C or SIGTERM stops the ladder and keeps the budgets already captured. When several exit codes
 apply, the first of 130/143, 4, 8, then the gate's 1 or 7 is returned.
-""", EXIT_CODES)
+""",
+    EXIT_CODES,
+)
+
+
+Seed = Annotated[int, typer.Option("--seed", help="Seed for weights and dummy inputs.")]
+Warmup = Annotated[int, typer.Option("--warmup", help="Eager runs per budget before capture.")]
+CheckRelease = Annotated[
+    bool,
+    typer.Option(
+        "--check-release", help="At the end, drop every graph, empty the cache and report what came back to the driver."
+    ),
+]
+MemorySnapshot = Annotated[
+    Path | None,
+    typer.Option(
+        "--memory-snapshot",
+        help="Also write the allocator's history of the run, for pytorch.org/memory_viz, events labelled by budget.",
+    ),
+]
+Baseline = Annotated[
+    Path | None, typer.Option("--baseline", help="Gate the new report against this one (as `encgraph check`).")
+]
 
 
 @handled
@@ -65,21 +95,18 @@ def profile(
     max_items: o.MaxItems = None,
     dtype: o.Dtype = "bfloat16",
     attn: o.Attn = "auto",
-    seed: Annotated[int, typer.Option("--seed", help="Seed for weights and dummy inputs.")] = 0,
-    warmup: Annotated[int, typer.Option("--warmup", help="Eager runs per budget before capture.")] = 2,
+    seed: Seed = 0,
+    warmup: Warmup = 2,
     strategy: o.StrategyName = None,
     pool: o.PoolChoice = None,
     order: o.OrderChoice = None,
     capture: o.CaptureChoice = None,
     max_frames_per_batch: o.MaxFramesPerBatch = 0,
     json_path: o.JsonReport = None,
-    check_release: Annotated[bool, typer.Option("--check-release", help="At the end, drop every graph, empty the cache "
-                                                "and report what came back to the driver.")] = False,
-    memory_snapshot: Annotated[Path | None, typer.Option("--memory-snapshot", help="Also write the allocator's history of "
-                               "the run, for pytorch.org/memory_viz, events labelled by budget.")] = None,
+    check_release: CheckRelease = False,
+    memory_snapshot: MemorySnapshot = None,
     output_format: o.OutputFormat = o.Format.table,
-    baseline: Annotated[Path | None, typer.Option("--baseline", help="Gate the new report against this one (as "
-                                                  "`encgraph check`).")] = None,
+    baseline: Baseline = None,
     max_num_seqs: o.MaxNumSeqs = DECODER.max_num_seqs,
     max_num_batched_tokens: o.MaxNumBatchedTokens = DECODER.max_num_batched_tokens,
     cudagraph_mode: o.CudagraphMode = DECODER.cudagraph_mode,
@@ -92,8 +119,6 @@ def profile(
 ) -> None:
     """Capture one encoder CUDA graph per budget on this GPU and report the memory each holds."""
     from .. import report_io
-    from ..check import settings_mismatches
-    from ..errors import ReportError
     from ..ladder import resolve_budgets
     from ..request import ProfileRequest, parse_strategy, prepare
 
@@ -102,31 +127,38 @@ def profile(
         cudagraph_capture_sizes=cudagraph_capture_sizes, max_cudagraph_capture_size=max_cudagraph_capture_size,
         num_speculative_tokens=num_speculative_tokens, max_loras=max_loras, specialize_lora=specialize_lora,
         blackwell=blackwell,
-    )
+    )  # fmt: skip
     request = ProfileRequest(
         model=model, budgets=resolve_budgets(budgets, max_budget), revision=revision, max_items=max_items, dtype=dtype,
         attn=attn, seed=seed, warmup_iterations=warmup, decoder=decoder, memory_snapshot=memory_snapshot,
         strategy=parse_strategy(strategy, pool, order, capture), max_frames_per_batch=max_frames_per_batch,
         check_release=check_release,
-    )
+    )  # fmt: skip
     # Everything that can be refused is refused before the GPU work starts.
     refuse_unwritable({"--json": json_path, "--memory-snapshot": memory_snapshot}, inputs=(baseline, model))
     gate = report_io.load(baseline) if baseline is not None else None
     setup = prepare(request)
-    if gate is not None:
-        mismatches = settings_mismatches(gate, setup.settings)
-        if mismatches:
-            raise ReportError(f"--baseline {baseline} was made with other settings ({'; '.join(mismatches)}); "
-                              "profile with the same settings or refresh the baseline")
+    _refuse_other_settings(gate, setup, baseline)
     report = _run(setup)
-    written = ExitCode.OK if json_path is None else keep(json_path, report_io.to_json(report), "the report", "encgraph-report")
-    _show(report, output_format)
+    written = keep_report(report, json_path)
+    show_report(report, output_format is o.Format.json)
     code = _outcome(report) or written
     if code is ExitCode.OK and gate is not None:
-        from .check import gate_against
-
         code = gate_against(gate, report)
     raise typer.Exit(int(code))
+
+
+def _refuse_other_settings(gate: Report | None, setup: Prepared, path: Path | None) -> None:
+    """A --baseline made with other settings can never pass: refuse it before the GPU work."""
+    from ..check import settings_mismatches
+    from ..errors import ReportError
+
+    mismatches = settings_mismatches(gate, setup.settings) if gate is not None else ()
+    if mismatches:
+        raise ReportError(
+            f"--baseline {path} was made with other settings ({'; '.join(mismatches)}); "
+            "profile with the same settings or refresh the baseline"
+        )
 
 
 @contextmanager
@@ -158,7 +190,9 @@ def _run(setup: Prepared) -> Report:
             columns = TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn()
             with Progress(*columns, console=err, transient=True) as bar:
                 task = bar.add_task("starting", total=None)
-                return measure(setup, lambda what, done, total: bar.update(task, description=what, completed=done, total=total))
+                return measure(
+                    setup, lambda what, done, total: bar.update(task, description=what, completed=done, total=total)
+                )
 
         def line(what: str, done: int, total: int) -> None:  # logs: one line per step
             info(f"encgraph: {what} ({done}/{total})")
@@ -174,16 +208,3 @@ def _outcome(report: Report) -> ExitCode:
     if not assessment.acceptable:
         error(f"the run {'; '.join(assessment.problems)}; what was measured is kept")
     return assessment.exit_code
-
-
-def _show(report: Report, output_format: o.Format) -> None:
-    from .. import render
-    from ..report_io import to_json
-    from .output import emit
-
-    for message in report.warnings:
-        warn(message)
-    if output_format is o.Format.json:
-        emit(to_json(report))
-    else:
-        show(*render.report_view(report))

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 EXIT_CODES = o.returns({ExitCode.BAD_REPORT: ""})
 
-EPILOG = o.epilog("""\
+EPILOG = o.epilog(
+    """\
 Examples:
 
   encgraph report examples/qwen2-vl-7b.h100.json --html qwen2-vl.html
@@ -27,7 +28,9 @@ The page is one file that needs no network to view: bars drawn as SVG for each b
 and static I/O, the memory by pool, and, for several reports, the encoder pools side by side; then
 the tables. `encgraph check --html` writes the same page for a baseline and a current report. A page
 that cannot be written, or would overwrite one of the reports, is refused as bad input.
-""", EXIT_CODES)
+""",
+    EXIT_CODES,
+)
 
 
 def write_page(reports: list[Report], labels: list[str], html: Path, title: str) -> None:
@@ -39,10 +42,13 @@ def write_page(reports: list[Report], labels: list[str], html: Path, title: str)
 
 @handled
 def report(
-    reports: Annotated[list[Path], typer.Argument(help="One or more profile reports (JSON from `encgraph profile --json`).")],
+    reports: Annotated[
+        list[Path], typer.Argument(help="One or more profile reports (JSON from `encgraph profile --json`).")
+    ],
     html: Annotated[Path, typer.Option("--html", help="Where to write the page.")],
-    label: Annotated[list[str] | None, typer.Option("--label", help="A name for each report, in order. Default: the file "
-                                                    "names.")] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", help="A name for each report, in order. Default: the file names.")
+    ] = None,
     title: Annotated[str, typer.Option("--title", help="The page's title.")] = "encgraph report",
 ) -> None:
     """Write one self-contained HTML page of charts and tables for one or more reports."""

@@ -13,9 +13,12 @@ from ..errors import ExitCode
 from . import options as o
 from .output import emit_json, handled, info, keep, make_folder, show, warn
 
-EXIT_CODES = o.returns({ExitCode.ENVIRONMENT: "", ExitCode.CAPTURE: "a cell failed", ExitCode.NOT_WRITTEN: "sweep.json"})
+EXIT_CODES = o.returns(
+    {ExitCode.ENVIRONMENT: "", ExitCode.CAPTURE: "a cell failed", ExitCode.NOT_WRITTEN: "sweep.json"}
+)
 
-EPILOG = o.epilog("""\
+EPILOG = o.epilog(
+    """\
 Examples:
 
   encgraph sweep --model Qwen2-VL --model gemma-3-27b --budgets 1024,2048,4096 --out sweep/
@@ -27,17 +30,23 @@ imported torch and transformers once and never touched CUDA; with --gpus, one ce
 each GPU named, and each report records the GPU it ran on. Every cell writes its report to --out
 (MODEL.LADDER.STRATEGY.json) and the merged results to --out/sweep.json. A failed cell is recorded
 and the sweep goes on.
-""", EXIT_CODES)
+""",
+    EXIT_CODES,
+)
 
 
 @handled
 def sweep(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the cells' reports and sweep.json (made if missing).")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for the cells' reports and sweep.json (made if missing).")
+    ],
     model: o.Models,
     budgets: o.BudgetLadders,
     strategies: o.StrategyNames = "vllm",
-    gpus: Annotated[str | None, typer.Option("--gpus", help="GPU indices to spread the cells over, e.g. 0,1,2,3. Default: "
-                                             "the current GPU.")] = None,
+    gpus: Annotated[
+        str | None,
+        typer.Option("--gpus", help="GPU indices to spread the cells over, e.g. 0,1,2,3. Default: the current GPU."),
+    ] = None,
     output_format: o.OutputFormat = o.Format.table,
 ) -> None:
     """Profile models x budget ladders x strategies, each cell in a fresh process, over several GPUs."""
@@ -59,14 +68,28 @@ def sweep(
         raise UsageError("two cells are the same: list each model, ladder and strategy once")
     make_folder(out_dir, "--out")
     results = run(cells, out_dir, gpu_list, progress=info)
-    merged = {"cells": [{"model": r.cell.model, "budgets": list(r.cell.budgets), "strategy": r.cell.strategy, "gpu": r.gpu,
-                         "exit_code": r.exit_code, "message": r.message, "report": r.report.name if r.report else None,
-                         "wall_s": round(r.wall_s, 3)} for r in results]}
+    merged = {
+        "cells": [
+            {
+                "model": r.cell.model,
+                "budgets": list(r.cell.budgets),
+                "strategy": r.cell.strategy,
+                "gpu": r.gpu,
+                "exit_code": r.exit_code,
+                "message": r.message,
+                "report": r.report.name if r.report else None,
+                "wall_s": round(r.wall_s, 3),
+            }
+            for r in results
+        ]
+    }
     written = keep(out_dir / "sweep.json", json.dumps(merged, indent=2) + "\n", "the merged results", "encgraph-sweep")
     if output_format is o.Format.json:
         emit_json(merged)
     else:
-        pools = [report_io.load(r.report).pool(PoolName.ENCODER_GRAPHS).reserved_bytes if r.report else None for r in results]
+        pools = [
+            report_io.load(r.report).pool(PoolName.ENCODER_GRAPHS).reserved_bytes if r.report else None for r in results
+        ]
         show(render.sweep_table(results, pools))
     for r in results:
         if r.exit_code != 0:
