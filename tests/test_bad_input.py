@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import MiB
 from typer.testing import CliRunner
 
 from encgraph_profiler import __version__
 from encgraph_profiler.cli import app
-
-from helpers import MiB
 
 TINY = Path(__file__).resolve().parent.parent / "configs" / "tiny" / "tiny-qwen2-vl.json"
 
@@ -48,8 +47,12 @@ def _config(**vision):
 
 def _files(tmp: Path, recorded: dict) -> dict:
     """Named files the cases refer to as {name}."""
+
     def without(count):  # the first `count` budgets not measured
-        gone = [{"budget": b["budget"], "status": "out_of_memory", "reason": "out of memory"} for b in recorded["budgets"][:count]]
+        gone = [
+            {"budget": b["budget"], "status": "out_of_memory", "reason": "out of memory"}
+            for b in recorded["budgets"][:count]
+        ]
         return _report(recorded, budgets=recorded["budgets"][count:], unmeasured=gone)
 
     first_budget_dropped = without(1)
@@ -58,9 +61,13 @@ def _files(tmp: Path, recorded: dict) -> dict:
         "good": recorded,
         "partial": first_budget_dropped,
         "empty": without(len(recorded["budgets"])),
-        "stopped": {**recorded, "schema_version": 2, "stopped_by": "SIGINT",
-                    "budgets": recorded["budgets"][1:],
-                    "unmeasured": [{"budget": 1024, "status": "not_run", "reason": "not run"}]},
+        "stopped": {
+            **recorded,
+            "schema_version": 2,
+            "stopped_by": "SIGINT",
+            "budgets": recorded["budgets"][1:],
+            "unmeasured": [{"budget": 1024, "status": "not_run", "reason": "not run"}],
+        },
         "mismatch": _report(recorded, **{"budgets.1.replay_matches_eager": False}),
         "negative": _report(recorded, **{"budgets.0.pool_reserved_bytes": -5}),
         "string": _report(recorded, **{"budgets.2.static_io_bytes": "37 MiB"}),
@@ -156,8 +163,16 @@ CASES = [
     ([*PROFILE, "--baseline", "{negative}"], 5, "cannot be negative"),
     ([*PROFILE, "--baseline", "{good}"], 5, "was made with other settings"),
     (["profile", "--model", "qwen9-vl"], 2, "unknown model 'qwen9-vl'"),
-    (["profile", "--model", "MiniCPM-V-2_6"], 2, "MiniCPM-V-2_6 (minicpmv) is not supported: MiniCPM-V 2.5 to 4.5 publish"),
-    (["profile", "--model", "{deptext}", "--budgets", "64"], 2, "vision_config.depth is '32'; it must be a whole number above 0"),
+    (
+        ["profile", "--model", "MiniCPM-V-2_6"],
+        2,
+        "MiniCPM-V-2_6 (minicpmv) is not supported: MiniCPM-V 2.5 to 4.5 publish",
+    ),
+    (
+        ["profile", "--model", "{deptext}", "--budgets", "64"],
+        2,
+        "vision_config.depth is '32'; it must be a whole number above 0",
+    ),
     (["profile", "--model", "{zerowidth}", "--budgets", "64"], 2, "vision_config.embed_dim is 0"),
     (["profile", "--model", "{nodepth}", "--budgets", "64"], 2, "vision_config lacks depth, embed_dim"),
     (["profile", "--model", "{novision}", "--budgets", "64"], 2, "has no vision_config"),
@@ -166,7 +181,11 @@ CASES = [
     (["profile", "--model", "{folder}", "--budgets", "64"], 2, "a directory without a config.json"),
     # -- plan ---------------------------------------------------------------------------------------
     (["plan", "--from", "{good}", "--budgets", "1024"], 2, "--budgets apply only with --model"),
-    (["plan", "--from", "{good}", "--max-items", "4", "--dtype", "float32"], 2, "--max-items, --dtype apply only with --model"),
+    (
+        ["plan", "--from", "{good}", "--max-items", "4", "--dtype", "float32"],
+        2,
+        "--max-items, --dtype apply only with --model",
+    ),
     (["plan", "--from", "{good}", "--gpu-memory", "80"], 2, "a unit is needed"),
     (["plan", "--from", "{good}", "--gpu-memory", "eighty"], 2, "cannot read --gpu-memory 'eighty'"),
     (["plan", "--from", "{good}", "--gpu", "H800"], 2, "unknown --gpu 'H800'"),
@@ -206,8 +225,10 @@ def test_bad_input_gives_one_line_and_its_exit_code(args, code, message, tmp_pat
     output = " ".join(result.output.split())  # rich folds long lines on narrow terminals
     assert result.exit_code == code, result.output
     assert message.format(**files) in output, result.output
-    assert {name: Path(path).read_bytes() for name, path in files.items() if Path(path).is_file()} == before  # inputs kept
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert {
+        name: Path(path).read_bytes() for name, path in files.items() if Path(path).is_file()
+    } == before  # inputs kept
+    assert ("Traceback" not in result.output and result.exception is None) or isinstance(result.exception, SystemExit)
     if code != 1:
         errors = [line for line in result.output.splitlines() if line.startswith("error:")]
         assert len(errors) == 1, result.output

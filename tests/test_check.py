@@ -3,13 +3,12 @@
 from pathlib import Path
 
 import pytest
+from helpers import MiB, grow_largest_pool
 
 from encgraph_profiler import check_formats
 from encgraph_profiler.check import Tolerance, assess, compare, parse_tolerance, runs_exit_code
 from encgraph_profiler.errors import ExitCode, ReportError, UsageError
 from encgraph_profiler.report_io import from_dict
-
-from helpers import MiB, grow_largest_pool
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -38,7 +37,9 @@ def test_per_figure_override(recorded_report_data):
     strict = parse_tolerance(["pool_reserved_bytes=1%"], [])
     result = compare(base, grown, strict)
     assert {r.figure for r in result.regressions} == {"pool_reserved_bytes"}
-    loose = parse_tolerance(["pool_reserved_bytes=11%", "pool_growth_bytes=11%", "reserved_bytes=11%", "total_bytes=11%"], [])
+    loose = parse_tolerance(
+        ["pool_reserved_bytes=11%", "pool_growth_bytes=11%", "reserved_bytes=11%", "total_bytes=11%"], []
+    )
     assert compare(*_reports(recorded_report_data, 0.10), loose).passed
 
 
@@ -83,10 +84,15 @@ def test_bad_tolerances(bad):
         parse_tolerance(bad, [])
 
 
-@pytest.mark.parametrize("fmt, golden", [
-    ("markdown", "check-10pct.md"), ("json", "check-10pct.json"), ("bencher", "check-10pct.bencher.json"),
-    ("github", "check-10pct.github.json"),
-])
+@pytest.mark.parametrize(
+    "fmt, golden",
+    [
+        ("markdown", "check-10pct.md"),
+        ("json", "check-10pct.json"),
+        ("bencher", "check-10pct.bencher.json"),
+        ("github", "check-10pct.github.json"),
+    ],
+)
 def test_formats_match_golden_outputs(recorded_report_data, fmt, golden):
     result = compare(*_reports(recorded_report_data, 0.10))
     assert check_formats.FORMATS[fmt](result) == (GOLDEN / golden).read_text()
@@ -102,20 +108,51 @@ def test_assess_gives_each_problem_its_exit_code(recorded_report_data):
     not_run = [{"budget": 1024, "status": "not_run", "reason": "not run"}]
     cases = {
         "complete": (from_dict(data), ExitCode.OK, ()),
-        "SIGINT": (_changed(data, stopped_by="SIGINT", budgets=data["budgets"][1:], unmeasured=not_run),
-                   ExitCode.INTERRUPTED, ("stopped early (SIGINT) after 3 of 4 budgets", "did not measure budget 1024 (not run)")),
-        "SIGTERM": (_changed(data, stopped_by="SIGTERM", budgets=data["budgets"][1:], unmeasured=not_run),
-                    ExitCode.TERMINATED, ("stopped early (SIGTERM) after 3 of 4 budgets", "did not measure budget 1024 (not run)")),
-        "out of memory": (_changed(data, budgets=data["budgets"][:-1], unmeasured=[
-            {"budget": 8192, "status": "out_of_memory", "reason": "out of memory"}]),
-            ExitCode.CAPTURE, ("did not measure budget 8192 (out of memory)",)),
-        "replay": (_changed(data, budgets=[{**data["budgets"][0], "replay_matches_eager": False}, *data["budgets"][1:]]),
-                   ExitCode.CAPTURE, ("has graphs whose replay differed from eager at budget 1024",)),
-        "capture failure": (_changed(data, stopped_by="capture failure", budgets=[], unmeasured=[
-            {"budget": b["budget"], "status": "capture_failed" if b["budget"] == 8192 else "not_run", "reason": "failed"}
-            for b in data["budgets"]]), ExitCode.CAPTURE,
-            ("has no measured budgets", "stopped early (capture failure) after 0 of 4 budgets",
-             "did not measure budget 1024 (not run), 2048 (not run), 4096 (not run), 8192 (capture failed)")),
+        "SIGINT": (
+            _changed(data, stopped_by="SIGINT", budgets=data["budgets"][1:], unmeasured=not_run),
+            ExitCode.INTERRUPTED,
+            ("stopped early (SIGINT) after 3 of 4 budgets", "did not measure budget 1024 (not run)"),
+        ),
+        "SIGTERM": (
+            _changed(data, stopped_by="SIGTERM", budgets=data["budgets"][1:], unmeasured=not_run),
+            ExitCode.TERMINATED,
+            ("stopped early (SIGTERM) after 3 of 4 budgets", "did not measure budget 1024 (not run)"),
+        ),
+        "out of memory": (
+            _changed(
+                data,
+                budgets=data["budgets"][:-1],
+                unmeasured=[{"budget": 8192, "status": "out_of_memory", "reason": "out of memory"}],
+            ),
+            ExitCode.CAPTURE,
+            ("did not measure budget 8192 (out of memory)",),
+        ),
+        "replay": (
+            _changed(data, budgets=[{**data["budgets"][0], "replay_matches_eager": False}, *data["budgets"][1:]]),
+            ExitCode.CAPTURE,
+            ("has graphs whose replay differed from eager at budget 1024",),
+        ),
+        "capture failure": (
+            _changed(
+                data,
+                stopped_by="capture failure",
+                budgets=[],
+                unmeasured=[
+                    {
+                        "budget": b["budget"],
+                        "status": "capture_failed" if b["budget"] == 8192 else "not_run",
+                        "reason": "failed",
+                    }
+                    for b in data["budgets"]
+                ],
+            ),
+            ExitCode.CAPTURE,
+            (
+                "has no measured budgets",
+                "stopped early (capture failure) after 0 of 4 budgets",
+                "did not measure budget 1024 (not run), 2048 (not run), 4096 (not run), 8192 (capture failed)",
+            ),
+        ),
     }
     for name, (report, code, problems) in cases.items():
         assessment = assess(report)

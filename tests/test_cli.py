@@ -6,11 +6,10 @@ import sys
 
 import pytest
 import torch
+from helpers import grow_largest_pool, write
 from typer.testing import CliRunner
 
 from encgraph_profiler.cli import app
-
-from helpers import grow_largest_pool, write
 
 runner = CliRunner()
 
@@ -46,13 +45,22 @@ def test_graphs_line_and_json():
         "Profiling CUDA graph memory: PIECEWISE=51 (largest=512), FULL=35 (largest=256), ENCODER=3 (largest=4096)"
     )
     data = json.loads(run("graphs", "--max-num-seqs", "128", "--format", "json").output)
-    assert [(g["kind"], g["count"], g["largest"]) for g in data["groups"]] == [("PIECEWISE", 35, 256), ("FULL", 19, 128)]
+    assert [(g["kind"], g["count"], g["largest"]) for g in data["groups"]] == [
+        ("PIECEWISE", 35, 256),
+        ("FULL", 19, 128),
+    ]
 
 
-@pytest.mark.parametrize("args", [
-    ["--max-num-seqs", "0"], ["--max-num-batched-tokens", "-5"], ["--cudagraph-mode", "MAYBE"],
-    ["--cudagraph-capture-sizes", "1,2,99999"], ["--budgets", "1024,abc"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--max-num-seqs", "0"],
+        ["--max-num-batched-tokens", "-5"],
+        ["--cudagraph-mode", "MAYBE"],
+        ["--cudagraph-capture-sizes", "1,2,99999"],
+        ["--budgets", "1024,abc"],
+    ],
+)
 def test_graphs_bad_input_exit_2(args):
     result = run("graphs", *args)
     assert result.exit_code == 2
@@ -66,11 +74,17 @@ def test_profile_without_gpu_exits_3_with_what_still_works():
     assert "no CUDA device" in result.output and "`encgraph predict` answers without one" in result.output
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model", "qwen9-vl"], "unknown model"), (["--budgets", "1024,1024"], "given twice"),
-    (["--budgets", "0"], "positive"), (["--budgets", "64,128", "--max-items", "65"], "larger than the smallest"),
-    (["--dtype", "int3"], "unknown --dtype"), (["--attn", "magic"], "unknown --attn"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "qwen9-vl"], "unknown model"),
+        (["--budgets", "1024,1024"], "given twice"),
+        (["--budgets", "0"], "positive"),
+        (["--budgets", "64,128", "--max-items", "65"], "larger than the smallest"),
+        (["--dtype", "int3"], "unknown --dtype"),
+        (["--attn", "magic"], "unknown --attn"),
+    ],
+)
 def test_profile_bad_input_exit_2_before_gpu(args, message):
     result = run("profile", *args)
     assert result.exit_code == 2, result.output
@@ -81,11 +95,18 @@ def test_models_lists_families_and_configs_with_parameter_counts():
     result = run("models", "--format", "json")
     data = json.loads(result.output)
     rows = data["models"]
-    assert {"qwen3_5_moe", "qwen2_vl", "glm4v", "llama4", "smolvlm", "siglip"} <= {t for f in data["families"] for t in f["model_types"]}
+    assert {"qwen3_5_moe", "qwen2_vl", "glm4v", "llama4", "smolvlm", "siglip"} <= {
+        t for f in data["families"] for t in f["model_types"]
+    }
     assert len(rows) == 23
     forms = {f["family"]: f["authors_own_forms"] for f in data["families"]}
     assert (forms["internvl"], forms["lfm2-vl"], forms["ernie4.5-vl"], forms["deepseek-ocr2"], forms["qwen2-vl"]) == (
-        ["internvl_chat"], ["lfm2-vl"], ["ernie4_5_moe_vl"], ["deepseek_vl_v2"], [])
+        ["internvl_chat"],
+        ["lfm2-vl"],
+        ["ernie4_5_moe_vl"],
+        ["deepseek_vl_v2"],
+        [],
+    )
     assert {r["name"]: r["aliases"] for r in rows}["smolvlm2-500m"] == ["smolvlm", "smolvlm2", "smolvlm2-500m-video"]
     assert {r["name"]: r["aliases"] for r in rows}["glm-4.1v-9b"] == ["glm-4.1v", "glm4v"]
     assert {r["name"]: r["aliases"] for r in rows}["kimi-vl-a3b"] == ["kimi-vl"]
@@ -95,7 +116,10 @@ def test_models_lists_families_and_configs_with_parameter_counts():
     assert set(refused) == {"minicpmv", "minicpmv4_6", "minicpmv4_7", "minicpm_ocr", "step3_vl", "deepseek_vl_v2"}
     assert "deepseek-vl2" in refused["deepseek_vl_v2"]["names"] and "resampler" in refused["minicpmv"]["reason"]
     table = run("models").output
-    assert "No bundled config for step-3.7, step-3.7-flash, step3p7: give its Hugging Face id (stepfun-ai/Step-3.7-Flash)" in " ".join(table.split())
+    assert (
+        "No bundled config for step-3.7, step-3.7-flash, step3p7: give its Hugging Face id (stepfun-ai/Step-3.7-Flash)"
+        in " ".join(table.split())
+    )
     assert "Not supported, each refused with its reason" in " ".join(table.split())
     assert "step3_vl (step3)" in " ".join(table.split())
 
@@ -114,8 +138,18 @@ def test_check_exit_codes(recorded_report_path, recorded_report_data, tmp_path):
 
 def test_check_json_output_is_clean(recorded_report_path):
     result = subprocess.run(
-        [sys.executable, "-m", "encgraph_profiler", "check", str(recorded_report_path), str(recorded_report_path), "--format", "json"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "encgraph_profiler",
+            "check",
+            str(recorded_report_path),
+            str(recorded_report_path),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0
     assert json.loads(result.stdout)["passed"] is True

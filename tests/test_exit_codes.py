@@ -35,7 +35,10 @@ def test_a_changed_description_makes_the_docs_stale(monkeypatch, tmp_path):
     monkeypatch.setattr(ExitCode.DOES_NOT_FIT, "description", "no room at all")
     assert tool.stale(tmp_path) == ["README exit codes (README.md)", "exit codes page (docs/exit-codes.md)"]
     tool.write(tmp_path)
-    assert tool.stale(tmp_path) == [] and "| 6 | `DOES_NOT_FIT` | no room at all | `plan` |" in (tmp_path / "README.md").read_text()
+    assert (
+        tool.stale(tmp_path) == []
+        and "| 6 | `DOES_NOT_FIT` | no room at all | `plan` |" in (tmp_path / "README.md").read_text()
+    )
 
 
 def test_each_commands_help_ends_with_its_exit_codes():
@@ -45,9 +48,11 @@ def test_each_commands_help_ends_with_its_exit_codes():
         help_text = " ".join(CliRunner().invoke(app, [name, "--help"], terminal_width=200).output.split())
         assert " ".join(exit_code_sentence(codes).split()) in help_text, name
     profile = " ".join(exit_code_sentence(COMMANDS["profile"][2]).split())
-    assert profile == ("Exit codes: 0 ok, 1 regression (against --baseline), 2 bad input, 3 environment, 4 a budget not "
-                       "measured, 5 bad report (--baseline), 7 report not gateable (--baseline), 8 written elsewhere (--json), "
-                       "70 internal error, 130 SIGINT, 143 SIGTERM.")
+    assert profile == (
+        "Exit codes: 0 ok, 1 regression (against --baseline), 2 bad input, 3 environment, 4 a budget not "
+        "measured, 5 bad report (--baseline), 7 report not gateable (--baseline), 8 written elsewhere (--json), "
+        "70 internal error, 130 SIGINT, 143 SIGTERM."
+    )
     top = " ".join(CliRunner().invoke(app, ["--help"], terminal_width=200).output.split())
     assert "6 does not fit" in top and "143 SIGTERM" in top
 

@@ -9,12 +9,15 @@ def line(**kwargs):
     return graph_counts(DecoderSettings(**kwargs), budgets).line.removeprefix("Profiling CUDA graph memory: ")
 
 
-@pytest.mark.parametrize("seqs, tokens, expected", [
-    (256, 8192, "PIECEWISE=51 (largest=512), FULL=35 (largest=256)"),
-    (128, 8192, "PIECEWISE=35 (largest=256), FULL=19 (largest=128)"),
-    (1024, 8192, "PIECEWISE=51 (largest=512), FULL=51 (largest=512)"),
-    (16, 2048, "PIECEWISE=7 (largest=32), FULL=5 (largest=16)"),
-])
+@pytest.mark.parametrize(
+    "seqs, tokens, expected",
+    [
+        (256, 8192, "PIECEWISE=51 (largest=512), FULL=35 (largest=256)"),
+        (128, 8192, "PIECEWISE=35 (largest=256), FULL=19 (largest=128)"),
+        (1024, 8192, "PIECEWISE=51 (largest=512), FULL=51 (largest=512)"),
+        (16, 2048, "PIECEWISE=7 (largest=32), FULL=5 (largest=16)"),
+    ],
+)
 def test_vllm_worked_examples(seqs, tokens, expected):
     assert line(max_num_seqs=seqs, max_num_batched_tokens=tokens) == expected
 
@@ -47,12 +50,17 @@ def test_explicit_sizes_blackwell_and_batched_tokens():
     assert capture_sizes(DecoderSettings(max_cudagraph_capture_size=64))[-1] == 64
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"max_num_seqs": 0}, "positive"), ({"max_num_batched_tokens": -1}, "positive"),
-    ({"cudagraph_mode": "SOMETIMES"}, "unknown --cudagraph-mode"), ({"num_speculative_tokens": -1}, "negative"),
-    ({"cudagraph_capture_sizes": (1, 9000)}, "larger than --max-num-batched-tokens"),
-    ({"cudagraph_capture_sizes": (0,)}, "positive"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_num_seqs": 0}, "positive"),
+        ({"max_num_batched_tokens": -1}, "positive"),
+        ({"cudagraph_mode": "SOMETIMES"}, "unknown --cudagraph-mode"),
+        ({"num_speculative_tokens": -1}, "negative"),
+        ({"cudagraph_capture_sizes": (1, 9000)}, "larger than --max-num-batched-tokens"),
+        ({"cudagraph_capture_sizes": (0,)}, "positive"),
+    ],
+)
 def test_bad_settings(kwargs, message):
     with pytest.raises(UsageError, match=message):
         graph_counts(DecoderSettings(**kwargs), None)

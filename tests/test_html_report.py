@@ -9,12 +9,12 @@ import zlib
 from html.parser import HTMLParser
 
 import pytest
+from helpers import grow_largest_pool, write
 from typer.testing import CliRunner
 
 from encgraph_profiler.cli import app
 from encgraph_profiler.html_report import render
 from encgraph_profiler.report_io import PoolName, load
-from helpers import grow_largest_pool, write
 
 
 class Elements(HTMLParser):
@@ -50,8 +50,11 @@ def test_bars_carry_the_reports_bytes_in_proportion(two_reports):
         assert sorted(int(a["data-bytes"]) for a in mine) == sorted(b.pool_reserved_bytes for b in report.budgets)
         io = [int(a["data-bytes"]) for a in bars if a["data-report"] == str(index) and a["data-series"] == "static I/O"]
         assert sorted(io) == sorted(b.static_io_bytes for b in report.budgets)
-        pools = {a["data-pool"]: int(a["data-bytes"]) for t, a in tags if t == "rect" and a.get("class") == "pool"
-                 and a["data-report"] == str(index)}
+        pools = {
+            a["data-pool"]: int(a["data-bytes"])
+            for t, a in tags
+            if t == "rect" and a.get("class") == "pool" and a["data-report"] == str(index)
+        }
         assert pools[PoolName.ENCODER_GRAPHS.value] == report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
     # Side by side: the current report's largest budget is 10% above the baseline's, and its bar as much taller.
     compare = [a for a in bars if a["data-series"] in ("baseline", "current") and a["data-group"] == "8,192"]
@@ -78,9 +81,17 @@ def test_report_and_check_write_the_page(recorded_report_path, recorded_report_d
     grown = write(tmp_path / "grown.json", grow_largest_pool(recorded_report_data, 0.10))
     result = runner.invoke(app, ["check", str(recorded_report_path), str(grown), "--html", str(tmp_path / "pr.html")])
     assert result.exit_code == 1  # the gate still decides the exit code
-    assert "<h2>baseline</h2>" in (tmp_path / "pr.html").read_text() and "<h2>current</h2>" in (tmp_path / "pr.html").read_text()
+    assert (
+        "<h2>baseline</h2>" in (tmp_path / "pr.html").read_text()
+        and "<h2>current</h2>" in (tmp_path / "pr.html").read_text()
+    )
     assert runner.invoke(app, ["report", str(recorded_report_path), "--html", str(tmp_path)]).exit_code == 2  # a folder
-    assert runner.invoke(app, ["report", str(recorded_report_path), "--html", str(page), "--label", "a", "--label", "b"]).exit_code == 2
+    assert (
+        runner.invoke(
+            app, ["report", str(recorded_report_path), "--html", str(page), "--label", "a", "--label", "b"]
+        ).exit_code
+        == 2
+    )
 
 
 def _chromium():
@@ -92,8 +103,8 @@ def _png_pixels(data: bytes):
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, header = 8, b"", None
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
@@ -104,7 +115,7 @@ def _png_pixels(data: bytes):
     channels = 3 if colour == 2 else 4
     raw, stride, rows, previous = zlib.decompress(idat), width * channels, [], bytearray(width * channels)
     for y in range(height):
-        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             left = line[i - channels] if i >= channels else 0
             up, corner = previous[i], previous[i - channels] if i >= channels else 0
@@ -118,7 +129,7 @@ def _png_pixels(data: bytes):
                 p = left + up - corner
                 pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
                 line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 255
-        rows.append([tuple(line[x:x + 3]) for x in range(0, stride, channels)])
+        rows.append([tuple(line[x : x + 3]) for x in range(0, stride, channels)])
         previous = line
     return width, height, rows
 
@@ -131,18 +142,35 @@ def test_a_headless_browser_renders_the_page(two_reports, tmp_path):
         pytest.skip("no Chromium here (CI installs it)")
     page = tmp_path / "page.html"
     page.write_text(render([("baseline", two_reports[0]), ("current", two_reports[1])]))
-    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([*flags, "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=120)
+    flags = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [*flags, "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert "Uncaught" not in dom.stderr and "CONSOLE" not in dom.stderr  # no script error, no console message
     rendered = _elements(dom.stdout)
     bars = [a for t, a in rendered if t == "rect" and a.get("class") == "bar"]
     assert sorted({int(a["data-bytes"]) for a in bars if a["data-series"] == "baseline"}) == sorted(
-        {b.pool_reserved_bytes for b in two_reports[0].budgets})
+        {b.pool_reserved_bytes for b in two_reports[0].budgets}
+    )
     shot = tmp_path / "shot.png"
-    done = subprocess.run([*flags, "--window-size=1000,1200", f"--screenshot={shot}", page.as_uri()],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    done = subprocess.run(
+        [*flags, "--window-size=1000,1200", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
     width, height, rows = _png_pixels(shot.read_bytes())
     assert (width, height) == (1000, 1200)

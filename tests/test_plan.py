@@ -25,7 +25,15 @@ def test_h100_plan_matches_hand_computation(recorded_report_data):
     assert result.kv_tokens == kv // per_token == 958_949
     assert result.concurrency == pytest.approx(958_949 / 32768)
     assert result.fits
-    assert [t.source for t in result.terms] == ["preset", "config", "measured", "measured", "not measured", "measured", "user"]
+    assert [t.source for t in result.terms] == [
+        "preset",
+        "config",
+        "measured",
+        "measured",
+        "not measured",
+        "measured",
+        "user",
+    ]
     assert "--kv-cache-memory=54990005657" in result.vllm_flags
     assert result.kv_is_upper_bound and "at most 958,949 KV tokens" in result.verdict
     assert '"encoder_cudagraph_token_budgets": [1024, 2048, 4096, 8192]' in result.vllm_flags
@@ -56,7 +64,9 @@ def test_kv_cache_dtype_and_user_terms(recorded_report_data):
     base = plan(report, PlanInputs("x", 80 * GiB, "user"))
     fp8 = plan(report, PlanInputs("x", 80 * GiB, "user", kv_cache_dtype="fp8"))
     assert fp8.kv_bytes_per_token * 2 == base.kv_bytes_per_token
-    user = plan(report, PlanInputs("x", 80 * GiB, "user", decoder_graph_bytes=GiB, margin_bytes=GiB, activation_bytes=0))
+    user = plan(
+        report, PlanInputs("x", 80 * GiB, "user", decoder_graph_bytes=GiB, margin_bytes=GiB, activation_bytes=0)
+    )
     assert user.kv_cache_bytes == base.kv_cache_bytes - 2 * GiB + 1_447_034_880
 
 
@@ -76,8 +86,15 @@ def test_sizes_and_bad_input():
 
 
 def test_encoder_only_model_plans_encoder_side(recorded_report_data):
-    data = {**recorded_report_data, "model": {**recorded_report_data["model"], "total_parameters": None,
-                                               "weight_bytes": None, "kv_bytes_per_token": None}}
+    data = {
+        **recorded_report_data,
+        "model": {
+            **recorded_report_data["model"],
+            "total_parameters": None,
+            "weight_bytes": None,
+            "kv_bytes_per_token": None,
+        },
+    }
     result = plan(from_dict(data), PlanInputs("x", 80 * GiB, "user"))
     assert result.kv_tokens is None and result.fits
     assert any("encoder only" in n for n in result.notes)

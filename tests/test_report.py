@@ -6,8 +6,8 @@ import pytest
 from rich.console import Console
 
 from encgraph_profiler import render, report_io
-from encgraph_profiler.schema import SCHEMA_VERSION
 from encgraph_profiler.errors import ReportError
+from encgraph_profiler.schema import SCHEMA_VERSION
 
 
 def test_round_trip_is_lossless(recorded_report_path, tmp_path):
@@ -32,13 +32,18 @@ def test_recorded_report_adds_up(recorded_report_path):
     assert report.graph_counts.line.endswith("ENCODER=4 (largest=8192)")
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda d: d.update(schema_version=99), "schema_version 99"),
-    (lambda d: d.pop("budgets"), "report.budgets is missing"),
-    (lambda d: d.update(pools={}), "should be a list"),
-    (lambda d: [b.update(path="local" if i == 0 else "global") for i, b in enumerate(d["budgets"])],
-     "local path ends at budget 1024, not at the largest"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.update(schema_version=99), "schema_version 99"),
+        (lambda d: d.pop("budgets"), "report.budgets is missing"),
+        (lambda d: d.update(pools={}), "should be a list"),
+        (
+            lambda d: [b.update(path="local" if i == 0 else "global") for i, b in enumerate(d["budgets"])],
+            "local path ends at budget 1024, not at the largest",
+        ),
+    ],
+)
 def test_bad_reports_are_refused(recorded_report_data, tmp_path, mutate, message):
     mutate(recorded_report_data)
     path = tmp_path / "bad.json"
@@ -79,6 +84,7 @@ def test_a_hugging_face_id_is_named_with_its_revision_and_snapshot(recorded_repo
     path.write_text(json.dumps(recorded_report_data))
     assert report_io.load(path).settings.model_label == "Qwen/Qwen2-VL-7B-Instruct at v1.0, snapshot 51c47430f97d"
 
+
 def test_version_1_reports_are_migrated(recorded_report_data, tmp_path):
     """encgraph 0.1 wrote schema 1, whose default-pool live bytes also counted the encoder pool's
     live outputs, and which had no record of unmeasured budgets."""
@@ -91,5 +97,8 @@ def test_version_1_reports_are_migrated(recorded_report_data, tmp_path):
     path = tmp_path / "v1.json"
     path.write_text(json.dumps(old))
     report = report_io.load(path)
-    assert report.pool("default").live_bytes == next(p for p in recorded_report_data["pools"] if p["pool"] == "default")["live_bytes"]
+    assert (
+        report.pool("default").live_bytes
+        == next(p for p in recorded_report_data["pools"] if p["pool"] == "default")["live_bytes"]
+    )
     assert [(u.budget, u.status.value) for u in report.unmeasured] == [(1024, "not_run")] and not report.complete

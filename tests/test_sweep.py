@@ -4,13 +4,12 @@ fake), placed on the GPUs named, merged; a failing cell is recorded and the swee
 import json
 
 import pytest
+from fake_device import FakeDevice
 from typer.testing import CliRunner
 
 from encgraph_profiler import cuda_device, report_io, sweep
 from encgraph_profiler.cli import app
 from encgraph_profiler.schema import PoolName
-
-from fake_device import FakeDevice
 
 runner = CliRunner()
 MODEL = "tiny-qwen2-vl"
@@ -24,13 +23,35 @@ def fake(monkeypatch):
 
 
 def test_cells_run_apart_over_the_gpus_and_merge(fake, tmp_path):
-    result = runner.invoke(app, ["sweep", "--out", str(tmp_path), "--model", MODEL, "--budgets", "64,128",
-                                 "--budgets", "64,256", "--as", "vllm,sglang", "--gpus", "0,1", "--format", "json"])
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            "--out",
+            str(tmp_path),
+            "--model",
+            MODEL,
+            "--budgets",
+            "64,128",
+            "--budgets",
+            "64,256",
+            "--as",
+            "vllm,sglang",
+            "--gpus",
+            "0,1",
+            "--format",
+            "json",
+        ],
+    )
     assert result.exit_code == 4, result.output  # the 64,256 cells fail their 256 capture
     cells = json.loads(result.stdout)["cells"]
     assert json.loads((tmp_path / "sweep.json").read_text())["cells"] == cells
-    assert [(c["budgets"], c["strategy"]) for c in cells] == [([64, 128], "vllm"), ([64, 128], "sglang"),
-                                                               ([64, 256], "vllm"), ([64, 256], "sglang")]
+    assert [(c["budgets"], c["strategy"]) for c in cells] == [
+        ([64, 128], "vllm"),
+        ([64, 128], "sglang"),
+        ([64, 256], "vllm"),
+        ([64, 256], "sglang"),
+    ]
     assert {c["gpu"] for c in cells} == {"0", "1"}  # both GPUs took cells
     for c in cells:
         saved = report_io.load(tmp_path / c["report"])
@@ -39,9 +60,14 @@ def test_cells_run_apart_over_the_gpus_and_merge(fake, tmp_path):
     ok = [c for c in cells if c["budgets"] == [64, 128]]
     assert all(c["exit_code"] == 0 and c["message"] == "" for c in ok)
     failed = [c for c in cells if c["budgets"] == [64, 256]]
-    assert all(c["exit_code"] == 4 and "did not measure budget 64 (not run), 256 (capture failed)" in c["message"] for c in failed)
+    assert all(
+        c["exit_code"] == 4 and "did not measure budget 64 (not run), 256 (capture failed)" in c["message"]
+        for c in failed
+    )
     # Per-graph pools add up: the sglang cell holds more than the vllm cell of the same ladder.
-    pools = {c["strategy"]: report_io.load(tmp_path / c["report"]).pool(PoolName.ENCODER_GRAPHS).reserved_bytes for c in ok}
+    pools = {
+        c["strategy"]: report_io.load(tmp_path / c["report"]).pool(PoolName.ENCODER_GRAPHS).reserved_bytes for c in ok
+    }
     assert pools["sglang"] > pools["vllm"]
 
 
@@ -53,24 +79,42 @@ def test_a_cell_that_crashes_does_not_stop_the_sweep(monkeypatch, tmp_path):
         if not first.exists():
             first.touch()
             import os
+
             os._exit(9)  # the first cell's process dies, as one poisoned by a failed capture might
         return FakeDevice()
 
     monkeypatch.setattr(cuda_device, "CudaDevice", device)
-    result = runner.invoke(app, ["sweep", "--out", str(tmp_path), "--model", MODEL, "--budgets", "64",
-                                 "--as", "vllm,tensorrt-llm", "--format", "json"])
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            "--out",
+            str(tmp_path),
+            "--model",
+            MODEL,
+            "--budgets",
+            "64",
+            "--as",
+            "vllm,tensorrt-llm",
+            "--format",
+            "json",
+        ],
+    )
     cells = json.loads(result.stdout)["cells"]
     assert result.exit_code == 4
     assert cells[0]["exit_code"] == 9 and "ended with 9 and said nothing" in cells[0]["message"]
     assert cells[1]["exit_code"] == 0 and cells[1]["gpu"] is None
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--gpus", "0,5"), "--gpus: no GPU 5; this host has 2 (0 to 1)"),
-    (("--gpus", "1,1"), "names a GPU twice"),
-    (("--as", "vllm,other"), "choose from vllm"),
-    (("--budgets", "0"), "budget 0 must be a positive"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--gpus", "0,5"), "--gpus: no GPU 5; this host has 2 (0 to 1)"),
+        (("--gpus", "1,1"), "names a GPU twice"),
+        (("--as", "vllm,other"), "choose from vllm"),
+        (("--budgets", "0"), "budget 0 must be a positive"),
+    ],
+)
 def test_bad_sweeps_are_refused_before_any_cell_runs(fake, tmp_path, args, message):
     base = ["sweep", "--out", str(tmp_path / "out"), "--model", MODEL]
     result = runner.invoke(app, [*base, *(args if "--budgets" in args else ("--budgets", "64", *args))])

@@ -26,18 +26,37 @@ def g(value: float) -> int:
 
 # Each fixture's figures as its lines state them.
 EXPECTED = {
-    "2025-01-v1-llama70b.log": dict(model="neuralmagic/Meta-Llama-3.1-70B-Instruct-quantized.w8a8", utilization=0.98,
-                                    weights_bytes=g(67.7229), max_model_len=2048, concurrency=10.79),
-    "2025-03-v0-profiling.log": dict(total_bytes=g(79.19), utilization=0.90, weights_bytes=g(12.55), non_torch_bytes=g(0.16),
-                                     activation_bytes=g(2.38), kv_cache_bytes=g(56.18)),
-    "2026-04-qwen35-estimate.log": dict(graph_estimate_bytes=g(0.73), graph_counts="PIECEWISE=51 (largest=512), FULL=35 (largest=256)"),
+    "2025-01-v1-llama70b.log": dict(
+        model="neuralmagic/Meta-Llama-3.1-70B-Instruct-quantized.w8a8",
+        utilization=0.98,
+        weights_bytes=g(67.7229),
+        max_model_len=2048,
+        concurrency=10.79,
+    ),
+    "2025-03-v0-profiling.log": dict(
+        total_bytes=g(79.19),
+        utilization=0.90,
+        weights_bytes=g(12.55),
+        non_torch_bytes=g(0.16),
+        activation_bytes=g(2.38),
+        kv_cache_bytes=g(56.18),
+    ),
+    "2026-04-qwen35-estimate.log": dict(
+        graph_estimate_bytes=g(0.73), graph_counts="PIECEWISE=51 (largest=512), FULL=35 (largest=256)"
+    ),
     "2026-05-encoder-cache.log": dict(weights_bytes=g(12.66)),
-    "2026-05-graph-pool.log": dict(graph_actual_bytes=g(0.11), graph_estimate_bytes=g(0.14), kv_tokens=396_928,
-                                   max_model_len=131_072, concurrency=3.03),
+    "2026-05-graph-pool.log": dict(
+        graph_actual_bytes=g(0.11),
+        graph_estimate_bytes=g(0.14),
+        kv_tokens=396_928,
+        max_model_len=131_072,
+        concurrency=3.03,
+    ),
     "2026-05-tp4-kv.log": dict(utilization=0.92, graph_estimate_bytes=g(0.17), kv_cache_bytes=g(15.72)),
     "2026-06-mrv2-model-loading.log": dict(weights_bytes=g(7.64)),
-    "2026-08-v0.27.1-tp2-estimate.log": dict(utilization=0.82, graph_estimate_bytes=g(0.36), kv_cache_bytes=g(6.87),
-                                             graph_counts="PIECEWISE=16 (largest=16)"),
+    "2026-08-v0.27.1-tp2-estimate.log": dict(
+        utilization=0.82, graph_estimate_bytes=g(0.36), kv_cache_bytes=g(6.87), graph_counts="PIECEWISE=16 (largest=16)"
+    ),
 }
 
 
@@ -59,8 +78,10 @@ def test_the_fixtures_span_the_formats():
 
 
 def test_encoder_graphs_in_the_graph_line_are_noticed():
-    log = parse("INFO [gpu_model_runner.py:1] Profiling CUDA graph memory: PIECEWISE=51 (largest=512), FULL=35 (largest=256), "
-                "ENCODER=3 (largest=4096)\nINFO [gpu_model_runner.py:2] Estimated CUDA graph memory: 1.25 GiB total\n")
+    log = parse(
+        "INFO [gpu_model_runner.py:1] Profiling CUDA graph memory: PIECEWISE=51 (largest=512), FULL=35 (largest=256), "
+        "ENCODER=3 (largest=4096)\nINFO [gpu_model_runner.py:2] Estimated CUDA graph memory: 1.25 GiB total\n"
+    )
     assert log.encoder_graphs and log.graph_estimate_bytes == g(1.25)
 
 
@@ -69,8 +90,15 @@ def _plan(name, **kwargs):
     log = read(LOGS / name)
     total = log.total_bytes or report.provenance.gpu_total_bytes
     source = LOG if log.total_bytes else "report"
-    inputs = PlanInputs("gpu", total, source, log.utilization or 0.9, log=log,
-                        utilization_source=LOG if log.utilization else "default", **kwargs)
+    inputs = PlanInputs(
+        "gpu",
+        total,
+        source,
+        log.utilization or 0.9,
+        log=log,
+        utilization_source=LOG if log.utilization else "default",
+        **kwargs,
+    )
     return report, plan(report, inputs)
 
 
@@ -95,12 +123,23 @@ def test_every_log_plans_as_a_hand_computation(name):
     encoder = report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
     total = log.total_bytes or report.provenance.gpu_total_bytes
     weights = log.weights_bytes if log.weights_bytes is not None else report.model.weight_bytes
-    activation = log.activation_bytes if log.activation_bytes is not None else max(b.eager_peak_bytes for b in report.budgets)
-    outside = log.non_torch_bytes if log.non_torch_bytes is not None else report.pool(PoolName.OUTSIDE_ALLOCATOR).reserved_bytes
+    activation = (
+        log.activation_bytes if log.activation_bytes is not None else max(b.eager_peak_bytes for b in report.budgets)
+    )
+    outside = (
+        log.non_torch_bytes
+        if log.non_torch_bytes is not None
+        else report.pool(PoolName.OUTSIDE_ALLOCATOR).reserved_bytes
+    )
     graphs = log.graph_actual_bytes if log.graph_actual_bytes is not None else (log.graph_estimate_bytes or 0)
-    assert result.kv_cache_bytes == int(total * (log.utilization or 0.9)) - weights - activation - outside - graphs - encoder
+    assert (
+        result.kv_cache_bytes
+        == int(total * (log.utilization or 0.9)) - weights - activation - outside - graphs - encoder
+    )
     logged = {t.name for t in result.terms if t.source == LOG}
-    assert bool(logged) and all(n.startswith(("requested", "weights", "activation", "outside", "decoder")) for n in logged)
+    assert bool(logged) and all(
+        n.startswith(("requested", "weights", "activation", "outside", "decoder")) for n in logged
+    )
 
 
 def test_a_log_with_missing_lines_says_what_fell_back_and_to_what():
@@ -124,17 +163,41 @@ def test_the_graph_pool_log_takes_the_captured_figure_over_the_estimate():
 
 def test_plan_cli_with_a_vllm_log(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(app, ["plan", "--from", str(EXAMPLE), "--vllm-log", str(LOGS / "2025-03-v0-profiling.log"),
-                                 "--format", "json"])
+    result = runner.invoke(
+        app, ["plan", "--from", str(EXAMPLE), "--vllm-log", str(LOGS / "2025-03-v0-profiling.log"), "--format", "json"]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["terms"][0]["source"] == LOG and data["terms"][1] == {"name": "weights", "bytes": g(12.55), "source": LOG}
+    assert data["terms"][0]["source"] == LOG and data["terms"][1] == {
+        "name": "weights",
+        "bytes": g(12.55),
+        "source": LOG,
+    }
     # The user's utilization wins over the log's.
-    data = json.loads(runner.invoke(app, ["plan", "--from", str(EXAMPLE), "--vllm-log", str(LOGS / "2025-03-v0-profiling.log"),
-                                          "--gpu-memory-utilization", "0.8", "--format", "json"]).stdout)
-    assert data["terms"][0]["bytes"] == int(g(79.19) * 0.8) and data["terms"][0]["source"] == LOG  # the total is still the log's
+    data = json.loads(
+        runner.invoke(
+            app,
+            [
+                "plan",
+                "--from",
+                str(EXAMPLE),
+                "--vllm-log",
+                str(LOGS / "2025-03-v0-profiling.log"),
+                "--gpu-memory-utilization",
+                "0.8",
+                "--format",
+                "json",
+            ],
+        ).stdout
+    )
+    assert (
+        data["terms"][0]["bytes"] == int(g(79.19) * 0.8) and data["terms"][0]["source"] == LOG
+    )  # the total is still the log's
     (tmp_path / "other.log").write_text("INFO starting the server\nall good\n")
-    for path, message in ((tmp_path / "missing.log", "cannot read --vllm-log"), (tmp_path / "other.log", "has no line vLLM logs")):
+    for path, message in (
+        (tmp_path / "missing.log", "cannot read --vllm-log"),
+        (tmp_path / "other.log", "has no line vLLM logs"),
+    ):
         result = runner.invoke(app, ["plan", "--from", str(EXAMPLE), "--vllm-log", str(path)])
         assert result.exit_code == 2 and message in result.output
 
@@ -148,25 +211,38 @@ def test_read_refuses_a_log_without_memory_lines(tmp_path):
 # The shapes of V1's one-line memory summary in two releases (figures made up): one gives weights
 # and non-torch memory apart, the newer one together, with the weights on the model-loading line.
 SUMMARY_WEIGHT = (
-    "INFO [gpu_worker.py:391] Free memory on device (78.00/80.00 GiB) on startup. Desired GPU memory utilization is "
-    "(0.9, 72.00 GiB). Actual usage is 14.00 GiB for weight, 2.00 GiB for peak activation, 0.50 GiB for non-torch "
-    "memory, and 1.00 GiB for CUDAGraph memory. Replace gpu_memory_utilization config with `--kv-cache-memory=58000000000` "
-    "to fit into requested memory, or `--kv-cache-memory=66000000000` to fully utilize gpu memory. Current kv cache "
-    "memory in use is 59000000000 bytes.")
+    "INFO [gpu_worker.py:391] Free memory on device (78.00/80.00 GiB) on startup. Desired GPU memory "
+    "utilization is (0.9, 72.00 GiB). Actual usage is 14.00 GiB for weight, 2.00 GiB for peak "
+    "activation, 0.50 GiB for non-torch memory, and 1.00 GiB for CUDAGraph memory. Replace "
+    "gpu_memory_utilization config with `--kv-cache-memory=58000000000` to fit into requested memory, or "
+    "`--kv-cache-memory=66000000000` to fully utilize gpu memory. Current kv cache memory in use is "
+    "59000000000 bytes."
+)
 SUMMARY_CONSUMED = (
     "INFO [gpu_model_runner.py:1] Model loading took 10.00 GiB memory and 9.0 seconds\n"
-    "INFO [gpu_worker.py:804] Free memory on device (79.99/80.0 GiB) on startup. Desired GPU memory utilization is "
-    "(0.92, 73.6 GiB). Actual usage is 10.50 GiB for consumed memory (weights + non-torch), 2.4 GiB for peak activation, "
-    "and 0.71 GiB for CUDAGraph memory. Replace gpu_memory_utilization config with `--kv-cache-memory=20064085607` "
-    "(18.69 GiB) to fit into requested memory, or `--kv-cache-memory=26927570944` (25.08 GiB) to fully utilize gpu "
-    "memory. Current kv cache memory in use is 19.54 GiB.")
+    "INFO [gpu_worker.py:804] Free memory on device (79.99/80.0 GiB) on startup. Desired GPU memory "
+    "utilization is (0.92, 73.6 GiB). Actual usage is 10.50 GiB for consumed memory (weights + "
+    "non-torch), 2.4 GiB for peak activation, and 0.71 GiB for CUDAGraph memory. Replace "
+    "gpu_memory_utilization config with `--kv-cache-memory=20064085607` (18.69 GiB) to fit into "
+    "requested memory, or `--kv-cache-memory=26927570944` (25.08 GiB) to fully utilize gpu memory. "
+    "Current kv cache memory in use is 19.54 GiB."
+)
 
 
 def test_the_one_line_summary_gives_every_term():
     a = parse(SUMMARY_WEIGHT)
-    assert (a.total_bytes, a.utilization, a.weights_bytes, a.activation_bytes, a.non_torch_bytes, a.graph_actual_bytes) == (
-        g(80), 0.9, g(14), g(2), g(0.5), g(1))
-    assert (a.kv_cache_bytes, a.kv_cache_suggested_bytes) == (59_000_000_000, 58_000_000_000)  # exact where vLLM logs bytes
+    assert (
+        a.total_bytes,
+        a.utilization,
+        a.weights_bytes,
+        a.activation_bytes,
+        a.non_torch_bytes,
+        a.graph_actual_bytes,
+    ) == (g(80), 0.9, g(14), g(2), g(0.5), g(1))
+    assert (a.kv_cache_bytes, a.kv_cache_suggested_bytes) == (
+        59_000_000_000,
+        58_000_000_000,
+    )  # exact where vLLM logs bytes
     b = parse(SUMMARY_CONSUMED)
     assert (b.weights_bytes, b.consumed_bytes, b.non_torch_bytes) == (g(10), g(10.5), g(10.5) - g(10))
     assert (b.utilization, b.kv_cache_bytes, b.kv_cache_suggested_bytes) == (0.92, g(19.54), 20_064_085_607)
@@ -191,9 +267,15 @@ def test_aisimulate_format_reserves_every_graph_of_the_plan():
     def block(*extra):
         result = runner.invoke(app, ["plan", "--from", str(EXAMPLE), "--format", "aisimulate", *extra])
         assert result.exit_code == 0, result.output
-        values = dict(line.strip().split(": ", 1) for line in result.stdout.splitlines()
-                      if not line.startswith("#") and ": " in line)
-        assert result.stdout.splitlines()[0].startswith("# encgraph plan for qwen2-vl-7b") and "4 encoder CUDA graphs" in result.stdout
+        values = dict(
+            line.strip().split(": ", 1)
+            for line in result.stdout.splitlines()
+            if not line.startswith("#") and ": " in line
+        )
+        assert (
+            result.stdout.splitlines()[0].startswith("# encgraph plan for qwen2-vl-7b")
+            and "4 encoder CUDA graphs" in result.stdout
+        )
         return values
 
     assert block() == {"type": "default", "memory_fraction": "0.9", "cuda_graph_reserved_bytes": str(pool)}
