@@ -179,10 +179,12 @@ def test_cli_json_that_cannot_be_written_after_the_prediction_falls_back(tmp_pat
 
     monkeypatch.setattr(predict_module, "predicted_report", then_remove_the_folder)
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--budgets", "64,128", "--json", str(target)])
+    args = ["predict", "--model", "tiny-qwen2-vl", "--budgets", "64,128", "--json", str(target)]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 8, result.output
     (fallback,) = tmp_path.glob("encgraph-report-*.json")
-    assert f"could not write {target}" in result.output and f"the report is in {fallback}" in " ".join(result.output.split())
+    output = " ".join(result.output.split())
+    assert f"could not write {target}" in output and f"the report is in {fallback}" in output
     assert load(fallback).predicted and [b.budget for b in load(fallback).budgets] == [64, 128]
     assert "Encoder graphs would hold (predicted)" in result.output
 

@@ -152,7 +152,8 @@ def test_cli_sigint_writes_what_was_measured_and_exits_130(fake, tmp_path):
     saved = json.loads((tmp_path / "r.json").read_text())
     assert [b["budget"] for b in saved["budgets"]] == [128, 256] and saved["stopped_by"] == "SIGINT"
     assert saved["complete"] is False
-    assert "error: the run stopped early (SIGINT) after 2 of 3 budgets; did not measure budget 64 (not run)" in result.output
+    stopped = "error: the run stopped early (SIGINT) after 2 of 3 budgets; did not measure budget 64 (not run)"
+    assert stopped in result.output
 
 
 def test_cli_out_of_memory_exits_4_with_the_other_budgets(fake, tmp_path):
@@ -160,7 +161,8 @@ def test_cli_out_of_memory_exits_4_with_the_other_budgets(fake, tmp_path):
     result = _cli("--json", str(tmp_path / "r.json"))
     assert result.exit_code == 4, result.output
     saved = report_io.load(tmp_path / "r.json")
-    assert saved.budgets and saved.unmeasured and "error: the run did not measure budget 256 (out of memory)" in result.output
+    assert saved.budgets and saved.unmeasured
+    assert "error: the run did not measure budget 256 (out of memory)" in result.output
     gate = runner.invoke(app, ["check", str(tmp_path / "r.json"), str(tmp_path / "r.json")])
     assert gate.exit_code == 7 and "did not measure budget" in gate.output
 
