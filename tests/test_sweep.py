@@ -22,26 +22,23 @@ def fake(monkeypatch):
     monkeypatch.setattr(sweep, "device_count", lambda: 2)
 
 
+def _sweep(out, *args):
+    return runner.invoke(app, ["sweep", "--out", str(out), "--model", MODEL, *args])
+
+
 def test_cells_run_apart_over_the_gpus_and_merge(fake, tmp_path):
-    result = runner.invoke(
-        app,
-        [
-            "sweep",
-            "--out",
-            str(tmp_path),
-            "--model",
-            MODEL,
-            "--budgets",
-            "64,128",
-            "--budgets",
-            "64,256",
-            "--as",
-            "vllm,sglang",
-            "--gpus",
-            "0,1",
-            "--format",
-            "json",
-        ],
+    result = _sweep(
+        tmp_path,
+        "--budgets",
+        "64,128",
+        "--budgets",
+        "64,256",
+        "--as",
+        "vllm,sglang",
+        "--gpus",
+        "0,1",
+        "--format",
+        "json",
     )
     assert result.exit_code == 4, result.output  # the 64,256 cells fail their 256 capture
     cells = json.loads(result.stdout)["cells"]
@@ -84,22 +81,7 @@ def test_a_cell_that_crashes_does_not_stop_the_sweep(monkeypatch, tmp_path):
         return FakeDevice()
 
     monkeypatch.setattr(cuda_device, "CudaDevice", device)
-    result = runner.invoke(
-        app,
-        [
-            "sweep",
-            "--out",
-            str(tmp_path),
-            "--model",
-            MODEL,
-            "--budgets",
-            "64",
-            "--as",
-            "vllm,tensorrt-llm",
-            "--format",
-            "json",
-        ],
-    )
+    result = _sweep(tmp_path, "--budgets", "64", "--as", "vllm,tensorrt-llm", "--format", "json")
     cells = json.loads(result.stdout)["cells"]
     assert result.exit_code == 4
     assert cells[0]["exit_code"] == 9 and "ended with 9 and said nothing" in cells[0]["message"]
@@ -116,7 +98,6 @@ def test_a_cell_that_crashes_does_not_stop_the_sweep(monkeypatch, tmp_path):
     ],
 )
 def test_bad_sweeps_are_refused_before_any_cell_runs(fake, tmp_path, args, message):
-    base = ["sweep", "--out", str(tmp_path / "out"), "--model", MODEL]
-    result = runner.invoke(app, [*base, *(args if "--budgets" in args else ("--budgets", "64", *args))])
+    result = _sweep(tmp_path / "out", *(args if "--budgets" in args else ("--budgets", "64", *args)))
     assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "out" / "sweep.json").exists()
