@@ -187,7 +187,7 @@ def _run(setup: Prepared) -> Report:
         if err.is_terminal:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-            columns = TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn()
+            columns = TextColumn("{task.description}", markup=False), BarColumn(), TimeElapsedColumn()
             with Progress(*columns, console=err, transient=True) as bar:
                 task = bar.add_task("starting", total=None)
                 return measure(
