@@ -1,0 +1,3 @@
+from .common.model import BoxyForConditionalGeneration
+
+__all__ = ["BoxyForConditionalGeneration"]
