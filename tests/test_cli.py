@@ -113,7 +113,10 @@ def test_models_lists_families_and_configs_with_parameter_counts():
     assert {r["name"]: r["tower_parameters"] for r in rows}["qwen2-vl-7b"] == 675_759_104
     assert data["by_id_only"]["step-3.7"] == "stepfun-ai/Step-3.7-Flash"
     refused = {r["model_type"]: r for r in data["refused"]}
-    assert set(refused) == {"minicpmv", "minicpmv4_6", "minicpmv4_7", "minicpm_ocr", "step3_vl", "deepseek_vl_v2"}
+    assert set(refused) == {
+        "minicpmv", "minicpmv4_6", "minicpmv4_7", "minicpm_ocr", "step3_vl", "deepseek_vl_v2",
+        "cohere_compass", "deepseek_v41", "kimi_k3", "minimax_m3_vl", "glm5_next",
+    }  # fmt: skip
     assert "deepseek-vl2" in refused["deepseek_vl_v2"]["names"] and "resampler" in refused["minicpmv"]["reason"]
     table = run("models").output
     assert (
