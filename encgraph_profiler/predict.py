@@ -13,7 +13,7 @@ from .allocator_model import AllocatorSettings, CachingAllocator, allocator_conf
 from .errors import EnvironmentProblem
 from .models.base import DTYPES, Layout
 from .reporting import assemble, provenance
-from .request import Prepared
+from .request import DEFAULT_CAPABILITY, Prepared
 from .schema import BudgetResult, Capture, GraphKey, Pool, PoolName, PoolUsage, Report
 
 
@@ -103,10 +103,6 @@ def _peak(events) -> int:
     return peak
 
 
-# The compute capability of the GPU whose kernels the trace's rules were read from (trace.py).
-RULES_FOUND_ON = (9, 0)
-
-
 def allocator_settings(conf: str) -> AllocatorSettings:
     """``conf`` as the allocator model takes it; a setting it does not cover is refused (exit 3)
     rather than guessed."""
@@ -151,10 +147,10 @@ def predicted_report(setup: Prepared, capability: tuple[int, int]) -> Report:
     origin = provenance(f"predicted for compute capability {target}", 0, "", "", conf)
     warnings = (
         ()
-        if capability == RULES_FOUND_ON
+        if capability == DEFAULT_CAPABILITY
         else (
             f"predicted for compute capability {target} with kernel rules found on an H100 "
-            f"({RULES_FOUND_ON[0]}.{RULES_FOUND_ON[1]}): sdpa's buffers and cuDNN's convolution workspace may differ "
+            f"({DEFAULT_CAPABILITY[0]}.{DEFAULT_CAPABILITY[1]}): sdpa's buffers and cuDNN's convolution workspace may differ "
             "on "
             "that GPU; profile there to confirm",
         )

@@ -87,7 +87,7 @@ _SEQUENCES = {
     "tuple[PoolUsage, ...]": PoolUsage,
     "tuple[GraphGroupReport, ...]": GraphGroupReport,
 }
-_ENUMS = {
+_ENUMS: dict[str, type[Enum]] = {
     "BudgetStatus": BudgetStatus,
     "PoolName": PoolName,
     "Pool": Pool,
@@ -107,7 +107,7 @@ def _build(cls, data: Any, where: str):
             if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
                 continue
             raise ReportError(f"{where}.{f.name} is missing")
-        kwargs[f.name] = _convert(f.type, data[f.name], f"{where}.{f.name}", f.name)
+        kwargs[f.name] = _convert(str(f.type), data[f.name], f"{where}.{f.name}", f.name)
     return cls(**kwargs)
 
 

@@ -280,4 +280,4 @@ class Report:
     def total_bytes(self) -> int | None:
         """What the process holds on the device: the pools' rows added up."""
         rows = [p.reserved_bytes for p in self.pools]
-        return None if any(r is None for r in rows) else sum(rows)
+        return None if None in rows else sum(r for r in rows if r is not None)

@@ -10,6 +10,7 @@ from helpers import grow_largest_pool, write
 from typer.testing import CliRunner
 
 from encgraph_profiler.cli import app
+from encgraph_profiler.models.registry import refusals
 
 runner = CliRunner()
 
@@ -113,11 +114,15 @@ def test_models_lists_families_and_configs_with_parameter_counts():
     assert {r["name"]: r["tower_parameters"] for r in rows}["qwen2-vl-7b"] == 675_759_104
     assert data["by_id_only"]["step-3.7"] == "stepfun-ai/Step-3.7-Flash"
     refused = {r["model_type"]: r for r in data["refused"]}
-    assert set(refused) == {
-        "minicpmv", "minicpmv4_6", "minicpmv4_7", "minicpm_ocr", "step3_vl", "deepseek_vl_v2",
-        "cohere_compass", "deepseek_v41", "kimi_k3", "minimax_m3_vl", "glm5_next",
-    }  # fmt: skip
+    assert set(refused) == set(refusals()) >= {"minicpmv", "step3_vl", "deepseek_vl_v2"}
     assert "deepseek-vl2" in refused["deepseek_vl_v2"]["names"] and "resampler" in refused["minicpmv"]["reason"]
+    assert refused["minicpmv"]["vllm"] == [
+        {"file": "model_executor/models/minicpmv.py", "class": "_MiniCPMVEncoderCudaGraphMixin"}
+    ]
+    captures = {(c["file"], c["class"]): c for c in data["vllm_captures"]}
+    assert data["vllm_version"] == "0.33.0" and len(captures) == 22
+    qwen2 = captures["model_executor/models/qwen2_vl.py", "Qwen2VLForConditionalGeneration"]
+    assert (qwen2["status"], qwen2["supported_by"]) == ("supported", ["qwen2-vl"])
     table = run("models").output
     assert (
         "No bundled config for step-3.7, step-3.7-flash, step3p7: give its Hugging Face id (stepfun-ai/Step-3.7-Flash)"
@@ -125,6 +130,7 @@ def test_models_lists_families_and_configs_with_parameter_counts():
     )
     assert "Not supported, each refused with its reason" in " ".join(table.split())
     assert "step3_vl (step3)" in " ".join(table.split())
+    assert "Where vLLM 0.33.0 captures encoder CUDA graphs" in table
 
 
 def test_check_exit_codes(recorded_report_path, recorded_report_data, tmp_path):

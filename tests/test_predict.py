@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import request
 from typer.testing import CliRunner
 
 from encgraph_profiler.allocator_model import parse_allocator_conf, round_size
@@ -15,7 +16,6 @@ from encgraph_profiler.cli import app
 from encgraph_profiler.predict import predict
 from encgraph_profiler.request import ProfileRequest, Strategy, prepare
 from encgraph_profiler.schema import Capture, Order, Pool
-from helpers import request
 from encgraph_profiler.trace import trace
 
 DATA = Path(__file__).parent / "data" / "memory_snapshot"
@@ -28,8 +28,16 @@ def _snapshot(name):
 
 
 def _setup(run):
-    return prepare(request(run["model"], run["budgets"], attn=run["attn"], max_items=run.get("max_items"),
-                           capture=run.get("capture", "plain"), max_frames_per_batch=run.get("max_frames_per_batch", 0)))
+    return prepare(
+        request(
+            run["model"],
+            run["budgets"],
+            attn=run["attn"],
+            max_items=run.get("max_items"),
+            capture=run.get("capture", "plain"),
+            max_frames_per_batch=run.get("max_frames_per_batch", 0),
+        )
+    )
 
 
 def _graph_pool_bytes(snapshot):
@@ -51,15 +59,26 @@ def test_predicted_pool_equals_the_recorded_runs(name):
 # Gemma 3 is left out: in its projector's RMS norm, CUDA's mean over the last dimension stages
 # partial sums in a buffer of twice the input (9,437,184 bytes at 1024) that the trace does not
 # make; it comes and goes while the pool has room, so the predicted pool is still exact.
-@pytest.mark.parametrize("name", ["qwen2-vl-7b.1024-8192.pickle.gz", "qwen3-vl-8b.1024-2048.pickle.gz",
-                                  "llama-4-scout-17b-16e.1024-2048.pickle.gz", "siglip-so400m-patch14-384.1024-8192.pickle.gz",
-                                  "clip-vit-large-patch14-336.1024-8192.pickle.gz"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "qwen2-vl-7b.1024-8192.pickle.gz",
+        "qwen3-vl-8b.1024-2048.pickle.gz",
+        "llama-4-scout-17b-16e.1024-2048.pickle.gz",
+        "siglip-so400m-patch14-384.1024-8192.pickle.gz",
+        "clip-vit-large-patch14-336.1024-8192.pickle.gz",
+    ],
+)
 def test_meta_trace_makes_the_recorded_large_requests_in_order(name):
     """Every request above 1 MiB (the large pool, which holds nearly all of a pool) and every free
     of one, in the order the recorded capture of the smallest budget made them."""
     run, snapshot = RUNS[name], _snapshot(name)
     budget = min(run["budgets"])
-    private = [(s["address"], s["address"] + s["total_size"]) for s in snapshot["segments"] if tuple(s["segment_pool_id"]) != (0, 0)]
+    private = [
+        (s["address"], s["address"] + s["total_size"])
+        for s in snapshot["segments"]
+        if tuple(s["segment_pool_id"]) != (0, 0)
+    ]
     live, recorded = set(), []
     for event in snapshot["device_traces"][0]:
         if event.get("category") != f"budget={budget}":
@@ -71,10 +90,12 @@ def test_meta_trace_makes_the_recorded_large_requests_in_order(name):
             live.discard(event["addr"])
             recorded.append(("free", round_size(event["size"])))
     setup = _setup(run)
-    adapter, layout = setup.spec.adapter, next(l for l in setup.layouts if l.budget == budget)
+    adapter, layout = setup.spec.adapter, next(layout for layout in setup.layouts if layout.budget == budget)
     with torch.device("meta"):
         tower = adapter.build_tower(setup.tower_config, setup.settings.dtype, setup.settings.attn)
-    inputs = adapter.make_inputs(tower, setup.tower_config, layout, setup.settings.dtype, torch.device("meta"), torch.Generator())
+    inputs = adapter.make_inputs(
+        tower, setup.tower_config, layout, setup.settings.dtype, torch.device("meta"), torch.Generator()
+    )
     with torch.inference_mode():
         events, _ = trace(lambda: adapter.forward(tower, inputs))
     sizes, traced = {}, []
@@ -97,7 +118,7 @@ def test_patch_convolution_makes_the_probed_requests():
         conv = torch.nn.Conv2d(3, probe["channels"], patch, stride=patch, device="meta", dtype=torch.bfloat16)
         pixels = torch.empty(batch, 3, size, size, device="meta", dtype=torch.bfloat16)
         with torch.inference_mode():
-            events, _ = trace(lambda: (conv(pixels),))
+            events, _ = trace(lambda conv=conv, pixels=pixels: (conv(pixels),))
         assert [n for kind, _, n in events if kind == "alloc"] == probe["requests"], probe
 
 
@@ -110,10 +131,19 @@ def test_sdpa_makes_the_probed_requests():
     assert {p["mask"] for p in probes} == {"bool", "none"}
     for probe in probes:
         batch, heads, tokens, size = probe["batch"], probe["heads"], probe["tokens"], probe["head_size"]
-        q, k, v = (torch.empty(batch, tokens, heads, size, device="meta", dtype=torch.bfloat16).transpose(1, 2) for _ in range(3))
-        mask = torch.empty(batch, 1, tokens, tokens, device="meta", dtype=torch.bool) if probe["mask"] == "bool" else None
+        q, k, v = (
+            torch.empty(batch, tokens, heads, size, device="meta", dtype=torch.bfloat16).transpose(1, 2)
+            for _ in range(3)
+        )
+        mask = (
+            torch.empty(batch, 1, tokens, tokens, device="meta", dtype=torch.bool) if probe["mask"] == "bool" else None
+        )
         with torch.inference_mode():
-            events, _ = trace(lambda: (torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0),))
+            events, _ = trace(
+                lambda q=q, k=k, v=v, mask=mask: (
+                    torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0),
+                )
+            )
         sizes, traced = {}, []
         for kind, key, n in events:
             if kind == "alloc":
@@ -128,7 +158,10 @@ def test_per_graph_and_smallest_first_follow_the_strategy():
     capture and ends above the largest budget alone."""
     base = ProfileRequest(model="qwen2-vl-2b", budgets=(1024, 2048), max_items=8, attn="sdpa")
     per_graph = predict(prepare(ProfileRequest(**{**base.__dict__, "strategy": Strategy(pool=Pool.PER_GRAPH)})))
-    alone = [predict(prepare(ProfileRequest(**{**base.__dict__, "budgets": (b,)})))[-1].pool_reserved_bytes for b in (2048, 1024)]
+    alone = [
+        predict(prepare(ProfileRequest(**{**base.__dict__, "budgets": (b,)})))[-1].pool_reserved_bytes
+        for b in (2048, 1024)
+    ]
     assert [p.pool_growth_bytes for p in per_graph] == alone
     smallest = predict(prepare(ProfileRequest(**{**base.__dict__, "strategy": Strategy(order=Order.SMALLEST_FIRST)})))
     assert [p.budget for p in smallest] == [1024, 2048] and all(p.pool_growth_bytes > 0 for p in smallest)
@@ -159,7 +192,10 @@ def test_cli_writes_a_predicted_report_that_check_and_plan_read(tmp_path, record
     assert "give --gpu" in runner.invoke(app, ["plan", "--from", str(path)]).output
     planned = runner.invoke(app, ["plan", "--from", str(path), "--gpu", "H100-80GB", "--format", "json"])
     terms = {t["name"]: t for t in json.loads(planned.stdout)["terms"]}
-    assert terms["encoder graphs"]["source"] == "predicted" and terms["encoder graphs"]["bytes"] == report.pool("encoder_graphs").reserved_bytes
+    assert (
+        terms["encoder graphs"]["source"] == "predicted"
+        and terms["encoder graphs"]["bytes"] == report.pool("encoder_graphs").reserved_bytes
+    )
 
 
 def test_cli_json_that_cannot_be_written_after_the_prediction_falls_back(tmp_path, monkeypatch):
@@ -200,7 +236,11 @@ def test_plan_model_without_a_gpu_predicts_and_says_so(monkeypatch):
 
 def test_cli_refuses_bad_input(monkeypatch):
     runner = CliRunner()
-    for conf in ("expandable_segments:True,roundup_power2_divisions:[256:1,>:4]", "backend:cudaMallocAsync", "expandable_segments:yes"):
+    for conf in (
+        "expandable_segments:True,roundup_power2_divisions:[256:1,>:4]",
+        "backend:cudaMallocAsync",
+        "expandable_segments:yes",
+    ):
         monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", conf)
         refused = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl"])
         assert refused.exit_code == 3 and "predict models PyTorch's native allocator" in refused.output, conf
@@ -211,7 +251,9 @@ def test_cli_refuses_bad_input(monkeypatch):
     assert runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--gpu-capability", "nine"]).exit_code == 2
     clash = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--as", "vllm", "--pool", "per-graph"])
     assert clash.exit_code == 2 and "--as vllm means --pool shared" in clash.output
-    old = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--budgets", "64", "--gpu-capability", "7.5", "--format", "json"])
+    old = runner.invoke(
+        app, ["predict", "--model", "tiny-qwen2-vl", "--budgets", "64", "--gpu-capability", "7.5", "--format", "json"]
+    )
     assert old.exit_code == 0 and json.loads(old.stdout)["settings"]["attn"] == "sdpa"
     assert "compute capability 7.5 with kernel rules found on an H100" in json.loads(old.stdout)["warnings"][0]
     h100 = runner.invoke(app, ["predict", "--model", "tiny-qwen2-vl", "--budgets", "64", "--format", "json"])
@@ -229,7 +271,9 @@ def test_vllm_capture_frees_each_graphs_outputs_in_its_pool():
     assert vllm[-1].pool_reserved_bytes <= plain[-1].pool_reserved_bytes
 
 
-@pytest.mark.parametrize("name", [p.stem for p in sorted((Path(__file__).parent.parent / "configs" / "tiny").glob("*.json"))])
+@pytest.mark.parametrize(
+    "name", [p.stem for p in sorted((Path(__file__).parent.parent / "configs" / "tiny").glob("*.json"))]
+)
 def test_every_family_predicts(name):
     """Each family's captured forward runs on meta tensors, as it is captured (transformers asks
     whether a capture is under way and skips host-side reads of a mask then)."""

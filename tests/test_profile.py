@@ -4,6 +4,8 @@ device: every expected figure is computed here from the fake's cost model, not r
 import json
 
 import pytest
+from fake_device import FakeDevice, MiB, round_up, tensor_bytes
+from helpers import measured, request
 from typer.testing import CliRunner
 
 from encgraph_profiler import cuda_device, report_io
@@ -11,10 +13,7 @@ from encgraph_profiler.check import compare
 from encgraph_profiler.cli import app
 from encgraph_profiler.errors import NotGateable, Terminated
 from encgraph_profiler.request import ProfileRequest, prepare
-from helpers import measured, request
 from encgraph_profiler.schema import BudgetStatus, PoolName
-
-from fake_device import FakeDevice, MiB, round_up, tensor_bytes
 
 MODEL, BUDGETS = "tiny-qwen2-vl", (64, 128, 256)
 
@@ -46,13 +45,20 @@ def test_complete_run_adds_up_exactly():
     assert encoder.parts == {"live_outputs": outputs, "scratch": largest - outputs}
     # The default pool's live bytes do not count the graph pool's outputs a second time.
     setup = prepare(ProfileRequest(model=MODEL, budgets=BUDGETS))
-    weights = tensor_bytes(FakeDevice().measure_allocated(
-        lambda: setup.spec.adapter.build_tower(setup.tower_config, "bfloat16", "sdpa"))[0])
+    weights = tensor_bytes(
+        FakeDevice().measure_allocated(lambda: setup.spec.adapter.build_tower(setup.tower_config, "bfloat16", "sdpa"))[
+            0
+        ]
+    )
     static_io = sum(b.static_io_bytes for b in report.budgets)
     assert default.live_bytes == weights + static_io + device.workspace
     assert default.parts["weights"] == weights and default.parts["static_inputs"] == static_io
     assert default.reserved_bytes == round_up(weights + static_io + device.workspace)
-    assert outside.parts == {"cuda_context": device.context, "graph_executables": 3 * device.exec_per_capture, "other": 0}
+    assert outside.parts == {
+        "cuda_context": device.context,
+        "graph_executables": 3 * device.exec_per_capture,
+        "other": 0,
+    }
     held = largest + round_up(weights + static_io + device.workspace)
     assert report.total_bytes == report.process_used_bytes == device.context + held + 3 * device.exec_per_capture
 
@@ -103,7 +109,10 @@ def test_signal_after_two_captures_keeps_them(signal, name):
 def test_capture_failure_stops_the_ladder_and_keeps_the_rest():
     report = _run(FakeDevice(fail_capture={128}))
     assert report.stopped_by == "capture failure" and [b.budget for b in report.budgets] == [256]
-    assert {u.budget: u.status for u in report.unmeasured} == {128: BudgetStatus.CAPTURE_FAILED, 64: BudgetStatus.NOT_RUN}
+    assert {u.budget: u.status for u in report.unmeasured} == {
+        128: BudgetStatus.CAPTURE_FAILED,
+        64: BudgetStatus.NOT_RUN,
+    }
 
 
 def test_without_nvml_the_outside_figures_are_unknown_not_wrong():
@@ -201,8 +210,15 @@ def test_memory_snapshot_labels_every_event_by_budget(fake, tmp_path):
         assert by_category[f"warm-up budget={budget}"] == ["alloc", "free_completed"]
     assert by_category["budget=256"] == ["segment_alloc"]  # the largest, first, grows the pool
     assert set(by_category["unknown"]) == {"segment_free"}  # emptying the cache between phases
-    assert set(by_category) == {"unknown", "budget=64", "budget=128", "budget=256", "warm-up budget=64",
-                                "warm-up budget=128", "warm-up budget=256"}
+    assert set(by_category) == {
+        "unknown",
+        "budget=64",
+        "budget=128",
+        "budget=256",
+        "warm-up budget=64",
+        "warm-up budget=128",
+        "warm-up budget=256",
+    }
 
 
 def test_memory_snapshot_path_is_checked_before_any_work(fake, tmp_path):
@@ -225,7 +241,9 @@ def test_per_graph_pools_add_up_to_the_lone_budgets():
     needs = {b: _expected_pool(device, report, b) for b in BUDGETS}
     assert {b.budget: b.pool_growth_bytes for b in report.budgets} == needs
     assert report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes == sum(needs.values())
-    alone = [_strategy("shared", "largest-first", (b,))[1].pool(PoolName.ENCODER_GRAPHS).reserved_bytes for b in BUDGETS]
+    alone = [
+        _strategy("shared", "largest-first", (b,))[1].pool(PoolName.ENCODER_GRAPHS).reserved_bytes for b in BUDGETS
+    ]
     assert sum(alone) == sum(needs.values())
     assert len(device.graph_pools) == 3
 
@@ -247,12 +265,15 @@ def test_reports_of_different_strategies_are_not_compared():
         compare(shared, per_graph)
 
 
-@pytest.mark.parametrize("args, pool, order", [
-    (("--as", "sglang"), "per-graph", "largest-first"),
-    (("--as", "TensorRT-LLM"), "shared", "smallest-first"),
-    (("--pool", "per-graph", "--order", "smallest-first"), "per-graph", "smallest-first"),
-    ((), "shared", "largest-first"),
-])
+@pytest.mark.parametrize(
+    "args, pool, order",
+    [
+        (("--as", "sglang"), "per-graph", "largest-first"),
+        (("--as", "TensorRT-LLM"), "shared", "smallest-first"),
+        (("--pool", "per-graph", "--order", "smallest-first"), "per-graph", "smallest-first"),
+        ((), "shared", "largest-first"),
+    ],
+)
 def test_cli_strategies(fake, tmp_path, args, pool, order):
     fake()
     result = _cli("--json", str(tmp_path / "r.json"), *args)
@@ -261,12 +282,15 @@ def test_cli_strategies(fake, tmp_path, args, pool, order):
     assert (saved.settings.pool, saved.settings.order) == (pool, order)
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--as", "vllm", "--pool", "per-graph"), "--as vllm means --pool shared"),
-    (("--as", "lmdeploy"), "--as 'lmdeploy': choose one of vllm"),
-    (("--pool", "private"), "--pool 'private': choose shared or per-graph"),
-    (("--order", "random"), "--order 'random': choose largest-first or smallest-first"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--as", "vllm", "--pool", "per-graph"), "--as vllm means --pool shared"),
+        (("--as", "lmdeploy"), "--as 'lmdeploy': choose one of vllm"),
+        (("--pool", "private"), "--pool 'private': choose shared or per-graph"),
+        (("--order", "random"), "--order 'random': choose largest-first or smallest-first"),
+    ],
+)
 def test_cli_strategy_mistakes_are_refused(fake, args, message):
     fake()
     result = _cli(*args)
@@ -282,17 +306,25 @@ def test_compare_runs_each_strategy_apart_and_sets_them_side_by_side(monkeypatch
 
     def child(args):
         calls.append(args)
-        device = FakeDevice(fail_capture=(256,) if "tensorrt-llm" in args else ())  # a fresh device, as a fresh process has
+        device = FakeDevice(
+            fail_capture=(256,) if "tensorrt-llm" in args else ()
+        )  # a fresh device, as a fresh process has
         monkeypatch.setattr(cuda_device, "CudaDevice", lambda: device)
         result = CliRunner().invoke(app, ["profile", *args])
         return result.exit_code, "child error line"
 
     monkeypatch.setattr(compare_cli, "_run_child", child)
-    result = runner.invoke(app, ["compare", "--model", MODEL, "--budgets", "64,128,256", "--format", "json", "--keep", str(tmp_path / "kept")])
+    result = runner.invoke(
+        app,
+        ["compare", "--model", MODEL, "--budgets", "64,128,256", "--format", "json", "--keep", str(tmp_path / "kept")],
+    )
     assert result.exit_code == 4, result.output  # one strategy did not measure every budget
     data = json.loads(result.stdout)
     assert [c[c.index("--as") + 1] for c in calls] == ["vllm", "vllm-legacy", "tensorrt-llm"]
-    shared, per_graph = report_io.load(tmp_path / "kept" / "vllm.json"), report_io.load(tmp_path / "kept" / "vllm-legacy.json")
+    shared, per_graph = (
+        report_io.load(tmp_path / "kept" / "vllm.json"),
+        report_io.load(tmp_path / "kept" / "vllm-legacy.json"),
+    )
     assert data["vllm"]["total_bytes"] == shared.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
     assert data["vllm-legacy"]["total_bytes"] == sum(b.pool_growth_bytes for b in per_graph.budgets)
     assert data["vllm-legacy"]["total_bytes"] > data["vllm"]["total_bytes"]
@@ -301,11 +333,14 @@ def test_compare_runs_each_strategy_apart_and_sets_them_side_by_side(monkeypatch
     assert table.exit_code == 0 and "vs vllm" in table.output and "sglang" in table.output
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--as", "vllm,nope"), "choose from vllm"),
-    (("--as", "vllm,vllm"), "names a strategy twice"),
-    (("--keep", "/dev/null/reports"), "--keep /dev/null/reports: cannot make that folder"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--as", "vllm,nope"), "choose from vllm"),
+        (("--as", "vllm,vllm"), "names a strategy twice"),
+        (("--keep", "/dev/null/reports"), "--keep /dev/null/reports: cannot make that folder"),
+    ],
+)
 def test_compare_refuses_bad_input(args, message):
     result = runner.invoke(app, ["compare", "--model", MODEL, "--budgets", "64,128", *args])
     assert result.exit_code == 2 and message in result.output
@@ -350,19 +385,35 @@ def test_capture_as_vllm_interleaves_copies_outputs_out_and_explains_its_estimat
     report = measured(request(MODEL, BUDGETS, capture="vllm", memory_snapshot=snapshot), device)
     assert report.complete and report.settings.capture == "vllm"
     pool = report.pool(PoolName.ENCODER_GRAPHS)
-    assert pool.reserved_bytes == round_up(device.scratch_per_token * 256) < plain.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
+    assert (
+        pool.reserved_bytes
+        == round_up(device.scratch_per_token * 256)
+        < plain.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
+    )
     assert pool.live_bytes == 0  # no graph output lives in the pool
     est = report.vllm_estimate
     buffers = sum(round_up(b.output_bytes, 512) for b in report.budgets)
     assert est.pool_bytes == pool.reserved_bytes and est.output_buffer_bytes == buffers
     assert est.static_input_bytes == sum(b.static_io_bytes for b in report.budgets) - buffers
-    assert est.free_drop_bytes == (est.pool_bytes + est.static_input_bytes + est.output_buffer_bytes + est.cached_bytes
-                                   + est.outside_allocator_bytes)
+    assert est.free_drop_bytes == (
+        est.pool_bytes
+        + est.static_input_bytes
+        + est.output_buffer_bytes
+        + est.cached_bytes
+        + est.outside_allocator_bytes
+    )
     assert est.outside_allocator_bytes == 3 * device.exec_per_capture
     events = pickle.loads(snapshot.read_bytes())["device_traces"][0]
     phases = [e["category"] for e in events if e["category"] != "unknown"]
     order = [c for i, c in enumerate(phases) if i == 0 or phases[i - 1] != c]
-    assert order == ["warm-up budget=256", "budget=256", "warm-up budget=128", "budget=128", "warm-up budget=64", "budget=64"]
+    assert order == [
+        "warm-up budget=256",
+        "budget=256",
+        "warm-up budget=128",
+        "budget=128",
+        "warm-up budget=64",
+        "budget=64",
+    ]
     assert plain.vllm_estimate is None
     with pytest.raises(ReportError, match="capture"):
         compare(plain, report)
@@ -385,11 +436,25 @@ def test_a_two_path_family_captures_and_reports_every_path(tmp_path):
 
     device = FakeDevice()
     report = _run(device, budgets=(81, 162), model="tiny-step3p7")
-    assert device.captured == ["budget global:162", "budget global:128", "budget global:64", "budget local:162", "budget local:81"]
-    assert [(b.path, b.budget) for b in report.budgets] == [("global", 64), ("global", 128), ("global", 162), ("local", 81), ("local", 162)]
+    assert device.captured == [
+        "budget global:162",
+        "budget global:128",
+        "budget global:64",
+        "budget local:162",
+        "budget local:81",
+    ]
+    assert [(b.path, b.budget) for b in report.budgets] == [
+        ("global", 64),
+        ("global", 128),
+        ("global", 162),
+        ("local", 81),
+        ("local", 162),
+    ]
     assert [b.items for b in report.budgets] == [1, 2, 2, 1, 2]
-    assert report.settings.layout == ("162 tokens = 2 global images of 448x448 px, 2,048 ViT patches downsampled to 64 tokens each; "
-                                      "162 tokens = 2 local crops of 504x504 px, 2,592 ViT patches downsampled to 81 tokens each")
+    assert report.settings.layout == (
+        "162 tokens = 2 global images of 448x448 px, 2,048 ViT patches downsampled to 64 tokens each; "
+        "162 tokens = 2 local crops of 504x504 px, 2,592 ViT patches downsampled to 81 tokens each"
+    )
     assert report.complete and report.pool(PoolName.ENCODER_GRAPHS).graphs == 5
     assert [g.count for g in report.graph_counts.groups if g.kind == "ENCODER"] == [5]
     path = tmp_path / "two-paths.json"
@@ -397,23 +462,47 @@ def test_a_two_path_family_captures_and_reports_every_path(tmp_path):
     again = report_io.load(path)
     assert again.budgets == report.budgets
     scopes = [row.scope for row in compare(again, report).rows if row.figure == "pool_reserved_bytes"]
-    assert scopes[:5] == ["budget global:162", "budget global:128", "budget global:64", "budget local:162", "budget local:81"]
+    assert scopes[:5] == [
+        "budget global:162",
+        "budget global:128",
+        "budget global:64",
+        "budget local:162",
+        "budget local:81",
+    ]
     assert [cell for cell in render.budget_table(report).columns[0].cells] == [
-        "global 64", "global 128", "global 162", "local 81", "local 162"]
+        "global 64",
+        "global 128",
+        "global 162",
+        "local 81",
+        "local 162",
+    ]
     stopped = _run(FakeDevice(fail_capture={162}), budgets=(81, 162), model="tiny-step3p7")
     assert [(u.label, u.status) for u in stopped.unmeasured] == [
-        ("global:64", BudgetStatus.NOT_RUN), ("global:128", BudgetStatus.NOT_RUN), ("global:162", BudgetStatus.CAPTURE_FAILED),
-        ("local:81", BudgetStatus.NOT_RUN), ("local:162", BudgetStatus.NOT_RUN)]
+        ("global:64", BudgetStatus.NOT_RUN),
+        ("global:128", BudgetStatus.NOT_RUN),
+        ("global:162", BudgetStatus.CAPTURE_FAILED),
+        ("local:81", BudgetStatus.NOT_RUN),
+        ("local:162", BudgetStatus.NOT_RUN),
+    ]
 
 
 def test_a_two_path_family_says_which_budgets_do_not_apply():
     """vLLM's paths run their own ladders up to the largest budget; a budget given between that is
     on neither ladder is named in the report's warnings, so nobody looks for its graph."""
     setup = prepare(ProfileRequest(model="tiny-deepseek-ocr2", budgets=(256, 300, 512)))
-    assert [(l.path, l.budget) for l in setup.layouts] == [
-        ("global", 512), ("global", 256), ("local", 512), ("local", 288), ("local", 144)]
-    assert setup.notes == ("deepseek-ocr2 captures each encoder path on vLLM's own ladder, from one item of that path doubling "
-                           "up to the largest budget: global 256-512 (2 graphs); local 144-512 (3 graphs); the smaller "
-                           "budgets given (300) do not apply to these paths",)
-    assert prepare(ProfileRequest(model="tiny-deepseek-ocr2", budgets=(256, 512))).notes == ()  # both on the global ladder
+    assert [layout.key for layout in setup.layouts] == [
+        ("global", 512),
+        ("global", 256),
+        ("local", 512),
+        ("local", 288),
+        ("local", 144),
+    ]
+    assert setup.notes == (
+        "deepseek-ocr2 captures each encoder path on vLLM's own ladder, from one item of that path doubling "
+        "up to the largest budget: global 256-512 (2 graphs); local 144-512 (3 graphs); the smaller "
+        "budgets given (300) do not apply to these paths",
+    )
+    assert (
+        prepare(ProfileRequest(model="tiny-deepseek-ocr2", budgets=(256, 512))).notes == ()
+    )  # both on the global ladder
     assert prepare(ProfileRequest(model=MODEL, budgets=BUDGETS)).notes == ()

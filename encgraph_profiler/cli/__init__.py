@@ -27,7 +27,7 @@ else:  # pragma: no cover - depends on the installed typer
     from click import exceptions as click_errors
 
 # Every command: its function, its help epilog and the exit codes it returns (the docs' table lists
-# them). `models` declares no codes of its own: it returns those every command does.
+# them).
 COMMANDS: dict[str, tuple[Callable[..., None], str, dict[ExitCode, str]]] = {
     "profile": (profile.profile, profile.EPILOG, profile.EXIT_CODES),
     "predict": (predict.predict, predict.EPILOG, predict.EXIT_CODES),
@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[Callable[..., None], str, dict[ExitCode, str]]] = {
     "check": (check.check, check.EPILOG, check.EXIT_CODES),
     "compare": (compare.compare, compare.EPILOG, compare.EXIT_CODES),
     "plan": (plan.plan, plan.EPILOG, plan.EXIT_CODES),
-    "models": (models.models, models.EPILOG, options.returns({})),
+    "models": (models.models, models.EPILOG, models.EXIT_CODES),
     "report": (report.report, report.EPILOG, report.EXIT_CODES),
     "sweep": (sweep.sweep, sweep.EPILOG, sweep.EXIT_CODES),
 }

@@ -140,7 +140,7 @@ def native_config(data: dict[str, Any], source: str) -> dict[str, Any]:
     form = _own_form(model_type)
     if form is not None:
         return form(data, source)
-    refused = refusals().get(model_type)
+    refused = refusals().get(model_type) if isinstance(model_type, str) else None
     if refused is not None:
         raise UsageError(f"{source}: model_type {model_type!r} is not supported: {refused.reason}")
     return data
@@ -196,6 +196,7 @@ def resolve(name: str, revision: str | None = None) -> ModelSpec:
         from .hub import fetch_config
 
         found = fetch_config(name, revision)
+        assert found is not None  # only an optional file can be missing
 
         def in_repository(filename: str) -> Path | None:
             extra = fetch_config(name, revision, filename, optional=True)

@@ -12,7 +12,7 @@ from ..base import Refusal, VllmSource
 
 _WITHOUT_RESAMPLER = (
     "{model} has no resampler (a window-attention merger inside the ViT, then a merger), the part by "
-    "whose queries vLLM lays out the encoder graphs of MiniCPM-V 2.5 to 4.5; {engine}"
+    "whose queries vLLM lays out the encoder graphs of MiniCPM-V 2.5, 2.6 and 4.0; {engine}"
 )
 _NO_VLLM_GRAPHS = (
     "vLLM does not capture encoder CUDA graphs for it (its model there does not opt in), so there are none to measure"
@@ -24,6 +24,14 @@ REFUSALS = (
         "MiniCPM-V 2.5 to 4.5 publish a minicpmv config for their own code (a ViT and a resampler), which "
         "encgraph does not run and transformers has no class for; this family is not supported yet",
         ("minicpm-v", "minicpm-llama3-v-2-5", "minicpm-v-2-6", "minicpm-v-4", "minicpm-v-4-5"),
+        (VllmSource("model_executor/models/minicpmv.py", "_MiniCPMVEncoderCudaGraphMixin"),),
+    ),
+    Refusal(
+        "minicpmo",
+        "MiniCPM-o 2.6 publishes a minicpmo config for its own code (MiniCPM-V 2.6's ViT and resampler, with audio and "
+        "speech parts), which encgraph does not run and transformers has no class for; vLLM captures its vision "
+        "encoder graphs as MiniCPM-V 2.6's (minicpmv.py, through minicpmo.py); this family is not supported yet",
+        ("minicpm-o-2-6", "minicpm-o"),
         (VllmSource("model_executor/models/minicpmv.py", "_MiniCPMVEncoderCudaGraphMixin"),),
     ),
     Refusal(

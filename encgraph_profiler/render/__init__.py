@@ -12,14 +12,14 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .schema import BudgetResult, PoolName, Report, UnmeasuredBudget
-from .units import gib, mib
+from ..schema import BudgetResult, PoolName, Report, UnmeasuredBudget
+from ..units import gib, mib
 
 if TYPE_CHECKING:
-    from .check import CheckResult
-    from .graphcounts import GraphCounts
-    from .plan import CapacityPlan, PlanInputs
-    from .sweep import CellResult
+    from ..check import CheckResult
+    from ..graphcounts import GraphCounts
+    from ..plan import CapacityPlan, PlanInputs
+    from ..sweep import CellResult
 
 POOL_TITLES = {
     PoolName.ENCODER_GRAPHS: "encoder graph pool",
@@ -30,7 +30,9 @@ POOL_TITLES = {
 Cell = str | Text
 
 
-def _table(title: str | None, columns: Sequence[str], right: Sequence[str] = (), caption: str | None = None) -> Table:
+def new_table(
+    title: str | None, columns: Sequence[str], right: Sequence[str] = (), caption: str | None = None
+) -> Table:
     """A table whose title, caption and column names are shown as given; ``right`` are right-aligned."""
     table = Table(title=None if title is None else escape(title), caption=None if caption is None else escape(caption))
     for name in columns:
@@ -38,7 +40,7 @@ def _table(title: str | None, columns: Sequence[str], right: Sequence[str] = (),
     return table
 
 
-def _row(table: Table, *cells: Cell) -> None:
+def new_row(table: Table, *cells: Cell) -> None:
     """A row whose text is shown as it is; a Text cell keeps its style."""
     table.add_row(*(cell if isinstance(cell, Text) else escape(cell) for cell in cells))
 
@@ -76,7 +78,7 @@ _BUDGET_COLUMNS = (
 
 def budget_table(report: Report) -> Table:
     what = "Predicted encoder CUDA graphs" if report.predicted else "Encoder CUDA graphs"
-    table = _table(
+    table = new_table(
         f"{what} per budget: {report.settings.model_label} ({report.provenance.gpu_name})",
         _BUDGET_COLUMNS,
         right=_BUDGET_COLUMNS[:-1],
@@ -86,7 +88,7 @@ def budget_table(report: Report) -> Table:
     for b in sorted(rows, key=lambda row: row.key):
         if isinstance(b, UnmeasuredBudget):  # why it has no figures, across the row
             asked = "" if b.requested_bytes is None else f"; {b.requested_bytes:,} bytes requested"
-            _row(
+            new_row(
                 table,
                 b.key.name,
                 "",
@@ -101,7 +103,7 @@ def budget_table(report: Report) -> Table:
                 Text(f"{b.reason}{asked}", style="red"),
             )
             continue
-        _row(
+        new_row(
             table,
             b.key.name,
             str(b.items),
@@ -124,14 +126,14 @@ def pool_table(report: Report) -> Table:
         if report.predicted
         else "Memory by pool (rows add up to what NVML reports for this process)"
     )
-    table = _table(
+    table = new_table(
         title,
         ("pool", "reserved MiB", "live MiB", "segments", "graphs", "made of (MiB)"),
         right=("reserved MiB", "live MiB", "segments", "graphs"),
     )
     for p in report.pools:
         parts = ", ".join(f"{k.replace('_', ' ')} {mib(v)}" for k, v in p.parts.items())
-        _row(
+        new_row(
             table,
             POOL_TITLES[p.pool],
             mib(p.reserved_bytes),
@@ -141,7 +143,7 @@ def pool_table(report: Report) -> Table:
             parts,
         )
     table.add_section()
-    _row(table, "total", mib(report.total_bytes), "", "", "", f"NVML process used {mib(report.process_used_bytes)}")
+    new_row(table, "total", mib(report.total_bytes), "", "", "", f"NVML process used {mib(report.process_used_bytes)}")
     return table
 
 
@@ -203,8 +205,8 @@ def report_view(report: Report) -> list[RenderableType]:
 
 
 def check_table(result: CheckResult) -> Table:
-    from .check import RowStatus
-    from .check_formats import percent
+    from ..check import RowStatus
+    from ..check_formats import percent
 
     style = {
         RowStatus.PASS: "green",
@@ -215,9 +217,9 @@ def check_table(result: CheckResult) -> Table:
         RowStatus.ONLY_IN_CURRENT: "yellow",
     }
     columns = ("status", "scope", "figure", "baseline MiB", "current MiB", "delta MiB", "delta %")
-    table = _table(f"encgraph check: {result.model}", columns, right=columns[3:])
+    table = new_table(f"encgraph check: {result.model}", columns, right=columns[3:])
     for r in result.rows:
-        _row(
+        new_row(
             table,
             Text(r.status.value, style=style[r.status]),
             r.scope,
@@ -232,7 +234,7 @@ def check_table(result: CheckResult) -> Table:
 
 def check_verdict(result: CheckResult) -> list[Text]:
     """The gate's last lines, for stderr: what is missing or regressed, and whether it passed."""
-    from .check_formats import percent
+    from ..check_formats import percent
 
     lines = []
     if result.missing:
@@ -257,7 +259,7 @@ def check_verdict(result: CheckResult) -> list[Text]:
 
 def compare_table(reports: dict[str, Report | None], totals: dict[str, int | None], budgets: list[int]) -> Table:
     """Each strategy's encoder pool after each budget's capture, its total, and the total against vLLM's."""
-    table = _table(
+    table = new_table(
         "Encoder graph pool by strategy (MiB after each budget's capture)",
         ["budget", *reports],
         right=["budget", *reports],
@@ -267,24 +269,26 @@ def compare_table(reports: dict[str, Report | None], totals: dict[str, int | Non
         for report in reports.values():
             row = next((b for b in report.budgets if b.budget == budget), None) if report else None
             cells.append(mib(row.pool_reserved_bytes) if row else "n/a")
-        _row(table, f"{budget:,}", *cells)
+        new_row(table, f"{budget:,}", *cells)
     table.add_section()
-    _row(table, "total", *["failed" if total is None else mib(total) for total in totals.values()])
+    new_row(table, "total", *["failed" if total is None else mib(total) for total in totals.values()])
     base = totals.get("vllm")
     if base:
-        _row(table, "vs vllm", *["" if total is None else f"{(total - base) / base:+.1%}" for total in totals.values()])
+        new_row(
+            table, "vs vllm", *["" if total is None else f"{(total - base) / base:+.1%}" for total in totals.values()]
+        )
     return table
 
 
 def sweep_table(results: Sequence[CellResult], pools: Sequence[int | None]) -> Table:
     """One row per cell: what it ran, where, its encoder pool (``pools``, in the same order) and its result."""
-    table = _table(
+    table = new_table(
         "Sweep",
         ("model", "budgets", "strategy", "GPU", "encoder pool MiB", "seconds", "result"),
         right=("encoder pool MiB", "seconds"),
     )
     for r, pool in zip(results, pools, strict=True):
-        _row(
+        new_row(
             table,
             r.cell.model,
             ",".join(map(str, r.cell.budgets)),
@@ -301,18 +305,18 @@ def sweep_table(results: Sequence[CellResult], pools: Sequence[int | None]) -> T
 
 
 def plan_table(plan: CapacityPlan) -> Table:
-    table = _table(
+    table = new_table(
         f"Capacity plan: {plan.model} on {plan.gpu}", ("", "term", "GiB", "bytes", "source"), right=("GiB", "bytes")
     )
     for i, term in enumerate(plan.terms):
-        _row(table, "" if i == 0 else "-", term.name, gib(term.bytes), f"{term.bytes:,}", term.source)
+        new_row(table, "" if i == 0 else "-", term.name, gib(term.bytes), f"{term.bytes:,}", term.source)
     table.add_section()
-    _row(table, "=", "KV cache", gib(plan.kv_cache_bytes), f"{plan.kv_cache_bytes:,}", "derived")
+    new_row(table, "=", "KV cache", gib(plan.kv_cache_bytes), f"{plan.kv_cache_bytes:,}", "derived")
     if plan.kv_bytes_per_token:
-        _row(table, "/", "KV bytes per token", "", f"{plan.kv_bytes_per_token:,}", "config")
-        _row(table, "=", "KV tokens", "", f"{plan.kv_tokens:,}", "derived")
-        _row(table, "/", "max model len", "", f"{plan.max_model_len:,}", "user, vLLM log or config")
-        _row(table, "=", "concurrent max-length requests", "", f"{plan.concurrency:.2f}", "derived")
+        new_row(table, "/", "KV bytes per token", "", f"{plan.kv_bytes_per_token:,}", "config")
+        new_row(table, "=", "KV tokens", "", f"{plan.kv_tokens:,}", "derived")
+        new_row(table, "/", "max model len", "", f"{plan.max_model_len:,}", "user, vLLM log or config")
+        new_row(table, "=", "concurrent max-length requests", "", f"{plan.concurrency:.2f}", "derived")
     return table
 
 
@@ -341,9 +345,9 @@ def plan_lines(plan: CapacityPlan) -> list[Cell]:
 
 
 def what_if_table(scenarios: Sequence[PlanInputs], plans: Sequence[CapacityPlan]) -> Table:
-    table = _table("What if", ("GPU", "utilization", "KV cache GiB", "KV tokens", "requests", "verdict"))
+    table = new_table("What if", ("GPU", "utilization", "KV cache GiB", "KV tokens", "requests", "verdict"))
     for s, p in zip(scenarios, plans, strict=True):
-        _row(
+        new_row(
             table,
             s.gpu,
             f"{s.utilization:g}",
@@ -357,12 +361,12 @@ def what_if_table(scenarios: Sequence[PlanInputs], plans: Sequence[CapacityPlan]
 
 def graphs_table(counts: GraphCounts, encoder_items: int | None) -> Table:
     """vLLM's graphs by kind: how many, the largest and smallest size, and every size."""
-    table = _table(None, ("mode", "graphs", "largest", "smallest", "sizes"), right=("graphs", "largest", "smallest"))
+    table = new_table(None, ("mode", "graphs", "largest", "smallest", "sizes"), right=("graphs", "largest", "smallest"))
     for g in counts.groups:
         sizes = ", ".join(map(str, g.sizes))
         if g.cases > 1:
             sizes += f"  (x{g.cases} LoRA cases)"
         if g.kind == "ENCODER":
             sizes = f"budgets {sizes}; {encoder_items} images per batch"
-        _row(table, g.kind, str(g.count), str(g.largest), str(g.smallest), sizes)
+        new_row(table, g.kind, str(g.count), str(g.largest), str(g.smallest), sizes)
     return table
