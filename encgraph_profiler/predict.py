@@ -151,9 +151,7 @@ def predicted_report(setup: Prepared, capability: tuple[int, int]) -> Report:
         else (
             f"predicted for compute capability {target} with kernel rules found on an H100 "
             f"({DEFAULT_CAPABILITY[0]}.{DEFAULT_CAPABILITY[1]}): sdpa's buffers and cuDNN's convolution workspace may "
-            "differ "
-            "on "
-            "that GPU; profile there to confirm",
+            "differ on that GPU; profile there to confirm",
         )
     )
     return assemble(
