@@ -41,8 +41,8 @@ def markdown(result: CheckResult) -> str:
     for r in result.rows:
         delta = "" if r.delta is None else mib(r.delta, signed=True)
         lines.append(
-            f"| {STATUS_MARK[r.status]} | {r.scope} | `{r.figure}` | {mib(r.baseline)} | {mib(r.current)} | {delta} "
-            f"| {percent(r)} |"
+            f"| {STATUS_MARK[r.status]} | {r.scope} | `{r.figure}` | {mib(r.baseline)} | {mib(r.current)} | {delta} | "
+            f"{percent(r)} |"
         )
     lines += [f"> {w}" for w in result.warnings]
     return "\n".join(lines) + "\n"

@@ -111,9 +111,8 @@ def allocator_settings(conf: str) -> AllocatorSettings:
     except ValueError as error:
         raise EnvironmentProblem(
             f"PYTORCH_CUDA_ALLOC_CONF={conf}: {error}; predict models PyTorch's native allocator with "
-            "expandable_segments, "
-            "max_split_size_mb and max_non_split_rounding_mb; unset the others to predict, or profile on a GPU with "
-            "them"
+            "expandable_segments, max_split_size_mb and max_non_split_rounding_mb; unset the others to predict, or "
+            "profile on a GPU with them"
         ) from None
 
 

@@ -28,13 +28,11 @@ def test_help_lists_commands():
 
 def test_fast_commands_do_not_import_torch(recorded_report_path):
     code = (
-        "import sys; from encgraph_profiler.cli import app; from typer.testing import CliRunner;"
-        "r = CliRunner();"
-        "assert r.invoke(app, ['--help']).exit_code == 0;"
-        "assert r.invoke(app, ['graphs']).exit_code == 0;"
-        "assert r.invoke(app, ['models']).exit_code == 0;"
-        f"assert r.invoke(app, ['check', {str(recorded_report_path)!r}, {str(recorded_report_path)!r}]).exit_code == 0;"
-        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch was imported'"
+        "import sys; from encgraph_profiler.cli import app; from typer.testing import CliRunner;r = "
+        "CliRunner();assert r.invoke(app, ['--help']).exit_code == 0;assert r.invoke(app, ['graphs']).exit_code == "
+        "0;assert r.invoke(app, ['models']).exit_code == 0;assert r.invoke(app, ['check', "
+        f"{str(recorded_report_path)!r}, {str(recorded_report_path)!r}]).exit_code == 0;assert 'torch' not in "
+        "sys.modules and 'transformers' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

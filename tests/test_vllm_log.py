@@ -211,12 +211,11 @@ def test_read_refuses_a_log_without_memory_lines(tmp_path):
 # The shapes of V1's one-line memory summary in two releases (figures made up): one gives weights
 # and non-torch memory apart, the newer one together, with the weights on the model-loading line.
 SUMMARY_WEIGHT = (
-    "INFO [gpu_worker.py:391] Free memory on device (78.00/80.00 GiB) on startup. Desired GPU memory "
-    "utilization is (0.9, 72.00 GiB). Actual usage is 14.00 GiB for weight, 2.00 GiB for peak "
-    "activation, 0.50 GiB for non-torch memory, and 1.00 GiB for CUDAGraph memory. Replace "
-    "gpu_memory_utilization config with `--kv-cache-memory=58000000000` to fit into requested memory, or "
-    "`--kv-cache-memory=66000000000` to fully utilize gpu memory. Current kv cache memory in use is "
-    "59000000000 bytes."
+    "INFO [gpu_worker.py:391] Free memory on device (78.00/80.00 GiB) on startup. Desired GPU memory utilization is "
+    "(0.9, 72.00 GiB). Actual usage is 14.00 GiB for weight, 2.00 GiB for peak activation, 0.50 GiB for non-torch "
+    "memory, and 1.00 GiB for CUDAGraph memory. Replace gpu_memory_utilization config with "
+    "`--kv-cache-memory=58000000000` to fit into requested memory, or `--kv-cache-memory=66000000000` to fully "
+    "utilize gpu memory. Current kv cache memory in use is 59000000000 bytes."
 )
 SUMMARY_CONSUMED = (
     "INFO [gpu_model_runner.py:1] Model loading took 10.00 GiB memory and 9.0 seconds\n"

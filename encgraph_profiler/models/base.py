@@ -259,9 +259,8 @@ class Adapter:
         for path, smallest in self.path_minimums(config).items():
             if largest < smallest:
                 raise UsageError(
-                    f"the largest budget, {largest}, is below one {self.family} {path} item ({smallest} tokens): "
-                    f"vLLM captures {path} budgets from {smallest} up to the largest; give a budget of {smallest} or "
-                    "more"
+                    f"the largest budget, {largest}, is below one {self.family} {path} item ({smallest} tokens): vLLM "
+                    f"captures {path} budgets from {smallest} up to the largest; give a budget of {smallest} or more"
                 )
             graphs += [self.path_layout(config, path, budget, items) for budget in doubling_ladder(smallest, largest)]
         return graphs

@@ -137,8 +137,7 @@ def _deepseek_vl_v2(data: dict[str, Any], source: str) -> dict[str, Any]:
         if projector.get(key) != value:
             raise UsageError(
                 f"{source}: projector_config {key} is {projector.get(key)!r}; DeepSeek-OCR 2's projector is one "
-                "linear layer "
-                f"from its {width}-wide encoder to the language model's hidden_size ({value!r} expected)"
+                f"linear layer from its {width}-wide encoder to the language model's hidden_size ({value!r} expected)"
             )
     kept = (
         "vocab_size",
@@ -195,8 +194,7 @@ class DeepseekOcr2Adapter(TwoPathAdapter):
         if size != GLOBAL_VIEW or patch != 16:
             raise UsageError(
                 f"{source}: vision_config.sam_config has image_size {size!r} and patch_size {patch!r}; DeepSeek-OCR "
-                "2's "
-                f"queries fit {GLOBAL_VIEW} px views of 16 px patches only"
+                f"2's queries fit {GLOBAL_VIEW} px views of 16 px patches only"
             )
 
     def tower_module(self):
