@@ -3,6 +3,7 @@ that a refactor moves no figure (predictions equal GPU measurements, so this che
 
     python tools/predict_guard.py record DIR      # before the change
     python tools/predict_guard.py compare DIR     # after: exit 1 and the differences when any figure moved
+    python tools/predict_guard.py compare DIR glm-4.1v-9b glm-4.5v   # only these models
 
 Each model is predicted at 1024,2048,4096,8192 with --attn auto and --attn sdpa; what is kept is
 every budget row, the pools, the unmeasured budgets and the total, in bytes.
@@ -48,11 +49,11 @@ def predict(model: str, attn: str) -> dict:
     return {key: report.get(key) for key in KEPT}
 
 
-def main(action: str, folder: str) -> int:
+def main(action: str, folder: str, only: list[str]) -> int:
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     moved = 0
-    for model in bundled():
+    for model in only or bundled():
         for attn in ATTENTIONS:
             figures = predict(model, attn)
             path = root / f"{model}.{attn}.json"
@@ -75,6 +76,6 @@ def main(action: str, folder: str) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("record", "compare"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("record", "compare"):
         sys.exit(__doc__)
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(sys.argv[1], sys.argv[2], sys.argv[3:]))

@@ -27,8 +27,11 @@ def as_frames(layout: Layout) -> Layout:
     return replace(layout, grids=tuple((1, h, w) for t, h, w in layout.grids for _ in range(t)))
 
 
-def blocks_and_merger(tower, hidden, rotary, inputs: dict) -> tuple:
-    """The ViT blocks over the packed sequences, then the 2 x 2 merging convolution and the merger."""
+def run_tower(tower, inputs: dict, embed) -> tuple:
+    """The ViT blocks over the packed sequences, then the 2 x 2 merging convolution and the merger.
+    ``embed(tower, inputs)`` gives the embedded patches and their rotary embedding: everything before
+    the blocks, in its own frame, so that nothing it made stays referenced while the blocks run."""
+    hidden, rotary = embed(tower, inputs)
     for block in tower.blocks:
         hidden = block(
             hidden, cu_seqlens=inputs["cu_seqlens"], max_seqlen=inputs.get("max_seqlen"), position_embeddings=rotary
@@ -38,6 +41,15 @@ def blocks_and_merger(tower, hidden, rotary, inputs: dict) -> tuple:
     hidden = hidden.view(-1, m, m, hidden.shape[-1]).permute(0, 3, 1, 2)
     hidden = tower.downsample(hidden).view(-1, tower.config.out_hidden_size)
     return (tower.merger(hidden),)
+
+
+def _embed(tower, inputs: dict) -> tuple:
+    """Patches, their rotary embedding, and the learned position table resampled per image."""
+    position_ids = inputs["position_ids"]
+    hidden = tower.post_conv_layernorm(tower.patch_embed(inputs["hidden_states"]))
+    rotary = tower.rotary_pos_emb(hidden, position_ids)
+    hidden = tower.embeddings(hidden, inputs["lengths"], inputs["grid_thw"], position_ids[:, 0], position_ids[:, 1])
+    return hidden, rotary
 
 
 class Glm4vAdapter(Qwen2VLAdapter):
@@ -61,11 +73,7 @@ class Glm4vAdapter(Qwen2VLAdapter):
 
     def forward(self, tower, inputs: dict):
         """The steps of Glm4vVisionModel.forward, with every grid-dependent tensor given."""
-        position_ids = inputs["position_ids"]
-        hidden = tower.post_conv_layernorm(tower.patch_embed(inputs["hidden_states"]))
-        rotary = tower.rotary_pos_emb(hidden, position_ids)
-        hidden = tower.embeddings(hidden, inputs["lengths"], inputs["grid_thw"], position_ids[:, 0], position_ids[:, 1])
-        return blocks_and_merger(tower, hidden, rotary, inputs)
+        return run_tower(tower, inputs, _embed)
 
     def reference_forward(self, tower, inputs: dict):
         """The tower's own forward, which runs where every tensor is on one device (the CPU)."""

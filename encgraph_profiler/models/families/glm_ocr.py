@@ -12,7 +12,7 @@ steps directly, as for GLM-4.1V, so that no grid-dependent tensor is derived ins
 from __future__ import annotations
 
 from ..base import Layout
-from .glm4v import Glm4vAdapter, as_frames, blocks_and_merger
+from .glm4v import Glm4vAdapter, as_frames, run_tower
 from .qwen2_vl import Qwen2VLAdapter
 
 
@@ -30,8 +30,13 @@ class GlmOcrAdapter(Glm4vAdapter):
 
     def forward(self, tower, inputs: dict):
         """The steps of GlmOcrVisionModel.forward, with the positions and segments given."""
-        hidden = tower.patch_embed(inputs["hidden_states"])
-        return blocks_and_merger(tower, hidden, tower.rotary_pos_emb(hidden, inputs["position_ids"]), inputs)
+        return run_tower(tower, inputs, _embed)
+
+
+def _embed(tower, inputs: dict) -> tuple:
+    """Patches and their rotary embedding: GLM-OCR has no position table."""
+    hidden = tower.patch_embed(inputs["hidden_states"])
+    return hidden, tower.rotary_pos_emb(hidden, inputs["position_ids"])
 
 
 ADAPTERS = (GlmOcrAdapter(),)
