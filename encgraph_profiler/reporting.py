@@ -21,9 +21,12 @@ def provenance(
     allocator_conf: str,
     visible_devices: str | None = None,
 ) -> Provenance:
-    """Where a report comes from: the GPU (or the one predicted for), and the library versions."""
+    """Where a report comes from: the GPU (or the one predicted for), the library versions, and the
+    vLLM release whose encoder-graph rules encgraph follows."""
     import torch
     import transformers
+
+    from .models.census import load
 
     return Provenance(
         gpu_name=gpu_name,
@@ -36,6 +39,7 @@ def provenance(
         allocator_conf=allocator_conf,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         visible_devices=visible_devices,
+        vllm_rules=load().vllm_version,
     )
 
 

@@ -103,6 +103,7 @@ class Provenance:
     allocator_conf: str
     created_at: str
     visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES of the run: which GPU of the host it used
+    vllm_rules: str | None = None  # the vLLM release whose encoder-graph rules laid the budgets out
 
 
 @dataclass(frozen=True)

@@ -163,3 +163,12 @@ def test_census_tool_reads_a_wheel(tmp_path):
             archive.write(path, path.relative_to(FAKE_TREE).as_posix())
         archive.writestr("vllm-9.9.9.dist-info/METADATA", "Metadata-Version: 2.1\nName: vllm\nVersion: 9.9.9\n")
     assert _tool().census(wheel) == {**EXPECTED, "vllm_version": "9.9.9"}
+
+
+def test_a_report_records_the_vllm_release_whose_rules_laid_it_out():
+    from encgraph_profiler.predict import predicted_report
+    from encgraph_profiler.request import DEFAULT_CAPABILITY, ProfileRequest, prepare
+
+    setup = prepare(ProfileRequest(model="tiny-qwen2-vl", budgets=(64,)), DEFAULT_CAPABILITY)
+    report = predicted_report(setup, DEFAULT_CAPABILITY)
+    assert report.provenance.vllm_rules == census_module.load().vllm_version == "0.33.0"
