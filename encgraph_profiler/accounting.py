@@ -87,19 +87,6 @@ def pool_rows(
     Each pool's reserved and live bytes are summed from its own segments, and what lies outside
     the allocator is NVML's figure minus the allocator's own reserved counter. So the rows add up
     to NVML's figure only if the segments add up to the counter: a real check, not a remainder."""
-    warnings = []
-    segments_reserved = final.encoder.reserved_bytes + default.reserved_bytes
-    if segments_reserved != final.reserved_bytes:
-        warnings.append(
-            f"the pools' segments add up to {segments_reserved:,} bytes but the allocator reserves "
-            f"{final.reserved_bytes:,}: another private pool holds {final.reserved_bytes - segments_reserved:,} bytes"
-        )
-    segments_live = final.encoder.live_bytes + default.live_bytes
-    if segments_live != final.allocated_bytes:
-        warnings.append(
-            f"the pools' live blocks add up to {segments_live:,} bytes but the allocator counts "
-            f"{final.allocated_bytes:,} allocated"
-        )
     outside = difference(final.process_used_bytes, final.reserved_bytes)
     non_allocator = [r.non_allocator_bytes for r in results]
     graph_exec = None if any(b is None for b in non_allocator) else sum(b for b in non_allocator if b is not None)
@@ -137,7 +124,25 @@ def pool_rows(
             {"cuda_context": context_bytes, "graph_executables": graph_exec, "other": other},
         ),
     )
-    return rows, warnings
+    return rows, _unaccounted(final, default)
+
+
+def _unaccounted(final: Sample, default: PoolBytes) -> list[str]:
+    """Where the pools' segments and live blocks do not add up to the allocator's own counters."""
+    warnings = []
+    segments_reserved = final.encoder.reserved_bytes + default.reserved_bytes
+    if segments_reserved != final.reserved_bytes:
+        warnings.append(
+            f"the pools' segments add up to {segments_reserved:,} bytes but the allocator reserves "
+            f"{final.reserved_bytes:,}: another private pool holds {final.reserved_bytes - segments_reserved:,} bytes"
+        )
+    segments_live = final.encoder.live_bytes + default.live_bytes
+    if segments_live != final.allocated_bytes:
+        warnings.append(
+            f"the pools' live blocks add up to {segments_live:,} bytes but the allocator counts "
+            f"{final.allocated_bytes:,} allocated"
+        )
+    return warnings
 
 
 def vllm_estimate(

@@ -35,17 +35,8 @@ def fetch_config(
     """``filename`` of the repository, from the cache or the Hub. An ``optional`` file that the
     repository does not have is None, and so is one that is not in the cache with HF_HUB_OFFLINE=1
     (transformers then takes the defaults too); every other failure is one line, as for config.json."""
-    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        GatedRepoError,
-        HfHubHTTPError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
 
     where = repo_id if revision is None else f"{repo_id} at revision {revision!r}"
     try:
@@ -68,6 +59,22 @@ def fetch_config(
             f"{where} is not in the Hugging Face cache and HF_HUB_OFFLINE=1: fetch it once with "
             f"`hf download {repo_id} {filename}` where there is a network, or unset HF_HUB_OFFLINE"
         )
+    return _download(repo_id, revision, filename, optional, where)
+
+
+def _download(repo_id: str, revision: str | None, filename: str, optional: bool, where: str) -> HubFile | None:
+    """``filename`` downloaded alone; each way the Hub can refuse, in one line."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
     try:
         path = Path(hf_hub_download(repo_id, filename, revision=revision))
     except GatedRepoError:

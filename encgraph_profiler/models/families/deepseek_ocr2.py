@@ -139,43 +139,37 @@ def _deepseek_vl_v2(data: dict[str, Any], source: str) -> dict[str, Any]:
                 f"{source}: projector_config {key} is {projector.get(key)!r}; DeepSeek-OCR 2's projector is one "
                 f"linear layer from its {width}-wide encoder to the language model's hidden_size ({value!r} expected)"
             )
-    kept = (
-        "vocab_size",
-        "hidden_size",
-        "intermediate_size",
-        "moe_intermediate_size",
-        "num_hidden_layers",
-        "num_attention_heads",
-        "num_key_value_heads",
-        "n_routed_experts",
-        "n_shared_experts",
-        "num_experts_per_tok",
-        "n_group",
-        "topk_group",
-        "topk_method",
-        "routed_scaling_factor",
-        "max_position_embeddings",
-        "rms_norm_eps",
-        "hidden_act",
-        "bos_token_id",
-        "eos_token_id",
-    )
-    native_text = {"model_type": "deepseek_ocr2_text", **{k: text[k] for k in kept if k in text}}
-    native_text["rope_parameters"] = {"rope_type": "default", "rope_theta": text.get("rope_theta", 10000.0)}
-    [layers] = whole_numbers(text, "num_hidden_layers", 30, source, least=1, many=False)
-    [first] = whole_numbers(text, "first_k_dense_replace", 0, source, many=False)
-    [every] = whole_numbers(text, "moe_layer_freq", 1, source, least=1, many=False)
-    sparse = bool(text.get("n_routed_experts"))
-    native_text["mlp_layer_types"] = [
-        "sparse" if sparse and i >= first and i % every == 0 else "dense" for i in range(layers)
-    ]
     return {
         "model_type": "deepseek_ocr2",
         "architectures": ["DeepseekOcr2ForConditionalGeneration"],
         "vision_config": {"sam_config": dict(_DEEPSEEK_OCR2_SAM), "encoder_config": dict(_DEEPSEEK_OCR2_ENCODER)},
-        "text_config": native_text,
+        "text_config": _language_model(text, source),
         "tie_word_embeddings": text.get("tie_word_embeddings", False),
     }
+
+
+# The language model's fields the own form and transformers' name alike.
+_TEXT_FIELDS = (
+    "vocab_size", "hidden_size", "intermediate_size", "moe_intermediate_size", "num_hidden_layers",
+    "num_attention_heads", "num_key_value_heads", "n_routed_experts", "n_shared_experts", "num_experts_per_tok",
+    "n_group", "topk_group", "topk_method", "routed_scaling_factor", "max_position_embeddings", "rms_norm_eps",
+    "hidden_act", "bos_token_id", "eos_token_id",
+)  # fmt: skip
+
+
+def _language_model(text: dict[str, Any], source: str) -> dict[str, Any]:
+    """DeepSeek-V2 with multi-head attention, sparse from layer ``first_k_dense_replace`` on at every
+    ``moe_layer_freq``-th layer."""
+    native = {"model_type": "deepseek_ocr2_text", **{k: text[k] for k in _TEXT_FIELDS if k in text}}
+    native["rope_parameters"] = {"rope_type": "default", "rope_theta": text.get("rope_theta", 10000.0)}
+    [layers] = whole_numbers(text, "num_hidden_layers", 30, source, least=1, many=False)
+    [first] = whole_numbers(text, "first_k_dense_replace", 0, source, many=False)
+    [every] = whole_numbers(text, "moe_layer_freq", 1, source, least=1, many=False)
+    sparse = bool(text.get("n_routed_experts"))
+    native["mlp_layer_types"] = [
+        "sparse" if sparse and i >= first and i % every == 0 else "dense" for i in range(layers)
+    ]
+    return native
 
 
 class DeepseekOcr2Adapter(TwoPathAdapter):
