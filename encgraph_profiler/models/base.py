@@ -83,6 +83,18 @@ def whole_numbers(
     return values
 
 
+def random_input(shape: tuple[int, ...], dtype: str, device, generator, uniform: bool = False):
+    """A tower input of random values on ``device``, drawn on the host (a failed capture cannot spoil
+    a device generator); on the meta device (``predict``) its shape alone: nothing is materialised,
+    so a prediction's memory does not grow with the budget's pixels."""
+    import torch
+
+    if torch.device(device).type == "meta":
+        return torch.empty(shape, dtype=getattr(torch, dtype), device="meta")
+    values = torch.rand(shape, generator=generator) if uniform else torch.randn(shape, generator=generator)
+    return values.to(device=device, dtype=getattr(torch, dtype))
+
+
 def load_class(name: str):
     import importlib
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import UsageError
-from ..base import Layout, whole_numbers
+from ..base import Layout, random_input, whole_numbers
 from ..layouts.two_path import TwoPathAdapter
 from .deepseek_vl2 import DEEPSEEK_VL2_REFUSED
 
@@ -210,10 +210,8 @@ class DeepseekOcr2Adapter(TwoPathAdapter):
         size = self.view_size(config, layout.path)
         sam, encoder = tower.vision_tower.sam_encoder, tower.vision_tower.vision_encoder
         side = size // self.patch_size(config)
-        pixels = torch.randn(
-            layout.items, config.vision_config.sam_config.num_channels, size, size, generator=generator
-        )
-        pixels = pixels.to(device=device, dtype=getattr(torch, dtype))
+        shape = (layout.items, config.vision_config.sam_config.num_channels, size, size)
+        pixels = random_input(shape, dtype, device, generator)
         with torch.inference_mode():
             rel_pos = []
             for layer in sam.layers:

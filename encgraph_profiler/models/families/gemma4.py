@@ -19,7 +19,7 @@ sort); a CPU test checks the result against the model's own ``get_image_features
 from __future__ import annotations
 
 from ...units import counted
-from ..base import Adapter, Layout, VllmSource
+from ..base import Adapter, Layout, VllmSource, random_input
 
 DEFAULT_MAX_SOFT_TOKENS = 280  # transformers' Gemma4ImageProcessor
 
@@ -117,9 +117,10 @@ class Gemma4Adapter(Adapter):
         y, x = torch.meshgrid(torch.arange(rows * k), torch.arange(cols * k), indexing="ij")
         positions = torch.full((layout.items, soft * k * k, 2), -1, dtype=torch.long)  # -1: padding
         positions[:, : rows * cols * k * k] = torch.stack([x.flatten(), y.flatten()], dim=-1)
-        pixels = torch.rand(layout.items, soft * k * k, 3 * p * p, generator=generator)
         return {
-            "pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype)),
+            "pixel_values": random_input(
+                (layout.items, soft * k * k, 3 * p * p), dtype, device, generator, uniform=True
+            ),
             "pixel_position_ids": positions.to(device),
         }
 

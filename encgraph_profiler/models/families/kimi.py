@@ -32,7 +32,7 @@ from typing import Any
 from ...errors import UsageError
 from ...units import counted
 from .. import varlen
-from ..base import Adapter, Layout, VllmSource
+from ..base import Adapter, Layout, VllmSource, random_input
 
 ROPE_TABLE_SIDE = 512  # vLLM's 2-D RoPE table: items stay within 512 x 512 patches
 
@@ -231,7 +231,7 @@ class KimiK25Adapter(Adapter):
         vision = tower.vision_tower
         grid = torch.tensor(layout.grids, dtype=torch.long)
         p = config.vision_config.patch_size
-        pixels = torch.randn(layout.input_patches, 3, p, p, generator=generator)
+        pixels = random_input((layout.input_patches, 3, p, p), dtype, device, generator)
         embeddings = vision.patch_embed.pos_emb
         indices, weights = get_vision_interpolation_indices_and_weights(
             grid,
@@ -247,7 +247,7 @@ class KimiK25Adapter(Adapter):
             merge_index = merge_index.to(device)
         cu_seqlens = get_vision_cu_seqlens(grid, merge_temporal=True).to(torch.int32)
         return {
-            "pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype)),
+            "pixel_values": pixels,
             "grid_thw": grid.to(device),
             "position_ids": get_vision_position_ids(grid, spatial_merge_size=1).to(device),
             **varlen.sequences(vision.config, cu_seqlens, layout.max_seqlen, device),

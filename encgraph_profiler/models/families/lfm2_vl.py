@@ -126,13 +126,20 @@ class Lfm2VlAdapter(Adapter):
         table = embeddings.position_embedding.weight.reshape(
             embeddings.position_embedding_size, embeddings.position_embedding_size, -1
         )
-        source = (
-            torch.zeros(table.shape) if table.is_meta else table.detach().float().cpu()
-        )  # meta: predicting, shapes alone
-        with torch.no_grad():
-            positions = embeddings.resize_positional_embeddings(source, shapes, max_length=longest)
+        if table.is_meta:  # predicting: the resized table's shape alone
+            positions = torch.empty(len(tiles), longest, table.shape[-1], device=device)
+        else:
+            with torch.no_grad():
+                positions = embeddings.resize_positional_embeddings(
+                    table.detach().float().cpu(), shapes, max_length=longest
+                )
         patch_dim = embeddings.patch_embedding.in_features
-        pixels = torch.randn(len(tiles), longest, patch_dim, generator=generator) * valid[..., None]
+        if device.type == "meta":  # predicting: the shape alone
+            pixels = torch.empty(len(tiles), longest, patch_dim, dtype=torch_dtype, device=device)
+        else:  # padding zeroed, as the image processor pads
+            pixels = (torch.randn(len(tiles), longest, patch_dim, generator=generator) * valid[..., None]).to(
+                device=device, dtype=torch_dtype
+            )
         # Whether transformers needs the mask depends on its contents: predicting on meta tensors, it is built on
         # the host and only its form goes to the meta device.
         host = torch.device("cpu") if device.type == "meta" else device
@@ -150,7 +157,7 @@ class Lfm2VlAdapter(Adapter):
             column = torch.arange(tokens)[None, :, None] * factor + torch.arange(factor)[None, None, :]
             index.append((tile * longest + dh * width + column).reshape(factor, -1))
         return {
-            "pixel_values": pixels.to(device=device, dtype=torch_dtype),
+            "pixel_values": pixels,
             "position_embeddings": positions.to(device=device, dtype=torch_dtype),
             "attention_mask": mask,
             "patch_index": torch.cat(index, dim=1).to(device),

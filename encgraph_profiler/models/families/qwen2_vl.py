@@ -19,7 +19,7 @@ from ...errors import UsageError
 from ...ladder import tokens_per_item
 from ...units import counted
 from .. import varlen
-from ..base import Adapter, Layout, VllmSource
+from ..base import Adapter, Layout, VllmSource, random_input
 
 
 class Qwen2VLAdapter(Adapter):
@@ -81,9 +81,9 @@ class Qwen2VLAdapter(Adapter):
         import torch
 
         grid_thw = torch.tensor(layout.grids, dtype=torch.long)
-        pixels = torch.randn(layout.input_patches, self.patch_features(vision_config), generator=generator)
+        shape = (layout.input_patches, self.patch_features(vision_config))
         inputs = {
-            "hidden_states": pixels.to(device=device, dtype=getattr(torch, dtype)),
+            "hidden_states": random_input(shape, dtype, device, generator),
             "grid_thw": grid_thw.to(device),
         }
         inputs.update(self.precompute(tower, layout, grid_thw, device))

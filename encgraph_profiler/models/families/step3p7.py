@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import UsageError
-from ..base import Layout, VllmSource
+from ..base import Layout, VllmSource, random_input
 from ..layouts.two_path import TwoPathAdapter
 
 LOCAL_CROP = 504  # the crop vLLM's Step3-VL local path captures, and the image processor's patch_size
@@ -98,12 +98,12 @@ class Step3p7Adapter(TwoPathAdapter):
 
         vision = config.vision_config
         size = self.view_size(config, layout.path)
-        pixels = torch.randn(layout.items, vision.num_channels, size, size, generator=generator)
         side = size // self.patch_size(config)
         positions = get_vision_position_ids(torch.tensor([[1, side, side]]), spatial_merge_size=1)
-        cos, sin = Step3p7VisionRotaryEmbedding(vision)(pixels, positions)  # float32, as the model computes it
+        # float32, as the model computes it; the first argument only says where
+        cos, sin = Step3p7VisionRotaryEmbedding(vision)(torch.empty(0), positions)
         return {
-            "pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype)),
+            "pixel_values": random_input((layout.items, vision.num_channels, size, size), dtype, device, generator),
             "cos": cos.to(device),
             "sin": sin.to(device),
         }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...errors import UsageError
 from ...units import counted
-from ..base import Adapter, Layout
+from ..base import Adapter, Layout, random_input
 
 
 class FixedResolutionAdapter(Adapter):
@@ -40,11 +40,10 @@ class FixedResolutionAdapter(Adapter):
         )
 
     def make_inputs(self, tower, vision_config, layout: Layout, dtype: str, device, generator) -> dict:
-        import torch
 
         size = vision_config.image_size
-        pixels = torch.randn(layout.items, vision_config.num_channels, size, size, generator=generator)
-        return {"pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype))}
+        shape = (layout.items, vision_config.num_channels, size, size)
+        return {"pixel_values": random_input(shape, dtype, device, generator)}
 
     def forward(self, tower, inputs: dict):
         return (tower(**inputs).last_hidden_state,)

@@ -6,7 +6,7 @@ and how many tiles vLLM captures for a budget."""
 from __future__ import annotations
 
 from ...units import counted
-from ..base import Adapter, Layout
+from ..base import Adapter, Layout, random_input
 
 
 def side(value) -> int:
@@ -43,11 +43,10 @@ class TiledAdapter(Adapter):
         )
 
     def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
-        import torch
 
         size = side(config.vision_config.image_size)
-        pixels = torch.randn(layout.items, config.vision_config.num_channels, size, size, generator=generator)
-        return {"pixel_values": pixels.to(device=device, dtype=getattr(torch, dtype))}
+        shape = (layout.items, config.vision_config.num_channels, size, size)
+        return {"pixel_values": random_input(shape, dtype, device, generator)}
 
     def forward(self, tower, inputs: dict):
         return (tower(**inputs),)
