@@ -1,8 +1,10 @@
 """Writing and reading the JSON report, and validating it when read. No torch.
 
-Every field is checked when read: byte counts are ints, and only the fields in ``SIGNED_BYTES`` may
-be negative (they are differences of two samples). ``load`` refuses schema versions it does not know
-and migrates the ones it does.
+Every field is checked when read: byte counts are ints within 64 bits, and only the fields in
+``SIGNED_BYTES`` may be negative (they are differences of two samples). Then the relations between
+fields that every report encgraph writes keeps (``relations``): a report that contradicts itself is
+refused, never trusted. ``load`` refuses schema versions it does not know and migrates the ones it
+does. Checking is linear in the report's size, and every message is bounded in length.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from typing import Any
 
 from .errors import ReportError
 from .files import write_atomic
+from .report_relations import check_derived, check_relations, listed, shown
 from .schema import (
     READABLE_VERSIONS,
+    SCHEMA_VERSION,
     BudgetResult,
     BudgetStatus,
     Capture,
@@ -126,21 +130,21 @@ def _convert(type_name: str, value: Any, where: str, name: str) -> Any:
     if type_name in _ENUMS:
         choices = [e.value for e in _ENUMS[type_name]]
         if value not in choices:
-            raise ReportError(f"{where} is {value!r}; expected one of {', '.join(choices)}")
+            raise ReportError(f"{where} is {shown(value)}; expected one of {', '.join(choices)}")
         return _ENUMS[type_name](value)
     if type_name == "int":
         return _integer(value, where, name)
     if type_name == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ReportError(f"{where} is {value!r}; expected a finite, non-negative number")
+            raise ReportError(f"{where} is {shown(value)}; expected a finite, non-negative number")
         return float(value)
     if type_name == "bool":
         if not isinstance(value, bool):
-            raise ReportError(f"{where} is {value!r}; expected true or false")
+            raise ReportError(f"{where} is {shown(value)}; expected true or false")
         return value
     if type_name == "str":
         if not isinstance(value, str):
-            raise ReportError(f"{where} is {value!r}; expected a string")
+            raise ReportError(f"{where} is {shown(value)}; expected a string")
         return value
     if type_name == "tuple[int, ...]":
         if not isinstance(value, list):
@@ -161,10 +165,15 @@ def _convert(type_name: str, value: Any, where: str, name: str) -> Any:
     raise AssertionError(f"no reader for field type {type_name}")  # a schema edit without a reader
 
 
+INT64 = 2**63  # a report's integers are within 64 bits, as a C or JSON reader elsewhere holds them
+
+
 def _integer(value: Any, where: str, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         what = "a whole number of bytes" if name.endswith("bytes") or name in SIGNED_BYTES else "a whole number"
-        raise ReportError(f"{where} is {value!r}; expected {what}")
+        raise ReportError(f"{where} is {shown(value)}; expected {what}")
+    if not -INT64 <= value < INT64:
+        raise ReportError(f"{where} is {shown(value)}; beyond a 64-bit integer, no GPU holds that")
     if value < 0 and name not in SIGNED_BYTES and name != "seed":
         raise ReportError(f"{where} is {value}; it cannot be negative")
     return value
@@ -184,9 +193,15 @@ def _check_consistency(report: Report) -> None:
         by_path.setdefault(path, set()).add(budget)
     if set(by_path) == {""}:  # one graph per budget requested
         if by_path[""] != requested:
+            missing, extra = sorted(requested - by_path[""]), sorted(by_path[""] - requested)
             raise ReportError(
-                "report.budgets and report.unmeasured do not cover report.settings.budgets "
-                f"({sorted(by_path[''])} against {sorted(requested)})"
+                "report.budgets and report.unmeasured do not cover report.settings.budgets ("
+                + "; ".join(
+                    f"{what} {listed(map(str, budgets))}"
+                    for what, budgets in (("requested only:", missing), ("not requested:", extra))
+                    if budgets
+                )
+                + ")"
             )
     else:  # each encoder path on its own ladder, up to the largest budget requested
         for path, budgets in sorted(by_path.items()):
@@ -248,9 +263,12 @@ def from_dict(data: Any) -> Report:
             f"report has schema_version {version!r}; this encgraph reads versions "
             f"{', '.join(map(str, READABLE_VERSIONS))}: re-run `encgraph profile` with this version to refresh it"
         )
-    data = {k: v for k, v in _migrate(data).items() if k not in ("total_bytes", "complete")}
-    report = _build(Report, data, "report")
+    migrated = _migrate(data)
+    report = _build(Report, {k: v for k, v in migrated.items() if k not in ("total_bytes", "complete")}, "report")
     _check_consistency(report)
+    check_relations(report)
+    if version == SCHEMA_VERSION:  # what this version writes for readers of the JSON alone
+        check_derived(data, report)
     return report
 
 
@@ -258,13 +276,17 @@ def load(path: Path) -> Report:
     """Read a report, turning every way a file can be unreadable or malformed into one ReportError."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a byte order mark, as some editors save, is read past
     except FileNotFoundError:
         raise ReportError(f"{path}: no such report file") from None
     except IsADirectoryError:
         raise ReportError(f"{path}: is a folder, not a report file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ReportError(f"{path}: cannot read report ({err})") from None
+    except UnicodeDecodeError as err:
+        raise ReportError(
+            f"{path}: not a report (not UTF-8 text: byte {err.start:,} is {err.object[err.start]:#04x})"
+        ) from None
+    except OSError as err:
+        raise ReportError(f"{path}: cannot read report ({err.strerror or err})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -273,6 +295,8 @@ def load(path: Path) -> Report:
         ) from None
     except RecursionError:
         raise ReportError(f"{path}: not an encgraph report (nested too deeply)") from None
+    except ValueError:  # Python reads no integer of more digits
+        raise ReportError(f"{path}: not an encgraph report (a number in it has over 4,300 digits)") from None
     try:
         return from_dict(data)
     except ReportError as err:

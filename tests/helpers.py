@@ -6,18 +6,20 @@ import json
 MiB = 1024**2
 
 
-def grow_largest_pool(data: dict, fraction: float) -> dict:
-    """The largest budget's pool grew by ``fraction``: its budget row, the encoder pool and the total."""
+def grow_largest_pool(data: dict, fraction: float, extra: int | None = None) -> dict:
+    """The largest budget's pool grew by ``fraction`` (or ``extra`` bytes): its budget row, the
+    reserved bytes after every capture (the largest is captured first), the encoder pool and the total."""
     data = copy.deepcopy(data)
     largest = max(data["budgets"], key=lambda b: b["budget"])
-    extra = int(largest["pool_reserved_bytes"] * fraction)
+    extra = int(largest["pool_reserved_bytes"] * fraction) if extra is None else extra
     for b in data["budgets"]:
         b["pool_reserved_bytes"] += extra
     largest["pool_growth_bytes"] += extra
     pool = next(p for p in data["pools"] if p["pool"] == "encoder_graphs")
     pool["reserved_bytes"] += extra
     pool["parts"]["scratch"] += extra
-    data["total_bytes"] += extra
+    if data.get("total_bytes") is not None:  # null in a prediction
+        data["total_bytes"] += extra
     return data
 
 

@@ -53,21 +53,28 @@ def _files(tmp: Path, recorded: dict) -> dict:
             {"budget": b["budget"], "status": "out_of_memory", "reason": "out of memory"}
             for b in recorded["budgets"][:count]
         ]
-        return _report(recorded, budgets=recorded["budgets"][count:], unmeasured=gone)
+        kept = len(recorded["budgets"]) - count
+        return _report(
+            recorded, budgets=recorded["budgets"][count:], unmeasured=gone, complete=False, **{"pools.0.graphs": kept}
+        )
 
     first_budget_dropped = without(1)
-    zero_growth_regressed = _report(recorded, **{"budgets.0.pool_growth_bytes": 100 * MiB})
+    rest_at_8192 = recorded["budgets"][3]["pool_growth_bytes"] - 100 * MiB  # the growths still add up to the pool
+    zero_growth_regressed = _report(
+        recorded, **{"budgets.0.pool_growth_bytes": 100 * MiB, "budgets.3.pool_growth_bytes": rest_at_8192}
+    )
     files = {
         "good": recorded,
         "partial": first_budget_dropped,
         "empty": without(len(recorded["budgets"])),
-        "stopped": {
-            **recorded,
-            "schema_version": 2,
-            "stopped_by": "SIGINT",
-            "budgets": recorded["budgets"][1:],
-            "unmeasured": [{"budget": 1024, "status": "not_run", "reason": "not run"}],
-        },
+        "stopped": _report(
+            recorded,
+            stopped_by="SIGINT",
+            complete=False,
+            budgets=recorded["budgets"][1:],
+            unmeasured=[{"budget": 1024, "status": "not_run", "reason": "not run"}],
+            **{"pools.0.graphs": 3},
+        ),
         "mismatch": _report(recorded, **{"budgets.1.replay_matches_eager": False}),
         "negative": _report(recorded, **{"budgets.0.pool_reserved_bytes": -5}),
         "string": _report(recorded, **{"budgets.2.static_io_bytes": "37 MiB"}),
@@ -79,6 +86,17 @@ def _files(tmp: Path, recorded: dict) -> dict:
         "nobudgets": _report(recorded, schema_version=2, **{"settings.budgets": [1024, 2048, 4096, 8192, 16384]}),
         "grew0": zero_growth_regressed,
         "future": _report(recorded, schema_version=3),
+        # Reports that contradict themselves.
+        "pool1": _report(recorded, **{"pools.0.reserved_bytes": 1}),
+        "completefalse": _report(recorded, complete=False),
+        "completeyes": _report(recorded, complete="yes"),
+        "totalnegative": _report(recorded, total_bytes=-100),
+        "items0": _report(recorded, **{"budgets.0.items": 0}),
+        "overgrown": _report(recorded, **{"budgets.3.pool_growth_bytes": 10**12}),
+        "growthsum": _report(recorded, **{"budgets.0.pool_growth_bytes": 100 * MiB}),
+        "partsum": _report(recorded, **{"pools.1.parts.weights": 1}),
+        "huge": _report(recorded, **{"budgets.0.static_io_bytes": 10**40}),
+        "hugelive": _report(recorded, **{"pools.1.live_bytes": 2**63}),
         "config": _config(),
         "deptext": _config(depth="32"),
         "nodepth": _config(depth=_DROP, embed_dim=_DROP),
@@ -94,6 +112,10 @@ def _files(tmp: Path, recorded: dict) -> dict:
     nan = tmp / "nan.json"  # JSON's NaN literal, as Python writes it
     nan.write_text(json.dumps(recorded).replace('"pool_reserved_bytes": 2648702976', '"pool_reserved_bytes": NaN', 1))
     paths["nan"] = str(nan)
+    (tmp / "binary.json").write_bytes(b"\xff\xfe\x00binary")
+    paths["binary"] = str(tmp / "binary.json")
+    (tmp / "longnumber.json").write_text('{"schema_version": ' + "9" * 5000 + "}")
+    paths["longnumber"] = str(tmp / "longnumber.json")
     (tmp / "notjson.json").write_text("{model_type: qwen2_vl")
     paths["notjson"] = str(tmp / "notjson.json")
     (tmp / "folder").mkdir()
@@ -126,6 +148,23 @@ CASES = [
     (["check", "{good}", "{folder}"], 5, "is a folder"),
     (["check", "{good}", "{notjson}"], 5, "not a valid JSON report"),
     (["check", "{good}", "{grew0}"], 1, "budget 1024 pool_growth_bytes (new)"),
+    (["check", "{good}", "{pool1}"], 5, "pool reserves 1 bytes but budget 1024 says the pool held 2,648,702,976"),
+    (["plan", "--from", "{pool1}"], 5, "the pool row contradicts the budgets"),
+    (["check", "{good}", "{completefalse}"], 5, "report.complete is false, but every requested budget was measured"),
+    (["check", "{good}", "{completeyes}"], 5, "report.complete is 'yes'; expected true or false"),
+    (
+        ["check", "{good}", "{totalnegative}"],
+        5,
+        "total_bytes is -100, but the pool rows add up to 5,152,702,464",
+    ),
+    (["check", "{good}", "{items0}"], 5, "report.budgets[0].items is 0; a captured batch holds at least 1 item"),
+    (["check", "{good}", "{overgrown}"], 5, "pool_growth_bytes (1,000,000,000,000) is more than its pool_reserved"),
+    (["check", "{good}", "{growthsum}"], 5, "pool_growth_bytes add up to 2,753,560,576 bytes, more than"),
+    (["check", "{good}", "{partsum}"], 5, "default pool parts add up to 304,182,273 bytes, not its reserved_bytes"),
+    (["check", "{good}", "{huge}"], 5, "static_io_bytes is a 133-bit number; beyond a 64-bit integer"),
+    (["check", "{good}", "{hugelive}"], 5, "live_bytes is 9223372036854775808; beyond a 64-bit integer"),
+    (["check", "{good}", "{binary}"], 5, "not a report (not UTF-8 text: byte 0 is 0xff)"),
+    (["check", "{good}", "{longnumber}"], 5, "not an encgraph report (a number in it has over 4,300 digits)"),
     (["check", "{good}", "{good}", "--tolerance", "5"], 2, "write 5% for 5 percent"),
     (["check", "{good}", "{good}", "--tolerance", "nan%"], 2, "not a finite number"),
     (["check", "{good}", "{good}", "--tolerance", "1e400%"], 2, "not a finite number"),

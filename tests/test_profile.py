@@ -506,3 +506,41 @@ def test_a_two_path_family_says_which_budgets_do_not_apply():
         prepare(ProfileRequest(model="tiny-deepseek-ocr2", budgets=(256, 512))).notes == ()
     )  # both on the global ladder
     assert prepare(ProfileRequest(model=MODEL, budgets=BUDGETS)).notes == ()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _run(FakeDevice()),
+        lambda: _strategy("per-graph", "largest-first")[1],
+        lambda: _strategy("shared", "smallest-first")[1],
+        lambda: _strategy("per-graph", "smallest-first")[1],
+        lambda: measured(request(MODEL, BUDGETS, capture="vllm"), FakeDevice()),
+        lambda: measured(request(MODEL, BUDGETS, capture="vllm", pool="per-graph"), FakeDevice()),
+        lambda: _run(FakeDevice(), budgets=(81, 162), model="tiny-step3p7"),
+        lambda: _run(FakeDevice(capacity=_capacity_without_256(), **HUNGRY)),
+        lambda: _run(FakeDevice(capacity=530 * MiB), budgets=(64,)),
+        lambda: _run(FakeDevice(stop_at_capture=(3, KeyboardInterrupt))),
+        lambda: _run(FakeDevice(fail_capture={128})),
+        lambda: _run(FakeDevice(nvml=False)),
+    ],
+    ids=[
+        "shared",
+        "per-graph",
+        "smallest-first",
+        "per-graph-smallest-first",
+        "vllm",
+        "vllm-per-graph",
+        "two-paths",
+        "out-of-memory",
+        "nothing-fits",
+        "sigint",
+        "capture-failure",
+        "no-nvml",
+    ],
+)
+def test_every_kind_of_report_passes_its_own_validation(make):
+    """The relations report_io checks (pool row against the budgets, growths, parts, complete and
+    total_bytes) hold for every report profile writes: complete or not, every strategy."""
+    report = make()
+    assert report_io.from_dict(json.loads(report_io.to_json(report))) == report
