@@ -531,39 +531,91 @@ def test_gemma4_graph_equals_the_models_own_image_features():
         assert torch.equal(image[: len(expected)], expected)
 
 
-def test_kimi_k25_layout_and_items_per_batch_are_vllms():
-    """k items of nh x nw windows of 2 x 2 patches, nh = isqrt(B // k); vLLM's smallest Kimi budget
-    is 256, so its automatic items per batch for 1024..8192 is 8192 // 256 = 32 (64 for Qwen)."""
-    from encgraph_profiler.request import ProfileRequest, prepare
+def _vllm_0_33_kimi_grid(budget, items, kh=2, kw=2, rope_side=512):
+    """vLLM 0.33.0's prepare_encoder_cudagraph_capture_inputs (kimi_k25.py and kimi_vl.py), restated."""
+    per_item = (budget + items - 1) // items
+    wo = min(per_item, rope_side // kw)
+    ho = (per_item + wo - 1) // wo
+    assert ho * kh <= rope_side
+    return (1, ho * kh, wo * kw)
 
-    ladder = (1024, 2048, 4096, 8192)
-    kimi = prepare(ProfileRequest(model="tiny-kimi-k2.5", budgets=ladder))
-    assert kimi.settings.max_items == 32
-    assert prepare(ProfileRequest(model="tiny-qwen2-vl", budgets=ladder)).settings.max_items == 128
-    spec = resolve("tiny-kimi-k2.5")
+
+KIMI_LADDER = (64, 128, 256, 512, 1000, 1024, 2048, 4096, 8192)
+
+
+@pytest.mark.parametrize("name", ["kimi-k2.5", "kimi-vl-a3b"])
+@pytest.mark.parametrize("budgets", [KIMI_LADDER, (1024, 2048, 4096, 8192), (1000,)])
+def test_kimi_layouts_are_vllm_0_33s(name, budgets):
+    """Each budget's capture at the bundled config, with k as vLLM picks it (its smallest Kimi budget
+    is 64: k = min(max // 64, smallest budget)): k items of ceil(B / k) tokens in rows of at most
+    256 windows; the longest sequence vLLM bakes in; Kimi-K2.5's one spare zero-length sequence."""
+    from encgraph_profiler.request import ProfileRequest, Strategy, prepare
+    from encgraph_profiler.schema import Capture
+
+    k = min(max(budgets) // 64, min(budgets))
+    plain = prepare(ProfileRequest(model=name, budgets=budgets, attn="sdpa"))
+    vllm = prepare(ProfileRequest(model=name, budgets=budgets, attn="sdpa", strategy=Strategy(capture=Capture.VLLM)))
+    assert plain.settings.max_items == vllm.settings.max_items == k
+    for ours, theirs in zip(plain.layouts, vllm.layouts, strict=True):
+        budget, grid = ours.budget, _vllm_0_33_kimi_grid(ours.budget, k)
+        assert ours.grids == theirs.grids == (grid,) * k
+        assert ours.tokens == k * grid[1] * grid[2] // 4 >= budget and ours.input_patches == k * grid[1] * grid[2]
+        assert (ours.max_seqlen, ours.spare_sequences) == (0, 0)  # the tower on its own inputs
+        assert (theirs.max_seqlen, theirs.spare_sequences) == ((budget * 4, 1) if name == "kimi-k2.5" else (budget, 0))
+
+
+def test_kimi_grids_beside_vllm_0_33s_table():
+    """A literal table, read off vLLM 0.33.0's rule by hand (budget, k) -> grid and tokens."""
+    spec = resolve("kimi-vl-a3b")
     config = spec.adapter.tower_config(spec.config)
-    layout = spec.adapter.layout(config, 1000, 32)  # 31 slots per item: 5 x 7 windows
-    assert (layout.items, layout.grids[0], layout.tokens) == (32, (1, 10, 14), 32 * 35)
-    # Items stay within vLLM's 512 x 512-patch RoPE table: 256 x 256 windows at most.
-    assert spec.adapter.layout(config, 2**20, 1).grids[0] == (1, 512, 512)
+    table = {
+        (64, 64): ((1, 2, 2), 64),
+        (1000, 64): ((1, 2, 32), 1024),  # 16 tokens an item
+        (8192, 64): ((1, 2, 256), 8192),
+        (8192, 128): ((1, 2, 128), 8192),
+        (1000, 15): ((1, 2, 134), 1005),  # --budgets 1000 alone: k = 1000 // 64
+        (8192, 16): ((1, 4, 512), 8192),  # 512 tokens an item: two rows of 256
+        (1000, 1): ((1, 8, 512), 1024),  # four rows, the last partly past the budget
+        (2**16, 1): ((1, 512, 512), 2**16),  # the whole RoPE table
+    }
+    for (budget, items), (grid, tokens) in table.items():
+        layout = spec.adapter.layout(config, budget, items)
+        assert (layout.grids[0], layout.tokens) == (grid, tokens), (budget, items)
 
 
-def test_kimi_vl_layout_and_items_per_batch_are_vllms():
-    """k strips of 2 x 2 (B // k) patches (vLLM's kimi_vl.py); its smallest budget is 64, so its
-    automatic items per batch for 1024..8192 is 8192 // 64 = 128. vLLM's RoPE table is 512 patches
-    wide: a budget that puts more than 256 tokens in an item is refused, as vLLM cannot capture it."""
-    from encgraph_profiler.request import ProfileRequest, prepare
-
-    assert prepare(ProfileRequest(model="tiny-kimi-vl", budgets=(1024, 2048, 4096, 8192))).settings.max_items == 128
-    spec = resolve("tiny-kimi-vl")
+@pytest.mark.parametrize("name", ["tiny-kimi-k2.5", "tiny-kimi-vl"])
+def test_kimi_budget_past_the_rope_table_is_refused_with_vllms_reason(name):
+    """vLLM asserts each item fits its 512 x 512-patch RoPE table: 65,536 tokens at 2 x 2 windows."""
+    spec = resolve(name)
     config = spec.adapter.tower_config(spec.config)
-    layout = spec.adapter.layout(config, 1000, 128)  # 7 tokens per item
-    assert (layout.items, layout.grids[0], layout.tokens, layout.input_patches) == (128, (1, 2, 14), 896, 128 * 28)
-    assert spec.adapter.layout(config, 8192, 32).grids[0] == (1, 2, 512)
-    with pytest.raises(UsageError, match="give --max-items 33 or more"):
-        spec.adapter.layout(config, 8224, 32)  # 257 tokens per item
-    with pytest.raises(UsageError, match="cannot hold 32 images"):
-        spec.adapter.layout(config, 31, 32)
+    with pytest.raises(
+        UsageError, match=r"exceeds RoPE grid capacity, max 65,536 tokens\): give --max-items 2 or more"
+    ):
+        spec.adapter.layout(config, 2**16 + 1, 1)
+
+
+@pytest.mark.parametrize("name", ["tiny-kimi-k2.5", "tiny-kimi-vl"])
+def test_kimi_rows_and_spare_sequence_equal_the_models_own_image_features(name):
+    """An item of more than 256 tokens is laid out in rows (here 300 tokens: 2 rows of 256 windows),
+    and vLLM's capture inputs leave the features as the model computes them from pixels."""
+    spec = resolve(name)
+    adapter = spec.adapter
+    config = adapter.tower_config(spec.config)
+    tower = adapter.build_tower(config, "float32", "sdpa")
+    full = adapter.full_model_class()._from_config(adapter.full_config(spec.config)).eval()
+    for part in ("vision_tower", "mm_projector"):
+        tower.get_submodule(part).load_state_dict(full.model.get_submodule(part).state_dict())
+    layout = adapter.vllm_layout(adapter.layout(config, 600, 2), config, 0)
+    assert layout.grids == ((1, 4, 512),) * 2 and layout.tokens == 1024
+    inputs = adapter.make_inputs(
+        tower, config, layout, "float32", torch.device("cpu"), torch.Generator().manual_seed(0)
+    )
+    assert layout.spare_sequences == (name == "tiny-kimi-k2.5")  # left out of sdpa's split: test_varlen.py
+    assert inputs["cu_seqlens"].tolist() == [0, 2048, 4096]
+    with torch.inference_mode():
+        (ours,) = adapter.forward(tower, inputs)
+        expected = torch.cat(full.model.get_image_features(inputs["pixel_values"], inputs["grid_thw"]).pooler_output)
+    assert torch.equal(ours.reshape(expected.shape), expected)
 
 
 def test_lfm2_vl_layout_and_graph_are_vllms():

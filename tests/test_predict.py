@@ -4,15 +4,17 @@ the predicted pools against the pools those runs measured (tests/data/memory_sna
 import gzip
 import json
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import grow_largest_pool, request
+from helpers import request
 from typer.testing import CliRunner
 
 from encgraph_profiler.allocator_model import parse_allocator_conf, round_size
 from encgraph_profiler.cli import app
+from encgraph_profiler.models.base import Layout
 from encgraph_profiler.predict import predict
 from encgraph_profiler.request import ProfileRequest, Strategy, prepare
 from encgraph_profiler.schema import Capture, Order, Pool
@@ -28,15 +30,31 @@ def _snapshot(name):
 
 
 def _setup(run):
-    return prepare(
+    """The run's request prepared; a run recorded with an earlier layout (Kimi-K2.5's before vLLM
+    0.33.0's rules, its video chunks among them) is given the layouts it recorded instead."""
+    recorded = run.get("layouts")
+    setup = prepare(
         request(
             run["model"],
             run["budgets"],
             attn=run["attn"],
             max_items=run.get("max_items"),
             capture=run.get("capture", "plain"),
-            max_frames_per_batch=run.get("max_frames_per_batch", 0),
+            max_frames_per_batch=0 if recorded else run.get("max_frames_per_batch", 0),
         )
+    )
+    return replace(setup, layouts=tuple(map(_recorded_layout, recorded))) if recorded else setup
+
+
+def _recorded_layout(entry):
+    t, h, w = entry["grid"]
+    return Layout(
+        budget=entry["budget"],
+        items=entry["items"],
+        tokens=entry["tokens"],
+        input_patches=entry["items"] * t * h * w,
+        grids=((t, h, w),) * entry["items"],
+        max_seqlen=entry["max_seqlen"],
     )
 
 
@@ -180,7 +198,10 @@ def test_cli_writes_a_predicted_report_that_check_and_plan_read(tmp_path, record
     assert "Encoder graphs would hold (predicted)" in result.output
     # A gate between predictions works on a CPU; a prediction and a measurement are not compared.
     grown = tmp_path / "grown.json"
-    grown.write_text(json.dumps(grow_largest_pool(json.loads(path.read_text()), 0, extra=64 << 20)))
+    data = json.loads(path.read_text())
+    data["pools"][0]["reserved_bytes"] += 64 << 20
+    data["budgets"][-1]["pool_reserved_bytes"] += 64 << 20
+    grown.write_text(json.dumps(data))
     assert runner.invoke(app, ["check", str(path), str(path)]).exit_code == 0
     assert runner.invoke(app, ["check", str(path), str(grown)]).exit_code == 1
     mixed = runner.invoke(app, ["check", str(recorded_report_path), str(path)])

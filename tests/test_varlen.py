@@ -90,23 +90,27 @@ def test_vllm_layout_fixes_the_longest_sequence_at_the_budget(kernel_calls):
 
 
 @pytest.mark.parametrize(
-    "name, budget, items, expected",
+    "name, budget, items, expected, spare",
     [
-        ("tiny-kimi-k2.5", 256, 4, 256 * 4),  # one image of the whole budget: 256 windows of 2 x 2 patches
-        ("tiny-kimi-k2.5", 2**18, 1, 512 * 512),  # ... within vLLM's 512 x 512-patch RoPE table
-        ("tiny-kimi-vl", 256, 4, 256),  # kimi_vl.py bakes in the budget itself
+        ("tiny-kimi-k2.5", 256, 4, 256 * 4, 1),  # one image of the whole budget: 256 windows of 2 x 2 patches
+        ("tiny-kimi-k2.5", 100_000, 2, 400_000, 1),  # ... not clamped to the 512 x 512-patch RoPE table
+        ("tiny-kimi-vl", 256, 4, 256, 0),  # kimi_vl.py bakes in the budget itself, and pads cu_seqlens to k
     ],
 )
-def test_vllm_layout_fixes_kimis_longest_sequence_as_vllm_does(name, budget, items, expected, kernel_calls):
+def test_vllm_layout_fixes_kimis_longest_sequence_as_vllm_does(name, budget, items, expected, spare, kernel_calls):
+    """vLLM 0.33.0's Kimi-K2.5 capture also pads cu_seqlens to k + 1 sequences: one spare of length 0."""
     vllm = lambda adapter, config: adapter.vllm_layout(adapter.layout(config, budget, items), config, 0)  # noqa: E731
     if budget > 2**16:  # the layout alone: too many patches to run on the CPU
         spec = resolve(name)
         config = spec.adapter.tower_config(spec.config)
-        assert vllm(spec.adapter, config).max_seqlen == expected
+        assert (vllm(spec.adapter, config).max_seqlen, vllm(spec.adapter, config).spare_sequences) == (expected, spare)
         return
     _, inputs, layout = _outputs(name, "varlen", vllm)
     assert layout.max_seqlen == inputs["max_seqlen"] == expected
     assert {max_q for _, max_q in kernel_calls} == {expected}
+    per_item = layout.grids[0][1] * layout.grids[0][2]
+    expected_cu = [i * per_item for i in range(items + 1)] + [items * per_item] * spare
+    assert layout.spare_sequences == spare and {tuple(cu.tolist()) for cu, _ in kernel_calls} == {tuple(expected_cu)}
 
 
 @pytest.mark.parametrize(
@@ -138,24 +142,6 @@ def test_vllm_video_layout_runs_one_sequence_a_frame(name, kernel_calls):
     torch.testing.assert_close(got[0], expected[0])
 
 
-def test_kimi_k25_vllm_video_layout_pools_each_chunk_into_one_sequence(kernel_calls):
-    """vLLM's Kimi-K2.5 captures video chunks of min(F, pos_emb_time) frames of the image's grid,
-    one attention sequence a chunk (space and time together), pooled over time into the image's
-    tokens; Kimi-VL captures images only."""
-    video = lambda adapter, config: adapter.vllm_layout(adapter.layout(config, 256, 4), config, 32)  # noqa: E731
-    expected, _, layout = _outputs("tiny-kimi-k2.5", "sdpa", video)
-    got, inputs, _ = _outputs("tiny-kimi-k2.5", "varlen", video)
-    assert layout.grids == ((4, 16, 16),) * 4 and layout.tokens == 256  # 8 frames asked, 4 in the table
-    assert layout.meaning.startswith("256 tokens = 4 videos of 4 frames of 224x224 px")
-    assert {len(cu) for cu, _ in kernel_calls} == {4 + 1} and inputs[
-        "max_seqlen"
-    ] == layout.input_patches == 4 * 4 * 16 * 16
-    assert got[0].shape[0] == 256
-    torch.testing.assert_close(got[0], expected[0])
-    with pytest.raises(UsageError, match="no video layout for kimi-vl"):
-        prepare(request("tiny-kimi-vl", (256, 512), max_frames_per_batch=32, capture="vllm"))
-
-
 @pytest.mark.parametrize(
     "request_args, message",
     [
@@ -166,6 +152,9 @@ def test_kimi_k25_vllm_video_layout_pools_each_chunk_into_one_sequence(kernel_ca
             {"model": "tiny-ernie4.5-vl", "max_frames_per_batch": 32, "capture": "vllm"},
             "no video layout for ernie4.5-vl",
         ),
+        # vLLM 0.33.0 captures Kimi's images only: Kimi-K2.5's video chunks run eagerly
+        ({"model": "tiny-kimi-k2.5", "max_frames_per_batch": 32, "capture": "vllm"}, "no video layout for kimi-k2.5"),
+        ({"model": "tiny-kimi-vl", "max_frames_per_batch": 32, "capture": "vllm"}, "no video layout for kimi-vl"),
         ({"model": "tiny-qwen2-vl", "max_frames_per_batch": -1, "capture": "vllm"}, "must be 0"),
         ({"model": "tiny-qwen2-vl", "capture": "sglang"}, "--capture 'sglang'"),
     ],

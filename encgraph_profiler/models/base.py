@@ -120,6 +120,7 @@ class Layout(OnGraph):
     grids: tuple[tuple[int, int, int], ...] = ()  # [t, h, w] patch grids, dynamic-resolution towers
     meaning: str = ""  # the budget in the user's terms: "8,192 tokens = 128 images of 28x1792 px, ..."
     max_seqlen: int = 0  # the longest sequence packed attention is told of; 0: the longest there is
+    spare_sequences: int = 0  # zero-length sequences after the items in cu_seqlens (vLLM's Kimi-K2.5 capture)
     path: str = ""  # the encoder path whose graph this is, for families with more than one; "" otherwise
 
 

@@ -47,15 +47,19 @@ def use(tower) -> None:
     tower.config._attn_implementation = NAME
 
 
-def sequences(config, cu_seqlens, longest: int, device) -> dict:
+def sequences(config, cu_seqlens, longest: int, device, spare: int = 0) -> dict:
     """The packed sequences as a tower's attention takes them: for this kernel (a "flash" name in
     ``config``) on the device, with the longest sequence given (``longest``, or the longest there
-    is when 0); for sdpa ``cu_seqlens`` stays on the host, where it splits the batch."""
+    is when 0) and ``spare`` zero-length sequences after the real ones (vLLM's Kimi-K2.5 capture
+    leaves one); for sdpa ``cu_seqlens`` stays on the host, where it splits the batch, the spare left
+    out (vLLM's sdpa runs an empty attention on it; transformers' sdpa cannot take one)."""
     from transformers.utils.generic import is_flash_attention_requested
 
     if is_flash_attention_requested(config):
-        return {
-            "cu_seqlens": cu_seqlens.to(device),
-            "max_seqlen": longest or int((cu_seqlens[1:] - cu_seqlens[:-1]).max()),
-        }
+        longest = longest or int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+        if spare:
+            import torch
+
+            cu_seqlens = torch.cat([cu_seqlens, cu_seqlens[-1:].repeat(spare)])
+        return {"cu_seqlens": cu_seqlens.to(device), "max_seqlen": longest}
     return {"cu_seqlens": cu_seqlens}

@@ -1,31 +1,42 @@
 """Kimi's MoonViT towers: a dynamic-resolution ViT (learned position table resampled per image,
 2-D rotary positions), whose kh x kw patch windows are merged and projected to the language model
 by the multimodal projection. The captured graph covers the ViT and the projection, as vLLM's does.
+Kimi-K2.5 is transformers' ``kimi_k25``; Kimi-VL is Moonshot's ``kimi_vl``, read onto transformers'
+Kimi-K2.5 classes by remote_code.py (for images its MoonViT and projector are Kimi-K2.5's, whose
+temporal position table adds nothing to a single frame).
 
-Kimi-K2.5 (transformers' ``kimi_k25``). vLLM's layout for budget B (kimi_k25.py): k items, each of
-per_item = max(B // k, 1) output slots laid out as nh x nw windows, nh = min(isqrt(per_item), R / kh)
-and nw = min(ceil(per_item / nh), R / kw), R = 512 the side of vLLM's 2-D RoPE table; grid
-[1, nh * kh, nw * kw] per item. vLLM's smallest budget is 256 slots (a 448 x 448 image), which sets
-its automatic items per batch. With video enabled each item is a chunk of up to pos_emb_time frames
-of that grid, pooled over time into the same slots (``vllm_layout``).
+vLLM 0.33.0 lays both out by the same rules, but for the longest sequence and the spare segment:
 
-Kimi-VL (Moonshot's ``kimi_vl``, read onto transformers' Kimi-K2.5 classes by remote_code.py: for
-images its MoonViT and projector are Kimi-K2.5's, whose temporal position table adds nothing to a
-single frame). vLLM's layout for budget B (kimi_vl.py, prepare_encoder_cudagraph_capture_inputs): k
-items of per_item = B // k merged tokens, each a strip of grid [kh, kw * per_item] patches; its
-smallest budget is 64 (a 224 x 224 image). vLLM's RoPE table admits strips of at most 512 patches,
-so an item holds at most 512 / kw merged tokens.
+- Budgets and items (EncoderCudaGraphManager.__init__ and _generate_budgets, v1/worker/
+  encoder_cudagraph.py; get_encoder_cudagraph_budget_range, kimi_k25.py and kimi_vl.py): the
+  smallest budget is 64 tokens for both, the ladder doubles from it with the largest always
+  included, and k items per batch is min(max_budget // 64, smallest budget) by default.
+- The grid (prepare_encoder_cudagraph_capture_inputs, kimi_k25.py and kimi_vl.py): per =
+  ceil(B / k) tokens an item, laid out in rows as wide as the 512 x 512-patch 2-D RoPE table allows
+  (rope_2d, kimi_k25_vit.py and moonvit.py): wo = min(per, 512 // kw) windows a row, ho =
+  ceil(per / wo) rows; k items of grid [1, ho * kh, wo * kw], k * ho * wo >= B tokens. Where
+  ho * kh > 512 vLLM's assertion fails (more than (512 // kh) * (512 // kw) tokens an item), and
+  encgraph refuses the budget with vLLM's reason.
+- The longest sequence given to varlen attention (``vllm_layout``, max_seqlen_override):
+  Kimi-K2.5 B * kh * kw patches, one image of the whole budget; Kimi-VL B itself.
+- The segments (prepare_encoder_metadata, kimi_k25_vit.py and moonvit.py): Kimi-K2.5's capture pads
+  cu_seqlens to max_batch_size + 1 sequences, one spare zero-length sequence after the k images
+  (k + 2 offsets, ``Layout.spare_sequences``); Kimi-VL's pads to max_batch_size, k: no spare
+  (k + 1 offsets).
+- Images only: Kimi-K2.5's modality is "vision_chunk" (get_encoder_cudagraph_config), but
+  get_encoder_cudagraph_item_specs sizes a chunk of more than one frame at 2**30 tokens, so video
+  chunks run eagerly, and its capture grids are single frames; Kimi-VL's modality is "image". So
+  ``--max-frames-per-batch`` is refused for both.
 
 transformers accepts every grid-dependent tensor precomputed (rotary positions, segment lengths,
 position-table resampling, frame indices, the window-merge scatter), so none is derived in the graph.
 With varlen attention (vLLM's MoonViT runs one flash kernel over the packed images) the segments are
 a device tensor and the longest sequence is given: the longest there is, or with vLLM's capture the
-one vLLM bakes into its graph (each adapter's ``vllm_layout``).
+one vLLM bakes into its graph.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Any
 
@@ -163,10 +174,10 @@ class KimiK25Adapter(Adapter):
     model_class_name = "transformers:Kimi_K25ForConditionalGeneration"
     size_fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size")
     packs_sequences = True
-    captures_video = True
+    captures_video = False  # kimi_k25.py: video chunks (t > 1) run eagerly; images are captured
 
     def min_budget(self, config) -> int:
-        return 256
+        return 64  # kimi_k25.py and kimi_vl.py, get_encoder_cudagraph_budget_range
 
     def tower_config(self, data):
         return self.full_config(data)  # the projection needs the language model's width
@@ -175,46 +186,37 @@ class KimiK25Adapter(Adapter):
         return _tower_module()
 
     def layout(self, config, budget: int, items: int) -> Layout:
+        """prepare_encoder_cudagraph_capture_inputs: k items of ceil(B / k) tokens in rows of at
+        most 512 // kw windows, each item within the 512 x 512-patch RoPE table."""
         kh, kw = config.vision_config.merge_kernel_size
-        per_item = max(budget // items, 1)
-        nh = min(max(math.isqrt(per_item), 1), ROPE_TABLE_SIDE // kh)
-        nw = max(min(-(-per_item // nh), ROPE_TABLE_SIDE // kw), 1)
-        grid = (1, nh * kh, nw * kw)
-        patches = items * nh * kh * nw * kw
+        per_item = -(-budget // items)
+        wo = min(per_item, ROPE_TABLE_SIDE // kw)
+        ho = -(-per_item // wo)
+        if ho * kh > ROPE_TABLE_SIDE:
+            capacity = (ROPE_TABLE_SIDE // kh) * (ROPE_TABLE_SIDE // kw)
+            raise UsageError(
+                f"budget {budget:,} over {counted(items, 'items')} puts {per_item:,} tokens in each; vLLM's "
+                f"{self.family} capture cannot lay it out either (per-item tokens {per_item} exceeds RoPE grid "
+                f"capacity, max {capacity:,} tokens): give --max-items {-(-budget // capacity)} or more"
+            )
+        grid = (1, ho * kh, wo * kw)
+        patches = items * ho * kh * wo * kw
         p = config.vision_config.patch_size
         return Layout(
             budget=budget,
             items=items,
-            tokens=items * nh * nw,
+            tokens=items * ho * wo,
             input_patches=patches,
             grids=(grid,) * items,
-            meaning=f"{budget:,} tokens = {counted(items, 'images')} of {nh * kh * p}x{nw * kw * p} px, {patches:,} "
-            f"ViT patches merged {kh}x{kw}",
+            meaning=f"{budget:,} tokens = {counted(items, 'images')} of {ho * kh * p}x{wo * kw * p} px, "
+            f"{patches:,} ViT patches merged {kh}x{kw}",
         )
 
     def vllm_layout(self, layout: Layout, config, frames_per_batch: int) -> Layout:
-        """vLLM's capture inputs: with F = frames_per_batch // k > 1, each item a video chunk of
-        min(F, pos_emb_time) frames of the image's grid (its temporal position table's length;
-        the frames are pooled into the image's tokens); the longest sequence a single image of the
-        whole budget (B windows of kh x kw patches) within the RoPE table, or all the patches
-        captured if more."""
+        """vLLM's capture inputs: the longest sequence one image of the whole budget (B windows of
+        kh x kw patches), and cu_seqlens padded to k + 1 sequences, one spare of length 0."""
         kh, kw = config.vision_config.merge_kernel_size
-        frames = min(frames_per_batch // layout.items, config.vision_config.pos_emb_time)
-        if frames > 1:
-            _, h, w = layout.grids[0]
-            p = config.vision_config.patch_size
-            patches = layout.items * frames * h * w
-            layout = replace(
-                layout,
-                input_patches=patches,
-                grids=((frames, h, w),) * layout.items,
-                meaning=(
-                    f"{layout.budget:,} tokens = {layout.items} videos of {frames} frames of {h * p}x{w * p} px, "
-                    f"{patches:,} ViT patches, frames pooled, merged {kh}x{kw}"
-                ),
-            )
-        table = (ROPE_TABLE_SIDE // kh) * kh * (ROPE_TABLE_SIDE // kw) * kw
-        return replace(layout, max_seqlen=max(min(layout.budget * kh * kw, table), layout.input_patches))
+        return replace(layout, max_seqlen=layout.budget * kh * kw, spare_sequences=1)
 
     def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
         import torch
@@ -250,7 +252,7 @@ class KimiK25Adapter(Adapter):
             "pixel_values": pixels,
             "grid_thw": grid.to(device),
             "position_ids": get_vision_position_ids(grid, spatial_merge_size=1).to(device),
-            **varlen.sequences(vision.config, cu_seqlens, layout.max_seqlen, device),
+            **varlen.sequences(vision.config, cu_seqlens, layout.max_seqlen, device, layout.spare_sequences),
             "interp_indices": indices.to(device),
             "interp_weights": weights.to(device),
             "frame_index": get_vision_frame_index(grid).to(device),
@@ -270,37 +272,10 @@ class KimiVLAdapter(KimiK25Adapter):
     vllm = VllmSource("model_executor/models/kimi_vl.py", "KimiVLForConditionalGeneration")
     aliases = {"kimi-vl": "kimi-vl-a3b"}
     own_forms = {"kimi_vl": _kimi_vl}  # read by Kimi-K2.5's classes
-    captures_video = False  # kimi_vl.py: no frames per video, images only
-
-    def min_budget(self, config) -> int:
-        return 64
-
-    def layout(self, config, budget: int, items: int) -> Layout:
-        kh, kw = config.vision_config.merge_kernel_size
-        per_item = budget // items
-        widest = ROPE_TABLE_SIDE // kw
-        if per_item < 1:
-            raise UsageError(f"budget {budget} cannot hold {counted(items, 'images')} of at least one token each")
-        if per_item > widest:
-            raise UsageError(
-                f"budget {budget:,} over {counted(items, 'items')} puts {per_item:,} tokens in each, a strip of "
-                f"{kw * per_item:,} patches; vLLM's Kimi-VL rope table holds {ROPE_TABLE_SIDE}, so it cannot capture "
-                f"this either: give --max-items {-(-budget // widest)} or more"
-            )
-        grid = (1, kh, kw * per_item)
-        p = config.vision_config.patch_size
-        return Layout(
-            budget=budget,
-            items=items,
-            tokens=items * per_item,
-            input_patches=items * kh * kw * per_item,
-            grids=(grid,) * items,
-            meaning=f"{budget:,} tokens = {counted(items, 'images')} of {kh * p}x{kw * per_item * p} px, "
-            f"{items * kh * kw * per_item:,} ViT patches merged {kh}x{kw}",
-        )
 
     def vllm_layout(self, layout: Layout, config, frames_per_batch: int) -> Layout:
-        """vLLM's longest sequence at capture is the budget itself (kimi_vl.py's max_seqlen_override)."""
+        """vLLM's longest sequence at capture is the budget itself (kimi_vl.py's max_seqlen_override);
+        cu_seqlens is padded to k sequences, which the k items fill: no spare."""
         return replace(layout, max_seqlen=layout.budget)
 
 
