@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import request
+from helpers import grow_largest_pool, request
 from typer.testing import CliRunner
 
 from encgraph_profiler.allocator_model import parse_allocator_conf, round_size
@@ -198,10 +198,7 @@ def test_cli_writes_a_predicted_report_that_check_and_plan_read(tmp_path, record
     assert "Encoder graphs would hold (predicted)" in result.output
     # A gate between predictions works on a CPU; a prediction and a measurement are not compared.
     grown = tmp_path / "grown.json"
-    data = json.loads(path.read_text())
-    data["pools"][0]["reserved_bytes"] += 64 << 20
-    data["budgets"][-1]["pool_reserved_bytes"] += 64 << 20
-    grown.write_text(json.dumps(data))
+    grown.write_text(json.dumps(grow_largest_pool(json.loads(path.read_text()), 0, extra=64 << 20)))
     assert runner.invoke(app, ["check", str(path), str(path)]).exit_code == 0
     assert runner.invoke(app, ["check", str(path), str(grown)]).exit_code == 1
     mixed = runner.invoke(app, ["check", str(recorded_report_path), str(path)])
