@@ -2,8 +2,8 @@
 
 Written against torch and transformers only (no encgraph code): build the Qwen2-VL tower, Gemma 3's
 SigLIP and projector, Llama 4's vision model and projector, Kimi-VL's MoonViT and projector (in Moonshot's
-own kimi_vl form, built with transformers' Kimi-K2.5 classes), Step-3.7's vision model and projector (also
-Step3-VL-10B's, from StepFun's own step_robotics form) or
+own kimi_vl form, built with transformers' Kimi-K2.5 classes) or Kimi-K2.5's (its kimi_k25 form),
+Step-3.7's vision model and projector (also Step3-VL-10B's, from StepFun's own step_robotics form) or
 DeepSeek-OCR 2's SAM, Qwen2 encoder and projector (these two on vLLM's two paths, each with its own
 ladder), from a config, allocate every budget's inputs (vLLM's layouts) and
 warm each up on the capture stream, then synchronize + empty_cache and measure the whole ladder
@@ -16,12 +16,13 @@ the baseline is taken.
     python tools/bare_ladder.py configs/llama-4-scout-17b-16e.json 1024,2048,4096,8192 > bare.json
     python tools/bare_ladder.py configs/qwen2-vl-7b.json 1024,2048,4096,8192 varlen > bare.json
     python tools/bare_ladder.py configs/kimi-vl-a3b.json 1024,2048,4096,8192 varlen > bare.json  # kimi_vl form
+    python tools/bare_ladder.py configs/kimi-k2.5.json 1024,2048,4096,8192 varlen > bare.json  # kimi_k25 form
     python tools/bare_ladder.py step3p7.json 1024,2048,4096,8192 > bare.json  # Step3p7Config().to_dict()
     python tools/bare_ladder.py step3-vl-10b.json 1024,2048,4096,8192 > bare.json  # StepFun's step_robotics form
     python tools/bare_ladder.py deepseek-ocr-2.json 1024,2048,4096,8192 > bare.json  # transformers' deepseek_ocr2 form
 
-With ``varlen`` (Qwen2-VL, Kimi-VL), attention is ATen's flash kernel over the packed images, called
-here directly, the segments on the device and the longest image given.
+With ``varlen`` (Qwen2-VL, Kimi-VL, Kimi-K2.5), attention is ATen's flash kernel over the packed
+images, called here directly, the segments on the device and the longest image given.
 """
 
 import json
@@ -161,24 +162,27 @@ def llama4(data, budgets, items, gen):
     return forward, runs, None  # k does not apply
 
 
-def kimi_vl(data, budgets, items, gen, attn="sdpa"):
-    """Kimi-VL: k strips of [2, 2 (B // k)] patches (vLLM's kimi_vl.py) through MoonViT and the projector."""
-    moonvit, text = data["vision_config"], data["text_config"]
-    vision = {
-        "hidden_size": moonvit["hidden_size"],
-        "intermediate_size": moonvit["intermediate_size"],
-        "num_attention_heads": moonvit["num_attention_heads"],
-        "num_hidden_layers": moonvit["num_hidden_layers"],
-        "patch_size": moonvit["patch_size"],
-        "pos_emb_height": moonvit["init_pos_emb_height"],
-        "pos_emb_width": moonvit["init_pos_emb_width"],
-        "merge_kernel_size": moonvit["merge_kernel_size"],
+def kimi_moonvit(data, budgets, items, gen, attn="sdpa"):
+    """Kimi-VL (Moonshot's kimi_vl form) or Kimi-K2.5 (Moonshot's kimi_k25 form, MoonViT sized by vt_*
+    keys) through transformers' Kimi-K2.5 MoonViT and projector, laid out as vLLM 0.33.0's
+    prepare_encoder_cudagraph_capture_inputs (kimi_vl.py, kimi_k25.py): k items of ceil(B / k) tokens
+    in rows of at most 512 // kw windows (its RoPE table is 512 x 512 patches), grid [1, rows * kh,
+    row * kw]; the longest image given to varlen attention."""
+    v, text = data["vision_config"], data["text_config"]
+    sizes = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers")
+    if "vt_hidden_size" in v:
+        vision = {key: v["vt_" + key] for key in sizes} | {"pos_emb_time": v["init_pos_emb_time"]}
+        projection = {"projection_hidden_size": v["mm_hidden_size"], "projection_layer_norm_eps": v["projector_ln_eps"]}
+    else:
+        vision = {key: v[key] for key in sizes}
+        projection = {"projection_hidden_size": v["hidden_size"]}
+    vision |= {
+        "patch_size": v["patch_size"],
+        "pos_emb_height": v["init_pos_emb_height"],
+        "pos_emb_width": v["init_pos_emb_width"],
+        "merge_kernel_size": v["merge_kernel_size"],
     }
-    config = Kimi_K25Config(
-        vision_config=vision,
-        text_config={"hidden_size": text["hidden_size"]},
-        projection_hidden_size=moonvit["hidden_size"],
-    )
+    config = Kimi_K25Config(vision_config=vision, text_config={"hidden_size": text["hidden_size"]}, **projection)
     with torch.device("cuda"):
         tower = kimi.Kimi_K25VisionModel._from_config(
             config.vision_config, dtype=torch.bfloat16, attn_implementation="sdpa"
@@ -191,7 +195,10 @@ def kimi_vl(data, budgets, items, gen, attn="sdpa"):
     p, side = config.vision_config.patch_size, config.vision_config.pos_emb_height
     runs = []
     for budget in budgets:
-        grid = torch.tensor([[1, kh, kw * (budget // items)]] * items)
+        per_item = -(-budget // items)
+        row = min(per_item, 512 // kw)
+        rows = -(-per_item // row)
+        grid = torch.tensor([[1, rows * kh, row * kw]] * items)
         indices, weights = get_vision_interpolation_indices_and_weights(grid, side, mode="bicubic", align_corners=False)
         merge = kimi.get_vision_temporal_merge_index(grid, kh, kw)
         cu_seqlens = get_vision_cu_seqlens(grid, merge_temporal=True).to(torch.int32)
@@ -203,7 +210,7 @@ def kimi_vl(data, budgets, items, gen, attn="sdpa"):
                 "grid_thw": grid.cuda(),
                 "position_ids": get_vision_position_ids(grid, spatial_merge_size=1).cuda(),
                 **(
-                    {"cu_seqlens": cu_seqlens.cuda(), "max_seqlen": kh * kw * (budget // items)}
+                    {"cu_seqlens": cu_seqlens.cuda(), "max_seqlen": rows * kh * row * kw}
                     if attn == "varlen"
                     else {"cu_seqlens": cu_seqlens}
                 ),
@@ -354,7 +361,8 @@ def main(config_path, budget_text, attn="sdpa", warmup=2):
         "qwen2_vl": qwen2_vl,
         "gemma3": gemma3,
         "llama4": llama4,
-        "kimi_vl": kimi_vl,
+        "kimi_vl": kimi_moonvit,
+        "kimi_k25": kimi_moonvit,
         "step3p7": step3p7,
         "step_robotics": step3p7,
         "deepseek_ocr2": deepseek_ocr2,
