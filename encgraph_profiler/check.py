@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .errors import ExitCode, NotGateable, ReportError, UsageError
+from .report_relations import clipped
 from .schema import Report, Settings, StopReason
-from .units import MiB, parse_percent, parse_size
+from .units import MiB, listed, parse_percent, parse_size
 
 BUDGET_FIGURES = ("pool_reserved_bytes", "pool_growth_bytes", "static_io_bytes", "non_allocator_bytes")
 POOL_FIGURE = "reserved_bytes"
@@ -163,9 +164,9 @@ def assess(report: Report) -> Assessment:
         )
     not_measured = [f"{u.label} ({u.status.words})" for u in report.unmeasured]
     if not_measured:
-        problems.append(f"did not measure budget {', '.join(not_measured)}")
+        problems.append(f"did not measure budget {listed(not_measured)}")
     if report.replay_mismatches:
-        problems.append(f"has graphs whose replay differed from eager at budget {', '.join(report.replay_mismatches)}")
+        problems.append(f"has graphs whose replay differed from eager at budget {listed(report.replay_mismatches)}")
     if not problems:
         return Assessment(ExitCode.OK, ())
     return Assessment(
@@ -211,7 +212,7 @@ def fingerprint(report: Report) -> dict[str, object]:
 def settings_mismatches(baseline: Report, settings: Settings) -> tuple[str, ...]:
     """The differences a run with ``settings`` would show against ``baseline``, known before it runs."""
     base, cur = _settings_fingerprint(baseline.settings), _settings_fingerprint(settings)
-    return tuple(f"{k}: {base[k]} -> {cur[k]}" for k in base if base[k] != cur[k])
+    return tuple(f"{k}: {clipped(base[k])} -> {clipped(cur[k])}" for k in base if base[k] != cur[k])
 
 
 def _row(scope: str, figure: str, baseline: int | None, current: int | None, tolerance: Tolerance) -> Row:
@@ -238,6 +239,14 @@ def compare(
     """Compare ``current`` with ``baseline``. Raises NotGateable for a report that cannot vouch for
     its figures (see ``assess``) unless ``allow_incomplete``, and ReportError for reports made
     under different conditions unless ``allow_env_mismatch``."""
+    if baseline.predicted != current.predicted:
+        kinds = {True: "predicted (`encgraph predict`)", False: "measured (`encgraph profile`)"}
+        raise ReportError(
+            f"the baseline was {kinds[baseline.predicted]} and the current report {kinds[current.predicted]}: check "
+            "never gates a measurement against a prediction, --allow-env-mismatch included; gate predictions against "
+            "predictions and measurements against measurements, or set the two side by side with "
+            "`encgraph report A.json B.json`"
+        )
     problems = tuple(
         f"the {role} report {problem}"
         for role, report in (("baseline", baseline), ("current", current))
@@ -249,7 +258,9 @@ def compare(
             "to compare what was measured"
         )
     base_fp, cur_fp = fingerprint(baseline), fingerprint(current)
-    mismatches = tuple(f"{k}: {base_fp[k]} -> {cur_fp[k]}" for k in base_fp if base_fp[k] != cur_fp[k])
+    mismatches = tuple(
+        f"{k}: {clipped(base_fp[k])} -> {clipped(cur_fp[k])}" for k in base_fp if base_fp[k] != cur_fp[k]
+    )
     if mismatches and not allow_env_mismatch:
         raise ReportError(
             f"the reports were made under different conditions ({'; '.join(mismatches)}); "

@@ -63,8 +63,9 @@ class ExitCode(IntEnum):
         5,
         "bad report",
         (
-            "a report is unreadable, truncated, malformed (the message names the field), of another schema "
-            "version, or from other settings or another environment"
+            "a report is unreadable, truncated, malformed (the message names the field), contradicts itself (a "
+            "pool row that is not what its budgets say), of another schema version, or from other settings or another "
+            "environment; `check` of a measurement against a prediction"
         ),
     )
     DOES_NOT_FIT = 6, "does not fit", "no room for the KV cache, or less than one max-length request"

@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import ReportError
 from .files import write_atomic
-from .report_relations import check_derived, check_relations, listed, shown
+from .report_relations import check_derived, check_relations, shown
 from .schema import (
     READABLE_VERSIONS,
     SCHEMA_VERSION,
@@ -40,6 +40,7 @@ from .schema import (
     UnmeasuredBudget,
     VllmEstimate,
 )
+from .units import listed
 
 
 def to_dict(report: Report) -> dict[str, Any]:

@@ -19,7 +19,6 @@ Each relation follows from how the figures are made:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from .errors import ReportError
@@ -36,11 +35,10 @@ def shown(value: Any) -> str:
     return text if len(text) <= SHOWN else f"{text[: SHOWN - 3]}..."
 
 
-def listed(items: Iterable[str], limit: int = 5) -> str:
-    """Items joined with commas, the first ``limit`` of them, then how many more."""
-    items = list(items)
-    more = f" and {len(items) - limit:,} more" if len(items) > limit else ""
-    return ", ".join(items[:limit]) + more
+def clipped(value: Any) -> str:
+    """A value as text, at most ``SHOWN`` characters (a 200,000-budget list is not a message)."""
+    text = str(value)
+    return text if len(text) <= SHOWN else f"{text[: SHOWN - 3]}..."
 
 
 def check_derived(data: dict[str, Any], report: Report) -> None:

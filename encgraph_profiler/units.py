@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 
 from .errors import UsageError
 
@@ -106,3 +107,10 @@ def gib(n_bytes: int | None) -> str:
 def counted(n: int, plural: str) -> str:
     """``n`` items in words: "1 image", "16 images" (``plural`` ends in s)."""
     return f"{n:,} {plural[:-1] if n == 1 else plural}"
+
+
+def listed(items: Iterable[str], limit: int = 5) -> str:
+    """Items joined with commas, the first ``limit`` of them, then how many more."""
+    items = list(items)
+    more = f" and {len(items) - limit:,} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more

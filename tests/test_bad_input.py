@@ -13,6 +13,7 @@ from encgraph_profiler import __version__
 from encgraph_profiler.cli import app
 
 TINY = Path(__file__).resolve().parent.parent / "configs" / "tiny" / "tiny-qwen2-vl.json"
+PREDICTED = Path(__file__).resolve().parent.parent / "examples" / "qwen2-vl-7b.predicted.json"
 
 
 def _report(data, **changes):
@@ -114,6 +115,7 @@ def _files(tmp: Path, recorded: dict) -> dict:
     paths["nan"] = str(nan)
     (tmp / "binary.json").write_bytes(b"\xff\xfe\x00binary")
     paths["binary"] = str(tmp / "binary.json")
+    paths["predicted"] = str(PREDICTED)
     (tmp / "longnumber.json").write_text('{"schema_version": ' + "9" * 5000 + "}")
     paths["longnumber"] = str(tmp / "longnumber.json")
     (tmp / "notjson.json").write_text("{model_type: qwen2_vl")
@@ -165,6 +167,12 @@ CASES = [
     (["check", "{good}", "{hugelive}"], 5, "live_bytes is 9223372036854775808; beyond a 64-bit integer"),
     (["check", "{good}", "{binary}"], 5, "not a report (not UTF-8 text: byte 0 is 0xff)"),
     (["check", "{good}", "{longnumber}"], 5, "not an encgraph report (a number in it has over 4,300 digits)"),
+    (
+        ["check", "{predicted}", "{good}", "--allow-env-mismatch"],
+        5,
+        "the baseline was predicted (`encgraph predict`) and the current report measured",
+    ),
+    (["check", "{good}", "{predicted}"], 5, "check never gates a measurement against a prediction"),
     (["check", "{good}", "{good}", "--tolerance", "5"], 2, "write 5% for 5 percent"),
     (["check", "{good}", "{good}", "--tolerance", "nan%"], 2, "not a finite number"),
     (["check", "{good}", "{good}", "--tolerance", "1e400%"], 2, "not a finite number"),

@@ -1,5 +1,6 @@
 """The regression gate, built from the committed real report."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,24 @@ def test_several_runs_exit_with_the_worst_kind():
     assert runs_exit_code([0, 4, 2]) is ExitCode.CAPTURE
     assert runs_exit_code([4, 3]) is ExitCode.ENVIRONMENT  # nothing could run here: say so
     assert runs_exit_code([70]) is ExitCode.CAPTURE
+
+
+def test_a_long_ladder_is_checked_with_a_bounded_table_and_verdict(recorded_report_data):
+    """Hundreds of budgets: the table shows what did not pass, the pools and the total, then how many
+    rows it left out; the verdict names a few regressions and counts the rest."""
+    from encgraph_profiler import render
+
+    data = json.loads(json.dumps(recorded_report_data))
+    template = data["budgets"][0]
+    data["budgets"] = [{**template, "budget": 64 * (i + 1), "pool_growth_bytes": 0} for i in range(500)]
+    data["budgets"][-1]["pool_growth_bytes"] = data["pools"][0]["reserved_bytes"]
+    data["settings"]["budgets"] = [b["budget"] for b in data["budgets"]]
+    grown = json.loads(json.dumps(data))
+    for b in grown["budgets"][:20]:
+        b["static_io_bytes"] += 1 << 30
+    result = compare(from_dict(data), from_dict(grown))
+    assert len(result.rows) == 500 * 4 + 4 and len(result.regressions) == 20
+    table = render.check_table(result)
+    assert table.row_count == 20 + 4 + 1
+    verdict = " ".join(line.plain for line in render.check_verdict(result))
+    assert "and 15 more" in verdict and len(verdict) < 400

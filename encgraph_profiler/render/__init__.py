@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..schema import BudgetResult, PoolName, Report, UnmeasuredBudget
-from ..units import gib, mib
+from ..units import gib, listed, mib
 
 if TYPE_CHECKING:
     from ..check import CheckResult
@@ -204,6 +204,9 @@ def report_view(report: Report) -> list[RenderableType]:
 # -- check ------------------------------------------------------------------------------------------
 
 
+CHECK_ROWS = 60  # more, and the table shows what did not pass, then how many rows it left out
+
+
 def check_table(result: CheckResult) -> Table:
     from ..check import RowStatus
     from ..check_formats import percent
@@ -218,7 +221,11 @@ def check_table(result: CheckResult) -> Table:
     }
     columns = ("status", "scope", "figure", "baseline MiB", "current MiB", "delta MiB", "delta %")
     table = new_table(f"encgraph check: {result.model}", columns, right=columns[3:])
-    for r in result.rows:
+    rows = result.rows
+    if len(rows) > CHECK_ROWS:  # a long ladder: what did not pass, the pools and the total
+        rows = tuple(r for r in rows if r.status is not RowStatus.PASS or not r.scope.startswith("budget "))
+        rows = rows[:CHECK_ROWS]
+    for r in rows:
         new_row(
             table,
             Text(r.status.value, style=style[r.status]),
@@ -229,6 +236,9 @@ def check_table(result: CheckResult) -> Table:
             "" if r.delta is None else mib(r.delta, signed=True),
             percent(r),
         )
+    if len(rows) < len(result.rows):
+        hidden = len(result.rows) - len(rows)
+        new_row(table, "", f"{hidden:,} more rows", "(--format json lists every row)", "", "", "", "")
     return table
 
 
@@ -238,10 +248,10 @@ def check_verdict(result: CheckResult) -> list[Text]:
 
     lines = []
     if result.missing:
-        scopes = ", ".join(r.scope for r in result.missing)
+        scopes = listed(r.scope for r in result.missing)
         lines.append(Text.assemble(("missing:", "red"), f" {scopes} measured in the baseline only"))
     if result.regressions:
-        names = ", ".join(f"{r.scope} {r.figure} ({percent(r)})" for r in result.regressions)
+        names = listed(f"{r.scope} {r.figure} ({percent(r)})" for r in result.regressions)
         lines.append(Text.assemble(("regression:", "red"), f" {names}"))
     elif not result.passed and not result.missing:
         lines.append(
