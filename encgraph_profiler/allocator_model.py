@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 from dataclasses import dataclass, field
 
 MIN_BLOCK = 512  # kMinBlockSize
@@ -78,6 +79,15 @@ class AllocatorSettings:
 # Settings that change how a pool is laid out and that the model does not cover.
 UNMODELLED = ("roundup_power2_divisions",)
 
+# Every key PyTorch's CUDA allocator reads (c10/core/AllocatorConfig.cpp and
+# c10/cuda/CUDAAllocatorConfig.cpp, 2.9 to 2.13); it refuses any other ("Unrecognized key").
+# Those not read here leave the encoder graphs' private pools as they are.
+_KEYS = """max_split_size_mb max_non_split_rounding_mb garbage_collection_threshold roundup_power2_divisions
+    expandable_segments pinned_use_background_threads pinned_reserve_segment_size_mb backend
+    release_lock_on_cudamalloc release_lock_on_hipmalloc pinned_use_cuda_host_register pinned_use_hip_host_register
+    pinned_num_register_threads graph_capture_record_stream_reuse per_process_memory_fraction"""
+KNOWN_KEYS = frozenset(_KEYS.split())
+
 
 def allocator_conf() -> str:
     """The allocator settings a CUDA run of this process reads: PYTORCH_CUDA_ALLOC_CONF, and
@@ -86,38 +96,62 @@ def allocator_conf() -> str:
     return conf if conf is not None else os.environ.get("PYTORCH_ALLOC_CONF", "")
 
 
+def _conf_options(conf: str) -> dict[str, str]:
+    """``key:value,key:value`` read as PyTorch's tokenizer reads it: spaces dropped, ``,:[]`` tokens of
+    their own, each key followed by ``:`` and a value (a ``[...]`` list for roundup_power2_divisions),
+    then ``,`` or the end. Raises ValueError where PyTorch raises."""
+    tokens = [t for t in re.split(r"([,:\[\]])", conf.replace(" ", "")) if t]
+    options: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        key = tokens[i]
+        if key not in KNOWN_KEYS:
+            raise ValueError(f"PyTorch knows no setting {key!r}")
+        if tokens[i + 1 : i + 2] != [":"] or i + 2 >= len(tokens) or tokens[i + 2] in ",:]":
+            raise ValueError(f"{key} needs a value, as {key}:VALUE")
+        end = i + 3
+        if tokens[i + 2] == "[":
+            end = tokens.index("]", i) + 1 if "]" in tokens[i:] else len(tokens)
+        value = "".join(tokens[i + 2 : end])
+        if key in options and options[key] != value:
+            raise ValueError(f"{key} is given twice, as {options[key]} and {value} (PyTorch would take the last)")
+        options[key] = value
+        if end < len(tokens) and tokens[end] != ",":
+            raise ValueError(f"{key}:{value} is followed by {tokens[end]!r}; settings are separated by commas")
+        i = end + 1
+    return options
+
+
 def parse_allocator_conf(conf: str) -> AllocatorSettings:
     """``conf`` (PYTORCH_CUDA_ALLOC_CONF's syntax) read as PyTorch reads it. Raises ValueError,
     naming the setting, for one the model does not cover or a value PyTorch would reject."""
-    options: dict[str, str] = {}
-    depth, start = 0, 0
-    for i, char in enumerate(conf + ","):  # commas inside [...] belong to roundup_power2_divisions
-        depth += (char == "[") - (char == "]")
-        if char == "," and depth == 0:
-            key, _, value = conf[start:i].partition(":")
-            if key.strip():
-                options[key.strip().lower()] = value.strip()
-            start = i + 1
+    options = _conf_options(conf)
     unmodelled = [key for key in UNMODELLED if key in options]
-    if options.get("backend", "native").lower() != "native":
-        unmodelled.append(f"backend:{options['backend']}")
+    backend = options.get("backend", "native")
+    if backend not in ("native", "cudaMallocAsync"):
+        raise ValueError(f"backend:{backend} is not an allocator; PyTorch's are native and cudaMallocAsync")
+    if backend != "native":
+        unmodelled.append(f"backend:{backend}")
     if unmodelled:
         raise ValueError(f"{', '.join(unmodelled)} is not modelled")
-    expandable = options.get("expandable_segments", "False")
-    if expandable not in ("True", "False"):
-        raise ValueError("expandable_segments takes True or False")
+    for key in ("expandable_segments", "release_lock_on_cudamalloc", "pinned_use_cuda_host_register"):
+        if options.get(key, "False") not in ("True", "False"):
+            raise ValueError(f"{key} takes True or False")
+    threshold = options.get("garbage_collection_threshold", "0.5")
+    if not re.fullmatch(r"[0-9]*\.?[0-9]+", threshold) or not 0 < float(threshold) < 1:
+        raise ValueError("garbage_collection_threshold takes a fraction above 0 and below 1")
 
-    def megabytes(key: str, above: int) -> int | None:
+    def megabytes(key: str) -> int | None:
         if key not in options:
             return None
-        if not options[key].isdigit() or int(options[key]) <= above:
-            raise ValueError(f"{key} takes a whole number of MiB above {above}")
+        if not re.fullmatch(r"[0-9]+", options[key]) or int(options[key]) < LARGE_BUFFER >> 20:
+            raise ValueError(f"{key} takes a whole number of MiB, at least {LARGE_BUFFER >> 20}")
         return int(options[key]) << 20
 
-    rounding = megabytes("max_non_split_rounding_mb", 0)
+    rounding = megabytes("max_non_split_rounding_mb")
     return AllocatorSettings(
-        expandable == "True",
-        megabytes("max_split_size_mb", LARGE_BUFFER >> 20),
+        options.get("expandable_segments") == "True",
+        megabytes("max_split_size_mb"),
         LARGE_BUFFER if rounding is None else rounding,
     )
 

@@ -118,8 +118,21 @@ def test_max_split_size_keeps_oversized_blocks_whole_and_for_large_requests():
     [
         ("roundup_power2_divisions:[256:1,>:4]", "roundup_power2_divisions is not modelled"),
         ("backend:cudaMallocAsync", "backend:cudaMallocAsync is not modelled"),
-        ("max_split_size_mb:20", "max_split_size_mb takes a whole number of MiB above 20"),
+        ("max_split_size_mb:19", "max_split_size_mb takes a whole number of MiB, at least 20"),
+        ("max_split_size_mb:abc:", "max_split_size_mb:abc is followed by ':'"),
+        ("max_split_size_mb:128:", "max_split_size_mb:128 is followed by ':'; settings are separated by commas"),
+        ("max_split_size_mb:\uff11\uff12\uff18", "max_split_size_mb takes a whole number of MiB"),
         ("expandable_segments:true", "expandable_segments takes True or False"),
+        ("garbage_collection_threshold:1.5", "garbage_collection_threshold takes a fraction above 0 and below 1"),
+        # What PyTorch's allocator refuses ("Unrecognized key", a key without its value, an empty item).
+        ("foo:bar", "PyTorch knows no setting 'foo'"),
+        ("garbage", "PyTorch knows no setting 'garbage'"),
+        ("Max_Split_Size_MB:128", "PyTorch knows no setting 'Max_Split_Size_MB'"),
+        ("max_split_size_mb:128,,expandable_segments:True", "PyTorch knows no setting ','"),
+        ("max_split_size_mb", "max_split_size_mb needs a value"),
+        ("backend:foo", "backend:foo is not an allocator"),
+        # PyTorch takes the last of two values; predict asks which was meant.
+        ("max_split_size_mb:128,max_split_size_mb:256", "max_split_size_mb is given twice, as 128 and 256"),
     ],
 )
 def test_settings_the_model_does_not_cover_are_refused(conf, error):
@@ -132,6 +145,8 @@ def test_settings_are_read_as_pytorch_reads_them():
     assert parse_allocator_conf(
         "expandable_segments:True, max_split_size_mb:128,max_non_split_rounding_mb:64,garbage_collection_threshold:0.6"
     ) == AllocatorSettings(True, 128 * MiB, 64 * MiB)
+    # Spaces dropped, a trailing comma, the same value twice, the smallest split size: as PyTorch 2.9+.
+    assert parse_allocator_conf(" max_split_size_mb : 20 , max_split_size_mb:20,") == AllocatorSettings(False, 20 * MiB)
 
 
 @pytest.mark.parametrize("path", SNAPSHOTS, ids=lambda p: p.name)

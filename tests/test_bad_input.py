@@ -3,6 +3,7 @@ traceback. One table, each case with its exit code and the words its message mus
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from encgraph_profiler import __version__
 from encgraph_profiler.cli import app
 
 TINY = Path(__file__).resolve().parent.parent / "configs" / "tiny" / "tiny-qwen2-vl.json"
+ENV = re.compile(r"^[A-Z_]+=")
 PREDICTED = Path(__file__).resolve().parent.parent / "examples" / "qwen2-vl-7b.predicted.json"
 
 
@@ -226,6 +228,19 @@ CASES = [
     (["profile", "--model", "{alien}", "--budgets", "64"], 2, "model_type 'llava_next' is not supported"),
     (["profile", "--model", "{notjson}", "--budgets", "64"], 2, "cannot read model config"),
     (["profile", "--model", "{folder}", "--budgets", "64"], 2, "a directory without a config.json"),
+    # -- predict: PYTORCH_CUDA_ALLOC_CONF refused where PyTorch's allocator refuses it ----------------
+    (["PYTORCH_CUDA_ALLOC_CONF=foo:bar", "predict", "--model", "{config}"], 3, "PyTorch knows no setting 'foo'"),
+    (["PYTORCH_CUDA_ALLOC_CONF=garbage", "predict", "--model", "{config}"], 3, "PyTorch knows no setting 'garbage'"),
+    (
+        ["PYTORCH_CUDA_ALLOC_CONF=max_split_size_mb:128,max_split_size_mb:256", "predict", "--model", "{config}"],
+        3,
+        "max_split_size_mb is given twice, as 128 and 256",
+    ),
+    (  # user text is never read as markup: ":abc:" is not an emoji
+        ["PYTORCH_CUDA_ALLOC_CONF=max_split_size_mb:abc:", "predict", "--model", "{config}"],
+        3,
+        "PYTORCH_CUDA_ALLOC_CONF=max_split_size_mb:abc:: max_split_size_mb:abc is followed by ':'",
+    ),
     # -- plan ---------------------------------------------------------------------------------------
     (["plan", "--from", "{good}", "--budgets", "1024"], 2, "--budgets apply only with --model"),
     (
@@ -259,7 +274,7 @@ CASES = [
 def _ids():
     seen: dict[str, int] = {}
     for args, _, _ in CASES:
-        name = "-".join(a.strip("-{}") for a in args[:3])
+        name = "-".join(a.strip("-{}").split("=")[0] for a in args[:3])
         seen[name] = seen.get(name, 0) + 1
         yield f"{name}-{seen[name]}"
 
@@ -268,7 +283,8 @@ def _ids():
 def test_bad_input_gives_one_line_and_its_exit_code(args, code, message, tmp_path, recorded_report_data):
     files = _files(tmp_path, recorded_report_data)
     before = {name: Path(path).read_bytes() for name, path in files.items() if Path(path).is_file()}
-    result = CliRunner().invoke(app, [a.format(**files) for a in args])
+    env = dict(a.split("=", 1) for a in args if ENV.match(a))  # NAME=value: the environment
+    result = CliRunner().invoke(app, [a.format(**files) for a in args if not ENV.match(a)], env=env)
     output = " ".join(result.output.split())  # rich folds long lines on narrow terminals
     assert result.exit_code == code, result.output
     assert message.format(**files) in output, result.output
