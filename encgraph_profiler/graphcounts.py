@@ -75,6 +75,13 @@ def validate(settings: DecoderSettings) -> None:
         raise UsageError(f"unknown --cudagraph-mode {settings.cudagraph_mode!r}; choose one of {', '.join(MODES)}")
     if settings.max_cudagraph_capture_size is not None and settings.max_cudagraph_capture_size <= 0:
         raise UsageError("--max-cudagraph-capture-size must be a positive number")
+    sizes, largest = settings.cudagraph_capture_sizes, settings.max_cudagraph_capture_size
+    if sizes and largest is not None and largest != max(sizes):
+        # vLLM (config/vllm.py, _set_cudagraph_sizes) raises for this pair rather than pick one.
+        raise UsageError(
+            f"--max-cudagraph-capture-size {largest} is not the largest of --cudagraph-capture-sizes ({max(sizes)}); "
+            "vLLM refuses the pair: give one of them, or make them agree"
+        )
     for size in settings.cudagraph_capture_sizes or ():
         if size <= 0:
             raise UsageError(f"capture size {size} must be a positive number of tokens")

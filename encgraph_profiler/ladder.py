@@ -7,6 +7,8 @@ is captured with ``items`` images laid out as k images of grid [1, m, ceil(B / k
 
 from __future__ import annotations
 
+from collections import Counter
+
 from .errors import UsageError
 from .units import parse_int_list
 
@@ -29,7 +31,7 @@ def parse_budgets(text: str) -> tuple[int, ...]:
                 f"budget {value:,} is above {MAX_BUDGET:,} tokens, far beyond what one encoder batch can hold; "
                 "give budgets such as 1024,2048,4096"
             )
-    duplicates = sorted({b for b in budgets if budgets.count(b) > 1})
+    duplicates = sorted(b for b, n in Counter(budgets).items() if n > 1)
     if duplicates:
         raise UsageError(f"budget {duplicates[0]} is given twice; list each budget once")
     return tuple(sorted(budgets))

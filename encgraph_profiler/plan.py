@@ -69,7 +69,7 @@ def gpu_memory(preset: str | None, size: str | None, report: Report | None = Non
 
 def parse_utilization(text: str) -> float:
     try:
-        value = float(text)
+        value = float(text if text.isascii() else "not ASCII")  # float() also reads other scripts' digits
     except ValueError:
         raise UsageError(f"cannot read --gpu-memory-utilization {text!r}: give a fraction such as 0.9") from None
     if not 0 < value <= 1:

@@ -34,7 +34,7 @@ _UNITS = {
     "tib": 1024**4,
     "tb": 1000**4,
 }
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")  # ASCII digits, not fullwidth ones
 
 
 def parse_size(text: str, what: str = "size") -> int:
@@ -59,6 +59,8 @@ def parse_percent(text: str, what: str = "tolerance") -> float:
     mean 5% or 500%."""
     text = str(text).strip()
     try:
+        if not text.isascii():  # float() reads other scripts' digits, which no one means here
+            raise ValueError
         value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
         raise UsageError(f"cannot read {what} {text!r}: use a percentage such as 5%") from None
@@ -71,17 +73,18 @@ def parse_percent(text: str, what: str = "tolerance") -> float:
     return value
 
 
-def parse_int_list(text: str, what: str) -> tuple[int, ...]:
-    """Parse "1,2,4" into whole numbers, refusing empty items and anything that is not a number."""
+_WHOLE = re.compile(r"[+-]?[0-9]+")  # ASCII: int() also reads fullwidth and Arabic-Indic digits
+
+
+def parse_int_list(text: str, what: str, example: str = "1024,2048,4096") -> tuple[int, ...]:
+    """Parse "1,2,4" into whole numbers, refusing empty items and anything that is not a number in
+    ASCII digits."""
     parts = [p.strip() for p in str(text).split(",")]
-    try:
-        if not text or any(not p for p in parts):
-            raise ValueError
-        return tuple(int(p) for p in parts)
-    except ValueError:
+    if not text or not all(_WHOLE.fullmatch(p) for p in parts):
         raise UsageError(
-            f"cannot read {what} {text!r}: give comma-separated whole numbers, e.g. 1024,2048,4096"
-        ) from None
+            f"cannot read {what} {str(text)[:60]!r}: give comma-separated whole numbers in digits 0-9, e.g. {example}"
+        )
+    return tuple(int(p) for p in parts)
 
 
 def is_whole_number(value: object, least: int | None = None) -> bool:

@@ -11,6 +11,7 @@ to two or four decimals, so bytes read from a log are exact only to that precisi
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -139,6 +140,12 @@ def read(path: Path) -> VllmLog:
         text = Path(path).read_text(errors="replace")
     except OSError as err:
         raise UsageError(f"cannot read --vllm-log {path}: {err.strerror or err}") from None
+    if text.lstrip().startswith(("{", "[")) and _is_json(text):
+        what = "an encgraph report" if '"schema_version"' in text else "a JSON file"
+        raise UsageError(
+            f"--vllm-log {path} is {what}, not a vLLM log; a report goes to --from, and --vllm-log takes the text "
+            "log of a vLLM server's start-up"
+        )
     log = parse(text, str(path))
     if not log.lines:
         raise UsageError(
@@ -146,3 +153,11 @@ def read(path: Path) -> VllmLog:
             "give the log of a vLLM server's start-up"
         )
     return log
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True

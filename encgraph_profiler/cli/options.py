@@ -3,17 +3,38 @@ and each command's exit codes, from which its help's exit-code sentence is writt
 
 from __future__ import annotations
 
+import re
 import textwrap
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.core
 
 from ..errors import ExitCode
 from ..graphcounts import MODES, DecoderSettings
 from ..models.base import DTYPES
 from ..request import STRATEGIES
+
+click_types: Any
+if hasattr(typer.core, "_click"):  # newer typer vendors click as typer._click
+    from typer._click import types as click_types
+else:  # pragma: no cover - depends on the installed typer
+    from click import types as click_types
+
+
+class WholeNumber(click_types.IntParamType):
+    """An integer option, in ASCII digits only: click reads it with int(), which also takes other
+    scripts' digits (fullwidth, Arabic-Indic) that no one means on a command line."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, str) and not re.fullmatch(r"\s*[+-]?[0-9]+\s*", value):
+            self.fail(f"{value!r} is not a whole number in digits 0-9.", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+WHOLE = WholeNumber()
 
 
 class Format(str, Enum):
@@ -67,12 +88,16 @@ Revision = Annotated[
 Budgets = Annotated[str | None, _budgets(" Default: vLLM's auto ladder.")]
 BudgetLadders = Annotated[list[str], _budgets(" Repeatable: one ladder each.")]
 MaxBudget = Annotated[
-    int | None, typer.Option("--max-budget", help="Top of vLLM's auto ladder (powers of two from 64). Default 8192.")
+    int | None,
+    typer.Option(
+        "--max-budget", click_type=WHOLE, help="Top of vLLM's auto ladder (powers of two from 64). Default 8192."
+    ),
 ]
 MaxItems = Annotated[
     int | None,
     typer.Option(
         "--max-items",
+        click_type=WHOLE,
         help="Images per captured batch. Default, as vLLM's: min(max budget // the family's smallest "
         "budget (64 for Qwen-style grids), smallest budget).",
     ),
@@ -116,6 +141,7 @@ MaxFramesPerBatch = Annotated[
     int,
     typer.Option(
         "--max-frames-per-batch",
+        click_type=WHOLE,
         help="With --as vllm: capture vLLM's video layout for this many frames per batch "
         "(its encoder_cudagraph_max_frames_per_batch). 0: images.",
     ),
@@ -135,9 +161,14 @@ OutputFormat = Annotated[Format, typer.Option("--format", help="table, or json o
 
 DECODER = DecoderSettings()  # vLLM's defaults
 _PANEL = "vLLM decoder"
-MaxNumSeqs = Annotated[int, typer.Option("--max-num-seqs", help="vLLM max_num_seqs.", rich_help_panel=_PANEL)]
+MaxNumSeqs = Annotated[
+    int, typer.Option("--max-num-seqs", click_type=WHOLE, help="vLLM max_num_seqs.", rich_help_panel=_PANEL)
+]
 MaxNumBatchedTokens = Annotated[
-    int, typer.Option("--max-num-batched-tokens", help="vLLM max_num_batched_tokens.", rich_help_panel=_PANEL)
+    int,
+    typer.Option(
+        "--max-num-batched-tokens", click_type=WHOLE, help="vLLM max_num_batched_tokens.", rich_help_panel=_PANEL
+    ),
 ]
 CudagraphMode = Annotated[str, typer.Option("--cudagraph-mode", help=f"{', '.join(MODES)}.", rich_help_panel=_PANEL)]
 CaptureSizes = Annotated[
@@ -148,12 +179,19 @@ CaptureSizes = Annotated[
 ]
 MaxCaptureSize = Annotated[
     int | None,
-    typer.Option("--max-cudagraph-capture-size", help="Largest decoder capture size.", rich_help_panel=_PANEL),
+    typer.Option(
+        "--max-cudagraph-capture-size", click_type=WHOLE, help="Largest decoder capture size.", rich_help_panel=_PANEL
+    ),
 ]
 SpecTokens = Annotated[
-    int, typer.Option("--num-speculative-tokens", help="Speculative tokens per step.", rich_help_panel=_PANEL)
+    int,
+    typer.Option(
+        "--num-speculative-tokens", click_type=WHOLE, help="Speculative tokens per step.", rich_help_panel=_PANEL
+    ),
 ]
-MaxLoras = Annotated[int, typer.Option("--max-loras", help="0 disables LoRA.", rich_help_panel=_PANEL)]
+MaxLoras = Annotated[
+    int, typer.Option("--max-loras", click_type=WHOLE, help="0 disables LoRA.", rich_help_panel=_PANEL)
+]
 SpecializeLora = Annotated[
     bool,
     typer.Option(

@@ -151,7 +151,8 @@ KvCacheDtype = Annotated[
     str, typer.Option("--kv-cache-dtype", help=f"auto (the model dtype), {', '.join(KV_DTYPE_BYTES)}.")
 ]
 MaxModelLen = Annotated[
-    int | None, typer.Option("--max-model-len", help="Tokens per request. Default: the model's max positions.")
+    int | None,
+    typer.Option("--max-model-len", click_type=o.WHOLE, help="Tokens per request. Default: the model's max positions."),
 ]
 Margin = Annotated[str, typer.Option("--margin", help="Extra headroom to keep free, e.g. 1GiB.")]
 DecoderGraphMemory = Annotated[
@@ -202,6 +203,9 @@ def plan(
     """Plan KV-cache capacity with the measured encoder graphs, and print the vLLM flags."""
     # Every option is read before a report is loaded or a profile runs.
     log = read_vllm_log(vllm_log) if vllm_log is not None else None
+    for option, value in (("--gpu", gpu), ("--gpu-memory", gpu_memory), ("--what-if", what_if)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{option} is empty; give a value, or leave the option out")
     chosen_gpu = resolve_gpu(gpu, gpu_memory) if gpu or gpu_memory else None
     if chosen_gpu is None and log is not None and log.total_bytes is not None:
         chosen_gpu = ("the logged GPU", log.total_bytes, LOG)

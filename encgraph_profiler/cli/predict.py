@@ -42,7 +42,7 @@ def _capability(text: str) -> tuple[int, int]:
     from ..errors import UsageError
 
     try:
-        major, minor = (int(part) for part in text.split("."))
+        major, minor = (int(part) for part in text.split(".") if part.isascii())
     except ValueError:
         raise UsageError(f"--gpu-capability {text!r}: give MAJOR.MINOR, such as {_CAPABILITY} or 8.6") from None
     return major, minor

@@ -66,8 +66,8 @@ apply, the first of 130/143, 4, 8, then the gate's 1 or 7 is returned.
 )
 
 
-Seed = Annotated[int, typer.Option("--seed", help="Seed for weights and dummy inputs.")]
-Warmup = Annotated[int, typer.Option("--warmup", help="Eager runs per budget before capture.")]
+Seed = Annotated[int, typer.Option("--seed", click_type=o.WHOLE, help="Seed for weights and dummy inputs.")]
+Warmup = Annotated[int, typer.Option("--warmup", click_type=o.WHOLE, help="Eager runs per budget before capture.")]
 CheckRelease = Annotated[
     bool,
     typer.Option(

@@ -61,7 +61,7 @@ def sweep(
 
     names = parse_strategy_names(strategies)
     ladders = [parse_budgets(text) for text in budgets]
-    gpu_list = list(parse_int_list(gpus, "gpus")) if gpus else None
+    gpu_list = list(parse_int_list(gpus, "--gpus", example="0,1,2,3")) if gpus is not None else None
     check_gpus(gpu_list)
     cells = [Cell(m, ladder, name) for m in model for ladder in ladders for name in names]
     if len({c.name for c in cells}) != len(cells):
