@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -187,8 +188,15 @@ def test_hub_failures_say_what_to_do(tmp_path, hub, model, revision, code, messa
 
 
 def test_network_down(tmp_path):
+    """No Hub to reach: one message at once, not huggingface_hub's retries (some 20 s); a cached
+    config is still read."""
+    started = time.perf_counter()
     code, message = _lookup(tmp_path, "org/tiny")  # nothing listens on the endpoint's port
-    assert code == 3 and "cannot reach the Hugging Face Hub" in message
+    assert code == 3 and "cannot reach the Hugging Face Hub" in message and "Retrying" not in message
+    assert time.perf_counter() - started < 10
+    _fill_cache(tmp_path)
+    code, spec = _lookup(tmp_path, "org/tiny")
+    assert code == 0 and spec["commit"] == COMMIT
 
 
 def test_a_name_like_a_bundled_one_is_not_mapped_to_it(tmp_path, hub):

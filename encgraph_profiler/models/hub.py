@@ -75,8 +75,9 @@ def _download(repo_id: str, revision: str | None, filename: str, optional: bool,
         RevisionNotFoundError,
     )
 
+    online = _reachable()
     try:
-        path = Path(hf_hub_download(repo_id, filename, revision=revision))
+        path = Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=not online))
     except GatedRepoError:
         raise EnvironmentProblem(
             f"{repo_id} is gated: accept its terms on its Hugging Face page, then set HF_TOKEN to a token of that "
@@ -89,6 +90,8 @@ def _download(repo_id: str, revision: str | None, filename: str, optional: bool,
     except RevisionNotFoundError:
         raise UsageError(f"{repo_id} has no revision {revision!r}; give a branch, tag or commit that exists") from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled):
+        if optional and not online:
+            return None  # as with HF_HUB_OFFLINE=1
         raise EnvironmentProblem(
             f"cannot reach the Hugging Face Hub for {where}, and it is not in the cache: check the network "
             "(or HF_ENDPOINT), or point --model at a local copy of the model's config.json"
@@ -107,3 +110,20 @@ def _download(repo_id: str, revision: str | None, filename: str, optional: bool,
             f"cannot fetch {where} from the Hugging Face Hub ({err.__class__.__name__}); check the network"
         ) from None
     return HubFile(path, _commit(path))
+
+
+def _reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the Hub's host answers within ``timeout_s``: without a network, huggingface_hub retries
+    for some 20 s before failing; this way the cache is read at once, or the one message says why."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    try:
+        port = url.port or (80 if url.scheme == "http" else 443)
+        socket.create_connection((url.hostname or "", port), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
