@@ -120,14 +120,24 @@ class Prepared:
 
     def capture_order(self) -> list[Layout]:
         """The layouts in the order the strategy captures them."""
-        return capture_order(self.layouts, self.adapter.paths, self.settings.order is Order.LARGEST_FIRST)
+        largest_first = self.settings.order is Order.LARGEST_FIRST
+        return capture_order(self.layouts, self.adapter.paths, largest_first, self.adapter.budget_major)
 
 
-def capture_order(layouts: Iterable[Layout], paths: tuple[str, ...], largest_first: bool) -> list[Layout]:
-    """Path by path (as the adapter lists them), each path's budgets largest or smallest first."""
-    return sorted(
-        layouts, key=lambda layout: (paths.index(layout.path), -layout.budget if largest_first else layout.budget)
-    )
+def capture_order(
+    layouts: Iterable[Layout], paths: tuple[str, ...], largest_first: bool, budget_major: bool = False
+) -> list[Layout]:
+    """Path by path (as the adapter lists them, then as the layouts first name them), each path's
+    budgets largest or smallest first; or, for capture axes (``budget_major``), budget by budget,
+    each budget's axis keys in their order."""
+    layouts = list(layouts)
+    rank = {path: i for i, path in enumerate(dict.fromkeys([*paths, *(layout.path for layout in layouts)]))}
+
+    def key(layout: Layout) -> tuple[int, int]:
+        budget = -layout.budget if largest_first else layout.budget
+        return (budget, rank[layout.path]) if budget_major else (rank[layout.path], budget)
+
+    return sorted(layouts, key=key)
 
 
 def resolve_attention(attn: str, adapter: Adapter, capability: tuple[int, int] | None = None) -> str:

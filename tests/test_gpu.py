@@ -37,8 +37,11 @@ def test_largest_first_pool_equals_largest_budget_alone():
 
 @pytest.mark.parametrize("model", [tiny_config_name(a) for a in adapters() if a.paths == ("",)])
 def test_replay_equals_eager_for_every_family(model):
+    from encgraph_profiler.request import ProfileRequest, prepare
+
     report = _profile(model, (64, 128, 256))
-    assert [b.replay_matches_eager for b in report.budgets] == [True] * 3
+    graphs = len(prepare(ProfileRequest(model=model, budgets=(64, 128, 256))).layouts)  # 3, or 3 per Gemma 4 row width
+    assert [b.replay_matches_eager for b in report.budgets] == [True] * graphs >= [True] * 3
     assert all(b.pool_reserved_bytes > 0 for b in report.budgets)
 
 

@@ -288,7 +288,7 @@ def test_precomputed_forward_equals_plain_forward(name):
     vision = adapter.tower_config(spec.config)
     torch.manual_seed(0)
     tower = adapter.build_tower(vision, "float32", "sdpa")
-    layout = adapter.layout(vision, 256 if adapter.dynamic_resolution else 40, 4)
+    layout = adapter.graph_layouts(vision, (256 if adapter.dynamic_resolution else 40,), 4)[0]
     inputs = adapter.make_inputs(
         tower, vision, layout, "float32", torch.device("cpu"), torch.Generator().manual_seed(0)
     )
@@ -458,35 +458,53 @@ def test_a_field_of_the_wrong_type_is_a_usage_error(tmp_path):
         spec.adapter.full_config(spec.config)
 
 
-def test_gemma4_layout_is_vllms_and_reads_the_preprocessor_config(tmp_path):
-    """max(min(B // max_soft_tokens, k), 1) images of max_soft_tokens x 3^2 patches; max_soft_tokens
-    from the model folder's preprocessor_config.json, else the image processor's 280."""
-    spec = resolve("tiny-gemma4")
-    config = spec.adapter.tower_config(spec.config)
-    assert config.max_soft_tokens == 280
-    assert [spec.adapter.layout(config, b, 8).items for b in (64, 280, 1024, 8192)] == [1, 1, 3, 8]
+def test_gemma4_graphs_are_vllms_one_per_budget_and_row_width():
+    """vLLM 0.33.0's gemma4_mm.py: one graph per budget and row width t in (70, 140, 280, 560, 1120)
+    up to the configured maximum (default_output_length, 280 in the published configs), each of
+    min(max(k, F), max(1, B // t)) rows of t x 3^2 patches, captured budget after budget (largest
+    first), each budget's widths in order; the smallest budget is 70, so k = min(8192 // 70, 1024)."""
+    from encgraph_profiler.request import ProfileRequest, prepare
+
+    from helpers import request
+
+    setup = prepare(ProfileRequest(model="gemma-4-31b", budgets=(1024, 2048, 4096, 8192)))
+    assert setup.settings.max_items == 117
+    expected = [
+        (f"rows of {t}", b, min(117, max(1, b // t)), min(117, max(1, b // t)) * t * 9)
+        for b in (8192, 4096, 2048, 1024)
+        for t in (70, 140, 280)
+    ]
+    assert [(g.path, g.budget, g.items, g.input_patches) for g in setup.capture_order()] == expected
+    assert {g.tokens for g in setup.layouts if g.budget == 8192} == {8192}  # B tokens gathered from the rows
+    # Frames per batch raise the rows to F where B // t allows: k = min(8192 // 70, 70) = 70 here.
+    images = prepare(request("gemma-4-31b", (70, 8192), capture="vllm"))
+    video = prepare(request("gemma-4-31b", (70, 8192), capture="vllm", max_frames_per_batch=256))
+    rows = {(g.path, g.budget): g.items for g in images.layouts}, {(g.path, g.budget): g.items for g in video.layouts}
+    assert rows[0][("rows of 70", 8192)] == 70 and rows[1][("rows of 70", 8192)] == 117
+    assert rows[0][("rows of 280", 70)] == rows[1][("rows of 280", 70)] == 1
+
+
+def test_gemma4_row_widths_follow_the_configured_maximum(tmp_path):
+    """The config's default_output_length where it has one; else the image processor's
+    max_soft_tokens (processor_config.json first, then preprocessor_config.json), else 280."""
+    spec = resolve("tiny-gemma4")  # no default_output_length
+    assert spec.adapter.widths(spec.adapter.tower_config(spec.config)) == (70, 140, 280)
     (tmp_path / "config.json").write_text(spec.source.read_text())
-    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"max_soft_tokens": 70, "image_mean": [0.5] * 3}))
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"max_soft_tokens": 140, "image_mean": [0.5] * 3}))
     local = resolve(str(tmp_path))
-    assert local.config["preprocessor_config"] == {"max_soft_tokens": 70}
-    config = local.adapter.tower_config(local.config)
-    assert (
-        spec.adapter.layout(config, 1024, 128).meaning
-        == "1,024 tokens = 14 images of 84x120 px, 8,820 ViT patches pooled to 70 tokens each"
-    )
+    assert local.config["preprocessor_config"] == {"max_soft_tokens": 140}
+    assert local.adapter.widths(local.adapter.tower_config(local.config)) == (70, 140)
     (tmp_path / "preprocessor_config.json").write_text(json.dumps({"max_soft_tokens": "lots"}))
     with pytest.raises(UsageError, match="max_soft_tokens is 'lots'"):
         local.adapter.tower_config(resolve(str(tmp_path)).config)
     # transformers 5 saves the image processor inside processor_config.json, and reads it from there first.
-    (tmp_path / "processor_config.json").write_text(
-        json.dumps({"image_processor": {"max_soft_tokens": 140}, "image_seq_length": 140})
-    )
-    assert resolve(str(tmp_path)).config["preprocessor_config"] == {"max_soft_tokens": 140}
-    (tmp_path / "processor_config.json").write_text(
-        json.dumps({"processor_class": "Gemma4Processor"})
-    )  # nothing nested
-    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"max_soft_tokens": 70}))
+    (tmp_path / "processor_config.json").write_text(json.dumps({"image_processor": {"max_soft_tokens": 70}}))
     assert resolve(str(tmp_path)).config["preprocessor_config"] == {"max_soft_tokens": 70}
+    config = json.loads(spec.source.read_text())
+    config["vision_config"]["default_output_length"] = 560
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    local = resolve(str(tmp_path))
+    assert local.adapter.widths(local.adapter.tower_config(local.config)) == (70, 140, 280, 560)
 
 
 @pytest.mark.parametrize(
@@ -510,8 +528,7 @@ def test_published_image_processor_files_are_read(tmp_path, config, processor_fi
 
 
 def test_gemma4_graph_equals_the_models_own_image_features():
-    """Valid soft tokens first, in order, equal to what get_image_features returns per image; the
-    padded last row of soft tokens fills the fixed-size rest."""
+    """Gathering each row's valid soft tokens, the graph's steps give what get_image_features returns."""
     spec = resolve("tiny-gemma4")
     adapter = spec.adapter
     config = adapter.tower_config(spec.config)
@@ -519,16 +536,23 @@ def test_gemma4_graph_equals_the_models_own_image_features():
     full = adapter.full_model_class()._from_config(adapter.full_config(spec.config)).eval()
     tower.vision_tower.load_state_dict(full.model.vision_tower.state_dict())
     tower.embed_vision.load_state_dict(full.model.embed_vision.state_dict())
+    layout = next(g for g in adapter.graph_layouts(config, (600,), 4) if g.path == "rows of 280")
     inputs = adapter.make_inputs(
-        tower, config, adapter.layout(config, 600, 4), "float32", torch.device("cpu"), torch.Generator().manual_seed(0)
+        tower, config, layout, "float32", torch.device("cpu"), torch.Generator().manual_seed(0)
     )
+    assert inputs["gather_indices"].shape == (600,) and layout.items == 2
+    vision, positions = tower.vision_tower, inputs["pixel_position_ids"]
     with torch.inference_mode():
+        padding = (positions == -1).all(dim=-1)
+        embeds = vision.patch_embedder(inputs["pixel_values"], positions, padding)
+        hidden = vision.encoder(inputs_embeds=embeds, attention_mask=~padding, pixel_position_ids=positions)
+        _, valid = vision.pooler(hidden_states=hidden.last_hidden_state, pixel_position_ids=positions,
+                                 padding_positions=padding, output_length=280)  # fmt: skip
+        inputs["gather_indices"] = valid.flatten().nonzero().flatten()
         (ours,) = adapter.forward(tower, inputs)
-        theirs = full.model.get_image_features(inputs["pixel_values"], inputs["pixel_position_ids"]).pooler_output
-    rows, cols = adapter.image_grid(config)
-    assert ours.shape[:2] == (2, 280) and [t.shape[0] for t in theirs] == [rows * cols] * 2 == [260, 260]
-    for image, expected in zip(ours, theirs, strict=True):
-        assert torch.equal(image[: len(expected)], expected)
+        theirs = full.model.get_image_features(inputs["pixel_values"], positions).pooler_output
+    assert [t.shape[0] for t in theirs] == [260, 260]  # a 13 x 20 grid of soft tokens less its last row
+    assert torch.equal(ours, torch.cat(list(theirs)))
 
 
 def _vllm_0_33_kimi_grid(budget, items, kh=2, kw=2, rope_side=512):

@@ -145,6 +145,10 @@ class Adapter:
     # vLLM's encoder paths, each with its own set of budget graphs in the one pool, in capture order
     # (Step3-VL: global images and local crops); ("",) for the single path of most families.
     paths: tuple[str, ...] = ("",)
+    # vLLM's capture axes (Gemma 4's row widths): each budget is captured once per axis key, budget
+    # after budget, each budget's keys in the order graph_layouts gives them; the keys are the
+    # layouts' ``path``.
+    budget_major: bool = False
     # Fields the family reads from the model's image processor settings (processor_config.json or
     # preprocessor_config.json: image sizes, tokens per image); the registry puts them under
     # "preprocessor_config" in the config dict.

@@ -1,19 +1,21 @@
-"""Gemma 4: a ViT over a fixed number of patches per image (max_soft_tokens x k^2, k the pooling
-kernel), with 2-D positions given per patch, average-pooled k x k into soft tokens, then the
-multimodal embedder to the language model's width. The captured graph covers all of it, as vLLM's
-does; max_soft_tokens comes from the model's image processor settings (processor_config.json or
-preprocessor_config.json; the image processor's default, 280, where it has none).
+"""Gemma 4: a ViT over patches with 2-D positions given per patch (-1 for padding), average-pooled
+k x k into soft tokens (k the pooling kernel), then the multimodal embedder to the language model's
+width. The captured graph covers all of it, as vLLM's does.
 
-vLLM's layout for budget B (gemma4.py): max(min(B // max_soft_tokens, k_items), 1) images of
-max_soft_tokens x k^2 patches each. vLLM captures on padded inputs, so its graph holds the
-attention mask for padding. Here each image is a near-square grid of soft tokens less its last row,
-with real patch positions, and the rest is padding, as the image processor pads a smaller image:
-eager runs and captures both take the masked path, and the padded soft tokens exercise the step
-that moves valid tokens first.
+vLLM 0.33.0 (gemma4_mm.py, Gemma4ForConditionalGeneration) captures one graph per budget and row
+width: get_encoder_cudagraph_config's capture axis is the row widths of 70, 140, 280, 560 and 1120
+soft tokens up to the configured maximum (the vision config's default_output_length; here the image
+processor's max_soft_tokens, 280 by default, where a config has none), for images and video frames;
+get_encoder_cudagraph_budget_range starts at 70. For budget B and width t,
+prepare_encoder_cudagraph_capture_inputs makes min(max(k_items, F), max(1, B // t)) rows of t x k^2
+patches (k_items the items per batch, F the frames per batch: 0 here unless --as vllm
+--max-frames-per-batch) and B gather indices; encoder_cudagraph_forward pools each row to t soft
+tokens, gathers B of them and embeds those. The encoder graph manager captures budget after budget,
+largest first, each budget's widths in order. Each graph is named by its width, as ``rows of t``.
 
-transformers strips padded soft tokens with a boolean index, which no capture can hold. As vLLM
-does, the graph keeps each image's row count fixed and moves the valid soft tokens first (a stable
-sort); a CPU test checks the result against the model's own ``get_image_features``.
+vLLM captures on padding alone; here each row holds a near-square grid of soft tokens less its last
+row, with real patch positions, and padding after it, as the image processor pads a smaller image:
+the same shapes, and the masked path, with values that replay and eager agree on.
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ def _tower_module():
             )
             self.embed_vision = Gemma4MultimodalEmbedder(config.vision_config, config.text_config).to(dtype)
 
-        def forward(self, pixel_values, pixel_position_ids):
-            """The steps of Gemma4VisionModel.forward and the embedder, with a fixed-shape output."""
+        def forward(self, pixel_values, pixel_position_ids, gather_indices):
+            """vLLM's encoder_cudagraph_forward over transformers' modules: the ViT, each row pooled to
+            its soft tokens, standardized as Gemma4VisionModel does, then the budget's tokens gathered
+            and embedded."""
             vision = self.vision_tower
             config = vision.config
             padding = (pixel_position_ids == -1).all(dim=-1)
@@ -46,18 +50,16 @@ def _tower_module():
             hidden = vision.encoder(
                 inputs_embeds=embeds, attention_mask=~padding, pixel_position_ids=pixel_position_ids
             ).last_hidden_state
-            length = pixel_values.shape[-2] // config.pooling_kernel_size**2
-            hidden, valid = vision.pooler(
+            pooled, _ = vision.pooler(
                 hidden_states=hidden,
                 pixel_position_ids=pixel_position_ids,
                 padding_positions=padding,
-                output_length=length,
+                output_length=pixel_values.shape[-2] // config.pooling_kernel_size**2,
             )
-            order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)  # valid soft tokens first
-            hidden = torch.take_along_dim(hidden, order[..., None], dim=1)
             if config.standardize:
-                hidden = (hidden - vision.std_bias.float()) * vision.std_scale.float()
-            return self.embed_vision(hidden.to(embeds.dtype))
+                pooled = (pooled - vision.std_bias.float()) * vision.std_scale.float()
+            gathered = pooled.reshape(-1, pooled.shape[-1])[gather_indices]
+            return self.embed_vision(gathered.to(embeds.dtype))
 
     return Gemma4Tower
 
@@ -68,67 +70,89 @@ def _soft_grid(tokens: int) -> tuple[int, int]:
     return rows, tokens // rows
 
 
+ROW_WIDTHS = (70, 140, 280, 560, 1120)  # vLLM's _SUPPORTED_SOFT_TOKENS: its capture axis
+
+
+def _rows(budget: int, width: int, items: int, frames: int) -> int:
+    return min(max(items, frames), max(1, budget // width))
+
+
 class Gemma4Adapter(Adapter):
     family = "gemma4"
     model_types = ("gemma4",)
+    vllm = VllmSource("model_executor/models/gemma4_mm.py", "Gemma4ForConditionalGeneration")
+    aliases = {"gemma4": "gemma-4-31b", "gemma-4": "gemma-4-31b"}
     config_class_name = "transformers:Gemma4Config"
     model_class_name = "transformers:Gemma4ForConditionalGeneration"
     dynamic_resolution = False
+    captures_video = True
+    budget_major = True
     preprocessor_fields = ("max_soft_tokens",)
     size_fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size")
 
     def tower_config(self, data):
         config = self.full_config(data)  # the embedder needs the language model's width
-        config.max_soft_tokens = self.preprocessor_int(data, "max_soft_tokens", DEFAULT_MAX_SOFT_TOKENS)
+        configured = getattr(config.vision_config, "default_output_length", None)
+        config.max_soft_tokens = configured or self.preprocessor_int(data, "max_soft_tokens", DEFAULT_MAX_SOFT_TOKENS)
         return config
 
     def min_budget(self, config) -> int:
-        return config.max_soft_tokens  # vLLM's smallest Gemma 4 budget: one image
+        return ROW_WIDTHS[0]  # vLLM's smallest Gemma 4 budget
 
     def tower_module(self):
         return _tower_module()
 
     @staticmethod
-    def image_grid(config) -> tuple[int, int]:
-        """Soft-token rows and columns of each captured image: a near-square grid less one row."""
-        rows, cols = _soft_grid(config.max_soft_tokens)
-        return max(rows - 1, 1), cols
+    def widths(config) -> tuple[int, ...]:
+        return tuple(t for t in ROW_WIDTHS if t <= config.max_soft_tokens)
 
-    def layout(self, config, budget: int, items: int) -> Layout:
-        soft, k = config.max_soft_tokens, config.vision_config.pooling_kernel_size
-        images = max(min(budget // soft, items), 1)
-        rows, cols = _soft_grid(soft)
-        p = config.vision_config.patch_size
-        patches = images * soft * k * k
+    def graph_layouts(self, config, budgets: tuple[int, ...], items: int) -> list[Layout]:
+        """One graph per budget and row width."""
+        return [self._layout(config, budget, width, items, 0) for width in self.widths(config) for budget in budgets]
+
+    def _layout(self, config, budget: int, width: int, items: int, frames: int) -> Layout:
+        k, p = config.vision_config.pooling_kernel_size, config.vision_config.patch_size
+        rows = _rows(budget, width, items, frames)
+        grid_rows, grid_cols = _soft_grid(width)
+        patches = rows * width * k * k
         return Layout(
             budget=budget,
-            items=images,
-            tokens=images * soft,
+            items=rows,
+            tokens=budget,
             input_patches=patches,
-            meaning=f"{budget:,} tokens = {counted(images, 'images')} of {rows * k * p}x{cols * k * p} px, "
-            f"{patches:,} ViT patches pooled to {soft} tokens each",
+            path=f"rows of {width}",
+            meaning=f"{budget:,} tokens = {counted(rows, 'rows')} of {width} soft tokens (up to "
+            f"{grid_rows * k * p}x{grid_cols * k * p} px), {patches:,} ViT patches pooled {k}x{k}, {budget:,} gathered",
         )
+
+    def vllm_layout(self, layout: Layout, config, frames_per_batch: int) -> Layout:
+        """With F frames per batch, a width's rows are min(max(k_items, F), max(1, B // t)): the rows
+        the images alone give (min(k_items, B // t)) raised to F where B // t allows."""
+        if not frames_per_batch:
+            return layout
+        k = config.vision_config.pooling_kernel_size
+        width = layout.input_patches // (layout.items * k * k)
+        return self._layout(config, layout.budget, width, layout.items, frames_per_batch)
 
     def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
         import torch
 
-        soft, k, p = config.max_soft_tokens, config.vision_config.pooling_kernel_size, config.vision_config.patch_size
-        rows, cols = self.image_grid(config)
+        k, p = config.vision_config.pooling_kernel_size, config.vision_config.patch_size
+        width = layout.input_patches // (layout.items * k * k)
+        rows, cols = _soft_grid(width)
+        rows = max(rows - 1, 1)  # a near-square image less its last row of soft tokens, then padding
         y, x = torch.meshgrid(torch.arange(rows * k), torch.arange(cols * k), indexing="ij")
-        positions = torch.full((layout.items, soft * k * k, 2), -1, dtype=torch.long)  # -1: padding
+        positions = torch.full((layout.items, width * k * k, 2), -1, dtype=torch.long)  # -1: padding
         positions[:, : rows * cols * k * k] = torch.stack([x.flatten(), y.flatten()], dim=-1)
+        shape = (layout.items, width * k * k, 3 * p * p)
         return {
-            "pixel_values": random_input(
-                (layout.items, soft * k * k, 3 * p * p), dtype, device, generator, uniform=True
-            ),
+            "pixel_values": random_input(shape, dtype, device, generator, uniform=True),
             "pixel_position_ids": positions.to(device),
+            "gather_indices": torch.zeros(layout.budget, dtype=torch.long).to(device),
         }
 
     def forward(self, tower, inputs: dict):
         return (tower(**inputs),)
-
-    vllm = VllmSource("model_executor/models/gemma4_mm.py", "Gemma4ForConditionalGeneration")
-    aliases = {"gemma4": "gemma-4-31b", "gemma-4": "gemma-4-31b"}
 
 
 ADAPTERS = (Gemma4Adapter(),)
