@@ -268,6 +268,11 @@ CASES = [
     (["plan", "--from", "{empty}"], 5, "no measured budgets to plan with"),
     (["plan", "--from", "{missing}"], 5, "no such report file"),
     (["plan"], 2, "give --from REPORT.json, or --model"),
+    (["plan", "--from", "{good}", "--model", "{config}"], 2, "give --from REPORT.json or --model, not both"),
+    (["plan", "--model", "{config}", "--budgets", "64"], 2, "no GPU here, so plan --model predicts"),
+    (["predict", "--model", ""], 2, "'--model' / '-m': is empty; give a bundled name"),
+    (["predict", "--model", "{good}"], 2, "is an encgraph report, not a model config"),
+    (["sweep", "--model", "{good}", "--budgets", "64", "--out", "{folder}"], 2, "is an encgraph report, not a model"),
     # -- graphs and the command itself --------------------------------------------------------------
     (["graphs", "--max-num-seqs", "0"], 2, "--max-num-seqs must be a positive number"),
     (["graphs", "--budgets", "1024,abc"], 2, "cannot read budgets"),

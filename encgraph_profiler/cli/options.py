@@ -61,10 +61,32 @@ class PlanFormat(str, Enum):
 _STRATEGY_NAMES = ", ".join(STRATEGIES)
 
 
+def _checked_model(value: Any) -> Any:
+    """--model, refused before any work where it cannot name a model: empty, or a report."""
+    for name in value if isinstance(value, list) else [value]:
+        if name is None:
+            continue
+        if not name.strip():
+            raise typer.BadParameter("is empty; give a bundled name, a Hugging Face id or a config path")
+        if _is_report(Path(name)):
+            raise typer.BadParameter(
+                f"{name} is an encgraph report, not a model config; `plan --from`, `check` and `report` read reports"
+            )
+    return value
+
+
+def _is_report(path: Path) -> bool:
+    if path.suffix != ".json" or not path.is_file():
+        return False
+    with path.open(errors="replace") as file:
+        return '"schema_version"' in file.read(4096)
+
+
 def _model(more: str = "") -> Any:
     return typer.Option(
         "--model",
         "-m",
+        callback=_checked_model,
         help="Bundled name, alias (Qwen2-VL), Hugging Face id (org/name) or path to a "
         f"config.json / model directory.{more}",
     )

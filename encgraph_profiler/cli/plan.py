@@ -70,6 +70,7 @@ def _load_or_profile(
     max_budget: int | None,
     max_items: int | None,
     dtype: str | None,
+    gpu_given: bool,
 ) -> Report:
     from .. import report_io
 
@@ -90,8 +91,10 @@ def _load_or_profile(
                 f"{', '.join(given)} apply only with --model; a plan --from a report uses the report's settings"
             )
         return report_io.load(report_path)
-    if model is None or report_path is not None:
+    if model is None:
         raise UsageError("give --from REPORT.json, or --model (and --budgets) to profile on this GPU first")
+    if report_path is not None:
+        raise UsageError("give --from REPORT.json or --model, not both: a plan reads a report, or profiles first")
     from ..ladder import resolve_budgets
     from ..nvml import device_count
     from ..request import DEFAULT_CAPABILITY, ProfileRequest, prepare
@@ -108,6 +111,8 @@ def _load_or_profile(
 
         info("profiling first on this GPU...")
         return measure(prepare(request))
+    if not gpu_given:  # said before predicting, not after
+        raise UsageError("no GPU here, so plan --model predicts, for no GPU in particular: give --gpu or --gpu-memory")
     from ..predict import predicted_report
 
     capability = ".".join(map(str, DEFAULT_CAPABILITY))
@@ -217,7 +222,9 @@ def plan(
     decoder_bytes = _size(decoder_graph_memory, "--decoder-graph-memory")
     activation_bytes = _size(activation_memory, "--activation-memory")
     what_ifs = parse_what_if(what_if, fraction) if what_if else []
-    report = _load_or_profile(report_path, model, revision, budgets, max_budget, max_items, dtype)
+    report = _load_or_profile(
+        report_path, model, revision, budgets, max_budget, max_items, dtype, gpu_given=chosen_gpu is not None
+    )
     label, total, total_source = chosen_gpu or resolve_gpu(None, None, report)
     inputs = PlanInputs(
         label, total, total_source, fraction, utilization_source=fraction_source, log=log,
