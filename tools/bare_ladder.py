@@ -1,7 +1,8 @@
 """Independent check of `encgraph profile`, and the bare baseline for its wall time.
 
 Written against torch and transformers only (no encgraph code): build the Qwen2-VL tower, Gemma 3's
-SigLIP and projector, Llama 4's vision model and projector, Kimi-VL's MoonViT and projector (in Moonshot's
+SigLIP and projector, Gemma 4's vision model and embedder (one graph per budget and row width), Llama 4's
+vision model and projector, Kimi-VL's MoonViT and projector (in Moonshot's
 own kimi_vl form, built with transformers' Kimi-K2.5 classes) or Kimi-K2.5's (its kimi_k25 form),
 Step-3.7's vision model and projector (also Step3-VL-10B's, from StepFun's own step_robotics form) or
 DeepSeek-OCR 2's SAM, Qwen2 encoder and projector (these two on vLLM's two paths, each with its own
@@ -14,6 +15,7 @@ the baseline is taken.
     python tools/bare_ladder.py configs/qwen2-vl-7b.json 1024,2048,4096,8192 > bare.json
     python tools/bare_ladder.py configs/gemma-3-27b.json 1024,2048,4096,8192 > bare.json
     python tools/bare_ladder.py configs/llama-4-scout-17b-16e.json 1024,2048,4096,8192 > bare.json
+    python tools/bare_ladder.py configs/gemma-4-31b.json 1024,2048,4096,8192 > bare.json
     python tools/bare_ladder.py configs/qwen2-vl-7b.json 1024,2048,4096,8192 varlen > bare.json
     python tools/bare_ladder.py configs/kimi-vl-a3b.json 1024,2048,4096,8192 varlen > bare.json  # kimi_vl form
     python tools/bare_ladder.py configs/kimi-k2.5.json 1024,2048,4096,8192 varlen > bare.json  # kimi_k25 form
@@ -39,6 +41,7 @@ from transformers import (  # noqa: E402
     AttentionInterface,
     DeepseekOcr2Config,
     Gemma3Config,
+    Gemma4Config,
     Kimi_K25Config,
     Llama4Config,
     Qwen2VLConfig,
@@ -48,6 +51,7 @@ from transformers import (  # noqa: E402
 from transformers.masking_utils import create_causal_mask  # noqa: E402
 from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2VisionModel  # noqa: E402
 from transformers.models.gemma3.modeling_gemma3 import Gemma3MultiModalProjector  # noqa: E402
+from transformers.models.gemma4.modeling_gemma4 import Gemma4MultimodalEmbedder, Gemma4VisionModel  # noqa: E402
 from transformers.models.kimi_k25 import modeling_kimi_k25 as kimi  # noqa: E402
 from transformers.models.llama4.modeling_llama4 import Llama4MultiModalProjector, Llama4VisionModel  # noqa: E402
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel  # noqa: E402
@@ -133,6 +137,54 @@ def gemma3(data, budgets, items, gen):
         for b in budgets
     ]
     return (lambda pixel_values: projector(vision(pixel_values=pixel_values).last_hidden_state)), runs, items
+
+
+def gemma4(data, budgets, items, gen):
+    """Gemma 4 as vLLM 0.33.0 captures it: budget after budget (largest first), one graph per row width
+    t of 70, 140, 280, 560, 1120 up to default_output_length, each of min(k, max(1, B // t)) rows of
+    t x pool^2 patches (k = min(largest // 70, smallest)); the rows pooled, B soft tokens gathered, embedded."""
+    config = Gemma4Config(**data)
+    v = config.vision_config
+    with torch.device("cuda"):
+        vision = Gemma4VisionModel._from_config(v, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
+        embedder = Gemma4MultimodalEmbedder(v, config.text_config).to(torch.bfloat16).eval()
+    pool, patch = v.pooling_kernel_size, v.patch_size
+    items = max(1, min(budgets[0] // 70, budgets[-1]))
+    runs = []
+    for budget in budgets:
+        for width in (t for t in (70, 140, 280, 560, 1120) if t <= v.default_output_length):
+            rows = min(items, max(1, budget // width))
+            side = max(r for r in range(1, math.isqrt(width) + 1) if width % r == 0)  # soft-token rows of one image
+            high, wide = max(side - 1, 1), width // side  # less its last row: the rest is padding
+            y, x = torch.meshgrid(torch.arange(high * pool), torch.arange(wide * pool), indexing="ij")
+            positions = torch.full((rows, width * pool * pool, 2), -1, dtype=torch.long)
+            positions[:, : high * wide * pool * pool] = torch.stack([x.flatten(), y.flatten()], dim=-1)
+            pixels = torch.rand(rows, width * pool * pool, 3 * patch * patch, generator=gen)
+            runs.append(
+                {
+                    "pixel_values": pixels.to("cuda", torch.bfloat16),
+                    "pixel_position_ids": positions.cuda(),
+                    "gather_indices": torch.zeros(budget, dtype=torch.long, device="cuda"),
+                }
+            )
+
+    def forward(pixel_values, pixel_position_ids, gather_indices):
+        padding = (pixel_position_ids == -1).all(dim=-1)
+        embeds = vision.patch_embedder(pixel_values, pixel_position_ids, padding)
+        hidden = vision.encoder(
+            inputs_embeds=embeds, attention_mask=~padding, pixel_position_ids=pixel_position_ids
+        ).last_hidden_state
+        pooled, _ = vision.pooler(
+            hidden_states=hidden,
+            pixel_position_ids=pixel_position_ids,
+            padding_positions=padding,
+            output_length=pixel_values.shape[1] // pool**2,
+        )
+        if v.standardize:
+            pooled = (pooled - vision.std_bias.float()) * vision.std_scale.float()
+        return embedder(pooled.reshape(-1, pooled.shape[-1])[gather_indices].to(embeds.dtype))
+
+    return forward, runs, items
 
 
 def llama4(data, budgets, items, gen):
@@ -360,6 +412,7 @@ def main(config_path, budget_text, attn="sdpa", warmup=2):
     build = {
         "qwen2_vl": qwen2_vl,
         "gemma3": gemma3,
+        "gemma4": gemma4,
         "llama4": llama4,
         "kimi_vl": kimi_moonvit,
         "kimi_k25": kimi_moonvit,
