@@ -238,23 +238,13 @@ def test_varlen_replay_equals_eager(model, capture, frames):
         assert "videos of 4 frames" in report.settings.layout  # k = 4 items, 16 frames a batch
 
 
-@pytest.mark.parametrize(
-    "model, capture, frames",
-    [
-        ("tiny-kimi-k2.5", "plain", 0),
-        ("tiny-kimi-k2.5", "vllm", 0),
-        ("tiny-kimi-k2.5", "vllm", 16),
-        ("tiny-kimi-vl", "plain", 0),
-        ("tiny-kimi-vl", "vllm", 0),
-    ],
-)
-def test_kimi_varlen_replay_equals_eager(model, capture, frames):
-    """MoonViT with the varlen kernel over its packed images (Kimi-K2.5 also over vLLM's video
-    chunks, one sequence a chunk; vLLM captures Kimi-VL's images only)."""
-    report = _profile(model, (256, 512), attn="varlen", capture=capture, max_frames_per_batch=frames)
+@pytest.mark.parametrize("model", ["tiny-kimi-k2.5", "tiny-kimi-vl"])
+@pytest.mark.parametrize("capture", ["plain", "vllm"])
+def test_kimi_varlen_replay_equals_eager(model, capture):
+    """MoonViT with the varlen kernel over its packed images (vLLM 0.33.0 captures images only; with
+    its capture inputs, Kimi-K2.5's segments end in a spare zero-length sequence)."""
+    report = _profile(model, (256, 512), attn="varlen", capture=capture)
     assert [b.replay_matches_eager for b in report.budgets] == [True] * 2, report.warnings
-    if frames:
-        assert "videos of 4 frames" in report.settings.layout  # k = 2 items, 16 frames a batch, at most 4 a chunk
 
 
 def test_capture_as_vllm_keeps_outputs_out_of_the_pool_and_explains_its_estimate():
