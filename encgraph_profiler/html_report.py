@@ -14,7 +14,7 @@ from html import escape
 
 from .render import POOL_TITLES
 from .schema import PoolName, Report
-from .units import mib
+from .units import listed, mib
 
 COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 
@@ -146,13 +146,17 @@ def _section(report: Report, label: str, index: int) -> str:
         for series, value in (("encoder pool after capture", b.pool_reserved_bytes), ("static I/O", b.static_io_bytes))
     ]
     status = "complete" if report.complete else "INCOMPLETE"
+    layout = f"; {s.layout}" if s.layout else ""
+    # A prediction, or a run where NVML was hidden, has no driver or CUDA version: leave them out.
+    where = [p.gpu_name] + [f"{name} {value}" for name, value in (("driver", p.driver), ("CUDA", p.cuda)) if value]
+    where += [f"torch {p.torch}", f"transformers {p.transformers}", f"encgraph {p.encgraph}", p.created_at]
+    hold = "would hold (predicted)" if report.predicted else "hold"
     return (
         f'<section id="report-{index}"><h2>{escape(label)}</h2>'
         f"<p>{escape(s.model_label)} ({escape(s.family)}), {escape(s.dtype)}, {escape(s.attn)}, budgets "
-        f"{', '.join(f'{b:,}' for b in s.budgets)}, {s.max_items} items per batch; {escape(s.layout)}.<br>"
-        f"{escape(p.gpu_name)}, driver {escape(str(p.driver))}, CUDA {escape(str(p.cuda))}, torch {escape(p.torch)}, "
-        f"transformers {escape(p.transformers)}, encgraph {escape(p.encgraph)}, {escape(p.created_at)}.<br>"
-        f"<strong>Encoder graphs hold {mib(pool)} MiB ({pool or 0:,} bytes)</strong>; report {status}.</p>"
+        f"{listed((f'{b:,}' for b in s.budgets), 12)}, {s.max_items} items per batch{escape(layout)}.<br>"
+        f"{escape(', '.join(where))}.<br>"
+        f"<strong>Encoder graphs {hold} {mib(pool)} MiB ({pool or 0:,} bytes)</strong>; report {status}.</p>"
         + _bar_chart(
             "Encoder pool and static I/O per budget",
             bars,

@@ -1,6 +1,7 @@
 """CLI behaviour through typer's CliRunner: exit codes, messages, output formats."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -172,3 +173,19 @@ def test_plan_exit_codes(recorded_report_path):
     assert run("plan").exit_code == 2
     what_if = run("plan", "--from", str(recorded_report_path), "--what-if", "H100-80GB,L4,0.8", "--format", "json")
     assert [w["fits"] for w in json.loads(what_if.output)["what_if"]] == [True, False, True]
+
+
+def test_predict_table_has_no_always_empty_columns_and_fits_80_columns():
+    """A prediction runs nothing: no time, replay or outside-the-allocator columns; COLUMNS=80 is obeyed
+    when the output is piped."""
+    result = subprocess.run(
+        [sys.executable, "-m", "encgraph_profiler", "predict", "--model", "tiny-qwen2-vl", "--budgets", "64,128"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "80"},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    tables = [line for line in result.stdout.splitlines() if line[:1] in "┃│┏┡└"]
+    assert tables and max(len(line) for line in tables) <= 80
+    assert "budget" in result.stdout and "capture ms" not in result.stdout and "replay" not in result.stdout

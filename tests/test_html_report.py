@@ -178,3 +178,15 @@ def test_a_headless_browser_renders_the_page(two_reports, tmp_path):
     assert len(colours) > 20  # text, axes and bars, not a blank page
     first_series = sum(row.count((0x4E, 0x79, 0xA7)) for row in rows)
     assert first_series > 500  # the first series' bars are drawn
+
+
+def test_the_header_leaves_out_what_a_report_does_not_have(recorded_report_path):
+    """A prediction has no driver, no CUDA version: the header names none ("driver , CUDA ,"),
+    and says the pool is predicted."""
+    predicted = load(recorded_report_path.parent / "qwen2-vl-7b.predicted.json")
+    page = render([("predicted", predicted)])
+    header = page[page.index("<section") : page.index("</p>")]
+    assert "driver" not in header and "CUDA" not in header and "; ." not in header and ", ," not in header
+    assert "Encoder graphs would hold (predicted)" in header
+    measured = render([("measured", load(recorded_report_path))])
+    assert "driver 580.159.04, CUDA 13.0" in measured and "Encoder graphs hold" in measured

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from ..schema import Report
 
 out = Console(highlight=False)  # results: tables and lines
-if not out.is_terminal:
-    out.width = 160  # piped or captured: keep the wide tables readable instead of 80 columns
+if not out.is_terminal and "COLUMNS" not in os.environ:
+    out.width = 160  # piped or captured: keep the wide tables readable instead of 80 columns, unless told
 err = Console(stderr=True, highlight=False)  # progress, warnings, errors
 
 P = ParamSpec("P")

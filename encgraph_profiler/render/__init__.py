@@ -78,9 +78,11 @@ _BUDGET_COLUMNS = (
 
 def budget_table(report: Report) -> Table:
     what = "Predicted encoder CUDA graphs" if report.predicted else "Encoder CUDA graphs"
+    # A prediction runs nothing: no times, no replay, nothing outside the allocator, so no such columns.
+    columns = _BUDGET_COLUMNS[:6] if report.predicted else _BUDGET_COLUMNS
     table = new_table(
         f"{what} per budget: {report.settings.model_label} ({report.provenance.gpu_name})",
-        _BUDGET_COLUMNS,
+        columns,
         right=_BUDGET_COLUMNS[:-1],
         caption=f"largest budget: {report.settings.layout}" if report.settings.layout else None,
     )
@@ -88,23 +90,10 @@ def budget_table(report: Report) -> Table:
     for b in sorted(rows, key=lambda row: row.key):
         if isinstance(b, UnmeasuredBudget):  # why it has no figures, across the row
             asked = "" if b.requested_bytes is None else f"; {b.requested_bytes:,} bytes requested"
-            new_row(
-                table,
-                b.key.name,
-                "",
-                "",
-                Text(b.status.words, style="red"),
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                Text(f"{b.reason}{asked}", style="red"),
-            )
+            cells: list[Cell] = [b.key.name, "", "", Text(b.status.words, style="red"), *[""] * 6]
+            new_row(table, *cells[: len(columns) - 1], Text(f"{b.reason}{asked}", style="red"))
             continue
-        new_row(
-            table,
+        cells = [
             b.key.name,
             str(b.items),
             f"{b.input_patches:,}",
@@ -116,7 +105,8 @@ def budget_table(report: Report) -> Table:
             _ms(b.eager_ms),
             _ms(b.replay_ms),
             _replay(b),
-        )
+        ]
+        new_row(table, *cells[: len(columns)])
     return table
 
 
