@@ -106,6 +106,7 @@ def _files(tmp: Path, recorded: dict) -> dict:
         "zerowidth": _config(embed_dim=0),
         "novision": {k: v for k, v in _config().items() if k != "vision_config"},
         "alien": {**_config(), "model_type": "llava_next"},
+        "heads7": _config(num_heads=7),  # 32 wide: heads that do not divide the width
     }
     paths = {}
     for name, data in files.items():
@@ -120,6 +121,8 @@ def _files(tmp: Path, recorded: dict) -> dict:
     paths["predicted"] = str(PREDICTED)
     (tmp / "longnumber.json").write_text('{"schema_version": ' + "9" * 5000 + "}")
     paths["longnumber"] = str(tmp / "longnumber.json")
+    (tmp / "latin1.json").write_bytes(b'{"model_type": "qwen2_vl", "name": "caf\xe9"}')
+    paths["latin1"] = str(tmp / "latin1.json")
     (tmp / "notjson.json").write_text("{model_type: qwen2_vl")
     paths["notjson"] = str(tmp / "notjson.json")
     (tmp / "folder").mkdir()
@@ -228,6 +231,14 @@ CASES = [
     (["profile", "--model", "{alien}", "--budgets", "64"], 2, "model_type 'llava_next' is not supported"),
     (["profile", "--model", "{notjson}", "--budgets", "64"], 2, "cannot read model config"),
     (["profile", "--model", "{folder}", "--budgets", "64"], 2, "a directory without a config.json"),
+    # -- configs transformers would build into a tower that cannot run, or that are not text ----------
+    (
+        ["predict", "--model", "{heads7}", "--budgets", "64"],
+        2,
+        "the vision width, 32, does not split into its 7 attention heads",
+    ),
+    (["predict", "--model", "{binary}", "--budgets", "64"], 2, "is not UTF-8 JSON text (byte 0 is 0xff)"),
+    (["predict", "--model", "{latin1}", "--budgets", "64"], 2, "is not UTF-8 JSON text (byte 39 is 0xe9)"),
     # -- predict: PYTORCH_CUDA_ALLOC_CONF refused where PyTorch's allocator refuses it ----------------
     (["PYTORCH_CUDA_ALLOC_CONF=foo:bar", "predict", "--model", "{config}"], 3, "PyTorch knows no setting 'foo'"),
     (["PYTORCH_CUDA_ALLOC_CONF=garbage", "predict", "--model", "{config}"], 3, "PyTorch knows no setting 'garbage'"),

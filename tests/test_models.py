@@ -463,9 +463,9 @@ def test_gemma4_graphs_are_vllms_one_per_budget_and_row_width():
     up to the configured maximum (default_output_length, 280 in the published configs), each of
     min(max(k, F), max(1, B // t)) rows of t x 3^2 patches, captured budget after budget (largest
     first), each budget's widths in order; the smallest budget is 70, so k = min(8192 // 70, 1024)."""
-    from encgraph_profiler.request import ProfileRequest, prepare
-
     from helpers import request
+
+    from encgraph_profiler.request import ProfileRequest, prepare
 
     setup = prepare(ProfileRequest(model="gemma-4-31b", budgets=(1024, 2048, 4096, 8192)))
     assert setup.settings.max_items == 117

@@ -185,6 +185,13 @@ class Adapter:
             values = value if isinstance(value, list) and name in ("image_size", "patch_size") else [value]
             if name in POSITIVE_INT_FIELDS and not all(is_whole_number(v, least=1) for v in values):
                 raise UsageError(f"{source}: vision_config.{name} is {value!r}; it must be a whole number above 0")
+        width = vision.get("embed_dim", vision.get("hidden_size"))
+        heads = vision.get("num_heads", vision.get("num_attention_heads"))
+        if "head_dim" not in vision and is_whole_number(width, 1) and is_whole_number(heads, 1) and width % heads:
+            raise UsageError(
+                f"{source}: the vision width, {width}, does not split into its {heads} attention heads; "
+                "transformers would build a tower that cannot run"
+            )
 
     def full_config(self, data: dict[str, Any]):
         """The transformers config object of the whole model, from a config.json dict."""

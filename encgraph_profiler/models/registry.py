@@ -157,7 +157,11 @@ def adapter_for(config: dict[str, Any], source: str) -> Adapter:
 
 def _read_config(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise UsageError(
+            f"model config {path} is not UTF-8 JSON text (byte {err.start} is 0x{err.object[err.start]:02x})"
+        ) from None
     except (OSError, json.JSONDecodeError) as err:
         raise UsageError(f"cannot read model config {path}: {err}") from None
     if not isinstance(data, dict):
