@@ -43,15 +43,6 @@ class Nvml:
 
         return self._query(read)
 
-    def device_used_bytes(self) -> int | None:
-        """Device-wide used memory, v2 (without the driver-reserved part the v1 figure adds)."""
-
-        def read():
-            info = self._nvml.nvmlDeviceGetMemoryInfo(self._handle, version=self._nvml.nvmlMemory_v2)
-            return int(info.used)
-
-        return self._query(read)
-
     def process_used_bytes(self) -> int | None:
         """This process's device memory, or None where the container hides per-process figures."""
 

@@ -73,6 +73,11 @@ def _soft_grid(tokens: int) -> tuple[int, int]:
 ROW_WIDTHS = (70, 140, 280, 560, 1120)  # vLLM's _SUPPORTED_SOFT_TOKENS: its capture axis
 
 
+def _row_width(config, layout: Layout) -> int:
+    """The soft tokens of each of a graph's rows, from its patches."""
+    return layout.input_patches // (layout.items * config.vision_config.pooling_kernel_size**2)
+
+
 def _rows(budget: int, width: int, items: int, frames: int) -> int:
     return min(max(items, frames), max(1, budget // width))
 
@@ -130,15 +135,13 @@ class Gemma4Adapter(Adapter):
         the images alone give (min(k_items, B // t)) raised to F where B // t allows."""
         if not frames_per_batch:
             return layout
-        k = config.vision_config.pooling_kernel_size
-        width = layout.input_patches // (layout.items * k * k)
-        return self._layout(config, layout.budget, width, layout.items, frames_per_batch)
+        return self._layout(config, layout.budget, _row_width(config, layout), layout.items, frames_per_batch)
 
     def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
         import torch
 
         k, p = config.vision_config.pooling_kernel_size, config.vision_config.patch_size
-        width = layout.input_patches // (layout.items * k * k)
+        width = _row_width(config, layout)
         rows, cols = _soft_grid(width)
         rows = max(rows - 1, 1)  # a near-square image less its last row of soft tokens, then padding
         y, x = torch.meshgrid(torch.arange(rows * k), torch.arange(cols * k), indexing="ij")
