@@ -6,7 +6,7 @@
 #   OUT=/tmp/out bash tools/gpu_conformance.sh
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp}
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 R=$OUT/results.txt
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee $R
 python3 -c 'import torch, transformers; print(torch.__version__, transformers.__version__)' | tee -a $R
