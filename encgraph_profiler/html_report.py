@@ -126,7 +126,7 @@ def _table(report: Report) -> str:
             )
         )
         + "</tr>"
-        for b in sorted(report.budgets, key=lambda b: b.key)
+        for b in sorted(report.budgets, key=lambda b: b.key.order)
     )
     missing = "".join(
         f"<tr><td>{u.key.name}</td><td colspan='9'>not measured: {escape(u.status.value)}: {escape(u.reason)}</td></tr>"
@@ -142,7 +142,7 @@ def _section(report: Report, label: str, index: int) -> str:
     pool = report.pool(PoolName.ENCODER_GRAPHS).reserved_bytes
     bars = [
         Bar(b.key.name, series, value, index)
-        for b in sorted(report.budgets, key=lambda b: b.key)
+        for b in sorted(report.budgets, key=lambda b: b.key.order)
         for series, value in (("encoder pool after capture", b.pool_reserved_bytes), ("static I/O", b.static_io_bytes))
     ]
     status = "complete" if report.complete else "INCOMPLETE"
@@ -177,7 +177,7 @@ def render(reports: list[tuple[str, Report]], title: str = "encgraph report") ->
         per_budget = [
             Bar(b.key.name, label, b.pool_reserved_bytes, i)
             for i, (label, r) in enumerate(reports)
-            for b in sorted(r.budgets, key=lambda b: b.key)
+            for b in sorted(r.budgets, key=lambda b: b.key.order)
         ]
         totals = [
             Bar(label, "encoder graph pool", r.pool(PoolName.ENCODER_GRAPHS).reserved_bytes or 0, i)

@@ -9,6 +9,7 @@ pool's ``live_bytes`` no longer counts the encoder pool's live outputs a second 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
@@ -89,6 +90,13 @@ class GraphKey(NamedTuple):
     def name(self) -> str:
         """Its name in tables and charts: "8,192", or "local 8,192"."""
         return f"{self.path} {self.budget:,}" if self.path else f"{self.budget:,}"
+
+    @property
+    def order(self) -> tuple:
+        """Where it sits in tables: by path, numbers in a path by value ("rows of 70" before "rows of 140"),
+        then by budget."""
+        parts = re.split(r"(\d+)", self.path)  # text and numbers alternate, so like compares with like
+        return (tuple(int(part) if part.isdigit() else part for part in parts), self.budget)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from rich.console import Console
 
 from encgraph_profiler import render, report_io
 from encgraph_profiler.errors import ReportError
-from encgraph_profiler.schema import SCHEMA_VERSION
+from encgraph_profiler.schema import SCHEMA_VERSION, GraphKey
 
 
 def test_round_trip_is_lossless(recorded_report_path, tmp_path):
@@ -102,3 +102,13 @@ def test_version_1_reports_are_migrated(recorded_report_data, tmp_path):
         == next(p for p in recorded_report_data["pools"] if p["pool"] == "default")["live_bytes"]
     )
     assert [(u.budget, u.status.value) for u in report.unmeasured] == [(1024, "not_run")] and not report.complete
+
+
+def test_graphs_sit_in_tables_by_path_with_numbers_by_value_then_by_budget():
+    keys = [GraphKey("rows of 140", 70), GraphKey("rows of 70", 140), GraphKey("rows of 70", 70), GraphKey("", 8)]
+    assert [key.label for key in sorted(keys, key=lambda key: key.order)] == [
+        "8",
+        "rows of 70:70",
+        "rows of 70:140",
+        "rows of 140:70",
+    ]

@@ -87,7 +87,7 @@ def budget_table(report: Report) -> Table:
         caption=f"largest budget: {report.settings.layout}" if report.settings.layout else None,
     )
     rows: list[BudgetResult | UnmeasuredBudget] = [*report.budgets, *report.unmeasured]
-    for b in sorted(rows, key=lambda row: row.key):
+    for b in sorted(rows, key=lambda row: row.key.order):
         if isinstance(b, UnmeasuredBudget):  # why it has no figures, across the row
             asked = "" if b.requested_bytes is None else f"; {b.requested_bytes:,} bytes requested"
             cells: list[Cell] = [b.key.name, "", "", Text(b.status.words, style="red"), *[""] * 6]
