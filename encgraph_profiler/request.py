@@ -196,6 +196,12 @@ def prepare(request: ProfileRequest, capability: tuple[int, int] | None = None) 
     adapter = spec.adapter
     attn = resolve_attention(request.attn, adapter, capability)
     _check_attention(attn, adapter)
+    if request.strategy.capture is Capture.VLLM and adapter.vllm_attention not in (None, attn):
+        raise UsageError(
+            f"--as vllm --attn {attn}: vLLM captures {adapter.family}'s encoder graphs only with its flash-attention "
+            f"ViT backend and refuses to capture with any other; give --attn {adapter.vllm_attention} (or auto on a "
+            "GPU of compute capability 8.0 or newer)"
+        )
     tower_config = adapter.tower_config(spec.config)
     if request.max_frames_per_batch and not adapter.captures_video:
         raise UsageError(

@@ -216,9 +216,9 @@ CASES = [
     ([*PROFILE, "--baseline", "{good}"], 5, "was made with other settings"),
     (["profile", "--model", "qwen9-vl"], 2, "unknown model 'qwen9-vl'"),
     (
-        ["profile", "--model", "MiniCPM-V-2_6"],
+        ["profile", "--model", "MiniCPM-V-4.6"],
         2,
-        "MiniCPM-V-2_6 (minicpmv) is not supported: MiniCPM-V 2.5 to 4.5 publish",
+        "MiniCPM-V-4.6 (minicpmv4_6) is not supported: MiniCPM-V 4.6 has no resampler",
     ),
     (
         ["profile", "--model", "{deptext}", "--budgets", "64"],

@@ -98,7 +98,7 @@ def test_models_lists_families_and_configs_with_parameter_counts():
     assert {"qwen3_5_moe", "qwen2_vl", "glm4v", "llama4", "smolvlm", "siglip"} <= {
         t for f in data["families"] for t in f["model_types"]
     }
-    assert len(rows) == 23
+    assert len(rows) == 30
     forms = {f["family"]: f["authors_own_forms"] for f in data["families"]}
     assert (forms["internvl"], forms["lfm2-vl"], forms["ernie4.5-vl"], forms["deepseek-ocr2"], forms["qwen2-vl"]) == (
         ["internvl_chat"],
@@ -113,13 +113,12 @@ def test_models_lists_families_and_configs_with_parameter_counts():
     assert {r["name"]: r["tower_parameters"] for r in rows}["qwen2-vl-7b"] == 675_759_104
     assert data["by_id_only"]["step-3.7"] == "stepfun-ai/Step-3.7-Flash"
     refused = {r["model_type"]: r for r in data["refused"]}
-    assert set(refused) == set(refusals()) >= {"minicpmv", "step3_vl", "deepseek_vl_v2"}
-    assert "deepseek-vl2" in refused["deepseek_vl_v2"]["names"] and "resampler" in refused["minicpmv"]["reason"]
-    assert refused["minicpmv"]["vllm"] == [
-        {"file": "model_executor/models/minicpmv.py", "class": "_MiniCPMVEncoderCudaGraphMixin"}
-    ]
+    assert set(refused) == set(refusals()) >= {"minicpmv4_6", "step3_vl"}
+    assert "resampler" in refused["minicpmv4_6"]["reason"]
     captures = {(c["file"], c["class"]): c for c in data["vllm_captures"]}
     assert data["vllm_version"] == "0.33.0" and len(captures) == 22
+    minicpm = captures["model_executor/models/minicpmv.py", "_MiniCPMVEncoderCudaGraphMixin"]
+    assert (minicpm["status"], minicpm["supported_by"]) == ("supported", ["minicpmv"])
     qwen2 = captures["model_executor/models/qwen2_vl.py", "Qwen2VLForConditionalGeneration"]
     assert (qwen2["status"], qwen2["supported_by"]) == ("supported", ["qwen2-vl"])
     table = run("models").output

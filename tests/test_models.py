@@ -110,6 +110,9 @@ def test_aliases_resolve(name, expected):
         ("step3p7", "stepfun-ai/Step-3.7-Flash"),
         ("Step3-VL", "stepfun-ai/Step3-VL-10B"),
         ("Step3-VL-10B", "stepfun-ai/Step3-VL-10B"),
+        ("DeepSeek-VL2-Small", "deepseek-ai/deepseek-vl2-small"),
+        ("MiniCPM-V-4", "openbmb/MiniCPM-V-4"),
+        ("MiniCPM-o-2_6", "openbmb/MiniCPM-o-2_6"),
     ],
 )
 def test_names_of_a_family_read_by_id_only_point_to_the_id(name, repo_id):
@@ -120,13 +123,8 @@ def test_names_of_a_family_read_by_id_only_point_to_the_id(name, repo_id):
 @pytest.mark.parametrize(
     "name, model_type, reason",
     [
-        ("MiniCPM-V", "minicpmv", "a ViT and a resampler"),
-        ("MiniCPM-V-2_6", "minicpmv", "MiniCPM-V 2.5 to 4.5"),
-        ("MiniCPM-Llama3-V-2_5", "minicpmv", "MiniCPM-V 2.5 to 4.5"),
         ("MiniCPM-V-4.6", "minicpmv4_6", "MiniCPM-V 4.6 has no resampler"),
         ("minicpm-v-4_7", "minicpmv4_7", "vLLM does not capture encoder CUDA graphs for it"),
-        ("DeepSeek-VL2-Small", "deepseek_vl_v2", "DeepSeek-OCR 2's deepseek_vl_v2 config is"),
-        ("DeepSeek-OCR", "deepseek_vl_v2", "DeepSeek-VL2 and DeepSeek-OCR publish"),
         ("Step3", "step3_vl", "Step3-VL-10B, model_type step_robotics"),
     ],
 )
@@ -181,7 +179,10 @@ def test_tower_parameters_match_the_real_checkpoints(name, tower_millions):
 # blocks, plus the projector); ERNIE-4.5-VL-28B-A3B: 28 B, the language model with its text and vision experts (checked
 # in test_remote_code.py), here with the 630 M ViT and the 144 M resampler; DeepSeek-OCR 2: its published checkpoint
 # index records 6,779,249,408 bytes of bf16 weights, 3.39 B parameters; GLM-4.5V and GLM-4.6V: GLM-4.5-Air's 106 B
-# language model (106.85 B here) with the 859 M tower; Kimi-VL-A3B: 16 B, its 400 M MoonViT with the projector.
+# language model (106.85 B here) with the 859 M tower; Kimi-VL-A3B: 16 B, its 400 M MoonViT with the projector;
+# DeepSeek-OCR: its model.safetensors lists 3,336,106,240 parameters; MiniMax-M3: its 59 shards list 427,040,140,160,
+# here less 57 x 128 router correction biases (buffers in transformers); MiniCPM-V 2.6 and 2.5: their bf16 / fp16
+# shards total 16.19 GB and 17.08 GB (8.10 B and 8.54 B at 2 bytes each).
 @pytest.mark.parametrize(
     "name, total_billions, tower_millions",
     [
@@ -197,6 +198,10 @@ def test_tower_parameters_match_the_real_checkpoints(name, tower_millions):
         ("glm-4.5v", 107.71, 858.68),
         ("glm-4.6v", 107.71, 858.68),
         ("kimi-vl-a3b", 16.41, 447.55),
+        ("deepseek-ocr", 3.34, 401.37),
+        ("minimax-m3", 427.04, 865.57),
+        ("minicpm-v-2-6", 8.10, 486.41),
+        ("minicpm-llama3-v-2-5", 8.54, 506.83),
     ],
 )
 def test_published_configs_give_the_published_sizes(name, total_billions, tower_millions):

@@ -75,8 +75,8 @@ def test_internvl_chat_builds_the_tower_of_opengvlabs_own_conversion():
         (lambda d: d.update(ps_version="v1"), "ps_version 'v1'"),
         (lambda d: d["llm_config"].update(model_type="internlm2"), "no InternLM2 language model"),
         (lambda d: d.pop("llm_config"), "needs vision_config and llm_config"),
-        (lambda d: d.update(model_type="deepseek_vl_v2"), "deepseek_vl_v2 config for their own code"),
-        (lambda d: d.update(model_type="minicpmv"), "minicpmv config for their own code"),
+        (lambda d: d.update(model_type="deepseek_vl_v2"), "needs vision_config and language_config"),
+        (lambda d: d.update(model_type="minicpmv"), "query_num must be a whole number above 0"),
         (
             lambda d: d.update(model_type="step3_vl"),
             "Step3-VL-10B, model_type step_robotics, and Step-3.7, model_type step3p7, are",
@@ -354,7 +354,7 @@ def test_deepseek_ocr2_own_form_builds_the_tower_vllm_builds_whatever_its_vision
     [
         (
             lambda d: d.update(architectures=["DeepseekVLV2ForCausalLM"]),
-            "DeepSeek-VL2 and DeepSeek-OCR publish a deepseek_vl_v2 config",
+            "vision_config.image_size is 1024; vLLM builds DeepSeek-VL2's SigLIP so400m",
         ),
         (lambda d: d.pop("language_config"), "needs language_config and projector_config objects"),
         (lambda d: d["language_config"].update(use_mla=True), "multi-head latent attention"),

@@ -63,7 +63,8 @@ def test_refusals_of_captured_families_do_not_deny_the_capture(census):
 
 
 def test_every_adapter_cites_a_census_entry(census):
-    stale = [f"{a.family}: {_where(a.vllm)}" for a in adapters() if a.vllm and a.vllm not in census.sources()]
+    cited = [(a.family, source) for a in adapters() for source in (a.vllm, *a.vllm_also) if source]
+    stale = [f"{family}: {_where(source)}" for family, source in cited if source not in census.sources()]
     assert not stale, f"adapters citing a file or class vLLM {census.vllm_version} does not have: " + "; ".join(stale)
 
 

@@ -17,9 +17,16 @@ referenced when the baseline is taken.
     python tools/bare_ladder.py step3p7.json 1024,2048,4096,8192 > bare.json  # Step3p7Config().to_dict()
     python tools/bare_ladder.py step3-vl-10b.json 1024,2048,4096,8192 > bare.json  # StepFun's step_robotics form
     python tools/bare_ladder.py deepseek-ocr-2.json 1024,2048,4096,8192 > bare.json  # transformers' deepseek_ocr2 form
+    python tools/bare_ladder.py configs/kimi-k3.json 1024,2048,4096,8192 varlen > bare.json  # kimi_k3 form
+    python tools/bare_ladder.py configs/minimax-m3.json 1024,2048,4096,8192 varlen > bare.json
+    python tools/bare_ladder.py configs/deepseek-v4.1-flash.json 1024,2048,4096,8192 varlen > bare.json
+    python tools/bare_ladder.py configs/deepseek-vl2.json 1024,2048,4096,8192 > bare.json
+    python tools/bare_ladder.py configs/deepseek-ocr.json 1024,2048,4096,8192 > bare.json  # two paths
+    python tools/bare_ladder.py configs/minicpm-v-2-6.json 1024,2048,4096,8192 > bare.json  # capture axes
 
-With ``varlen`` (Qwen2-VL, Kimi-VL, Kimi-K2.5), attention is ATen's flash kernel over the packed
-images, called here directly, the segments on the device and the longest image given.
+With ``varlen`` (the families that pack their images into one sequence), attention is ATen's flash
+kernel over the packed images, called here directly, the segments on the device and the longest image
+given.
 """
 
 import importlib

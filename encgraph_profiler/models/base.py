@@ -130,6 +130,9 @@ class Adapter:
     family: str = ""
     model_types: tuple[str, ...] = ()  # the "model_type" values of full configs this adapter reads
     vllm: VllmSource | None = None  # None: no vLLM release captures this family's encoder graphs
+    # Further places vLLM defines the same capture rules for the same model (one class per platform:
+    # DeepSeek-V4.1's NVIDIA and ROCm builds), which the drift test counts as this family's too.
+    vllm_also: tuple[VllmSource, ...] = ()
     # Names that pick one of the family's bundled configs ("qwen2-vl" -> "qwen2-vl-7b").
     aliases: ClassVar[dict[str, str]] = {}
     # Names of models without a bundled config -> the Hugging Face id to give instead.
@@ -141,6 +144,9 @@ class Adapter:
     takes_max_items: bool = True  # a budget's batch is capped at k items (vLLM's max items per batch)
     packs_sequences: bool = False  # the tower passes cu_seqlens to its attention: --attn varlen applies
     captures_video: bool = False  # vLLM captures a video layout for the family (--max-frames-per-batch)
+    # The only attention vLLM captures the family's graphs with (MiniMax M3: "varlen", its FLASH_ATTN ViT
+    # backend); None where vLLM captures them with any. --as vllm refuses another.
+    vllm_attention: str | None = None
     has_language_model: bool = True
     # vLLM's encoder paths, each with its own set of budget graphs in the one pool, in capture order
     # (Step3-VL: global images and local crops); ("",) for the single path of most families.

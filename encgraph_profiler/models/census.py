@@ -152,7 +152,7 @@ def status(
     return tuple(
         EntryStatus(
             entry,
-            tuple(sorted({a.family for a in adapters if a.vllm == entry.source})),
+            tuple(sorted({a.family for a in adapters if entry.source in (a.vllm, *a.vllm_also)})),
             tuple(sorted({r.model_type for r in refused if entry.source in r.vllm})),
         )
         for entry in census.entries

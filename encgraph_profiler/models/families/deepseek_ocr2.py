@@ -24,7 +24,7 @@ from typing import Any
 from ...errors import UsageError
 from ..base import Layout, random_input, whole_numbers
 from ..layouts.two_path import TwoPathAdapter
-from .deepseek_vl2 import DEEPSEEK_VL2_REFUSED
+from . import deepseek_ocr, deepseek_vl2
 
 GLOBAL_VIEW = 1024  # vLLM's BASE_SIZE: the global view of every image
 LOCAL_CROP = 768  # vLLM's IMAGE_SIZE: the crops of a large image
@@ -112,15 +112,25 @@ _DEEPSEEK_OCR2_ENCODER = {
 
 
 def _deepseek_vl_v2(data: dict[str, Any], source: str) -> dict[str, Any]:
-    """DeepSeek's own ``deepseek_vl_v2`` form. DeepSeek-OCR 2's (architecture ``DeepseekOCR2ForCausalLM``,
-    the form ``vllm serve deepseek-ai/DeepSeek-OCR-2`` reads) onto transformers' ``deepseek_ocr2``: the
+    """DeepSeek's own ``deepseek_vl_v2`` form, which DeepSeek-VL2, DeepSeek-OCR and DeepSeek-OCR 2 all
+    publish, told apart by their architectures as vLLM's DeepseekVLV2Config does: DeepseekOCRForCausalLM
+    (read by deepseek_ocr.py), DeepseekOCR2ForCausalLM (here), anything else DeepSeek-VL2 (deepseek_vl2.py;
+    its published configs name no architecture)."""
+    architectures = data.get("architectures") or ()
+    if "DeepseekOCRForCausalLM" in architectures:
+        return deepseek_ocr.deepseek_vl_v2(data, source)
+    if "DeepseekOCR2ForCausalLM" not in architectures:
+        return deepseek_vl2.deepseek_vl_v2(data, source)
+    return _deepseek_ocr2_form(data, source)
+
+
+def _deepseek_ocr2_form(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """DeepSeek-OCR 2's form (architecture ``DeepseekOCR2ForCausalLM``,
+    what ``vllm serve deepseek-ai/DeepSeek-OCR-2`` reads) onto transformers' ``deepseek_ocr2``: the
     vision tower at the fixed sizes vLLM builds whatever ``vision_config`` says (SAM ViT-B, its last
     convolution 896 wide, and a 24-layer 896-wide Qwen2 encoder), the linear projector of
     ``projector_config``, and the language model of ``language_config`` (DeepSeek-V2 with multi-head
-    attention), sparse from layer ``first_k_dense_replace`` on at every ``moe_layer_freq``-th layer.
-    DeepSeek-VL2 and DeepSeek-OCR have no transformers class at all."""
-    if "DeepseekOCR2ForCausalLM" not in data.get("architectures", ()):
-        raise UsageError(f"{source}: {DEEPSEEK_VL2_REFUSED}")
+    attention), sparse from layer ``first_k_dense_replace`` on at every ``moe_layer_freq``-th layer."""
     text, projector = data.get("language_config"), data.get("projector_config")
     if not isinstance(text, dict) or not isinstance(projector, dict):
         raise UsageError(f"{source}: a DeepSeek-OCR 2 config needs language_config and projector_config objects")
@@ -175,7 +185,7 @@ def _language_model(text: dict[str, Any], source: str) -> dict[str, Any]:
 class DeepseekOcr2Adapter(TwoPathAdapter):
     family = "deepseek-ocr2"
     model_types = ("deepseek_ocr2",)
-    own_forms = {"deepseek_vl_v2": _deepseek_vl_v2}  # DeepSeek-OCR 2's; DeepSeek-VL2's is refused
+    own_forms = {"deepseek_vl_v2": _deepseek_vl_v2}  # DeepSeek-VL2's, DeepSeek-OCR's and DeepSeek-OCR 2's
     config_class_name = "transformers:DeepseekOcr2Config"
     model_class_name = "transformers:DeepseekOcr2ForConditionalGeneration"
     global_noun = "views"
