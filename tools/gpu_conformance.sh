@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# The families laid out by vLLM 0.33.0's rules on a CUDA machine: the GPU suite, then Gemma 4, Kimi-K2.5,
-# Kimi-VL and GLM-OCR (at GlmOcrConfig's defaults) each profiled, predicted (per graph, to the byte) and,
-# where tools/bare_ladder.py builds the family, measured independently in a fresh process. One line per
-# check in $OUT/results.txt, as they come; reports and logs beside it.
-#   OUT=/tmp/out bash tools/gpu_conformance.sh
+# The families laid out by vLLM 0.33.0's rules, on a CUDA machine: each profiled, predicted (per graph, to
+# the byte) and measured independently in a fresh process by tools/bare_ladder.py. One line per check in
+# $OUT/results.txt, as they come; reports and logs beside it. Groups, in the order given:
+#   suite     the GPU tests (tests/test_gpu.py and every family's gpu-marked tests)
+#   layouts   Gemma 4, Kimi-K2.5, Kimi-VL and GLM-OCR (their layouts rewritten to vLLM 0.33.0)
+#   families  Cohere Compass, GLM-5.3-Flash, MiniMax M3, Kimi-K3, DeepSeek-V4.1, DeepSeek-VL2, DeepSeek-OCR
+#   minicpm   MiniCPM-V 2.6 (16 graphs, about 48 GiB)
+#     OUT=/tmp/out bash tools/gpu_conformance.sh suite layouts
+# Cohere Compass and GLM-5.3-Flash have no bundled config: their tiny text configs with the published
+# vision sizes stand in (the vision tower is all that is captured).
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 R=$OUT/results.txt
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee $R
+L=1024,2048,4096,8192
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee -a $R
 python3 -c 'import torch, transformers; print(torch.__version__, transformers.__version__)' | tee -a $R
-python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py > $OUT/gpu_tests.txt 2>&1; echo "gpu tests: $(tail -1 $OUT/gpu_tests.txt)" | tee -a $R
+
 summary() {  # summary NAME: measured vs predicted, per graph
 python3 - "$1" <<'PY' | tee -a $R
 import json, os, sys
@@ -32,25 +38,58 @@ PY
 }
 run() {  # run NAME ARGS...: profile and predict
   local name=$1; shift
-  python3 cli.py profile "$@" --json $OUT/$name.json > $OUT/$name.out 2> $OUT/$name.err
+  /usr/bin/time -f "%e s" -o $OUT/$name.time python3 cli.py profile "$@" --json $OUT/$name.json > $OUT/$name.out 2> $OUT/$name.err
   python3 cli.py predict "$@" --json $OUT/$name.predicted.json > /dev/null 2>> $OUT/$name.err
   summary $name
 }
-bare() {  # bare NAME CONFIG ATTN
-  python3 tools/bare_ladder.py $2 1024,2048,4096,8192 $3 > $OUT/bare.$1.json 2> $OUT/bare.$1.err
+bare() {  # bare NAME CONFIG ATTN: the independent measurement, to compare with `run NAME` (plain capture)
+  python3 tools/bare_ladder.py $2 $L $3 > $OUT/bare.$1.json 2> $OUT/bare.$1.err
   echo "bare $1: $(cat $OUT/bare.$1.json) $(tail -1 $OUT/bare.$1.err)" | tee -a $R
 }
-L=1024,2048,4096,8192
-run gemma-4-31b --model gemma-4-31b --budgets $L
-bare gemma-4-31b configs/gemma-4-31b.json sdpa
-run kimi-k2.5 --model kimi-k2.5 --budgets $L
-bare kimi-k2.5 configs/kimi-k2.5.json varlen
-run kimi-k2.5.sdpa --model kimi-k2.5 --budgets $L --attn sdpa
-run kimi-vl-a3b --model kimi-vl-a3b --budgets $L
-bare kimi-vl-a3b configs/kimi-vl-a3b.json varlen
-run kimi-k2.5.vllm --model kimi-k2.5 --budgets $L --as vllm
-run gemma-4-e4b --model gemma-4-e4b --budgets $L
-run gemma-4-31b.vllm --model gemma-4-31b --budgets $L --as vllm
-mkdir -p /tmp/glm-ocr && python3 -c 'import json; from transformers import GlmOcrConfig; json.dump(GlmOcrConfig().to_dict(), open("/tmp/glm-ocr/config.json", "w"))'
-run glm-ocr --model /tmp/glm-ocr --budgets $L
+stand_in() {  # stand_in NAME TINY VISION_JSON: a config folder of the tiny text config and the published vision sizes
+  mkdir -p /tmp/$1
+  python3 -c "import json, sys; d = json.load(open('$2')); d['vision_config'] = json.loads(sys.argv[1]); json.dump(d, open('/tmp/$1/config.json', 'w'))" "$3"
+}
+
+suite() {
+  python3 -m pytest -q -p no:cacheprovider -m gpu tests > $OUT/gpu_tests.txt 2>&1
+  echo "gpu tests: $(tail -1 $OUT/gpu_tests.txt)" | tee -a $R
+}
+layouts() {
+  run gemma-4-31b --model gemma-4-31b --budgets $L
+  bare gemma-4-31b configs/gemma-4-31b.json sdpa
+  run kimi-k2.5 --model kimi-k2.5 --budgets $L
+  bare kimi-k2.5 configs/kimi-k2.5.json varlen
+  run kimi-k2.5.sdpa --model kimi-k2.5 --budgets $L --attn sdpa
+  run kimi-vl-a3b --model kimi-vl-a3b --budgets $L
+  bare kimi-vl-a3b configs/kimi-vl-a3b.json varlen
+  run kimi-k2.5.vllm --model kimi-k2.5 --budgets $L --as vllm
+  run gemma-4-e4b --model gemma-4-e4b --budgets $L
+  run gemma-4-31b.vllm --model gemma-4-31b --budgets $L --as vllm
+  mkdir -p /tmp/glm-ocr && python3 -c 'import json; from transformers import GlmOcrConfig; json.dump(GlmOcrConfig().to_dict(), open("/tmp/glm-ocr/config.json", "w"))'
+  run glm-ocr --model /tmp/glm-ocr --budgets $L
+}
+families() {
+  stand_in cohere-compass configs/tiny/tiny-cohere-compass.json '{"model_type": "cohere_compass_vision", "depth": 27, "hidden_size": 1152, "intermediate_size": 4304, "num_heads": 16, "patch_size": 16, "temporal_patch_size": 2, "spatial_merge_size": 2, "out_hidden_size": 2048, "num_position_embeddings": 2304, "deepstack_visual_indexes": [8, 16, 24]}'
+  stand_in glm5-next configs/tiny/tiny-glm5-next.json '{"model_type": "glm5_next_vision", "depth": 24, "hidden_size": 1024, "intermediate_size": 4096, "num_heads": 16, "image_size": 448, "patch_size": 14, "temporal_patch_size": 2, "spatial_merge_size": 2, "out_hidden_size": 4096, "projection_intermediate_size": 10240}'
+  run cohere-compass --model /tmp/cohere-compass --budgets $L
+  bare cohere-compass /tmp/cohere-compass/config.json varlen
+  run glm5-next --model /tmp/glm5-next --budgets $L
+  bare glm5-next /tmp/glm5-next/config.json varlen
+  run minimax-m3 --model minimax-m3 --budgets $L
+  bare minimax-m3 configs/minimax-m3.json varlen
+  run kimi-k3 --model kimi-k3 --budgets $L
+  bare kimi-k3 configs/kimi-k3.json varlen
+  run deepseek-v4.1-flash --model deepseek-v4.1-flash --budgets $L
+  bare deepseek-v4.1-flash configs/deepseek-v4.1-flash.json varlen
+  run deepseek-vl2 --model deepseek-vl2 --budgets $L
+  bare deepseek-vl2 configs/deepseek-vl2.json sdpa
+  run deepseek-ocr --model deepseek-ocr --budgets $L
+  bare deepseek-ocr configs/deepseek-ocr.json sdpa
+}
+minicpm() {
+  run minicpm-v-2-6 --model minicpm-v-2-6 --budgets $L
+  bare minicpm-v-2-6 configs/minicpm-v-2-6.json sdpa
+}
+for group in ${@:-suite layouts}; do $group; done
 echo done | tee -a $R
