@@ -55,6 +55,7 @@ def test_every_two_path_family_is_tested_below():
 TWO_PATH_LADDERS = [
     ("tiny-step3p7", (81, 162), [("global", 64), ("global", 128), ("global", 162), ("local", 81), ("local", 162)]),
     ("tiny-step3-vl", (81, 162), [("global", 64), ("global", 128), ("global", 162), ("local", 81), ("local", 162)]),
+    ("tiny-deepseek-ocr", (100, 300), [("global", 272), ("global", 300), ("local", 100), ("local", 200), ("local", 300)]),
     (
         "tiny-deepseek-ocr2",
         (256, 512),
@@ -65,7 +66,7 @@ TWO_PATH_LADDERS = [
 
 @pytest.mark.parametrize("model, budgets, graphs", TWO_PATH_LADDERS)
 def test_two_path_family_captures_both_paths_and_replays(model, budgets, graphs):
-    """Step-3.7, Step3-VL, DeepSeek-OCR 2: each path's ladder in one pool, every graph replaying as eager."""
+    """Step-3.7, Step3-VL, DeepSeek-OCR and OCR 2: each path's ladder in one pool, every graph replaying as eager."""
     report = _profile(model, budgets)
     assert [(b.path, b.budget) for b in report.budgets] == graphs
     assert [b.replay_matches_eager for b in report.budgets] == [True] * len(graphs)
