@@ -55,7 +55,11 @@ def test_every_two_path_family_is_tested_below():
 TWO_PATH_LADDERS = [
     ("tiny-step3p7", (81, 162), [("global", 64), ("global", 128), ("global", 162), ("local", 81), ("local", 162)]),
     ("tiny-step3-vl", (81, 162), [("global", 64), ("global", 128), ("global", 162), ("local", 81), ("local", 162)]),
-    ("tiny-deepseek-ocr", (100, 300), [("global", 272), ("global", 300), ("local", 100), ("local", 200), ("local", 300)]),
+    (
+        "tiny-deepseek-ocr",
+        (100, 300),
+        [("global", 272), ("global", 300), ("local", 100), ("local", 200), ("local", 300)],
+    ),
     (
         "tiny-deepseek-ocr2",
         (256, 512),
