@@ -3,10 +3,11 @@
 # the byte) and measured independently in a fresh process by tools/bare_ladder.py. One line per check in
 # $OUT/results.txt, as they come; reports and logs beside it. Groups, in the order given:
 #   suite     the GPU tests (tests/test_gpu.py and every family's gpu-marked tests)
-#   layouts   Gemma 4, Kimi-K2.5, Kimi-VL and GLM-OCR (their layouts rewritten to vLLM 0.33.0)
+#   rewritten Gemma 4 31B and Kimi-K2.5, whose layouts were rewritten to vLLM 0.33.0
+#   layouts   more of them: --attn sdpa, --as vllm, Gemma 4 E4B, Kimi-VL, GLM-OCR
 #   families  Cohere Compass, GLM-5.3-Flash, MiniMax M3, Kimi-K3, DeepSeek-V4.1, DeepSeek-VL2, DeepSeek-OCR
 #   minicpm   MiniCPM-V 2.6 (16 graphs, about 48 GiB)
-#     OUT=/tmp/out bash tools/gpu_conformance.sh suite layouts
+#     OUT=/tmp/out bash tools/gpu_conformance.sh suite rewritten families
 # Cohere Compass and GLM-5.3-Flash have no bundled config: their tiny text configs with the published
 # vision sizes stand in (the vision tower is all that is captured).
 cd "$(dirname "$0")/.."
@@ -55,11 +56,13 @@ suite() {
   python3 -m pytest -q -p no:cacheprovider -m gpu tests > $OUT/gpu_tests.txt 2>&1
   echo "gpu tests: $(tail -1 $OUT/gpu_tests.txt)" | tee -a $R
 }
-layouts() {
+rewritten() {
   run gemma-4-31b --model gemma-4-31b --budgets $L
   bare gemma-4-31b configs/gemma-4-31b.json sdpa
   run kimi-k2.5 --model kimi-k2.5 --budgets $L
   bare kimi-k2.5 configs/kimi-k2.5.json varlen
+}
+layouts() {
   run kimi-k2.5.sdpa --model kimi-k2.5 --budgets $L --attn sdpa
   run kimi-vl-a3b --model kimi-vl-a3b --budgets $L
   bare kimi-vl-a3b configs/kimi-vl-a3b.json varlen
@@ -91,5 +94,5 @@ minicpm() {
   run minicpm-v-2-6 --model minicpm-v-2-6 --budgets $L
   bare minicpm-v-2-6 configs/minicpm-v-2-6.json sdpa
 }
-for group in ${@:-suite layouts}; do $group; done
+for group in ${@:-suite rewritten layouts}; do $group; done
 echo done | tee -a $R
