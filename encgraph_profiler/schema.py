@@ -112,6 +112,7 @@ class Provenance:
     created_at: str
     visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES of the run: which GPU of the host it used
     vllm_rules: str | None = None  # the vLLM release whose encoder-graph rules laid the budgets out
+    node: str | None = None  # the host it ran on, where a sweep placed it on a Ray cluster
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
 """`encgraph sweep` on the fake device: every cell in its own forked process (which inherits the
-fake), placed on the GPUs named, merged; a failing cell is recorded and the sweep goes on."""
+fake), placed on the GPUs named, merged; a failing cell is recorded and the sweep goes on. And
+`sweep --predict`: each cell's report the one `encgraph predict` gives alone. (`--on ray`:
+test_sweep_ray.py.)"""
 
 import json
+import sys
 
 import pytest
 from fake_device import FakeDevice
@@ -81,11 +84,56 @@ def test_a_cell_that_crashes_does_not_stop_the_sweep(monkeypatch, tmp_path):
         return FakeDevice()
 
     monkeypatch.setattr(cuda_device, "CudaDevice", device)
+    monkeypatch.setattr(sweep, "device_count", lambda: 1)
     result = _sweep(tmp_path, "--budgets", "64", "--as", "vllm,tensorrt-llm", "--format", "json")
     cells = json.loads(result.stdout)["cells"]
     assert result.exit_code == 4
     assert cells[0]["exit_code"] == 9 and "ended with 9 and said nothing" in cells[0]["message"]
     assert cells[1]["exit_code"] == 0 and cells[1]["gpu"] is None
+
+
+def comparable(path):
+    """A report as JSON data, less what differs between two runs of the same prediction."""
+    data = report_io.to_dict(report_io.load(path))
+    data["provenance"].pop("created_at")
+    data.pop("wall_ms")
+    return data
+
+
+def test_a_prediction_sweep_gives_each_cell_the_report_predict_gives_alone(tmp_path):
+    args = ["--budgets", "64,128", "--as", "vllm,sglang", "--gpu-capability", "9.0,7.5", "--workers", "2"]
+    result = _sweep(tmp_path, "--predict", *args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    cells = json.loads(result.stdout)["cells"]
+    assert [(c["strategy"], c["gpu_capability"], c["report"]) for c in cells] == [
+        (s, cc, f"{MODEL}.64-128.{s}.cc{cc}.json") for s in ("vllm", "sglang") for cc in ("9.0", "7.5")
+    ]
+    for c in cells:
+        assert (c["exit_code"], c["gpu"], c["node"], c["gpu_type"]) == (0, None, None, None)
+        alone = tmp_path / f"alone.{c['report']}"
+        run_alone = ["--model", MODEL, "--budgets", "64,128", "--as", c["strategy"], "--gpu-capability"]
+        assert runner.invoke(app, ["predict", *run_alone, c["gpu_capability"], "--json", str(alone)]).exit_code == 0
+        assert comparable(tmp_path / c["report"]) == comparable(alone)
+    # Compute capability 7.5 has no packed varlen kernel: the reports say what each was predicted for.
+    attn = {c["gpu_capability"]: report_io.load(tmp_path / c["report"]).settings.attn for c in cells}
+    assert attn == {"9.0": "varlen", "7.5": "sdpa"}
+
+
+def test_on_ray_without_ray_says_how_to_get_it(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as where it is not installed: `import ray` fails
+    result = _sweep(tmp_path / "out", "--budgets", "64", "--predict", "--on", "ray")
+    assert result.exit_code == 3
+    assert result.output == "error: --on ray needs Ray, an optional extra of encgraph: pip install 'encgraph[ray]'\n"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("count", [0, None])  # NVML counts no GPU; no NVML at all
+def test_a_measurement_sweep_on_a_host_without_a_gpu_is_refused_before_any_cell(monkeypatch, tmp_path, count):
+    monkeypatch.setattr(sweep, "device_count", lambda: count)
+    result = _sweep(tmp_path / "out", "--budgets", "64")
+    assert result.exit_code == 3
+    assert result.output.startswith("error: sweep measures each cell on a GPU and NVML sees none on this host;")
+    assert "--predict" in result.output and not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(
@@ -95,6 +143,16 @@ def test_a_cell_that_crashes_does_not_stop_the_sweep(monkeypatch, tmp_path):
         (("--gpus", "1,1"), "names a GPU twice"),
         (("--as", "vllm,other"), "choose from vllm"),
         (("--budgets", "0"), "budget 0 must be a positive"),
+        (("--predict", "--gpus", "0"), "--gpus picks GPUs of this host for measurements; a prediction runs on CPUs"),
+        (("--on", "ray", "--gpus", "0"), "with --on ray, Ray places each cell (--gpu-type)"),
+        (("--gpu-capability", "8.0"), "--gpu-capability names the GPUs a prediction is for; add --predict"),
+        (("--predict", "--gpu-capability", "9.x"), "--gpu-capability '9.x': give MAJOR.MINOR"),
+        (("--gpu-type", "H100"), "--gpu-type: needs --on ray"),
+        (("--predict", "--on", "ray", "--gpu-type", "H100"), "--gpu-type: a prediction runs on CPUs"),
+        (("--on", "ray", "--gpu-type", "H100,L40S;"), "--gpu-type 'L40S;': give Ray accelerator types"),
+        (("--workers", "2"), "--workers: a local measurement runs one cell at a time on each GPU of --gpus"),
+        (("--predict", "--workers", "0"), "--workers 0: give 1 or more cells at once"),
+        (("--on", "cloud"), "'cloud' is not one of 'local', 'ray'"),
     ],
 )
 def test_bad_sweeps_are_refused_before_any_cell_runs(fake, tmp_path, args, message):

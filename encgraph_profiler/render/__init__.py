@@ -280,6 +280,14 @@ def compare_table(reports: dict[str, Report | None], totals: dict[str, int | Non
     return table
 
 
+def _where(r: CellResult) -> str:
+    """Where a cell ran: the compute capability it was predicted for, or its GPU (on its Ray node)."""
+    if r.cell.capability is not None:
+        return "cc {}.{}".format(*r.cell.capability)
+    gpu = r.gpu or "-"
+    return f"{r.node} GPU {gpu}" if r.node else gpu
+
+
 def sweep_table(results: Sequence[CellResult], pools: Sequence[int | None]) -> Table:
     """One row per cell: what it ran, where, its encoder pool (``pools``, in the same order) and its result."""
     table = new_table(
@@ -293,7 +301,7 @@ def sweep_table(results: Sequence[CellResult], pools: Sequence[int | None]) -> T
             r.cell.model,
             ",".join(map(str, r.cell.budgets)),
             r.cell.strategy,
-            r.gpu or "-",
+            _where(r),
             mib(pool),
             f"{r.wall_s:.1f}",
             "ok" if r.exit_code == 0 else f"exit {r.exit_code}: {r.message}",
