@@ -233,6 +233,58 @@ def test_captured_module_computes_what_vllms_tower_computes():
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
+def _traced(adapter, tower, inputs, modules: dict) -> tuple[list, dict]:
+    """encgraph's trace of the captured forward (meta tensors) and, for each module named, one (events
+    so far, output storage) a call: where in the trace its output was made."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+    from encgraph_profiler.trace import AllocationTrace, trace
+
+    made = {name: [] for name in modules}
+
+    def hook(name):
+        def record(module, args, output):
+            recorder = next(m for m in _get_current_dispatch_mode_stack() if isinstance(m, AllocationTrace))
+            made[name].append((len(recorder.events), output.untyped_storage()._cdata))
+
+        return record
+
+    handles = [module.register_forward_hook(hook(name)) for name, module in modules.items()]
+    try:
+        with torch.inference_mode():
+            events, _ = trace(lambda: adapter.forward(tower, inputs))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return events, made
+
+
+def _freed(events, made) -> int:
+    """Where the output made at ``made`` (from ``_traced``) is freed."""
+    start, key = made
+    return next(i for i in range(start, len(events)) if events[i][:2] == ("free", key))
+
+
+def test_blocks_free_what_vllms_encoder_layer_frees_where_it_frees_it():
+    """vLLM's MoonViTEncoderLayer.forward: attention_qkvpacked keeps the fused qkv and its input (the
+    first norm's output) until wo has run and drops both on return, before the MLP; MLP2 keeps its input
+    (the second norm's output) until fc1 has run. A qkv kept through the MLP (the 302 MB qkv of 8,192
+    tokens) made Kimi-K3's pool 448,790,528 bytes larger than vLLM's order gives."""
+    spec = resolve("tiny-kimi-k3")
+    adapter = spec.adapter
+    config = adapter.tower_config(spec.config)
+    with torch.device("meta"):
+        tower = adapter.build_tower(config, "bfloat16", "varlen")
+    layout = adapter.layout(config, 256, 4)
+    inputs = adapter.make_inputs(tower, config, layout, "bfloat16", torch.device("meta"), torch.Generator())
+    block = tower.vision_tower.encoder.blocks[0]
+    parts = {"norm0": block.norm0, "qkv": block.wqkv, "wo": block.wo, "norm1": block.norm1}
+    events, made = _traced(adapter, tower, inputs, parts | {"fc0": block.mlp.fc0, "fc1": block.mlp.fc1})
+    (norm0,), (qkv,), (wo,), (norm1,), (fc0,), (fc1,) = made.values()
+    assert wo[0] <= _freed(events, qkv) < norm1[0] and wo[0] <= _freed(events, norm0) < norm1[0]
+    assert fc1[0] <= _freed(events, norm1) and _freed(events, wo) < norm1[0] and fc0[0] <= _freed(events, fc0)
+
+
 @pytest.fixture
 def kernel_calls(monkeypatch):
     """The CUDA varlen kernel replaced by attention over each packed sequence; what it was given, recorded."""

@@ -42,6 +42,58 @@ def test_captured_module_equals_the_models_own_image_features():
     assert ours.shape == (1000, 64) and torch.equal(ours, expected)
 
 
+def _traced(adapter, tower, inputs, modules: dict) -> tuple[list, dict]:
+    """encgraph's trace of the captured forward (meta tensors) and, for each module named, one (events
+    so far, output storage) a call: where in the trace its output was made."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+    from encgraph_profiler.trace import AllocationTrace, trace
+
+    made = {name: [] for name in modules}
+
+    def hook(name):
+        def record(module, args, output):
+            recorder = next(m for m in _get_current_dispatch_mode_stack() if isinstance(m, AllocationTrace))
+            made[name].append((len(recorder.events), output.untyped_storage()._cdata))
+
+        return record
+
+    handles = [module.register_forward_hook(hook(name)) for name, module in modules.items()]
+    try:
+        with torch.inference_mode():
+            events, _ = trace(lambda: adapter.forward(tower, inputs))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return events, made
+
+
+def _freed(events, made) -> int:
+    """Where the output made at ``made`` (from ``_traced``) is freed."""
+    start, key = made
+    return next(i for i in range(start, len(events)) if events[i][:2] == ("free", key))
+
+
+def test_layers_free_what_vllms_encoder_layer_frees_where_it_frees_it():
+    """vLLM's MiniMaxVLEncoderLayer.forward: x = x + self_attn(layer_norm1(x)) drops the attention's
+    output at the add, before the second norm; fc1(layer_norm2(x)) drops the norm's output once fc1 has
+    run. Each layer's attention output kept through its MLP made the 8,192-token pool of MiniMax M3
+    335,544,320 bytes larger than vLLM's order gives."""
+    spec = resolve("tiny-minimax-m3")
+    adapter = spec.adapter
+    config = adapter.tower_config(spec.config)
+    with torch.device("meta"):
+        tower = adapter.build_tower(config, "bfloat16", "varlen")
+    layout = adapter.layout(config, 1000, 4)
+    inputs = adapter.make_inputs(tower, config, layout, "bfloat16", torch.device("meta"), torch.Generator())
+    layer = tower.vision_tower.layers[0]
+    parts = {"out": layer.self_attn.out_proj, "norm2": layer.layer_norm2, "fc1": layer.mlp.fc1, "fc2": layer.mlp.fc2}
+    events, made = _traced(adapter, tower, inputs, parts)
+    (out,), (norm2,), (fc1,), (fc2,) = made.values()
+    assert out[0] <= _freed(events, out) < norm2[0]
+    assert fc1[0] <= _freed(events, norm2) < fc2[0]
+
+
 def test_layout_is_vllms():
     """prepare_encoder_cudagraph_capture_inputs with k = min(4096 // 64, 1000) = 64: per = ceil(B / 64)
     tokens an image, grid [1, 2, 2 * per]; max_seqlen_override = every patch of the batch; cu_seqlens

@@ -52,8 +52,8 @@ def build(data, budgets, items, gen):
             padding_positions=padding,
             output_length=pixel_values.shape[1] // pool**2,
         )
-        if v.standardize:
-            pooled = (pooled - vision.std_bias.float()) * vision.std_scale.float()
+        if v.standardize:  # as vLLM's encoder_cudagraph_forward: the buffers in the model's dtype, not copied
+            pooled = (pooled - vision.std_bias) * vision.std_scale
         return embedder(pooled.reshape(-1, pooled.shape[-1])[gather_indices].to(embeds.dtype))
 
     return forward, runs, items

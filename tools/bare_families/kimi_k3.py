@@ -28,12 +28,10 @@ class _Block(nn.Module):
         self.wo = nn.Linear(heads * head_dim, width, bias=False)
         self.fc0, self.fc1 = nn.Linear(width, inner, bias=False), nn.Linear(inner, width, bias=False)
 
-    def forward(self, x, cos, sin, cu_seqlens, max_seqlen=None):
-        qkv = self.wqkv(self.norm0(x)).view(len(x), 3, self.heads, self.head_dim)
-        even, odd = qkv[:, :2].unflatten(-1, (-1, 2)).unbind(-1)  # rotated in place, as vLLM's packed_qk_rope_
-        cos, sin, saved = cos[:, None, None], sin[:, None, None], even.clone()
-        even.mul_(cos).addcmul_(odd, sin, value=-1)
-        odd.mul_(cos).addcmul_(saved, sin)
+    def attend(self, h, cos, sin, cu_seqlens, max_seqlen):
+        """vLLM's attention_qkvpacked: qkv and h (the first norm's output) held until wo has run."""
+        qkv = self.wqkv(h).view(len(h), 3, self.heads, self.head_dim)
+        _rotate(qkv[:, :2], cos[:, None, None], sin[:, None, None])
         q, k, v = (t[None].transpose(1, 2) for t in qkv.unbind(1))
         scale = self.head_dim**-0.5
         if self.attn == "varlen":
@@ -44,8 +42,25 @@ class _Block(nn.Module):
             out = torch.cat(
                 [sdpa_attention_forward(self, *p, None, scaling=scale, is_causal=False)[0] for p in pieces], 1
             )
-        x = x + self.wo(out.reshape(len(x), -1))
-        return x + self.fc1(self.act(self.fc0(self.norm1(x))))
+        return self.wo(out.reshape(len(h), -1))
+
+    def mlp(self, h):
+        """vLLM's MLP2: h (the second norm's output) held until fc1 has run."""
+        return self.fc1(self.act(self.fc0(h)))
+
+    def forward(self, x, cos, sin, cu_seqlens, max_seqlen=None):
+        """vLLM's MoonViTEncoderLayer.forward: the attention's tensors gone before the residual add."""
+        x = x + self.attend(self.norm0(x), cos, sin, cu_seqlens, max_seqlen)
+        return x + self.mlp(self.norm1(x))
+
+
+def _rotate(qk, cos, sin):
+    """q and k rotated in place, pairs interleaved, as vLLM's packed_qk_rope_ (whose kernel keeps no
+    copy; here the pairs' first halves are copied, and the copy goes on return)."""
+    even, odd = qk.unflatten(-1, (-1, 2)).unbind(-1)
+    saved = even.clone()
+    even.mul_(cos).addcmul_(odd, sin, value=-1)
+    odd.mul_(cos).addcmul_(saved, sin)
 
 
 class _Tower(nn.Module):

@@ -58,11 +58,13 @@ def _planes(vision, grid):
     return torch.cat([cos, cos], -1).to(torch.bfloat16), torch.cat([sin, sin], -1).to(torch.bfloat16)
 
 
-def _turn(x, cos, sin):
-    """x with its first cos.shape[-1] dims of each head rotated (neox halves), the rest as they were."""
-    n = cos.shape[-1]
-    part = x[..., :n]
-    return part * cos[:, None] + torch.cat((-part[..., n // 2 :], part[..., : n // 2]), dim=-1) * sin[:, None]
+def _turn(q, k, cos, sin):
+    """q and k with the first cos.shape[-1] dims of each head rotated (neox halves), the rest as they were:
+    both rotated parts, then both joined, the parts gone on return (vLLM's triton_mrope rotates in place
+    and keeps nothing; the parts' order is transformers' apply_rotary_pos_emb_vision's)."""
+    n, cos, sin = cos.shape[-1], cos[:, None], sin[:, None]
+    parts = [t[..., :n] * cos + torch.cat((-t[..., n // 2 : n], t[..., : n // 2]), dim=-1) * sin for t in (q, k)]
+    return [torch.cat([part, t[..., n:]], -1) for part, t in zip(parts, (q, k), strict=True)]
 
 
 def build(data, budgets, items, gen, attn="sdpa"):
@@ -77,11 +79,12 @@ def build(data, budgets, items, gen, attn="sdpa"):
     heads, head = vision.num_attention_heads, vision.hidden_size // vision.num_attention_heads
 
     def attend(block, x, cos, sin, cu_seqlens, max_seqlen):
-        n, turned = x.shape[0], cos.shape[-1]
-        q, k = block.q_proj(x).view(n, heads, head), block.k_proj(x).view(n, heads, head)
-        q_turned, k_turned = _turn(q, cos, sin), _turn(k, cos, sin)
-        q, k = torch.cat([q_turned, q[..., turned:]], -1), torch.cat([k_turned, k[..., turned:]], -1)
-        q, k, v = (t.transpose(0, 1)[None] for t in (q, k, block.v_proj(x).view(n, heads, head)))
+        """vLLM's MiniMaxVLAttention.forward: q, k and v projected (its fused qkv), then q and k rotated;
+        v and the rotated q and k kept until the output projection returns."""
+        n = x.shape[0]
+        q, k, v = (proj(x).view(n, heads, head) for proj in (block.q_proj, block.k_proj, block.v_proj))
+        q, k = _turn(q, k, cos, sin)
+        q, k, v = (t.transpose(0, 1)[None] for t in (q, k, v))
         if attn == "varlen":
             out = packed_flash(block, q, k, v, None, head**-0.5, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen)[0]
         else:
@@ -97,10 +100,12 @@ def build(data, budgets, items, gen, attn="sdpa"):
         return block.out_proj(out.reshape(n, -1).contiguous())
 
     def forward(pixel_values, rotary_cos, rotary_sin, cu_seqlens, max_seqlen=None):
+        """vLLM's MiniMaxVLEncoderLayer.forward per layer: the attention's output gone at the residual add,
+        the second norm's once fc1 has read it."""
         x = tower.pre_layrnorm(tower.embeddings(pixel_values))
         for layer in tower.layers:
             x = x + attend(layer.self_attn, layer.layer_norm1(x), rotary_cos, rotary_sin, cu_seqlens, max_seqlen)
-            x = x + layer.mlp(layer.layer_norm2(x))
+            x = x + layer.mlp.fc2(layer.mlp.activation_fn(layer.mlp.fc1(layer.layer_norm2(x))))
         return projector(x)
 
     m, p, t = vision.spatial_merge_size, vision.patch_size, vision.temporal_patch_size

@@ -41,8 +41,8 @@ def _tower_module():
 
         def forward(self, pixel_values, pixel_position_ids, gather_indices):
             """vLLM's encoder_cudagraph_forward over transformers' modules: the ViT, each row pooled to
-            its soft tokens, standardized as Gemma4VisionModel does, then the budget's tokens gathered
-            and embedded."""
+            its soft tokens, standardized as vLLM does it (float32 features less the buffers, which stay
+            in the model's dtype), then the budget's tokens gathered and embedded."""
             vision = self.vision_tower
             config = vision.config
             padding = (pixel_position_ids == -1).all(dim=-1)
@@ -56,10 +56,10 @@ def _tower_module():
                 padding_positions=padding,
                 output_length=pixel_values.shape[-2] // config.pooling_kernel_size**2,
             )
-            if config.standardize:
-                pooled = (pooled - vision.std_bias.float()) * vision.std_scale.float()
-            gathered = pooled.reshape(-1, pooled.shape[-1])[gather_indices]
-            return self.embed_vision(gathered.to(embeds.dtype))
+            if config.standardize:  # float32 pooled less the model-dtype buffers, as vLLM: no float copies
+                pooled = (pooled - vision.std_bias) * vision.std_scale
+            # the float32 gathered tokens go once cast, as vLLM rebinds them, before the embedder runs
+            return self.embed_vision(pooled.reshape(-1, pooled.shape[-1])[gather_indices].to(embeds.dtype))
 
     return Gemma4Tower
 

@@ -19,8 +19,13 @@ KimiK3ForConditionalGeneration; the ROCm class does not opt in):
   item's patches); cu_seqlens padded to k sequences, which the k items fill: no spare.
 - Images only (its modality is "image"): ``--max-frames-per-batch`` is refused.
 - Outside the graph, as vLLM's capture buffers (prepare_encoder_cudagraph_metadata): the resampled
-  position table, the rotary angles, the segments and the window-gather index. vLLM's on-device
-  pixel normalisation (off by default) is not modelled.
+  position table, the rotary angles, the segments and the window-gather index.
+- The pixels: KimiK3ForConditionalGeneration declares supports_mm_device_do_normalize, and vLLM's
+  mm_device_do_normalize is on by default, so vLLM captures uint8 pixels and its patch embedding
+  (input_norm, then the projection) normalizes them in the graph. That step is not modelled: the
+  pixels here arrive normalized, in the tower's dtype, with ``--as vllm`` too.
+- Inside the graph, each block frees its tensors where vLLM's MoonViTEncoderLayer.forward does: the
+  fused qkv and the first norm's output when attention_qkvpacked returns, before the MLP.
 """
 
 from __future__ import annotations
