@@ -1,12 +1,13 @@
 """DeepSeek-OCR 2's SAM, Qwen2 encoder and projector on two paths, as vLLM's encoder graph manager captures them."""
 
 import torch
-from bare_families.common import path_ladder
 from transformers import (
     DeepseekOcr2Config,
 )
 from transformers.masking_utils import create_causal_mask
 from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2VisionModel
+
+from bare_families.common import path_ladder
 
 MODEL_TYPES = ("deepseek_ocr2",)
 

@@ -3,7 +3,6 @@
 import math
 
 import torch
-from bare_families.common import packed_flash
 from transformers import (
     AttentionInterface,
     Qwen2VLConfig,
@@ -13,6 +12,8 @@ from transformers.vision_utils import (
     get_vision_cu_seqlens,
     get_vision_position_ids,
 )
+
+from bare_families.common import packed_flash
 
 MODEL_TYPES = ("qwen2_vl",)
 

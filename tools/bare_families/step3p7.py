@@ -1,7 +1,6 @@
 """Step-3.7's (and Step3-VL-10B's) vision model and projector on vLLM 0.33.0's two paths (step3_vl.py)."""
 
 import torch
-from bare_families.common import path_ladder
 from transformers import (
     Step3p7Config,
 )
@@ -9,6 +8,8 @@ from transformers.models.step3p7.modeling_step3p7 import Step3p7VisionModel, Ste
 from transformers.vision_utils import (
     get_vision_position_ids,
 )
+
+from bare_families.common import path_ladder
 
 MODEL_TYPES = ("step3p7", "step_robotics")
 
