@@ -160,3 +160,74 @@ def test_names_of_the_smaller_models_point_to_their_ids():
     ]:
         with pytest.raises(UsageError, match=f"give its Hugging Face id \\({repo}\\)"):
             resolve(name)
+
+
+def _traced(adapter, tower, inputs, modules: dict) -> tuple[list, dict]:
+    """encgraph's trace of the captured forward (meta tensors) and, for each module named, one (events when
+    it was called, events when it returned, its input's storage, its output's storage) a call."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+    from encgraph_profiler.trace import AllocationTrace, trace
+
+    calls, started = {name: [] for name in modules}, {}
+
+    def recorded() -> int:
+        return len(next(m for m in _get_current_dispatch_mode_stack() if isinstance(m, AllocationTrace)).events)
+
+    def before(name):
+        def hook(module, args):
+            started[name] = (recorded(), args[0].untyped_storage()._cdata)
+
+        return hook
+
+    def after(name):
+        def hook(module, args, output):
+            start, given = started.pop(name)
+            calls[name].append((start, recorded(), given, output.untyped_storage()._cdata))
+
+        return hook
+
+    handles = [h for name, m in modules.items() for h in (m.register_forward_pre_hook(before(name)),
+                                                           m.register_forward_hook(after(name)))]  # fmt: skip
+    try:
+        with torch.inference_mode():
+            events, _ = trace(lambda: adapter.forward(tower, inputs))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return events, calls
+
+
+def _freed(events, start: int, key: int) -> int:
+    """Where the storage ``key``, live at event ``start``, is freed."""
+    return next(i for i in range(start, len(events)) if events[i][:2] == ("free", key))
+
+
+def test_tensors_live_as_long_as_in_timms_forward_features():
+    """timm's VisionTransformer, which vLLM builds: _pos_embed drops the patch embedding once the resampled
+    position table is added, before the first block; the blocks run as one nn.Sequential, so their input
+    (the embedded patches) lives until the last block returns, and is dropped before the final norm. The
+    patch embedding kept instead and the embedded patches dropped after the first block, with the
+    projector's copy of an unpadded grid, made the 8,192-token pool 77,594,624 bytes larger than vLLM's."""
+    adapter, config, tower = _tower("tiny-deepseek-vl2")
+    layout = adapter.layout(config, 421, 1)
+    inputs = adapter.make_inputs(tower, config, layout, "bfloat16", torch.device("meta"), torch.Generator())
+    vision = tower.vision
+    parts = {"embed": vision.patch_embed.proj, "blocks": vision.blocks, "first": vision.blocks[0], "norm": vision.norm}
+    events, calls = _traced(adapter, tower, inputs, parts)
+    (embed,), (blocks,), (first,), (norm,) = (calls[name] for name in parts)
+    assert _freed(events, embed[1], embed[3]) < first[0]
+    assert blocks[1] <= _freed(events, blocks[0], blocks[2]) < norm[0]
+
+
+@pytest.mark.parametrize("side, pads", [(28, []), (27, [(0, 0, 0, 1, 0, 1)])])
+def test_projector_pads_only_a_grid_the_ratio_does_not_divide(monkeypatch, side, pads):
+    """vLLM's MlpProjector pads only when the side is odd (F.pad with zero padding would copy the grid)."""
+    *_, tower = _tower("tiny-deepseek-vl2", "cpu", "float32")
+    real, given = torch.nn.functional.pad, []
+    monkeypatch.setattr(
+        torch.nn.functional, "pad", lambda x, pad, *a, **k: given.append(tuple(pad)) or real(x, pad, *a, **k)
+    )
+    with torch.inference_mode():
+        out = tower.projector(torch.randn(2, side * side, 32))
+    assert given == pads and out.shape == (2, ((side + 1) // 2) ** 2, 64)

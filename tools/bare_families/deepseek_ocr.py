@@ -1,8 +1,16 @@
 """DeepSeek-OCR's SAM ViT-B, CLIP-L and linear projector on two paths, as vLLM's encoder graph manager
-captures them (deepseek_ocr.py with deepencoder.py), written with torch alone. The global SAM blocks add
-their relative-position bias inside one fused attention call (each query carries its bias rows over the
-softmax scale, each key the one-hot of its row and column), never building the tokens x tokens bias, as
-vLLM's Triton kernel does not; the windowed blocks pass it as sdpa's mask, as vLLM does."""
+captures them (DeepseekOCRForCausalLM._batched_encoder_forward_global_path and _local_path, with
+deepencoder.py and clip.py), written with torch alone (and the Triton that ships with it).
+
+Each function follows one of vLLM's forwards statement for statement, so that every tensor dies when it
+dies there: a module's argument lives until the module returns (nn.Module's call holds it), so functions
+standing for modules keep their first argument. The global SAM blocks run vLLM's fused attention (a
+Triton kernel with the relative-position bias added to each score, restated here for contiguous tensors),
+which allocates its output and nothing else; the windowed blocks pass the bias as sdpa's mask; CLIP runs
+vLLM's TORCH_SDPA encoder attention; quick GELU is vLLM's fused kernel, one tensor made."""
+
+import functools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -30,43 +38,275 @@ def _sizes(data):
     return sam, clip, data["projector_config"]["n_embed"]
 
 
-def _rel_table(table, size):
-    distances = 2 * size - 1
-    if table.shape[0] != distances:
-        table = F.interpolate(table.float().T[None], size=distances, mode="linear")[0].T.to(table.dtype)
-    positions = torch.arange(size, device=table.device)
-    return table[positions[:, None] - positions[None, :] + size - 1]
+def _rel_pos(q_size, k_size, rel_pos):
+    """get_rel_pos."""
+    max_rel_dist = int(2 * max(q_size, k_size) - 1)
+    if rel_pos.shape[0] != max_rel_dist:
+        dtype = rel_pos.dtype
+        rel_pos = rel_pos.to(torch.float32)
+        resized = F.interpolate(rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1), size=max_rel_dist,
+                                mode="linear").to(dtype)  # fmt: skip
+        resized = resized.reshape(-1, max_rel_dist).permute(1, 0)
+    else:
+        resized = rel_pos
+    q_coords = torch.arange(q_size, device=rel_pos.device)[:, None] * max(k_size / q_size, 1.0)
+    k_coords = torch.arange(k_size, device=rel_pos.device)[None, :] * max(q_size / k_size, 1.0)
+    relative_coords = (q_coords - k_coords) + (k_size - 1) * max(q_size / k_size, 1.0)
+    return resized[relative_coords.long()]
+
+
+def _decomposed_rel_pos(q, rel_pos_h, rel_pos_w, size):
+    """add_decomposed_rel_pos, queries and keys on the same (h, w) grid."""
+    h, w = size
+    Rh, Rw = _rel_pos(h, h, rel_pos_h), _rel_pos(w, w, rel_pos_w)
+    B, _, dim = q.shape
+    r_q = q.reshape(B, h, w, dim)
+    rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, Rh)
+    rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, Rw)
+    rel_h = rel_h.unsqueeze(-1)
+    rel_w = rel_w.unsqueeze(-2)
+    rel_h = rel_h.reshape(B, h * w, h, 1)
+    rel_w = rel_w.reshape(B, h * w, 1, w)
+    return rel_h, rel_w
+
+
+@functools.cache
+def _kernel():
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def kernel(q_ptr, k_ptr, v_ptr, rh_ptr, rw_ptr, o_ptr, scale, n, rows: tl.constexpr, cols: tl.constexpr,
+               BM: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr):  # fmt: skip
+        bh = tl.program_id(1)
+        m = tl.program_id(0) * BM + tl.arange(0, BM)
+        d, m_ok = tl.arange(0, BD), m < n
+        q = tl.load(q_ptr + (bh * n + m[:, None]) * BD + d[None, :], mask=m_ok[:, None], other=0.0)
+        best, total = tl.full([BM], -float("inf"), tl.float32), tl.zeros([BM], tl.float32)
+        acc = tl.zeros([BM, BD], tl.float32)
+        for start in range(0, n, BN):
+            j = start + tl.arange(0, BN)
+            j_ok = j < n
+            ok = m_ok[:, None] & j_ok[None, :]
+            k = tl.load(k_ptr + (bh * n + j[None, :]) * BD + d[:, None], mask=j_ok[None, :], other=0.0)
+            bias = tl.load(rh_ptr + (bh * n + m[:, None]) * rows + j[None, :] // cols, mask=ok, other=0.0)
+            bias += tl.load(rw_ptr + (bh * n + m[:, None]) * cols + j[None, :] % cols, mask=ok, other=0.0)
+            s = tl.where(ok, (tl.dot(q, k) * scale + bias) * 1.4426950408889634, -float("inf"))
+            new = tl.maximum(best, tl.max(s, axis=1))
+            p, alpha = tl.math.exp2(s - new[:, None]), tl.math.exp2(best - new)
+            total = total * alpha + tl.sum(p, axis=1)
+            v = tl.load(v_ptr + (bh * n + j[:, None]) * BD + d[None, :], mask=j_ok[:, None], other=0.0)
+            acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
+            best = new
+        tl.store(o_ptr + (bh * n + m[:, None]) * BD + d[None, :], acc / total[:, None], mask=m_ok[:, None])
+
+    return kernel
+
+
+def _fused_attention(q, k, v, rel_h, rel_w, width, scale):
+    """deepencoder_rel_pos_attention: torch.empty_like(q) filled by one Triton kernel, nothing else made."""
+    output = torch.empty_like(q)
+    if not q.is_meta:
+        assert all(t.is_contiguous() for t in (q, k, v, rel_h, rel_w))
+        batch, heads, tokens, dim = q.shape
+        _kernel()[((tokens + 63) // 64, batch * heads)](q, k, v, rel_h, rel_w, output, scale, tokens,
+                                                         rel_h.shape[-1], width, BM=64, BN=64, BD=dim)  # fmt: skip
+    return output
 
 
 def _rel_attention(x, b, heads, fused, attn):
-    batch, rows, cols, _ = x.shape
-    q, k, v = F.linear(x, *b["qkv"]).reshape(batch, rows * cols, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-    grid = q.reshape(batch, heads, rows, cols, -1)
-    rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid, _rel_table(b["rel_h"], rows)).flatten(2, 3)
-    rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid, _rel_table(b["rel_w"], cols)).flatten(2, 3)
+    """RelPosAttention.forward."""
+    B, H, W, _ = x.shape
+    qkv = F.linear(x, *b["qkv"]).reshape(B, H * W, 3, heads, -1).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.reshape(3, B * heads, H * W, -1).unbind(0)
+    rel_h, rel_w = _decomposed_rel_pos(q, b["rel_h"], b["rel_w"], (H, W))
+    q, k, v = (t.view(B, heads, H * W, -1) for t in (q, k, v))
+    rel_h, rel_w = (t.view(B, heads, t.size(1), t.size(2), t.size(3)) for t in (rel_h, rel_w))
     scale = q.shape[-1] ** -0.5
-    if attn == "sdpa" and fused:
-        keys = torch.arange(rows * cols, device=x.device)
-        one_hot = torch.cat(
-            [keys[:, None] // cols == torch.arange(rows, device=x.device),
-             keys[:, None] % cols == torch.arange(cols, device=x.device)], dim=-1
-        ).to(q.dtype)  # fmt: skip
-        q = torch.cat([q, rel_h / scale, rel_w / scale], dim=-1)
-        k = torch.cat([k, one_hot.expand(*k.shape[:2], -1, -1)], dim=-1)
-        out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+    if fused and attn == "sdpa":
+        out = _fused_attention(q, k, v, rel_h.squeeze(-1), rel_w.squeeze(-2), W, scale)
     else:
-        bias = (rel_h[..., :, None] + rel_w[..., None, :]).flatten(-2)
+        bias = (rel_h + rel_w).view(B, heads, rel_h.size(2), rel_h.size(3) * rel_w.size(4))
         if attn == "sdpa":
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         else:
             out = ((q * scale) @ k.transpose(-2, -1) + bias).softmax(dim=-1) @ v
-    return F.linear(out.reshape(batch, heads, rows, cols, -1).permute(0, 2, 3, 1, 4).reshape(x.shape), *b["proj"])
+    out = out.view(B, heads, H, W, -1).permute(0, 2, 3, 1, 4).reshape(B, H, W, -1)
+    return F.linear(out, *b["proj"])
+
+
+def _partition(x, n):
+    """window_partition."""
+    B, H, W, C = x.shape
+    pad_h, pad_w = (n - H % n) % n, (n - W % n) % n
+    if pad_h > 0 or pad_w > 0:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    Hp, Wp = H + pad_h, W + pad_w
+    x = x.view(B, Hp // n, n, Wp // n, n, C)
+    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, n, n, C), (Hp, Wp)
+
+
+def _unpartition(windows, n, pad_hw, hw):
+    """window_unpartition."""
+    (Hp, Wp), (H, W) = pad_hw, hw
+    B = windows.shape[0] // (Hp * Wp // n // n)
+    x = windows.view(B, Hp // n, Wp // n, n, n, -1)
+    x = x.permute(0, 1, 3, 2, 4, 5).contiguous().view(B, Hp, Wp, -1)
+    if Hp > H or Wp > W:
+        x = x[:, :H, :W, :].contiguous()
+    return x
 
 
 def _ln2d(x, weight, bias):
-    mean = x.mean(1, keepdim=True)
-    x = (x - mean) / torch.sqrt((x - mean).pow(2).mean(1, keepdim=True) + 1e-6)
+    """LayerNorm2d.forward."""
+    u = x.mean(1, keepdim=True)
+    s = (x - u).pow(2).mean(1, keepdim=True)
+    x = (x - u) / torch.sqrt(s + 1e-6)
     return weight[:, None, None] * x + bias[:, None, None]
+
+
+def _sam(sam, s, attn):
+    """ImageEncoderViT.forward with its Block.forward."""
+    sw = sam["width"]
+
+    def mlp(h, b):  # MLPBlock.forward
+        return F.linear(F.gelu(F.linear(h, *b["lin1"])), *b["lin2"])
+
+    def block(x, b):
+        shortcut = x
+        x = F.layer_norm(x, (sw,), *b["ln1"], eps=1e-6)
+        if b["window"]:
+            H, W = x.shape[1], x.shape[2]
+            x, pad_hw = _partition(x, b["window"])
+        x = _rel_attention(x, b, sam["heads"], not b["window"], attn)
+        if b["window"]:
+            x = _unpartition(x, b["window"], pad_hw, (H, W))
+        x = shortcut + x
+        x = x + mlp(F.layer_norm(x, (sw,), *b["ln2"], eps=1e-6), b)
+        return x
+
+    def neck(input):  # the nn.Sequential neck
+        conv1, norm1, conv2, norm2 = s["neck"]
+        for step in (lambda t: F.conv2d(t, conv1), lambda t: _ln2d(t, *norm1),
+                     lambda t: F.conv2d(t, conv2, padding=1), lambda t: _ln2d(t, *norm2)):  # fmt: skip
+            input = step(input)
+        return input
+
+    def forward(x):
+        x = F.conv2d(x, *s["patch"], stride=16).permute(0, 2, 3, 1)
+        x = x + _sam_pos(s["pos"], x.size(1))
+        for b in s["blocks"]:
+            x = block(x, b)
+        neck_output = neck(x.permute(0, 3, 1, 2))
+        conv2_output = F.conv2d(neck_output, s["net_2"], stride=2, padding=1)
+        conv3_output = F.conv2d(conv2_output, s["net_3"], stride=2, padding=1)
+        return conv3_output
+
+    return forward
+
+
+def _sam_pos(abs_pos, tgt_size):
+    """ImageEncoderViT.get_abs_pos."""
+    if abs_pos.size(1) == tgt_size:
+        return abs_pos
+    old = abs_pos.permute(0, 3, 1, 2)
+    old = old.to(torch.float32)
+    new = F.interpolate(old, size=(tgt_size, tgt_size), mode="bicubic", antialias=True, align_corners=False)
+    new = new.to(abs_pos.dtype)
+    return new.permute(0, 2, 3, 1)
+
+
+def _clip_pos(abs_pos, tgt_size):
+    """DeepCLIPVisionEmbeddings.get_abs_pos."""
+    dim = abs_pos.size(-1)
+    abs_pos_new = abs_pos.squeeze(0)
+    cls_token, old = abs_pos_new[:1], abs_pos_new[1:]
+    src_size, tgt_size = int(math.sqrt(abs_pos_new.shape[0] - 1)), int(math.sqrt(tgt_size))
+    if src_size == tgt_size:
+        return abs_pos
+    old = old.view(1, src_size, src_size, dim).permute(0, 3, 1, 2).contiguous()
+    old = old.to(torch.float32)
+    new = F.interpolate(old, size=(tgt_size, tgt_size), mode="bicubic", antialias=True, align_corners=False)
+    new = new.to(abs_pos.dtype)
+    new = new.permute(0, 2, 3, 1).view(tgt_size * tgt_size, dim)
+    return torch.cat([cls_token, new], dim=0).view(1, tgt_size * tgt_size + 1, dim)
+
+
+def _quick_gelu(x):
+    """vLLM's QuickGELU on CUDA: its fused kernel writes into one torch.empty_like(x)."""
+    out = torch.mul(x, 1.702)
+    out.sigmoid_()
+    return out.mul_(x)
+
+
+def _clip(clip, c, attn):
+    """DeepCLIPVisionTransformer.forward: embeddings, pre-norm, CLIPEncoder (its input kept to the end)."""
+    cw, heads, eps = clip["width"], clip["heads"], clip["eps"]
+
+    def attention(h, b):  # CLIPAttention with MMEncoderAttention's TORCH_SDPA path
+        qkv_states = F.linear(h, *b["qkv"])
+        bsz, q_len = qkv_states.shape[:2]
+        q, k, v = (t.view(bsz, q_len, heads, -1).permute(0, 2, 1, 3) for t in qkv_states.chunk(3, dim=-1))
+        if attn == "sdpa":
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:
+            out = ((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)).softmax(-1) @ v
+        out = out.permute(0, 2, 1, 3).contiguous().reshape(bsz, q_len, -1)
+        return F.linear(out, *b["out"])
+
+    def mlp(h, b):  # CLIPMLP.forward
+        return F.linear(_quick_gelu(F.linear(h, *b["fc1"])), *b["fc2"])
+
+    def layer(hidden_states, b):  # CLIPEncoderLayer.forward
+        residual = hidden_states
+        hidden_states = attention(F.layer_norm(hidden_states, (cw,), *b["ln1"], eps=eps), b)
+        hidden_states = residual + hidden_states
+        residual = hidden_states
+        hidden_states = mlp(F.layer_norm(hidden_states, (cw,), *b["ln2"], eps=eps), b)
+        return residual + hidden_states
+
+    def forward(pixel_values, patch_embeds):
+        patch_embeds = patch_embeds.flatten(2).transpose(1, 2)
+        embeddings = torch.cat([c["cls"].expand(pixel_values.shape[0], 1, -1), patch_embeds], dim=1)
+        embeddings = embeddings + _clip_pos(F.embedding(c["ids"], c["pos"]), embeddings.size(1))
+        hidden = F.layer_norm(embeddings, (cw,), *c["pre"], eps=eps)
+        del embeddings
+        hidden_states = hidden
+        for b in c["layers"]:
+            hidden_states = layer(hidden_states, b)
+        return hidden_states
+
+    return forward
+
+
+def _weights(sam, clip, n_embed, gen):
+    def weight(*shape):
+        return (torch.randn(*shape, generator=gen) * 0.02).to("cuda", torch.bfloat16)
+
+    def ln(width):
+        return (weight(width) + 1, weight(width))
+
+    sw, cw, out, (middle, last) = sam["width"], clip["width"], sam["out"], sam["down"]
+    s = {"patch": (weight(sw, 3, 16, 16), weight(sw)), "pos": weight(1, 64, 64, sw),
+         "neck": (weight(out, sw, 1, 1), ln(out), weight(out, out, 3, 3), ln(out)),
+         "net_2": weight(middle, out, 3, 3), "net_3": weight(last, middle, 3, 3)}  # fmt: skip
+    s["blocks"] = []
+    for i in range(sam["layers"]):
+        window = 0 if i in sam["globals"] else sam["window"]
+        side = 2 * (window or 64) - 1
+        block = {"window": window, "ln1": ln(sw), "ln2": ln(sw), "qkv": (weight(3 * sw, sw), weight(3 * sw)),
+                 "proj": (weight(sw, sw), weight(sw)), "rel_h": weight(side, sw // sam["heads"]),
+                 "rel_w": weight(side, sw // sam["heads"]), "lin1": (weight(sam["mlp"], sw), weight(sam["mlp"])),
+                 "lin2": (weight(sw, sam["mlp"]), weight(sw))}  # fmt: skip
+        s["blocks"].append(block)
+    c = {"cls": weight(cw), "pos": weight(clip["grid"] ** 2 + 1, cw), "pre": ln(cw),
+         "ids": torch.arange(clip["grid"] ** 2 + 1, device="cuda").expand((1, -1))}  # fmt: skip
+    c["layers"] = [
+        {"ln1": ln(cw), "ln2": ln(cw), "qkv": (weight(3 * cw, cw), weight(3 * cw)), "out": (weight(cw, cw), weight(cw)),
+         "fc1": (weight(clip["hidden"], cw), weight(clip["hidden"])), "fc2": (weight(cw, clip["hidden"]), weight(cw))}
+        for _ in range(clip["layers"])
+    ]  # fmt: skip
+    return s, c, (weight(n_embed, cw + sam["down"][1]), weight(n_embed)), weight(n_embed)
 
 
 def build(data, budgets, items, gen, attn="sdpa"):
@@ -74,106 +314,21 @@ def build(data, budgets, items, gen, attn="sdpa"):
     local: B // 100 crops of 640 px; each path from one item doubling to the largest budget, plus it,
     global first, largest first."""
     sam, clip, n_embed = _sizes(data)
-    sw, cw = sam["width"], clip["width"]
+    s, c, projector, newline = _weights(sam, clip, n_embed, gen)
+    sam_model, vision_model = _sam(sam, s, attn), _clip(clip, c, attn)
 
-    def weight(*shape):
-        return (torch.randn(*shape, generator=gen) * 0.02).to("cuda", torch.bfloat16)
-
-    def ln(width):
-        return (weight(width) + 1, weight(width))
-
-    out, (middle, last) = sam["out"], sam["down"]
-    s = {
-        "patch": (weight(sw, 3, 16, 16), weight(sw)),
-        "pos": weight(1, 64, 64, sw),
-        "neck": (weight(out, sw, 1, 1), ln(out), weight(out, out, 3, 3), ln(out)),
-        "net_2": weight(middle, out, 3, 3),
-        "net_3": weight(last, middle, 3, 3),
-    }
-    s["blocks"] = []
-    for i in range(sam["layers"]):
-        window = 0 if i in sam["globals"] else sam["window"]
-        side = 2 * (window or 64) - 1
-        s["blocks"].append(
-            {
-                "window": window,
-                "ln1": ln(sw),
-                "ln2": ln(sw),
-                "qkv": (weight(3 * sw, sw), weight(3 * sw)),
-                "proj": (weight(sw, sw), weight(sw)),
-                "rel_h": weight(side, sw // sam["heads"]),
-                "rel_w": weight(side, sw // sam["heads"]),
-                "lin1": (weight(sam["mlp"], sw), weight(sam["mlp"])),
-                "lin2": (weight(sw, sam["mlp"]), weight(sw)),
-            }
-        )
-    c = {"cls": weight(cw), "pos": weight(clip["grid"] ** 2 + 1, cw), "pre": ln(cw),
-         "ids": torch.arange(clip["grid"] ** 2 + 1, device="cuda")[None]}  # fmt: skip
-    c["layers"] = [
-        {"ln1": ln(cw), "ln2": ln(cw), "qkv": (weight(3 * cw, cw), weight(3 * cw)), "out": (weight(cw, cw), weight(cw)),
-         "fc1": (weight(clip["hidden"], cw), weight(clip["hidden"])), "fc2": (weight(cw, clip["hidden"]), weight(cw))}
-        for _ in range(clip["layers"])
-    ]  # fmt: skip
-    projector, newline = (weight(n_embed, cw + sam["down"][1]), weight(n_embed)), weight(n_embed)
-
-    def sam_forward(pixels):
-        x = F.conv2d(pixels, *s["patch"], stride=16).permute(0, 2, 3, 1)
-        table = s["pos"]
-        if table.shape[1] != x.shape[1]:
-            table = F.interpolate(table.permute(0, 3, 1, 2).float(), size=x.shape[1:3], mode="bicubic", antialias=True)
-            table = table.to(torch.bfloat16).permute(0, 2, 3, 1)
-        x = x + table
-        for b in s["blocks"]:
-            shortcut, h = x, F.layer_norm(x, (sw,), *b["ln1"], eps=1e-6)
-            if b["window"]:
-                batch, rows, cols, _ = h.shape
-                n = b["window"]
-                padded = F.pad(h, (0, 0, 0, -cols % n, 0, -rows % n))
-                tall, wide = padded.shape[1] // n, padded.shape[2] // n
-                windows = padded.view(batch, tall, n, wide, n, sw).permute(0, 1, 3, 2, 4, 5).reshape(-1, n, n, sw)
-                out = _rel_attention(windows, b, sam["heads"], False, attn)
-                out = out.view(batch, tall, wide, n, n, sw).permute(0, 1, 3, 2, 4, 5)
-                h = out.reshape(batch, tall * n, wide * n, sw)[:, :rows, :cols]
-            else:
-                h = _rel_attention(h, b, sam["heads"], True, attn)
-            x = shortcut + h
-            x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (sw,), *b["ln2"], eps=1e-6), *b["lin1"])), *b["lin2"])
-        conv1, norm1, conv2, norm2 = s["neck"]
-        x = _ln2d(F.conv2d(_ln2d(F.conv2d(x.permute(0, 3, 1, 2), conv1), *norm1), conv2, padding=1), *norm2)
-        return F.conv2d(F.conv2d(x, s["net_2"], stride=2, padding=1), s["net_3"], stride=2, padding=1)
-
-    def clip_forward(features):
-        patches = features.flatten(2).transpose(1, 2)
-        x = torch.cat([c["cls"].expand(patches.shape[0], 1, -1), patches], dim=1)
-        table, grid = F.embedding(c["ids"], c["pos"]), features.shape[-1]
-        if grid != clip["grid"]:
-            old = table[0, 1:].reshape(1, clip["grid"], clip["grid"], -1).permute(0, 3, 1, 2).float()
-            new = F.interpolate(old, size=(grid, grid), mode="bicubic", antialias=True).to(torch.bfloat16)
-            table = torch.cat([table[0, :1], new.permute(0, 2, 3, 1).reshape(grid * grid, -1)])[None]
-        x = F.layer_norm(x + table, (cw,), *c["pre"], eps=clip["eps"])
-        batch, tokens, _ = x.shape
-        for b in c["layers"]:
-            h = F.linear(F.layer_norm(x, (cw,), *b["ln1"], eps=clip["eps"]), *b["qkv"])
-            q, k, v = (p.reshape(batch, tokens, clip["heads"], -1).transpose(1, 2) for p in h.chunk(3, dim=-1))
-            if attn == "sdpa":
-                out = F.scaled_dot_product_attention(q, k, v)
-            else:
-                out = ((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)).softmax(-1) @ v
-            x = x + F.linear(out.transpose(1, 2).reshape(batch, tokens, cw), *b["out"])
-            h = F.linear(F.layer_norm(x, (cw,), *b["ln2"], eps=clip["eps"]), *b["fc1"])
-            x = x + F.linear(h * torch.sigmoid(1.702 * h), *b["fc2"])
-        return x
-
-    def forward(pixel_values):
-        features = sam_forward(pixel_values)
-        hidden = clip_forward(features)
-        out = F.linear(torch.cat([hidden[:, 1:], features.flatten(2).permute(0, 2, 1)], dim=-1), *projector)
-        batch, _, width = out.shape
+    def forward(pixel_values):  # _batched_encoder_forward_global_path / _local_path
+        bsz = pixel_values.shape[0]
+        features_1 = sam_model(pixel_values)
+        features_2 = vision_model(pixel_values, features_1)
+        features = torch.cat((features_2[:, 1:], features_1.flatten(2).permute(0, 2, 1)), dim=-1)
+        features = F.linear(features, *projector)
         if pixel_values.shape[-1] != GLOBAL:
-            return out.reshape(-1, width)
-        side = features.shape[-1]
-        grid = out.view(batch, side, side, width)
-        return torch.cat([grid, newline.view(1, 1, 1, width).expand(batch, side, 1, width)], dim=2).view(-1, width)
+            return features.view(-1, features.shape[-1])
+        side, dim = features_1.shape[-1], features.shape[-1]
+        features = features.view(bsz, side, side, dim)
+        features = torch.cat([features, newline.view(1, 1, 1, dim).expand(bsz, side, 1, dim)], dim=2)
+        return features.view(-1, dim)
 
     views_cap = min(budgets[0] // 272, budgets[-1])  # vLLM's default items per batch, as encgraph resolves it
     runs = []

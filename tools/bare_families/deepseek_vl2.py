@@ -1,7 +1,14 @@
 """DeepSeek-VL2's SigLIP so400m and MLP projector over 384 px tiles, as vLLM's encoder graph manager
-captures them (deepseek_vl2.py), written with torch alone: timm's forward_features (tiles padded to
-whole 14 px patches, the 27 x 27 position table resampled to 28 x 28 in the graph), then 2 x 2 unfold
-and the MLP. DeepSeek's own deepseek_vl_v2 form of DeepSeek-OCR goes to bare_families/deepseek_ocr.py."""
+captures them (DeepseekVLV2ForCausalLM.encoder_cudagraph_forward: ``self.projector(self.vision.
+forward_features(pixel_values))``), written with torch alone: timm 1.0's VisionTransformer.forward_features
+(tiles padded to whole 14 px patches, the 27 x 27 position table resampled to 28 x 28 in the graph), then
+vLLM's MlpProjector (2 x 2 unfold, padding only a grid the ratio does not divide, and the MLP).
+
+Each function below follows one forward of timm or vLLM statement for statement, so that every tensor
+dies when it dies there: a module's argument lives until the module returns (nn.Module's call holds it),
+so the functions standing for modules never rebind their first argument; the 27 blocks run as timm's
+nn.Sequential does, their first input referenced until the last block returns. DeepSeek's own
+deepseek_vl_v2 form of DeepSeek-OCR goes to bare_families/deepseek_ocr.py."""
 
 import math
 from itertools import pairwise
@@ -32,21 +39,15 @@ def _sizes(data):
     return vision, projector
 
 
-def build(data, budgets, items, gen, attn="sdpa"):
-    """ceil(B / 196) tiles per budget B (prepare_encoder_cudagraph_capture_inputs), k not applying;
-    one graph per budget, largest first."""
-    if "DeepseekOCRForCausalLM" in (data.get("architectures") or ()):
-        return deepseek_ocr.build(data, budgets, items, gen, attn)
-    vision, projector = _sizes(data)
-    width, hidden, patch, size = vision["width"], vision["hidden"], vision["patch"], vision["size"]
-    grid = size // patch
-    inner = projector["n_embed"] * projector["mlp_ratio"]
+def _weights(vision, projector, gen):
+    width, hidden, patch = vision["width"], vision["hidden"], vision["patch"]
+    grid = vision["size"] // patch
 
     def weight(*shape):
         return (torch.randn(*shape, generator=gen) * 0.02).to("cuda", torch.bfloat16)
 
     w = {"patch": weight(width, 3, patch, patch), "patch_bias": weight(width), "pos": weight(1, grid * grid, width)}
-    blocks = [
+    w["blocks"] = [
         {
             "ln1": (weight(width) + 1, weight(width)),
             "qkv": (weight(3 * width, width), weight(3 * width)),
@@ -57,41 +58,120 @@ def build(data, budgets, items, gen, attn="sdpa"):
         }
         for _ in range(vision["layers"])
     ]
-    norm = (weight(width) + 1, weight(width))
+    w["norm"] = (weight(width) + 1, weight(width))
+    inner = projector["n_embed"] * projector["mlp_ratio"]
     dims = [4 * width] + [inner] * (projector["depth"] - 1) + [projector["n_embed"]]
-    mlp = [(weight(b, a), weight(b)) for a, b in pairwise(dims)]
+    w["mlp"] = [(weight(b, a), weight(b)) for a, b in pairwise(dims)]
+    return w
 
-    def block(x, b):
-        batch, tokens, _ = x.shape
-        h = F.layer_norm(x, (width,), *b["ln1"], eps=1e-6)
-        qkv = F.linear(h, *b["qkv"]).reshape(batch, tokens, 3, vision["heads"], -1).permute(2, 0, 3, 1, 4)
+
+def _block(vision, attn):
+    """timm's Block, Attention and Mlp forwards."""
+    width, heads = vision["width"], vision["heads"]
+
+    def attention(h, b):  # Attention.forward; h, its argument, lives until it returns
+        batch, tokens, _ = h.shape
+        qkv = F.linear(h, *b["qkv"]).reshape(batch, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
         if attn == "sdpa":
-            out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+            x = F.scaled_dot_product_attention(q, k, v)
         else:
-            out = ((qkv[0] * qkv.shape[-1] ** -0.5) @ qkv[1].transpose(-2, -1)).softmax(-1) @ qkv[2]
-        x = x + F.linear(out.transpose(1, 2).reshape(batch, tokens, width), *b["proj"])
-        h = F.linear(F.gelu(F.linear(F.layer_norm(x, (width,), *b["ln2"], eps=1e-6), *b["fc1"])), *b["fc2"])
-        return x + h
-
-    def forward(pixel_values):
-        pixels = F.pad(pixel_values, (0, -size % patch, 0, -size % patch))
-        x = F.conv2d(pixels, w["patch"], w["patch_bias"], stride=patch).permute(0, 2, 3, 1)
-        batch, rows, cols, _ = x.shape
-        table = w["pos"]
-        if (rows, cols) != (grid, grid):
-            table = table.float().reshape(1, grid, grid, -1).permute(0, 3, 1, 2)
-            table = F.interpolate(table, size=(rows, cols), mode="bicubic", antialias=True)
-            table = table.permute(0, 2, 3, 1).reshape(1, rows * cols, -1).to(torch.bfloat16)
-        x = x.reshape(batch, rows * cols, width) + table
-        for b in blocks:
-            x = block(x, b)
-        x = F.layer_norm(x, (width,), *norm, eps=1e-6)
-        side = math.isqrt(x.shape[1])
-        x = F.pad(x.reshape(batch, side, side, width), (0, 0, 0, side % 2, 0, side % 2))
-        x = F.unfold(x.permute(0, 3, 1, 2), kernel_size=2, stride=2).permute(0, 2, 1)
-        for i, layer in enumerate(mlp):
-            x = F.linear(F.gelu(x) if i else x, *layer)
+            x = ((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)).softmax(-1) @ v
+        x = x.transpose(1, 2).reshape(batch, tokens, width)
+        x = F.linear(x, *b["proj"])
         return x
+
+    def mlp(h, b):  # Mlp.forward
+        x = F.linear(h, *b["fc1"])
+        x = F.gelu(x)
+        x = F.linear(x, *b["fc2"])
+        return x
+
+    def block(x, b):  # Block.forward
+        x = x + attention(F.layer_norm(x, (width,), *b["ln1"], eps=1e-6), b)
+        x = x + mlp(F.layer_norm(x, (width,), *b["ln2"], eps=1e-6), b)
+        return x
+
+    return block
+
+
+def _vit(vision, w, attn):
+    """timm's VisionTransformer.forward_features with dynamic_img_size and dynamic_img_pad."""
+    width, patch, grid = vision["width"], vision["patch"], vision["size"] // vision["patch"]
+    block = _block(vision, attn)
+
+    def patch_embed(x):  # PatchEmbed.forward: pad to whole patches, project, NHWC
+        height, wide = x.shape[-2:]
+        x = F.pad(x, (0, (patch - wide % patch) % patch, 0, (patch - height % patch) % patch))
+        x = F.conv2d(x, w["patch"], w["patch_bias"], stride=patch)
+        return x.permute(0, 2, 3, 1)
+
+    def pos_embed(x):  # _pos_embed with resample_abs_pos_embed (bicubic, antialiased, float32)
+        batch, rows, cols, _ = x.shape
+        pos = w["pos"]
+        if (rows, cols) != (grid, grid):
+            pos = pos.float()
+            pos = pos.reshape(1, grid, grid, -1).permute(0, 3, 1, 2)
+            pos = F.interpolate(pos, size=(rows, cols), mode="bicubic", antialias=True)
+            pos = pos.permute(0, 2, 3, 1).reshape(1, -1, width)
+            pos = pos.to(torch.bfloat16)
+        x = x.view(batch, -1, width)
+        x = x + pos
+        return x
+
+    def blocks(input):  # nn.Sequential.forward
+        for b in w["blocks"]:
+            input = block(input, b)
+        return input
+
+    def forward_features(x):
+        x = patch_embed(x)
+        x = pos_embed(x)
+        x = blocks(x)
+        x = F.layer_norm(x, (width,), *w["norm"], eps=1e-6)
+        return x
+
+    return forward_features
+
+
+def _projector(w):
+    """vLLM's MlpProjector.forward (downsample_mlp_gelu, ratio 2) and its nn.Sequential of layers."""
+
+    def layers(input):
+        for i, layer in enumerate(w["mlp"]):
+            if i:
+                input = F.gelu(input)
+            input = F.linear(input, *layer)
+        return input
+
+    def projector(x):
+        bs, hw, input_dim = x.shape
+        h = wide = int(hw**0.5)
+        pad = 2 - h % 2 if h % 2 else 0
+        x = x.reshape(bs, h, wide, input_dim)
+        if pad > 0:
+            x = F.pad(x, (0, 0, 0, pad, 0, pad), "constant", 0)
+        x = x.permute(0, 3, 1, 2)
+        x = F.unfold(x, kernel_size=2, stride=2, padding=0)
+        x = x.permute(0, 2, 1)
+        return layers(x)
+
+    return projector
+
+
+def build(data, budgets, items, gen, attn="sdpa"):
+    """ceil(B / 196) tiles per budget B (prepare_encoder_cudagraph_capture_inputs), k not applying;
+    one graph per budget, largest first."""
+    if "DeepseekOCRForCausalLM" in (data.get("architectures") or ()):
+        return deepseek_ocr.build(data, budgets, items, gen, attn)
+    vision, projector_sizes = _sizes(data)
+    size, grid = vision["size"], vision["size"] // vision["patch"]
+    w = _weights(vision, projector_sizes, gen)
+    forward_features, projector = _vit(vision, w, attn), _projector(w)
+
+    def forward(pixel_values):  # encoder_cudagraph_forward
+        features = forward_features(pixel_values)
+        return projector(features)
 
     per_tile = math.ceil(grid / 2) ** 2
     runs = [

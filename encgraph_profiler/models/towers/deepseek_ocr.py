@@ -1,29 +1,20 @@
 """DeepSeek-OCR's DeepEncoder as vLLM 0.33.0 captures it (DeepseekOCRForCausalLM.encoder_cudagraph_forward,
-model_executor/models/deepseek_ocr.py, with deepencoder.py): SAM ViT-B, then CLIP-L run over SAM's
-output, the two concatenated and projected; on the global path the image newlines are inserted in
-the graph too. Module names are the checkpoint's (model.sam_model.*, model.vision_model.*,
-model.projector.*, model.image_newline):
+model_executor/models/deepseek_ocr.py, with deepencoder.py and clip.py): SAM ViT-B, then CLIP-L over SAM's
+output, the two concatenated and projected; on the global path the newlines are inserted in the graph.
+Module names are the checkpoint's (model.sam_model.*, model.vision_model.*, model.projector.*,
+model.image_newline; CLIP's patch_embedding held, unused: SAM's output is the patch embedding).
 
-- ``sam_model`` (ImageEncoderViT): patch_embed.proj, pos_embed (64 x 64), blocks.N.{norm1,
-  attn.{qkv, proj, rel_pos_h, rel_pos_w}, norm2, mlp.{lin1, lin2}} (windows of 14 but in the global
-  blocks), neck.{0..3}, net_2, net_3 (two stride-2 convolutions: 1024 px -> 16 x 16, 640 px -> 10 x 10).
-  For another view size the position table and the global blocks' relative-position tables are
-  resized inside the graph, as vLLM does.
-- ``vision_model`` (DeepCLIPVisionTransformer): embeddings.{class_embedding, patch_embedding (held,
-  unused: SAM's output is the patch embedding), position_embedding (257, resized to the grid inside
-  the graph)}, pre_layrnorm, transformer.layers.N.{layer_norm1, self_attn.{qkv_proj, out_proj},
-  layer_norm2, mlp.{fc1, fc2}} (quick GELU), no final norm.
-- ``projector`` (linear) and ``image_newline``.
-
-Attention: vLLM runs the global SAM blocks through its own Triton kernel with the relative-position
-bias fused, which never builds the (tokens x tokens) bias. With ``sdpa`` encgraph gets the same
-arithmetic from torch's fused kernel without that matrix either: each query carries its two bias
-rows (divided by the softmax scale) and each key the one-hot of its row and column, so the
-scaled dot product adds exactly the bias. The windowed blocks pass the bias as sdpa's mask, as vLLM
-does; ``eager`` builds every score matrix.
+Each forward follows vLLM's statement for statement, so that every tensor is made, copied and freed as
+there (a module's argument lives until it returns). Attention with ``sdpa`` is vLLM's on CUDA: sdpa with
+the relative-position bias as its mask in the windowed SAM blocks; in the global ones vLLM's Triton kernel
+with the bias fused (deepencoder_rel_pos_attention, restated below for contiguous tensors), which
+allocates its output and nothing else (on the CPU the same attention, the bias built in full, fills that
+output); vLLM's TORCH_SDPA encoder attention in CLIP. ``eager`` builds every score matrix.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -35,58 +26,151 @@ from .deepseek_vl2 import MlpProjector, attention
 SAM_LN_EPS = 1e-6
 
 
-def resized_rel_pos(table: torch.Tensor, size: int) -> torch.Tensor:
-    """deepencoder.get_rel_pos for equal query and key sides: the table resized (linearly, in float32)
-    to 2 * size - 1 distances where it differs, then indexed by query - key: (size, size, head_dim)."""
-    distances = 2 * size - 1
-    if table.shape[0] != distances:
-        resized = F.interpolate(table.float().T[None], size=distances, mode="linear")
-        table = resized[0].T.to(table.dtype)
-    positions = torch.arange(size, device=table.device)
-    return table[positions[:, None] - positions[None, :] + size - 1]
+def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
+    """deepencoder.get_rel_pos: the table resized where it differs, indexed by query - key."""
+    max_rel_dist = int(2 * max(q_size, k_size) - 1)
+    if rel_pos.shape[0] != max_rel_dist:
+        dtype = rel_pos.dtype
+        rel_pos = rel_pos.to(torch.float32)
+        rel_pos_resized = F.interpolate(
+            rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1), size=max_rel_dist, mode="linear"
+        ).to(dtype)
+        rel_pos_resized = rel_pos_resized.reshape(-1, max_rel_dist).permute(1, 0)
+    else:
+        rel_pos_resized = rel_pos
+    q_coords = torch.arange(q_size, device=rel_pos.device)[:, None] * max(k_size / q_size, 1.0)
+    k_coords = torch.arange(k_size, device=rel_pos.device)[None, :] * max(q_size / k_size, 1.0)
+    relative_coords = (q_coords - k_coords) + (k_size - 1) * max(q_size / k_size, 1.0)
+    return rel_pos_resized[relative_coords.long()]
 
 
-def rel_pos_attention(q, k, v, rel_h, rel_w, attn: str, fused: bool) -> torch.Tensor:
-    """Attention over (batch, heads, H * W, head_dim) with the decomposed bias rel_h[query, key row] +
-    rel_w[query, key column], both (batch, heads, H * W, H or W). See the module docstring."""
-    rows, cols = rel_h.shape[-1], rel_w.shape[-1]
-    scale = q.shape[-1] ** -0.5
-    if attn == "sdpa" and fused:
-        keys = torch.arange(rows * cols, device=q.device)
-        one_hot = torch.cat(
-            [
-                keys[:, None] // cols == torch.arange(rows, device=q.device),
-                keys[:, None] % cols == torch.arange(cols, device=q.device),
-            ],
-            dim=-1,
-        ).to(q.dtype)
-        q = torch.cat([q, rel_h / scale, rel_w / scale], dim=-1)
-        k = torch.cat([k, one_hot.expand(*k.shape[:2], -1, -1)], dim=-1)
-        return F.scaled_dot_product_attention(q, k, v, scale=scale)
-    bias = (rel_h[..., :, None] + rel_w[..., None, :]).flatten(-2)
-    if attn == "sdpa":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    return ((q * scale) @ k.transpose(-2, -1) + bias).softmax(dim=-1) @ v
+def add_decomposed_rel_pos(q, rel_pos_h, rel_pos_w, q_size, k_size):
+    """deepencoder.add_decomposed_rel_pos: the terms over key rows (B, HW, k_h, 1) and columns (B, HW, 1, k_w)."""
+    q_h, q_w = q_size
+    k_h, k_w = k_size
+    Rh = get_rel_pos(q_h, k_h, rel_pos_h)
+    Rw = get_rel_pos(q_w, k_w, rel_pos_w)
+    B, _, dim = q.shape
+    r_q = q.reshape(B, q_h, q_w, dim)
+    rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, Rh)
+    rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, Rw)
+    rel_h = rel_h.unsqueeze(-1)
+    rel_w = rel_w.unsqueeze(-2)
+    rel_h = rel_h.reshape(B, q_h * q_w, k_h, 1)
+    rel_w = rel_w.reshape(B, q_h * q_w, 1, k_w)
+    return rel_h, rel_w
+
+
+@functools.cache
+def _fused_kernel():
+    """vLLM's _deepencoder_rel_pos_attention_kernel restated for contiguous tensors: online softmax over
+    key blocks, the bias rel_h[query, key // width] + rel_w[query, key % width] added to each score."""
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def kernel(q_ptr, k_ptr, v_ptr, rh_ptr, rw_ptr, o_ptr, scale, tokens, rows: tl.constexpr, cols: tl.constexpr,
+               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):  # fmt: skip
+        head = tl.program_id(1)
+        offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_n, offs_d, mask_m = tl.arange(0, BLOCK_N), tl.arange(0, BLOCK_D), offs_m < tokens
+        base = head * tokens * BLOCK_D
+        q = tl.load(q_ptr + base + offs_m[:, None] * BLOCK_D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
+        row_max, row_sum = tl.full([BLOCK_M], -float("inf"), tl.float32), tl.zeros([BLOCK_M], tl.float32)
+        acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+        for start in range(0, tokens, BLOCK_N):
+            keys = start + offs_n
+            mask_n, row = keys < tokens, head * tokens + offs_m[:, None]
+            both = mask_m[:, None] & mask_n[None, :]
+            k = tl.load(k_ptr + base + keys[None, :] * BLOCK_D + offs_d[:, None], mask=mask_n[None, :], other=0.0)
+            rh = tl.load(rh_ptr + row * rows + keys[None, :] // cols, mask=both, other=0.0)
+            rw = tl.load(rw_ptr + row * cols + keys[None, :] % cols, mask=both, other=0.0)
+            scores = (tl.dot(q, k) * scale + rh + rw) * 1.4426950408889634  # log2(e): exp2 below
+            scores = tl.where(both, scores, -float("inf"))
+            next_max = tl.maximum(row_max, tl.max(scores, axis=1))
+            p = tl.math.exp2(scores - next_max[:, None])
+            alpha = tl.math.exp2(row_max - next_max)
+            row_sum = row_sum * alpha + tl.sum(p, axis=1)
+            v = tl.load(v_ptr + base + keys[:, None] * BLOCK_D + offs_d[None, :], mask=mask_n[:, None], other=0.0)
+            acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
+            row_max = next_max
+        tl.store(
+            o_ptr + base + offs_m[:, None] * BLOCK_D + offs_d[None, :], acc / row_sum[:, None], mask=mask_m[:, None]
+        )
+
+    return kernel
+
+
+def rel_pos_attention(q, k, v, rel_h, rel_w, width: int, scale: float) -> torch.Tensor:
+    """deepencoder_rel_pos_attention: attention with the bias rel_h[query, key row] + rel_w[query, key column];
+    the output, made as torch.empty_like(q), is all it allocates."""
+    output = torch.empty_like(q)
+    batch, heads, tokens, head_dim = q.shape
+    if q.is_cuda:
+        if not all(t.is_contiguous() for t in (q, k, v, rel_h, rel_w)):
+            raise ValueError("the fused relative-position attention takes contiguous tensors")
+        grid = ((tokens + 63) // 64, batch * heads)
+        _fused_kernel()[grid](q, k, v, rel_h, rel_w, output, scale, tokens, rel_h.shape[-1], width,
+                              BLOCK_M=64, BLOCK_N=64, BLOCK_D=head_dim, num_warps=4, num_stages=2)  # fmt: skip
+    elif not q.is_meta:
+        bias = (rel_h[..., :, None] + rel_w[..., None, :]).flatten(-2)
+        output.copy_(((q @ k.transpose(-2, -1)) * scale + bias).softmax(dim=-1) @ v)
+    return output
 
 
 class RelPosAttention(nn.Module):
     def __init__(self, width: int, heads: int, side: int, attn: str, fused: bool):
         super().__init__()
-        self.heads, self.attn, self.fused = heads, attn, fused
+        self.num_heads, self.attn, self.fused = heads, attn, fused
+        self.scale = (width // heads) ** -0.5
         self.qkv = nn.Linear(width, width * 3)
         self.proj = nn.Linear(width, width)
         self.rel_pos_h = nn.Parameter(torch.zeros(2 * side - 1, width // heads))
         self.rel_pos_w = nn.Parameter(torch.zeros(2 * side - 1, width // heads))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, rows, cols, _ = x.shape
-        qkv = self.qkv(x).reshape(batch, rows * cols, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # (batch, heads, rows * cols, head_dim)
-        grid = q.reshape(batch, self.heads, rows, cols, -1)
-        rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid, resized_rel_pos(self.rel_pos_h, rows))
-        rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid, resized_rel_pos(self.rel_pos_w, cols))
-        out = rel_pos_attention(q, k, v, rel_h.flatten(2, 3), rel_w.flatten(2, 3), self.attn, self.fused)
-        return self.proj(out.reshape(batch, self.heads, rows, cols, -1).permute(0, 2, 3, 1, 4).reshape(x.shape))
+        B, H, W, _ = x.shape
+        qkv = self.qkv(x).reshape(B, H * W, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.reshape(3, B * self.num_heads, H * W, -1).unbind(0)
+        rel_h, rel_w = add_decomposed_rel_pos(q, self.rel_pos_h, self.rel_pos_w, (H, W), (H, W))
+        q, k, v = (t.view(B, self.num_heads, H * W, -1) for t in (q, k, v))
+        rel_h, rel_w = (t.view(B, self.num_heads, t.size(1), t.size(2), t.size(3)) for t in (rel_h, rel_w))
+        if self.fused and self.attn == "sdpa":
+            x = rel_pos_attention(q, k, v, rel_h.squeeze(-1), rel_w.squeeze(-2), W, self.scale)
+        else:
+            attn_bias = (rel_h + rel_w).view(B, self.num_heads, rel_h.size(2), rel_h.size(3) * rel_w.size(4))
+            if self.attn == "sdpa":
+                x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)
+            else:
+                x = ((q * self.scale) @ k.transpose(-2, -1) + attn_bias).softmax(dim=-1) @ v
+        x = x.view(B, self.num_heads, H, W, -1).permute(0, 2, 3, 1, 4).reshape(B, H, W, -1)
+        x = self.proj(x)
+        return x
+
+
+def window_partition(x: torch.Tensor, window_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """deepencoder.window_partition: padded (only where needed) and copied into windows."""
+    B, H, W, C = x.shape
+    pad_h = (window_size - H % window_size) % window_size
+    pad_w = (window_size - W % window_size) % window_size
+    if pad_h > 0 or pad_w > 0:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    Hp, Wp = H + pad_h, W + pad_w
+    x = x.view(B, Hp // window_size, window_size, Wp // window_size, window_size, C)
+    windows = x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, window_size, window_size, C)
+    return windows, (Hp, Wp)
+
+
+def window_unpartition(windows, window_size: int, pad_hw, hw) -> torch.Tensor:
+    """deepencoder.window_unpartition: merged back with a copy, the padding cut off with another."""
+    Hp, Wp = pad_hw
+    H, W = hw
+    B = windows.shape[0] // (Hp * Wp // window_size // window_size)
+    x = windows.view(B, Hp // window_size, Wp // window_size, window_size, window_size, -1)
+    x = x.permute(0, 1, 3, 2, 4, 5).contiguous().view(B, Hp, Wp, -1)
+    if Hp > H or Wp > W:
+        x = x[:, :H, :W, :].contiguous()
+    return x
 
 
 class SamMlp(nn.Module):
@@ -94,36 +178,33 @@ class SamMlp(nn.Module):
         super().__init__()
         self.lin1 = nn.Linear(width, hidden)
         self.lin2 = nn.Linear(hidden, width)
-        self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin2(self.act(self.lin1(x)))
+        return self.lin2(F.gelu(self.lin1(x)))
 
 
 class SamBlock(nn.Module):
     def __init__(self, sam, window: int, attn: str):
         super().__init__()
         width, side = sam.hidden_size, window or sam.image_size // sam.patch_size
-        self.window = window
+        self.window_size = window
         self.norm1 = nn.LayerNorm(width, eps=SAM_LN_EPS)
         self.attn = RelPosAttention(width, sam.num_attention_heads, side, attn, fused=window == 0)
         self.norm2 = nn.LayerNorm(width, eps=SAM_LN_EPS)
         self.mlp = SamMlp(width, int(width * sam.mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut, x = x, self.norm1(x)
-        if self.window:
-            batch, rows, cols, width = x.shape
-            n = self.window
-            padded = F.pad(x, (0, 0, 0, -cols % n, 0, -rows % n))
-            tall, wide = padded.shape[1] // n, padded.shape[2] // n
-            windows = padded.view(batch, tall, n, wide, n, width).permute(0, 1, 3, 2, 4, 5).reshape(-1, n, n, width)
-            out = self.attn(windows).view(batch, tall, wide, n, n, width).permute(0, 1, 3, 2, 4, 5)
-            x = out.reshape(batch, tall * n, wide * n, width)[:, :rows, :cols]
-        else:
-            x = self.attn(x)
+        shortcut = x
+        x = self.norm1(x)
+        if self.window_size > 0:
+            H, W = x.shape[1], x.shape[2]
+            x, pad_hw = window_partition(x, self.window_size)
+        x = self.attn(x)
+        if self.window_size > 0:
+            x = window_unpartition(x, self.window_size, pad_hw, (H, W))
         x = shortcut + x
-        return x + self.mlp(self.norm2(x))
+        x = x + self.mlp(self.norm2(x))
+        return x
 
 
 class LayerNorm2d(nn.Module):
@@ -133,8 +214,9 @@ class LayerNorm2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(1, keepdim=True)
-        x = (x - mean) / torch.sqrt((x - mean).pow(2).mean(1, keepdim=True) + SAM_LN_EPS)
+        u = x.mean(1, keepdim=True)
+        s = (x - u).pow(2).mean(1, keepdim=True)
+        x = (x - u) / torch.sqrt(s + SAM_LN_EPS)
         return self.weight[:, None, None] * x + self.bias[:, None, None]
 
 
@@ -142,6 +224,9 @@ class SamPatchEmbed(nn.Module):
     def __init__(self, sam):
         super().__init__()
         self.proj = nn.Conv2d(sam.num_channels, sam.hidden_size, kernel_size=sam.patch_size, stride=sam.patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).permute(0, 2, 3, 1)
 
 
 class SamEncoder(nn.Module):
@@ -163,18 +248,24 @@ class SamEncoder(nn.Module):
         self.net_2 = nn.Conv2d(out, middle, kernel_size=3, stride=2, padding=1, bias=False)
         self.net_3 = nn.Conv2d(middle, last, kernel_size=3, stride=2, padding=1, bias=False)
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed.proj(pixels).permute(0, 2, 3, 1)
-        table = self.pos_embed
-        if table.shape[1] != x.shape[1]:
-            resized = F.interpolate(
-                table.permute(0, 3, 1, 2).float(), size=x.shape[1:3], mode="bicubic", antialias=True
-            )
-            table = resized.to(table.dtype).permute(0, 2, 3, 1)
-        x = x + table
-        for block in self.blocks:
-            x = block(x)
-        return self.net_3(self.net_2(self.neck(x.permute(0, 3, 1, 2))))
+    def get_abs_pos(self, abs_pos: torch.Tensor, tgt_size: int) -> torch.Tensor:
+        """ImageEncoderViT.get_abs_pos: the table resized (bicubic, antialiased, float32) where it differs."""
+        if abs_pos.size(1) == tgt_size:
+            return abs_pos
+        old = abs_pos.permute(0, 3, 1, 2).to(torch.float32)
+        new = F.interpolate(old, size=(tgt_size, tgt_size), mode="bicubic", antialias=True, align_corners=False)
+        return new.to(abs_pos.dtype).permute(0, 2, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """ImageEncoderViT.forward: the last block's output and the neck's live until this returns."""
+        x = self.patch_embed(x)
+        x = x + self.get_abs_pos(self.pos_embed, x.size(1))
+        for blk in self.blocks:
+            x = blk(x)
+        neck_output = self.neck(x.permute(0, 3, 1, 2))
+        conv2_output = self.net_2(neck_output)
+        conv3_output = self.net_3(conv2_output)
+        return conv3_output
 
 
 class ClipEmbeddings(nn.Module):
@@ -184,20 +275,29 @@ class ClipEmbeddings(nn.Module):
         self.class_embedding = nn.Parameter(torch.zeros(width))
         self.patch_embedding = nn.Conv2d(clip.num_channels, width, clip.patch_size, clip.patch_size, bias=False)
         self.position_embedding = nn.Embedding(side * side + 1, width)
-        self.register_buffer("position_ids", torch.arange(side * side + 1)[None], persistent=False)
+        self.register_buffer("position_ids", torch.arange(side * side + 1).expand((1, -1)), persistent=False)
 
-    def forward(self, patch_embeds: torch.Tensor) -> torch.Tensor:
-        """SAM's (batch, width, h, w) output as the patch embeddings, the class token first, and the
-        position table (its class row kept, its grid resized bicubically in float32 where h differs)."""
-        patches = patch_embeds.flatten(2).transpose(1, 2)
-        tokens = torch.cat([self.class_embedding.expand(patches.shape[0], 1, -1), patches], dim=1)
-        table = self.position_embedding(self.position_ids)
-        side, grid = int((table.shape[1] - 1) ** 0.5), patch_embeds.shape[-1]
-        if side != grid:
-            old = table[0, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2).float()
-            new = F.interpolate(old, size=(grid, grid), mode="bicubic", antialias=True).to(table.dtype)
-            table = torch.cat([table[0, :1], new.permute(0, 2, 3, 1).reshape(grid * grid, -1)])[None]
-        return tokens + table
+    def get_abs_pos(self, abs_pos: torch.Tensor, tgt_size: int) -> torch.Tensor:
+        """DeepCLIPVisionEmbeddings.get_abs_pos: the class row kept, the grid resized where it differs."""
+        dim = abs_pos.size(-1)
+        abs_pos_new = abs_pos.squeeze(0)
+        cls_token, old_pos_embed = abs_pos_new[:1], abs_pos_new[1:]
+        src_size, tgt_size = int((abs_pos_new.shape[0] - 1) ** 0.5), int(tgt_size**0.5)
+        if src_size == tgt_size:
+            return abs_pos
+        old = old_pos_embed.view(1, src_size, src_size, dim).permute(0, 3, 1, 2).contiguous().to(torch.float32)
+        new = F.interpolate(old, size=(tgt_size, tgt_size), mode="bicubic", antialias=True, align_corners=False)
+        new = new.to(abs_pos.dtype).permute(0, 2, 3, 1).view(tgt_size * tgt_size, dim)
+        vision_pos_embed = torch.cat([cls_token, new], dim=0)
+        return vision_pos_embed.view(1, tgt_size * tgt_size + 1, dim)
+
+    def forward(self, pixel_values: torch.Tensor, patch_embeds: torch.Tensor) -> torch.Tensor:
+        batch_size = pixel_values.shape[0]
+        patch_embeds = patch_embeds.flatten(2).transpose(1, 2)
+        class_embeds = self.class_embedding.expand(batch_size, 1, -1)
+        embeddings = torch.cat([class_embeds, patch_embeds], dim=1)
+        embeddings = embeddings + self.get_abs_pos(self.position_embedding(self.position_ids), embeddings.size(1))
+        return embeddings
 
 
 class ClipAttention(nn.Module):
@@ -207,12 +307,21 @@ class ClipAttention(nn.Module):
         self.qkv_proj = nn.Linear(width, width * 3)
         self.out_proj = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, tokens, width = x.shape
-        q, k, v = (
-            part.reshape(batch, tokens, self.heads, -1).transpose(1, 2) for part in self.qkv_proj(x).chunk(3, dim=-1)
-        )
-        return self.out_proj(attention(q, k, v, self.attn).transpose(1, 2).reshape(batch, tokens, width))
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """CLIPAttention with MMEncoderAttention's TORCH_SDPA path (torch_sdpa_wrapper)."""
+        qkv_states = self.qkv_proj(hidden_states)
+        bsz, q_len = qkv_states.shape[:2]
+        q, k, v = (t.view(bsz, q_len, self.heads, -1).permute(0, 2, 1, 3) for t in qkv_states.chunk(3, dim=-1))
+        out = attention(q, k, v, self.attn).permute(0, 2, 1, 3).contiguous().reshape(bsz, q_len, -1)
+        return self.out_proj(out)
+
+
+def quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    """vLLM's QuickGELU on CUDA, a fused kernel into torch.empty_like(x): one tensor, x * sigmoid(1.702 x)."""
+    out = torch.mul(x, 1.702)
+    out.sigmoid_()
+    out.mul_(x)
+    return out
 
 
 class ClipMlp(nn.Module):
@@ -221,9 +330,8 @@ class ClipMlp(nn.Module):
         self.fc1 = nn.Linear(width, hidden)
         self.fc2 = nn.Linear(hidden, width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.fc1(x)
-        return self.fc2(x * torch.sigmoid(1.702 * x))  # quick GELU, CLIP's activation
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(quick_gelu(self.fc1(hidden_states)))
 
 
 class ClipLayer(nn.Module):
@@ -234,15 +342,22 @@ class ClipLayer(nn.Module):
         self.layer_norm2 = nn.LayerNorm(clip.hidden_size, eps=clip.layer_norm_eps)
         self.mlp = ClipMlp(clip.hidden_size, clip.intermediate_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.layer_norm1(x))
-        return x + self.mlp(self.layer_norm2(x))
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = hidden_states + self.self_attn(self.layer_norm1(hidden_states))
+        return hidden_states + self.mlp(self.layer_norm2(hidden_states))
 
 
 class ClipTransformer(nn.Module):
     def __init__(self, clip, attn: str):
         super().__init__()
         self.layers = nn.ModuleList(ClipLayer(clip, attn) for _ in range(clip.num_hidden_layers))
+
+    def forward(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
+        """CLIPEncoder.forward: its input embeddings stay referenced (its hidden_states_pool) to the end."""
+        hidden_states = inputs_embeds
+        for encoder_layer in self.layers:
+            hidden_states = encoder_layer(hidden_states)
+        return hidden_states
 
 
 class ClipVision(nn.Module):
@@ -252,16 +367,14 @@ class ClipVision(nn.Module):
         self.pre_layrnorm = nn.LayerNorm(clip.hidden_size, eps=clip.layer_norm_eps)
         self.transformer = ClipTransformer(clip, attn)
 
-    def forward(self, sam_features: torch.Tensor) -> torch.Tensor:
-        x = self.pre_layrnorm(self.embeddings(sam_features))
-        for layer in self.transformer.layers:
-            x = layer(x)
-        return x
+    def forward(self, pixel_values: torch.Tensor, patch_embeds: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.embeddings(pixel_values, patch_embeds)
+        hidden_states = self.pre_layrnorm(hidden_states)
+        return self.transformer(hidden_states)
 
 
 class DeepseekOcrTower(nn.Module):
-    """The captured module. Global views (1024 px): (views * 16 * 17, n_embed), newlines in place;
-    local crops: (crops * 10 * 10, n_embed), newlines left to after the graph."""
+    """The captured module: (views * 16 * 17, n_embed) with the newlines, or (crops * 10 * 10, n_embed)."""
 
     def __init__(self, config, dtype: torch.dtype, attn: str):
         super().__init__()
@@ -272,13 +385,16 @@ class DeepseekOcrTower(nn.Module):
         self.image_newline = nn.Parameter(torch.zeros(config.projector_config.n_embed, dtype=dtype))
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        sam = self.sam_model(pixel_values)
-        clip = self.vision_model(sam)
-        features = self.projector(torch.cat([clip[:, 1:], sam.flatten(2).permute(0, 2, 1)], dim=-1))
-        batch, _, width = features.shape
+        """_batched_encoder_forward_global_path for 1024 px views, _local_path otherwise."""
+        bsz = pixel_values.shape[0]
+        features_1 = self.sam_model(pixel_values)
+        features_2 = self.vision_model(pixel_values, features_1)
+        features = torch.cat((features_2[:, 1:], features_1.flatten(2).permute(0, 2, 1)), dim=-1)
+        features = self.projector(features)
         if pixel_values.shape[-1] != GLOBAL_VIEW:
-            return features.reshape(-1, width)
-        side = sam.shape[-1]
-        grid = features.view(batch, side, side, width)
-        newlines = self.image_newline.view(1, 1, 1, width).expand(batch, side, 1, width)
-        return torch.cat([grid, newlines], dim=2).view(-1, width)
+            return features.view(-1, features.shape[-1])
+        side, dim = features_1.shape[-1], features.shape[-1]
+        features = features.view(bsz, side, side, dim)
+        newline = self.image_newline.view(1, 1, 1, dim).expand(bsz, side, 1, dim)
+        features = torch.cat([features, newline], dim=2)
+        return features.view(-1, dim)

@@ -43,11 +43,16 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(width, width * 3)
         self.proj = nn.Linear(width, width)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        batch, tokens, width = hidden.shape
-        qkv = self.qkv(hidden).reshape(batch, tokens, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
-        out = attention(qkv[0], qkv[1], qkv[2], self.attn)
-        return self.proj(out.transpose(1, 2).reshape(batch, tokens, width))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """timm's Attention.forward, statement for statement: the attention's output goes when the
+        projection is made, the packed q, k and v only when this returns."""
+        batch, tokens, width = x.shape
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        x = attention(q, k, v, self.attn)
+        x = x.transpose(1, 2).reshape(batch, tokens, width)
+        x = self.proj(x)
+        return x
 
 
 class Mlp(nn.Module):
@@ -111,8 +116,8 @@ class SiglipVit(nn.Module):
         self.grid = vision.image_size // vision.patch_size  # the position table's side (timm's grid_size)
         self.patch_embed = PatchEmbed(width, vision.patch_size, vision.num_channels)
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid * self.grid, width))
-        self.blocks = nn.ModuleList(
-            Block(width, vision.num_attention_heads, hidden, attn) for _ in range(vision.num_hidden_layers)
+        self.blocks = nn.Sequential(
+            *(Block(width, vision.num_attention_heads, hidden, attn) for _ in range(vision.num_hidden_layers))
         )
         self.norm = nn.LayerNorm(width, eps=LN_EPS)
         self.attn_pool = AttentionPoolLatent(width, hidden)
@@ -125,13 +130,25 @@ class SiglipVit(nn.Module):
         table = F.interpolate(table, size=(rows, cols), mode="bicubic", antialias=True)
         return table.permute(0, 2, 3, 1).reshape(1, rows * cols, -1).to(self.pos_embed.dtype)
 
-    def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        patches = self.patch_embed(pixels)
-        batch, rows, cols, width = patches.shape
-        hidden = patches.reshape(batch, rows * cols, width) + self.position_table(rows, cols)
-        for block in self.blocks:
-            hidden = block(hidden)
-        return self.norm(hidden)
+    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
+        """timm's _pos_embed (dynamic_img_size, no class token): the resampled table goes when this
+        returns, the patch embedding when the caller drops it."""
+        batch, rows, cols, width = x.shape
+        pos_embed = self.position_table(rows, cols)
+        x = x.view(batch, -1, width)
+        x = x + pos_embed
+        return x
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """timm's forward_features, statement for statement. The blocks run as one nn.Sequential, so
+        their input (the embedded patches) stays referenced, here and by the call, until the last
+        block returns, and each block's input until the next returns; the blocks' output goes once
+        the final norm is made."""
+        x = self.patch_embed(x)
+        x = self._pos_embed(x)
+        x = self.blocks(x)
+        x = self.norm(x)
+        return x
 
 
 class MlpProjector(nn.Module):
@@ -155,7 +172,8 @@ class MlpProjector(nn.Module):
             batch, tokens, width = features.shape
             side = math.isqrt(tokens)
             grid = features.reshape(batch, side, side, width)
-            grid = F.pad(grid, (0, 0, 0, -side % self.ratio, 0, -side % self.ratio))
+            if side % self.ratio:  # as vLLM: F.pad copies the grid even when it adds nothing
+                grid = F.pad(grid, (0, 0, 0, -side % self.ratio, 0, -side % self.ratio))
             unfolded = F.unfold(grid.permute(0, 3, 1, 2), kernel_size=self.ratio, stride=self.ratio)
             features = unfolded.permute(0, 2, 1)
         return self.layers(features)
