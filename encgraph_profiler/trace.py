@@ -76,7 +76,7 @@ def _linear(args) -> tuple[list[int], list[int]]:
 
 def _patch_convolution(args) -> tuple[list[int], list[int]]:
     """cuDNN's patch embedding (3 input channels, stride = kernel, half precision) as cuDNN 9.19
-    runs it on an H100: for output grids of up to 27 x 27 it takes, after the output, one workspace
+    runs it on an H100: for output grids of up to 28 x 28 it takes, after the output, one workspace
     holding the input and the weight with their channels padded to 8 and the output, all NHWC, plus
     16 bytes, and from about 40 million input elements on a 2,352-byte one instead; larger grids
     (32 x 32 and up) take none. A 1 x 1 output grid (one patch an image, as Kimi's MoonViT embeds
@@ -92,7 +92,7 @@ def _patch_convolution(args) -> tuple[list[int], list[int]]:
     if x.dim() != 4 or x.shape[1] != 3 or x.dtype not in (torch.float16, torch.bfloat16) or strides != kernel:
         return [], []
     rows, cols = x.shape[2] // kernel[0], x.shape[3] // kernel[1]
-    if max(rows, cols) > 27:
+    if max(rows, cols) > 28:  # 28 x 28: DeepSeek-VL2's 392-pixel tiles, matched in its H100 captures
         return [], []
     batch, out_channels, size, padded = x.shape[0], weight.shape[0], x.element_size(), 8
     single = rows == cols == 1
@@ -141,6 +141,12 @@ def _tensors(values):
             yield from _tensors(value)
 
 
+# Composite operators that reach the trace whole under inference_mode, although on CUDA they run as
+# the operators they decompose into: einsum copies a strided operand before its bmm (DeepSeek-OCR's
+# relative-position tables, matched to the byte in its H100 captures).
+_DECOMPOSED = {torch.ops.aten.einsum.default}
+
+
 class AllocationTrace(TorchDispatchMode):
     """Records every storage an operator makes and when its last tensor dies."""
 
@@ -153,6 +159,9 @@ class AllocationTrace(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func in _DECOMPOSED:  # seen whole under inference_mode, its inner copies hidden
+            with self:
+                return func.decompose(*args, **kwargs)
         given = {t.untyped_storage()._cdata for t in _tensors((*args, *kwargs.values()))}
         before, after = _TEMPORARIES[func](args) if func in _TEMPORARIES else ((), ())
         made = [self._temporary(size) for size in before]

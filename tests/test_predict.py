@@ -140,6 +140,27 @@ def test_patch_convolution_makes_the_probed_requests():
         assert [n for kind, _, n in events if kind == "alloc"] == probe["requests"], probe
 
 
+def test_patch_convolution_of_a_28_by_28_grid_takes_the_workspace():
+    """DeepSeek-VL2's 384-pixel tiles padded to 392 (28 x 28 patches of 14): the workspace of grids up
+    to 28 x 28, which its H100 captures (encgraph's and the independent ladder's) matched to the byte."""
+    conv = torch.nn.Conv2d(3, 1152, 14, stride=14, device="meta", dtype=torch.bfloat16)
+    pixels = torch.empty(42, 3, 392, 392, device="meta", dtype=torch.bfloat16)
+    with torch.inference_mode():
+        events, _ = trace(lambda: (conv(pixels),))
+    assert [n for kind, _, n in events if kind == "alloc"] == [42 * 1152 * 28 * 28 * 2, 182_741_008]
+
+
+def test_einsum_is_traced_as_the_operators_it_runs_as():
+    """Under inference_mode einsum reaches the trace whole; on CUDA it copies a strided operand before
+    its bmm (DeepSeek-OCR's relative-position tables): the copy is traced, then freed."""
+    qkv = torch.empty(2, 64, 3, 12, 64, device="meta", dtype=torch.bfloat16).permute(2, 0, 3, 1, 4)
+    table = torch.empty(8, 8, 64, device="meta", dtype=torch.bfloat16)
+    with torch.inference_mode():
+        events, _ = trace(lambda: (torch.einsum("bnhwc,hkc->bnhwk", qkv[0].reshape(2, 12, 8, 8, 64), table),))
+    allocs = [n for kind, _, n in events if kind == "alloc"]
+    assert allocs[:2] == [196_608, 24_576] and [kind for kind, _, _ in events].count("free") >= 1
+
+
 def test_sdpa_makes_the_probed_requests():
     """Every shape probed on an H100 (tools/probe_masked_sdpa.py), with Gemma 4's boolean padding
     mask and without one: the trace's requests and frees for one sdpa call, in order, equal the
