@@ -180,7 +180,7 @@ class _Sweep:
         try:
             while self.waiting or self.running:
                 while self.waiting and (self.workers is None or len(self.running) < self.workers):
-                    self._submit(self.waiting.pop(0))
+                    self._submit()
                 # A short wait, so that Ctrl-C is seen between two.
                 done, _ = self.ray.wait(list(self.running), num_returns=1, timeout=0.5)
                 for task in done:
@@ -189,13 +189,17 @@ class _Sweep:
             self._cancel()
         return [self.results[i] for i in range(len(self.cells))]
 
-    def _submit(self, index: int) -> None:
+    # Each cell's index is, at every moment Ctrl-C can come, in ``waiting``, in ``running`` or in
+    # ``results``: an index leaves one only once it is in the next.
+    def _submit(self) -> None:
+        index = self.waiting[0]
         cell = self.cells[index]
         task = self.task.options(**_options(cell, self.gpu_resource), name=f"encgraph {cell.name}")
         self.running[task.remote(self.setups[index], cell, self.env, self.device)] = (index, time.perf_counter())
+        self.waiting.pop(0)
 
     def _record(self, task: Any) -> None:
-        index, submitted = self.running.pop(task)
+        index, submitted = self.running[task]
         cell = self.cells[index]
         try:
             sent = self.ray.get(task)
@@ -214,19 +218,25 @@ class _Sweep:
                 write_atomic(path, sent.report)
             result = CellResult(cell, sent.gpu, sent.exit_code, path, sent.message, sent.wall_s, sent.node)
         self.results[index] = result
+        del self.running[task]
         if self.on_result:
             self.on_result(result, len(self.results), len(self.cells))
 
     def _cancel(self) -> None:
-        """Ctrl-C: cells not yet submitted are recorded as not run; tasks not started are cancelled;
-        running ones are interrupted and get GRACE_S to send back what they measured."""
+        """Ctrl-C: tasks not started are cancelled; running ones are interrupted and get GRACE_S to
+        send back what they measured; every other cell is recorded as not run."""
+        if self.running:
+            self._stop_running()
         for index in self.waiting:
-            self.results[index] = CellResult(
-                self.cells[index], None, int(ExitCode.INTERRUPTED), None, "not run: the sweep was interrupted", 0.0
+            self.results.setdefault(
+                index,
+                CellResult(
+                    self.cells[index], None, int(ExitCode.INTERRUPTED), None, "not run: the sweep was interrupted", 0.0
+                ),
             )
         self.waiting = []
-        if not self.running:
-            return
+
+    def _stop_running(self) -> None:
         for task in self.running:
             self.ray.cancel(task)
         done, late = self.ray.wait(list(self.running), num_returns=len(self.running), timeout=GRACE_S)

@@ -174,3 +174,35 @@ def test_ctrl_c_cancels_the_cells_not_started_and_keeps_what_finished(cluster, t
     assert cells[-1] == cells[-1] | {"exit_code": 130, "report": None, "message": "not run: the sweep was interrupted"}
     kept = sorted(p.name for p in tmp_path.glob("tiny-siglip.*.json"))
     assert kept == sorted(c["report"] for c in cells if c["exit_code"] == 0)
+
+
+@pytest.mark.parametrize("where", ["submitting", "recording"])
+def test_ctrl_c_in_the_middle_of_a_submission_or_a_recording_loses_no_cell(cluster, tmp_path, monkeypatch, where):
+    # The moments the SIGINT above can fall on by chance, made certain: Ctrl-C while the second cell
+    # is being submitted, or while the first one's report is being written.
+    calls = {"n": 0}
+    if where == "submitting":
+        options = sweep_ray._options
+
+        def interrupted_options(cell, gpu_resource):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+            return options(cell, gpu_resource)
+
+        monkeypatch.setattr(sweep_ray, "_options", interrupted_options)
+    else:
+        write = sweep_ray.write_atomic
+
+        def interrupted_write(path, text):
+            calls["n"] += 1
+            write(path, text)
+            if calls["n"] == 1:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(sweep_ray, "write_atomic", interrupted_write)
+    cells = [Cell("tiny-siglip", (budget,), "vllm", capability=(9, 0)) for budget in (64, 128, 192)]
+    results = sweep_ray.run(cells, tmp_path, workers=1)
+    assert [r.cell for r in results] == cells
+    assert results[0].exit_code == 0 and report_io.load(results[0].report).pools
+    assert [(r.exit_code, r.message) for r in results[1:]] == [(130, "not run: the sweep was interrupted")] * 2
