@@ -6,7 +6,8 @@ budget, in the strategy's order, settle, sample, capture into the pool, settle, 
 compare -> final per-pool accounting (``accounting``). Only the ``Device`` touches the hardware;
 what to capture and in which order was decided beforehand (``request.prepare``).
 
-Capturing as vLLM does (``Capture.VLLM``): its capture inputs (the adapter's ``vllm_layout``), then
+Capturing as vLLM does (``Capture.VLLM``): its capture inputs (the adapter's ``vllm_layout``; for
+the families vLLM normalizes on the device, uint8 pixels that each graph normalizes first), then
 budget after budget its inputs, one warm-up and its capture, the outputs copied to buffers outside
 the pool, the cache never emptied; and vLLM's own estimate (the drop in free memory across it all)
 beside the pool, split into its parts.
@@ -132,11 +133,15 @@ class Ladder:
         self.generator = torch.Generator().manual_seed(self.request.seed)
         settings, adapter = self.setup.settings, self.setup.adapter
         with torch.device(self.device.torch_device):
-            tower, weights_bytes = self.device.measure_allocated(
-                lambda: adapter.build_tower(self.setup.tower_config, settings.dtype, settings.attn)
-            )
+            tower, weights_bytes = self.device.measure_allocated(lambda: self._tower(adapter, settings))
         self.device.settle()  # what building left cached goes back: every strategy starts from the weights alone
         return tower, weights_bytes, accounting.difference(start.process_used_bytes, start.reserved_bytes)
+
+    def _tower(self, adapter, settings) -> Any:
+        tower = adapter.build_tower(self.setup.tower_config, settings.dtype, settings.attn)
+        if self.setup.pixel_norm is not None:  # its scale and shift are the tower's, as vLLM's: with the weights
+            adapter.normalize_pixels_in(tower, self.setup.pixel_norm)
+        return tower
 
     def _provenance(self):
         info = self.device.info()

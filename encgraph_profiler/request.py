@@ -15,7 +15,7 @@ from typing import Any
 from .errors import EnvironmentProblem, UsageError
 from .graphcounts import DecoderSettings, graph_counts
 from .ladder import resolve_max_items
-from .models.base import Adapter, Layout, canonical_dtype
+from .models.base import Adapter, Layout, PixelNorm, canonical_dtype
 from .models.registry import ModelSpec, resolve
 from .schema import Capture, GraphCountsReport, GraphGroupReport, ModelFacts, Order, Pool, Settings
 
@@ -118,6 +118,11 @@ class Prepared:
     def adapter(self) -> Adapter:
         return self.spec.adapter
 
+    @property
+    def pixel_norm(self) -> PixelNorm | None:
+        """The normalization the graphs run on uint8 pixels (vLLM's capture of some families), if any."""
+        return next((layout.pixel_norm for layout in self.layouts if layout.pixel_norm is not None), None)
+
     def capture_order(self) -> list[Layout]:
         """The layouts in the order the strategy captures them."""
         largest_first = self.settings.order is Order.LARGEST_FIRST
@@ -216,7 +221,7 @@ def prepare(request: ProfileRequest, capability: tuple[int, int] | None = None) 
         adapter.graph_layouts(tower_config, request.budgets, items or 0), adapter.paths, largest_first=True
     )
     if request.strategy.capture is Capture.VLLM:
-        layouts = [adapter.vllm_layout(layout, tower_config, request.max_frames_per_batch) for layout in layouts]
+        layouts = [adapter.vllm_capture_layout(x, tower_config, request.max_frames_per_batch) for x in layouts]
     settings = Settings(
         model=spec.name,
         family=adapter.family,

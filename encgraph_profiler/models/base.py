@@ -6,8 +6,9 @@ and resolve models without paying for those imports.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from ..errors import UsageError
@@ -56,6 +57,8 @@ class VllmSource:
 
     file: str
     cls: str
+    # The class declares supports_mm_device_do_normalize: vLLM captures uint8 pixels, normalized in the graph.
+    normalizes_pixels: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -84,15 +87,64 @@ def whole_numbers(
 
 
 def random_input(shape: tuple[int, ...], dtype: str, device, generator, uniform: bool = False):
-    """A tower input of random values on ``device``, drawn on the host (a failed capture cannot spoil
-    a device generator); on the meta device (``predict``) its shape alone: nothing is materialised,
-    so a prediction's memory does not grow with the budget's pixels."""
+    """A tower input of random values on ``device`` (``"uint8"``: raw pixel values, 0 to 255), drawn on
+    the host (a failed capture cannot spoil a device generator); on the meta device (``predict``) its
+    shape alone: nothing is materialised, so a prediction's memory does not grow with the budget's pixels."""
     import torch
 
     if torch.device(device).type == "meta":
         return torch.empty(shape, dtype=getattr(torch, dtype), device="meta")
+    if dtype == "uint8":
+        return torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8).to(device)
     values = torch.rand(shape, generator=generator) if uniform else torch.randn(shape, generator=generator)
     return values.to(device=device, dtype=getattr(torch, dtype))
+
+
+@dataclass(frozen=True)
+class PixelNorm:
+    """A processor's (x * rescale - mean) / std per channel, which vLLM 0.33.0 runs on the device for
+    a model whose class declares supports_mm_device_do_normalize (mm_device_do_normalize, on by
+    default): it captures uint8 pixels, and its graph's first step (FusedMMInputNorm, layers/fusion/
+    mm_input_norm.py) writes them normalized, in the tower's dtype, into a new tensor of their shape."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    rescale: float = 1 / 255
+
+    @property
+    def is_identity(self) -> bool:
+        """vLLM's NormParams.is_identity: then it normalizes nothing and captures pixels in the tower's dtype."""
+        return all(
+            math.isclose(self.rescale / s, 1.0, rel_tol=1e-5, abs_tol=1e-8) and math.isclose(m / s, 0.0, abs_tol=1e-8)
+            for m, s in zip(self.mean, self.std, strict=True)
+        )
+
+
+PIXEL_NORM_BUFFER = "pixel_norm"  # the pixel module's buffer: [rescale / std, -mean / std], float32
+NORMALIZED_ON_DEVICE = "uint8 pixels, normalized on the device inside the graph (vLLM's mm_device_do_normalize)"
+
+
+def normalized_pixels(pixels, table, dtype):
+    """uint8 ``pixels`` (rows channel-major) as vLLM's FusedMMInputNorm.forward_cuda writes them: x *
+    rescale / std - mean / std in float32, into a new ``dtype`` tensor of their shape, nothing else
+    allocated. addcmul into it does so: CUDA's TensorIterator casts uint8 in and ``dtype`` out inside
+    the kernel around float32 math (it makes temporaries on the CPU only); on meta, out= allocates nothing."""
+    import torch
+
+    out = torch.empty(pixels.shape, dtype=dtype, device=pixels.device)
+    rows, channels = pixels.shape[0], table.shape[1]
+    scale, shift = (row.view(1, channels, 1) for row in table)
+    torch.addcmul(shift, pixels.view(rows, channels, -1), scale, out=out.view(rows, channels, -1))
+    return out
+
+
+def _normalize_uint8_pixels(module, args):
+    """Forward pre-hook: uint8 pixels in, the module's forward gets them normalized in its dtype."""
+    import torch
+
+    if args[0].dtype != torch.uint8:
+        return None
+    return (normalized_pixels(args[0], getattr(module, PIXEL_NORM_BUFFER), next(module.parameters()).dtype), *args[1:])
 
 
 def load_class(name: str):
@@ -122,6 +174,8 @@ class Layout(OnGraph):
     max_seqlen: int = 0  # the longest sequence packed attention is told of; 0: the longest there is
     spare_sequences: int = 0  # zero-length sequences after the items in cu_seqlens (vLLM's Kimi-K2.5 capture)
     path: str = ""  # the encoder path whose graph this is, for families with more than one; "" otherwise
+    # With vLLM's on-device normalization (VllmSource.normalizes_pixels): uint8 pixels the graph normalizes first.
+    pixel_norm: PixelNorm | None = None
 
 
 class Adapter:
@@ -155,6 +209,9 @@ class Adapter:
     # after budget, each budget's keys in the order graph_layouts gives them; the keys are the
     # layouts' ``path``.
     budget_major: bool = False
+    # The image processor's normalization, which vLLM runs in the graph where its class normalizes on the device.
+    processor_norm: PixelNorm | None = None
+    pixel_module: str = "patch_embed"  # the tower's submodule that first reads the pixels (its patch embedding)
     # Fields the family reads from the model's image processor settings (processor_config.json or
     # preprocessor_config.json: image sizes, tokens per image); the registry puts them under
     # "preprocessor_config" in the config dict.
@@ -300,8 +357,38 @@ class Adapter:
         layout for ``frames_per_batch`` frames); unchanged where they do not."""
         return layout
 
+    def vllm_capture_layout(self, layout: Layout, vision_config, frames_per_batch: int) -> Layout:
+        """``vllm_layout``; where vLLM normalizes on the device, uint8 pixels the graph normalizes first."""
+        layout = self.vllm_layout(layout, vision_config, frames_per_batch)
+        norm = self.processor_norm if self.vllm is not None and self.vllm.normalizes_pixels else None
+        if norm is None or norm.is_identity:
+            return layout
+        return replace(layout, pixel_norm=norm, meaning=f"{layout.meaning}; {NORMALIZED_ON_DEVICE}")
+
+    def pixels(self, tower, layout: Layout, shape: tuple[int, ...], dtype: str, device, generator):
+        """The batch's pixels, as ``random_input``; with ``layout.pixel_norm``, raw uint8 values, and
+        the tower set to normalize them (``normalize_pixels_in``)."""
+        if layout.pixel_norm is not None:
+            self.normalize_pixels_in(tower, layout.pixel_norm)
+        return random_input(shape, dtype if layout.pixel_norm is None else "uint8", device, generator)
+
+    def normalize_pixels_in(self, tower, norm: PixelNorm) -> None:
+        """Make ``pixel_module`` normalize uint8 pixels before it reads them, as vLLM's input norm runs
+        before its patch embedding: they live while that module runs. The scale and shift are its buffer,
+        made once outside any graph, as vLLM's are buffers of its tower. Does nothing a second time."""
+        import torch
+
+        module = tower.get_submodule(self.pixel_module)
+        if hasattr(module, PIXEL_NORM_BUFFER):
+            return
+        mean, std = (torch.tensor(values, dtype=torch.float32, device="cpu") for values in (norm.mean, norm.std))
+        table = torch.stack([norm.rescale / std, -mean / std]).to(next(module.parameters()).device)
+        module.register_buffer(PIXEL_NORM_BUFFER, table, persistent=False)
+        module.register_forward_pre_hook(_normalize_uint8_pixels)
+
     def make_inputs(self, tower, vision_config, layout: Layout, dtype: str, device, generator) -> dict:
-        """Static inputs for one budget, every grid-dependent tensor precomputed outside the graph."""
+        """Static inputs for one budget, every grid-dependent tensor precomputed outside the graph;
+        the pixels made with ``pixels``."""
         raise NotImplementedError
 
     def forward(self, tower, inputs: dict):

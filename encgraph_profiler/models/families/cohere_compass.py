@@ -17,6 +17,10 @@ implements the encoder-graph methods itself, with Qwen3-VL's rules:
   the merger's tokens and the DeepStack features concatenated into one tensor of
   out_hidden_size * (1 + DeepStack levels) per token. ``forward`` returns that tensor too.
 
+Its pixels are normalized by the processor, not on the device as Qwen3-VL's:
+CohereCompassForConditionalGeneration does not declare supports_mm_device_do_normalize (vLLM turns
+the option off for such a class) and captures pixels in the tower's dtype; so does ``--as vllm``.
+
 The position table's resampling and the rotary positions depend on the grid: as for Qwen3-VL they
 are given to transformers' CohereCompassVisionModel precomputed (``transformers.vision_utils``).
 """

@@ -7,6 +7,11 @@ Glm4vMoeForConditionalGeneration subclasses GLM-4.1V's model and captures it the
 vLLM's layout for budget B (glm4_1v.py): k items of grid [1, m, floor(B / k) * m], rounding down
 where the Qwen families round up; its video layout and fixed longest sequence are the Qwen ones.
 
+vLLM normalizes the pixels on the device (Glm4vForConditionalGeneration declares
+supports_mm_device_do_normalize; Glm4vMoeForConditionalGeneration subclasses it), as for Qwen2-VL:
+uint8 pixels captured, normalized in the graph before the patch embedding, with the OpenAI CLIP mean
+and std of GLM-4.1V's image processor.
+
 transformers derives the per-image lengths its position interpolation needs from ``cu_seqlens``,
 which the sdpa path must keep on the host, and then compares them with device tensors. ``forward``
 runs the tower's steps with those lengths precomputed on the device; a CPU test checks it against
@@ -55,7 +60,7 @@ def _embed(tower, inputs: dict) -> tuple:
 class Glm4vAdapter(Qwen2VLAdapter):
     family = "glm4v"
     model_types = ("glm4v",)
-    vllm = VllmSource("model_executor/models/glm4_1v.py", "Glm4vForConditionalGeneration")
+    vllm = VllmSource("model_executor/models/glm4_1v.py", "Glm4vForConditionalGeneration", normalizes_pixels=True)
     aliases = {"glm-4.1v": "glm-4.1v-9b", "glm4v": "glm-4.1v-9b"}
     config_class_name = "transformers:Glm4vConfig"
     tower_class_name = "transformers.models.glm4v.modeling_glm4v:Glm4vVisionModel"

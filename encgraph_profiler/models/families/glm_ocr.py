@@ -5,8 +5,10 @@ merging convolution and the merger MLP. The captured graph covers the ViT and th
 vLLM captures it with GLM-4.1V's rules: its GlmOcrForConditionalGeneration (glm_ocr.py) subclasses
 Glm4vForConditionalGeneration and keeps glm4_1v.py's budget range, item specs and capture inputs:
 k items of grid [1, m, floor(B / k) * m], the video layout and the fixed longest sequence as for
-GLM-4.1V. The tower's own forward takes the precomputed positions and segments, but this runs its
-steps directly, as for GLM-4.1V, so that no grid-dependent tensor is derived inside the graph.
+GLM-4.1V, and the pixels normalized on the device as for GLM-4.1V (uint8 pixels captured; its tower
+runs build_mm_input_norm's norm before the patch embedding). The tower's own forward takes the
+precomputed positions and segments, but this runs its steps directly, as for GLM-4.1V, so that no
+grid-dependent tensor is derived inside the graph.
 """
 
 from __future__ import annotations

@@ -27,6 +27,11 @@ vLLM 0.33.0 lays both out by the same rules, but for the longest sequence and th
   get_encoder_cudagraph_item_specs sizes a chunk of more than one frame at 2**30 tokens, so video
   chunks run eagerly, and its capture grids are single frames; Kimi-VL's modality is "image". So
   ``--max-frames-per-batch`` is refused for both.
+- The pixels: KimiK25ForConditionalGeneration declares supports_mm_device_do_normalize, so vLLM
+  captures Kimi-K2.5's as uint8 and its patch embedding (kimi_k25_vit.py) normalizes them first, in
+  the tower's dtype, freeing them after its projection (mean = std = 0.5 after / 255, the
+  processor's media_proc_cfg). KimiVLForConditionalGeneration does not: Kimi-VL's pixels arrive
+  normalized, in the tower's dtype.
 
 transformers accepts every grid-dependent tensor precomputed (rotary positions, segment lengths,
 position-table resampling, frame indices, the window-merge scatter), so none is derived in the graph.
@@ -43,7 +48,7 @@ from typing import Any
 from ...errors import UsageError
 from ...units import counted
 from .. import varlen
-from ..base import Adapter, Layout, VllmSource, random_input
+from ..base import Adapter, Layout, PixelNorm, VllmSource
 
 ROPE_TABLE_SIDE = 512  # vLLM's 2-D RoPE table: items stay within 512 x 512 patches
 
@@ -167,7 +172,7 @@ def _kimi_vl(data: dict[str, Any], source: str) -> dict[str, Any]:
 class KimiK25Adapter(Adapter):
     family = "kimi-k2.5"
     model_types = ("kimi_k25",)
-    vllm = VllmSource("model_executor/models/kimi_k25.py", "KimiK25ForConditionalGeneration")
+    vllm = VllmSource("model_executor/models/kimi_k25.py", "KimiK25ForConditionalGeneration", normalizes_pixels=True)
     aliases = {"kimi": "kimi-k2.5"}
     own_forms = {"kimi_k25": _kimi_k25}  # Moonshot's own form shares transformers' model_type
     config_class_name = "transformers:Kimi_K25Config"
@@ -175,6 +180,8 @@ class KimiK25Adapter(Adapter):
     size_fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size")
     packs_sequences = True
     captures_video = False  # kimi_k25.py: video chunks (t > 1) run eagerly; images are captured
+    processor_norm = PixelNorm((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # media_proc_cfg
+    pixel_module = "vision_tower.patch_embed.proj"  # vLLM frees the normalized pixels after the projection
 
     def min_budget(self, config) -> int:
         return 64  # kimi_k25.py and kimi_vl.py, get_encoder_cudagraph_budget_range
@@ -233,7 +240,7 @@ class KimiK25Adapter(Adapter):
         vision = tower.vision_tower
         grid = torch.tensor(layout.grids, dtype=torch.long)
         p = config.vision_config.patch_size
-        pixels = random_input((layout.input_patches, 3, p, p), dtype, device, generator)
+        pixels = self.pixels(tower, layout, (layout.input_patches, 3, p, p), dtype, device, generator)
         embeddings = vision.patch_embed.pos_emb
         indices, weights = get_vision_interpolation_indices_and_weights(
             grid,

@@ -22,8 +22,10 @@ KimiK3ForConditionalGeneration; the ROCm class does not opt in):
   position table, the rotary angles, the segments and the window-gather index.
 - The pixels: KimiK3ForConditionalGeneration declares supports_mm_device_do_normalize, and vLLM's
   mm_device_do_normalize is on by default, so vLLM captures uint8 pixels and its patch embedding
-  (input_norm, then the projection) normalizes them in the graph. That step is not modelled: the
-  pixels here arrive normalized, in the tower's dtype, with ``--as vllm`` too.
+  (kimi_k25_vit.py's, as for Kimi-K2.5) normalizes them in the graph, freeing them after the
+  projection; ``--as vllm`` does the same. What the graph allocates depends only on the processor's
+  normalization not being the identity, not on its values: Kimi-K3's processor config is not
+  bundled, and Kimi-K2.5's MoonViT values (mean = std = 0.5 after / 255) stand for it.
 - Inside the graph, each block frees its tensors where vLLM's MoonViTEncoderLayer.forward does: the
   fused qkv and the first norm's output when attention_qkvpacked returns, before the MLP.
 """
@@ -36,7 +38,7 @@ from typing import Any
 
 from ...errors import UsageError
 from ...units import counted, is_whole_number
-from ..base import Layout, VllmSource, random_input
+from ..base import Layout, VllmSource
 from .kimi import ROPE_TABLE_SIDE, KimiK25Adapter, _kimi_native
 
 # The MoonViT structure vLLM builds for Kimi-K3 (KimiK3VisionConfig's defaults, as the published config
@@ -111,7 +113,7 @@ def _kimi_k3(data: dict[str, Any], source: str) -> dict[str, Any]:
 class KimiK3Adapter(KimiK25Adapter):
     family = "kimi-k3"
     model_types = ("kimi_k3",)
-    vllm = VllmSource("models/kimi_k3/nvidia/model.py", "KimiK3ForConditionalGeneration")
+    vllm = VllmSource("models/kimi_k3/nvidia/model.py", "KimiK3ForConditionalGeneration", normalizes_pixels=True)
     own_forms = {"kimi_k3": _kimi_k3}  # read by transformers' Kimi-K2.5 config classes
     model_class_name = ""
 
@@ -173,7 +175,7 @@ class KimiK3Adapter(KimiK25Adapter):
             pos_embeds = vision.patch_embed.pos_emb(grids)
         rope_cos, rope_sin = (t.to(device) for t in rope_angles(grids, vision.config.head_dim))
         return {
-            "pixel_values": random_input((layout.input_patches, 3, p, p), dtype, device, generator),
+            "pixel_values": self.pixels(tower, layout, (layout.input_patches, 3, p, p), dtype, device, generator),
             "grid_thw": torch.tensor(grids, dtype=torch.long),
             "pos_embeds": pos_embeds,
             "rope_cos": rope_cos,

@@ -3,6 +3,9 @@
 The window reordering and window segments are precomputed too: ``window_index`` on the device,
 ``cu_window_seqlens`` on the host where sdpa splits windows there, on the device with the longest
 window given for varlen attention.
+
+vLLM normalizes the pixels on the device, as for Qwen2-VL (Qwen2_5_VLForConditionalGeneration declares
+supports_mm_device_do_normalize), with the same OpenAI CLIP mean and std.
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ class Qwen2_5VLAdapter(Qwen2VLAdapter):
             inputs["cu_window_seqlens"] = cu_window_seqlens
         return inputs
 
-    vllm = VllmSource("model_executor/models/qwen2_5_vl.py", "Qwen2_5_VLForConditionalGeneration")
+    vllm = VllmSource(
+        "model_executor/models/qwen2_5_vl.py", "Qwen2_5_VLForConditionalGeneration", normalizes_pixels=True
+    )
     aliases = {"qwen2.5-vl": "qwen2.5-vl-7b"}
 
 

@@ -9,6 +9,12 @@ vLLM's capture inputs (qwen2_vl.py, qwen2_5_vl.py, qwen3_vl.py, ``prepare_encode
 k items of grid [1, m, ceil(B / k) * m], and the longest sequence fixed at B * m^2 whatever the
 grid. With video enabled and F = max_frames_per_batch // k > 1, each item is a video of grid
 [F, m, ceil(ceil(B / k) / F) * m] instead: one attention sequence per frame.
+
+vLLM normalizes the pixels on the device (Qwen2VLForConditionalGeneration declares
+supports_mm_device_do_normalize, and the tower it builds with build_mm_input_norm runs its input norm
+before the patch embedding): it captures uint8 pixels, and each graph first writes them normalized
+in the tower's dtype; --as vllm does too. The processor's (x / 255 - mean) / std is OpenAI CLIP's
+mean and std, as Qwen2-VL's and Qwen2.5-VL's preprocessor_config.json state them.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from ...errors import UsageError
 from ...ladder import tokens_per_item
 from ...units import counted
 from .. import varlen
-from ..base import Adapter, Layout, VllmSource, random_input
+from ..base import Adapter, Layout, PixelNorm, VllmSource
+
+CLIP_PIXELS = PixelNorm((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 
 
 class Qwen2VLAdapter(Adapter):
@@ -31,6 +39,7 @@ class Qwen2VLAdapter(Adapter):
     size_fields = ("depth", "embed_dim", "num_heads")
     packs_sequences = True
     captures_video = True
+    processor_norm = CLIP_PIXELS
 
     def tokens_per_item(self, budget: int, items: int) -> int:
         """Tokens each of the ``items`` images gets: ceil(B / k), so that together they cover B."""
@@ -83,7 +92,7 @@ class Qwen2VLAdapter(Adapter):
         grid_thw = torch.tensor(layout.grids, dtype=torch.long)
         shape = (layout.input_patches, self.patch_features(vision_config))
         inputs = {
-            "hidden_states": random_input(shape, dtype, device, generator),
+            "hidden_states": self.pixels(tower, layout, shape, dtype, device, generator),
             "grid_thw": grid_thw.to(device),
         }
         inputs.update(self.precompute(tower, layout, grid_thw, device))
@@ -105,7 +114,7 @@ class Qwen2VLAdapter(Adapter):
     def reference_forward(self, tower, inputs: dict):
         return (tower(inputs["hidden_states"], inputs["grid_thw"]).pooler_output,)
 
-    vllm = VllmSource("model_executor/models/qwen2_vl.py", "Qwen2VLForConditionalGeneration")
+    vllm = VllmSource("model_executor/models/qwen2_vl.py", "Qwen2VLForConditionalGeneration", normalizes_pixels=True)
     aliases = {"qwen2-vl": "qwen2-vl-7b"}
 
 

@@ -3,6 +3,10 @@
 variant; only the language model differs. vLLM lays their budgets out as for Qwen2-VL: k items of
 grid [1, m, ceil(B / k) * m]. Qwen3.5's tower has no DeepStack outputs; Qwen3-VL-MoE's has.
 
+vLLM normalizes their pixels on the device as for Qwen3-VL: Qwen3_5ForConditionalGeneration and
+Qwen3VLMoeForConditionalGeneration subclass Qwen3VLForConditionalGeneration, which declares
+supports_mm_device_do_normalize, and build their towers with build_mm_input_norm.
+
 Qwen3.5's language model is hybrid: only its full-attention layers keep a per-token KV cache, which
 ``models.facts`` counts from ``layer_types``.
 """

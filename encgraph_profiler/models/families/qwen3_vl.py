@@ -1,10 +1,17 @@
 """Qwen3-VL: learned position table resampled per image, and DeepStack features from
-intermediate blocks, which the language model consumes: they are graph outputs too."""
+intermediate blocks, which the language model consumes: they are graph outputs too.
+
+vLLM normalizes the pixels on the device, as for Qwen2-VL (Qwen3VLForConditionalGeneration declares
+supports_mm_device_do_normalize); Qwen3-VL's processor maps them to [-1, 1] (mean = std = 0.5 per
+channel, after / 255).
+"""
 
 from __future__ import annotations
 
-from ..base import VllmSource
+from ..base import PixelNorm, VllmSource
 from .qwen2_vl import Qwen2VLAdapter
+
+HALF_PIXELS = PixelNorm((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
 class Qwen3VLAdapter(Qwen2VLAdapter):
@@ -14,6 +21,7 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
     tower_class_name = "transformers.models.qwen3_vl.modeling_qwen3_vl:Qwen3VLVisionModel"
     model_class_name = "transformers:Qwen3VLForConditionalGeneration"
     size_fields = ("depth", "hidden_size", "num_heads")
+    processor_norm = HALF_PIXELS
 
     def precompute(self, tower, layout, grid_thw, device) -> dict:
         from transformers.vision_utils import get_vision_interpolation_indices_and_weights
@@ -40,7 +48,7 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
     def reference_forward(self, tower, inputs: dict):
         return self._outputs(tower(inputs["hidden_states"], inputs["grid_thw"]))
 
-    vllm = VllmSource("model_executor/models/qwen3_vl.py", "Qwen3VLForConditionalGeneration")
+    vllm = VllmSource("model_executor/models/qwen3_vl.py", "Qwen3VLForConditionalGeneration", normalizes_pixels=True)
     aliases = {"qwen3-vl": "qwen3-vl-8b"}
 
 

@@ -82,14 +82,22 @@ class PositionTable(nn.Module):
         return torch.cat(parts)
 
 
+class PatchProjection(nn.Conv2d):
+    """``patch_embed.proj``: a bias-free patch convolution run as one matrix product over the patches
+    (vLLM's Conv2dLayer.forward_native), returning (patches, width)."""
+
+    def forward(self, pixel_values):
+        return F.linear(pixel_values.flatten(1), self.weight.flatten(1))
+
+
 class PatchEmbed(nn.Module):
     def __init__(self, vision):
         super().__init__()
-        self.proj = nn.Conv2d(3, vision.hidden_size, vision.patch_size, vision.patch_size, bias=False)
+        self.proj = PatchProjection(3, vision.hidden_size, vision.patch_size, vision.patch_size, bias=False)
         self.pos_emb = PositionTable(vision)
 
     def forward(self, pixel_values, pos_embeds):
-        return F.linear(pixel_values.flatten(1), self.proj.weight.flatten(1)) + pos_embeds
+        return self.proj(pixel_values) + pos_embeds
 
 
 class Block(nn.Module):
