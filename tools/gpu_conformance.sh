@@ -7,6 +7,8 @@
 #   layouts   more of them: --attn sdpa, --as vllm, Gemma 4 E4B, Kimi-VL, GLM-OCR
 #   families  Cohere Compass, GLM-5.3-Flash, MiniMax M3, Kimi-K3, DeepSeek-V4.1, DeepSeek-VL2, DeepSeek-OCR
 #   minicpm   MiniCPM-V 2.6 (16 graphs, about 48 GiB)
+#   normalize --as vllm where vLLM normalizes the pixels in the graph (uint8 inputs): Qwen2-VL, Qwen2.5-VL,
+#             Qwen3-VL, GLM-4.1V, Kimi-K3 (Kimi-K2.5's is in layouts)
 #     OUT=/tmp/out bash tools/gpu_conformance.sh suite rewritten families
 # Cohere Compass and GLM-5.3-Flash have no bundled config: their tiny text configs with the published
 # vision sizes stand in (the vision tower is all that is captured).
@@ -93,6 +95,11 @@ families() {
 minicpm() {
   run minicpm-v-2-6 --model minicpm-v-2-6 --budgets $L
   bare minicpm-v-2-6 configs/minicpm-v-2-6.json sdpa
+}
+normalize() {
+  for model in qwen2-vl-7b qwen2.5-vl-7b qwen3-vl-8b glm-4.1v-9b kimi-k3; do
+    run $model.vllm --model $model --budgets $L --as vllm
+  done
 }
 for group in ${@:-suite rewritten layouts}; do $group; done
 echo done | tee -a $R
