@@ -6,7 +6,9 @@ The parent validates every cell and imports torch and transformers once, without
 CUDA; each cell is a process forked from it, which pins itself to its GPU (CUDA_VISIBLE_DEVICES, set
 before CUDA starts) and so pays only for CUDA's start-up and the measurement. A cell that fails
 (out of memory, a failed capture, anything) is recorded and the sweep goes on; a capture failure
-that leaves a process unusable dies with its cell.
+that leaves a process unusable dies with its cell. Ctrl-C reaches the parent alone (each cell runs in
+a process group of its own): it starts no more cells, interrupts the running ones once (a measurement
+keeps what it measured), gives them GRACE_S to report, and records every cell.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import time
 import traceback
 from collections.abc import Callable
@@ -31,6 +34,9 @@ if TYPE_CHECKING:
     from .schema import Report
 
 T = TypeVar("T")
+
+GRACE_S = 30.0  # after Ctrl-C, how long the interrupted cells have to send back what they measured
+NOT_RUN = "not run: the sweep was interrupted"
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,8 @@ def _cell_main(setup: Prepared, cell: Cell, gpu: int | None, path: Path, status:
 
     from .report_io import save
 
+    os.setpgrp()  # a terminal's Ctrl-C reaches the parent only, which interrupts each cell once
+
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     torch.set_num_threads(threads)
@@ -183,27 +191,51 @@ def run(
     setups = prepare_cells(cells)  # each forked cell inherits its setup
     context = multiprocessing.get_context("fork")
     slots: list[int | None] = list(gpus) if gpus else [None] * workers
-    waiting = list(enumerate(cells))
+    # Each cell's index is, at every moment Ctrl-C can come, in ``waiting``, in ``running`` or in
+    # ``results``: it leaves one only once it is in the next.
+    waiting = list(range(len(cells)))
     running: dict[int, _Running] = {}  # by slot
     results: dict[int, CellResult] = {}
-    while waiting or running:
-        for slot, gpu in enumerate(slots):
-            if slot not in running and waiting:
-                index, cell = waiting.pop(0)
-                path, status = out / f"{cell.name}.json", out / f".{cell.name}.status"
-                status.unlink(missing_ok=True)
-                process = context.Process(
-                    target=_cell_main, args=(setups[index], cell, gpu, path, status, threads), daemon=False
-                )
-                process.start()
-                running[slot] = _Running(index, process, path, status, time.perf_counter())
-                if progress:
-                    where = "the CPU" if cell.predicted else "the GPU" if gpu is None else f"GPU {gpu}"
-                    progress(f"cell {index + 1}/{len(cells)} {cell.name} on {where}")
-        for slot, cell_run in list(running.items()):
-            if not cell_run.process.is_alive():
-                results[cell_run.index] = _finished(cells[cell_run.index], slots[slot], cell_run)
-                del running[slot]
-        if running:
-            time.sleep(0.05)
+    try:
+        while waiting or running:
+            for slot, gpu in enumerate(slots):
+                if slot not in running and waiting:
+                    index = waiting[0]
+                    cell = cells[index]
+                    path, status = out / f"{cell.name}.json", out / f".{cell.name}.status"
+                    status.unlink(missing_ok=True)
+                    process = context.Process(
+                        target=_cell_main, args=(setups[index], cell, gpu, path, status, threads), daemon=False
+                    )
+                    process.start()
+                    running[slot] = _Running(index, process, path, status, time.perf_counter())
+                    waiting.pop(0)
+                    if progress:
+                        where = "the CPU" if cell.predicted else "the GPU" if gpu is None else f"GPU {gpu}"
+                        progress(f"cell {index + 1}/{len(cells)} {cell.name} on {where}")
+            for slot, cell_run in list(running.items()):
+                if not cell_run.process.is_alive():
+                    results[cell_run.index] = _finished(cells[cell_run.index], slots[slot], cell_run)
+                    del running[slot]
+            if running:
+                time.sleep(0.05)
+    except KeyboardInterrupt:
+        _interrupt(cells, slots, running, results)
+        for index in waiting:
+            results.setdefault(index, CellResult(cells[index], None, int(ExitCode.INTERRUPTED), None, NOT_RUN, 0.0))
     return [results[i] for i in range(len(cells))]
+
+
+def _interrupt(cells: list[Cell], slots: list[int | None], running: dict[int, _Running], results: dict) -> None:
+    """Ctrl-C: interrupt each running cell once, wait up to GRACE_S for all of them, then end any
+    still running; record each one's result (a measurement interrupted reports what it measured)."""
+    for cell_run in running.values():
+        if cell_run.process.is_alive():
+            os.kill(cell_run.process.pid, signal.SIGINT)
+    deadline = time.monotonic() + GRACE_S
+    for slot, cell_run in running.items():
+        cell_run.process.join(max(0.0, deadline - time.monotonic()))
+        if cell_run.process.is_alive():
+            cell_run.process.kill()
+        if cell_run.index not in results:
+            results[cell_run.index] = _finished(cells[cell_run.index], slots[slot], cell_run)

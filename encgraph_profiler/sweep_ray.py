@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import EnvironmentProblem, ExitCode
 from .files import write_atomic
 from .request import Prepared
-from .sweep import Cell, CellResult, outcome, prepare_cells
+from .sweep import GRACE_S, NOT_RUN, Cell, CellResult, outcome, prepare_cells
 
 if TYPE_CHECKING:
     from .device import Device
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 RAY_MISSING = "--on ray needs Ray, an optional extra of encgraph: pip install 'encgraph[ray]'"
 ACCELERATOR = "accelerator_type:"  # the prefix of Ray's resource that names a node's GPU type
-GRACE_S = 30.0  # after Ctrl-C, how long the interrupted cells have to send back what they measured
 # What a cell's process reads from its environment, sent from this one: a worker's own may differ.
 SENT_ENV = ("PYTORCH_CUDA_ALLOC_CONF",)
 
@@ -231,7 +230,7 @@ class _Sweep:
             self.results.setdefault(
                 index,
                 CellResult(
-                    self.cells[index], None, int(ExitCode.INTERRUPTED), None, "not run: the sweep was interrupted", 0.0
+                    self.cells[index], None, int(ExitCode.INTERRUPTED), None, NOT_RUN, 0.0
                 ),
             )
         self.waiting = []

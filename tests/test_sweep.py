@@ -4,7 +4,10 @@ fake), placed on the GPUs named, merged; a failing cell is recorded and the swee
 test_sweep_ray.py.)"""
 
 import json
+import os
+import signal
 import sys
+import time
 
 import pytest
 from fake_device import FakeDevice
@@ -69,6 +72,41 @@ def test_cells_run_apart_over_the_gpus_and_merge(fake, tmp_path):
         c["strategy"]: report_io.load(tmp_path / c["report"]).pool(PoolName.ENCODER_GRAPHS).reserved_bytes for c in ok
     }
     assert pools["sglang"] > pools["vllm"]
+
+
+class CtrlCAtSecondCapture(FakeDevice):
+    """A fake GPU whose cell presses Ctrl-C on the sweep at its second capture, and waits there for
+    the interruption the sweep passes on."""
+
+    def capture(self, fn, pool, stream, what):
+        if self.captures == 1:
+            os.kill(os.getppid(), signal.SIGINT)
+            time.sleep(30)
+        return super().capture(fn, pool, stream, what)
+
+
+def test_ctrl_c_keeps_what_was_measured_and_records_every_cell(monkeypatch, tmp_path):
+    monkeypatch.setattr(cuda_device, "CudaDevice", CtrlCAtSecondCapture)
+    monkeypatch.setattr(sweep, "device_count", lambda: 1)
+    # Ctrl-C as at a terminal, also where the tests run with it ignored (a background job).
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    ladders = ["--budgets", "64,128,256", "--budgets", "64"]
+    started = time.monotonic()
+    try:
+        result = _sweep(tmp_path, *ladders, "--as", "vllm,sglang", "--format", "json")
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert result.exit_code == 130, result.output
+    assert time.monotonic() - started < 25  # the cell was interrupted, not waited for
+    cells = json.loads((tmp_path / "sweep.json").read_text())["cells"]
+    assert json.loads(result.stdout)["cells"] == cells
+    first, *rest = cells
+    assert first["exit_code"] == 130 and "stopped early (SIGINT)" in first["message"]
+    kept = report_io.load(tmp_path / first["report"])
+    assert (kept.stopped_by, [b.budget for b in kept.budgets]) == ("SIGINT", [256])  # largest first: one captured
+    assert [(c["exit_code"], c["message"], c["report"]) for c in rest] == [
+        (130, sweep.NOT_RUN, None)
+    ] * 3
 
 
 def test_a_cell_that_crashes_does_not_stop_the_sweep(monkeypatch, tmp_path):

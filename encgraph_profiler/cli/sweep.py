@@ -54,8 +54,8 @@ Ray task in a fresh worker of the cluster at RAY_ADDRESS (else of a local one): 
 GPU each (once per --gpu-type, where given), predictions on one CPU each; every node needs encgraph
 installed, with its ray extra. Every cell's report goes to --out
 (MODEL.LADDER.STRATEGY[.ccCAPABILITY][.GPU_TYPE].json) and the merged results to --out/sweep.json.
-A failed cell is recorded and the sweep goes on; with --on ray, Ctrl-C cancels the cells not started
-and keeps what finished.
+A failed cell is recorded and the sweep goes on. Ctrl-C starts no more cells, interrupts the running
+ones (a measurement keeps what it measured) and writes sweep.json with every cell, those not run too.
 """,
     EXIT_CODES,
 )
@@ -257,5 +257,5 @@ def sweep(
         if r.exit_code != 0:
             warn(f"{r.cell.name}: exit {r.exit_code}: {r.message}")
     if any(r.exit_code == ExitCode.INTERRUPTED for r in results):
-        raise typer.Exit(int(ExitCode.INTERRUPTED))  # Ctrl-C on Ray: what finished is kept
+        raise typer.Exit(int(ExitCode.INTERRUPTED))  # Ctrl-C: what finished is kept
     raise typer.Exit(int(runs_exit_code([r.exit_code for r in results]) or written))
