@@ -229,9 +229,7 @@ class _Sweep:
         for index in self.waiting:
             self.results.setdefault(
                 index,
-                CellResult(
-                    self.cells[index], None, int(ExitCode.INTERRUPTED), None, NOT_RUN, 0.0
-                ),
+                CellResult(self.cells[index], None, int(ExitCode.INTERRUPTED), None, NOT_RUN, 0.0),
             )
         self.waiting = []
 
