@@ -104,9 +104,7 @@ def test_ctrl_c_keeps_what_was_measured_and_records_every_cell(monkeypatch, tmp_
     assert first["exit_code"] == 130 and "stopped early (SIGINT)" in first["message"]
     kept = report_io.load(tmp_path / first["report"])
     assert (kept.stopped_by, [b.budget for b in kept.budgets]) == ("SIGINT", [256])  # largest first: one captured
-    assert [(c["exit_code"], c["message"], c["report"]) for c in rest] == [
-        (130, sweep.NOT_RUN, None)
-    ] * 3
+    assert [(c["exit_code"], c["message"], c["report"]) for c in rest] == [(130, sweep.NOT_RUN, None)] * 3
 
 
 def test_a_cell_that_crashes_does_not_stop_the_sweep(monkeypatch, tmp_path):
