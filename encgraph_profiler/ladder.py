@@ -8,12 +8,13 @@ is captured with ``items`` images laid out as k images of grid [1, m, ceil(B / k
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 from .errors import UsageError
 from .units import parse_int_list
 
 DEFAULT_MAX_BUDGET = 8192
-_SMALLEST_AUTO_BUDGET = 64
+QWEN_SMALLEST_BUDGET = 64  # the Qwen-style families' smallest budget, and the default where no model is given
 # 2^24 tokens: about 64 million ViT patches at merge size 2, tens of GiB of pixels alone. Larger
 # values are typing slips, and would overflow the int32 segment offsets the towers use.
 MAX_BUDGET = 2**24
@@ -49,31 +50,41 @@ def doubling_ladder(smallest: int, largest: int) -> tuple[int, ...]:
     return tuple(ladder)
 
 
-def auto_ladder(max_budget: int) -> tuple[int, ...]:
-    """vLLM's automatic ladder: powers of two from 64 up to max_budget, plus max_budget itself."""
-    if max_budget < _SMALLEST_AUTO_BUDGET:
-        raise UsageError(f"--max-budget {max_budget} is below the smallest automatic budget (64)")
-    if max_budget > MAX_BUDGET:
-        raise UsageError(f"--max-budget {max_budget:,} is above {MAX_BUDGET:,} tokens; give a budget such as 8192")
-    return doubling_ladder(_SMALLEST_AUTO_BUDGET, max_budget)
+@dataclass(frozen=True)
+class AutoLadder:
+    """vLLM's automatic ladder up to ``largest`` (``--max-budget``): it starts at the model's own
+    smallest budget (get_encoder_cudagraph_budget_range), known once the model is, and doubles."""
+
+    largest: int
+
+    def budgets(self, smallest: int, model: str = "the model") -> tuple[int, ...]:
+        if self.largest < smallest:
+            raise UsageError(
+                f"--max-budget {self.largest:,} is below {model}'s smallest encoder budget ({smallest:,}); "
+                f"give {smallest:,} or more"
+            )
+        return doubling_ladder(smallest, self.largest)
 
 
-def resolve_budgets(budgets: str | None, max_budget: int | None) -> tuple[int, ...]:
-    """Explicit budgets win; otherwise the auto ladder up to max_budget (default 8192)."""
+def resolve_budgets(budgets: str | None, max_budget: int | None) -> tuple[int, ...] | AutoLadder:
+    """Explicit budgets win; otherwise vLLM's automatic ladder up to max_budget (default 8192)."""
     if budgets is not None:
         if max_budget is not None:
             raise UsageError("give either --budgets or --max-budget, not both")
         return parse_budgets(budgets)
-    return auto_ladder(DEFAULT_MAX_BUDGET if max_budget is None else max_budget)
+    largest = DEFAULT_MAX_BUDGET if max_budget is None else max_budget
+    if not 1 <= largest <= MAX_BUDGET:
+        raise UsageError(f"--max-budget {largest:,} must be from 1 to {MAX_BUDGET:,} tokens; give one such as 8192")
+    return AutoLadder(largest)
 
 
-def auto_max_items(budgets: tuple[int, ...], min_budget: int = _SMALLEST_AUTO_BUDGET) -> int:
+def auto_max_items(budgets: tuple[int, ...], min_budget: int = QWEN_SMALLEST_BUDGET) -> int:
     """vLLM's default images per captured batch: min(max_budget // min_budget, smallest budget), at
     least 1, min_budget being the family's smallest encoder budget (64 for Qwen-style grids)."""
     return max(1, min(max(budgets) // min_budget, min(budgets)))
 
 
-def resolve_max_items(budgets: tuple[int, ...], max_items: int | None, min_budget: int = _SMALLEST_AUTO_BUDGET) -> int:
+def resolve_max_items(budgets: tuple[int, ...], max_items: int | None, min_budget: int = QWEN_SMALLEST_BUDGET) -> int:
     if max_items is None:
         return auto_max_items(budgets, min_budget)
     if max_items <= 0:

@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import EnvironmentProblem, UsageError
 from .graphcounts import DecoderSettings, graph_counts
-from .ladder import resolve_max_items
+from .ladder import AutoLadder, resolve_max_items
 from .models.base import Adapter, Layout, PixelNorm, canonical_dtype
 from .models.registry import ModelSpec, resolve
 from .schema import Capture, GraphCountsReport, GraphGroupReport, ModelFacts, Order, Pool, Settings
@@ -87,7 +87,7 @@ def parse_strategy_names(text: str) -> list[str]:
 @dataclass(frozen=True)
 class ProfileRequest:
     model: str
-    budgets: tuple[int, ...]
+    budgets: tuple[int, ...] | AutoLadder  # an AutoLadder starts at the model's own smallest budget
     revision: str | None = None  # for a Hugging Face id
     max_items: int | None = None
     dtype: str = "bfloat16"
@@ -212,14 +212,12 @@ def prepare(request: ProfileRequest, capability: tuple[int, int] | None = None) 
         raise UsageError(
             f"--max-frames-per-batch: vLLM captures no video layout for {adapter.family}, only images; drop it"
         )
-    items = (
-        resolve_max_items(request.budgets, request.max_items, adapter.min_budget(tower_config))
-        if adapter.takes_max_items
-        else None
-    )
-    layouts = capture_order(
-        adapter.graph_layouts(tower_config, request.budgets, items or 0), adapter.paths, largest_first=True
-    )
+    smallest = adapter.min_budget(tower_config)
+    budgets = request.budgets
+    if isinstance(budgets, AutoLadder):
+        budgets = budgets.budgets(smallest, spec.name)
+    items = resolve_max_items(budgets, request.max_items, smallest) if adapter.takes_max_items else None
+    layouts = capture_order(adapter.graph_layouts(tower_config, budgets, items or 0), adapter.paths, largest_first=True)
     if request.strategy.capture is Capture.VLLM:
         layouts = [adapter.vllm_capture_layout(x, tower_config, request.max_frames_per_batch) for x in layouts]
     settings = Settings(
@@ -227,7 +225,7 @@ def prepare(request: ProfileRequest, capability: tuple[int, int] | None = None) 
         family=adapter.family,
         dtype=dtype,
         attn=attn,
-        budgets=tuple(sorted(request.budgets)),
+        budgets=tuple(sorted(budgets)),
         max_items=items if items is not None else max(layout.items for layout in layouts),
         seed=request.seed,
         revision=spec.revision,
@@ -248,7 +246,7 @@ def prepare(request: ProfileRequest, capability: tuple[int, int] | None = None) 
         model_facts(spec, dtype),
         tuple(layouts),
         graph_counts_report(request.decoder, tuple(layout.budget for layout in layouts)),
-        _path_ladder_notes(adapter, layouts, request.budgets),
+        _path_ladder_notes(adapter, layouts, budgets),
     )
 
 
@@ -265,7 +263,7 @@ def _path_ladder_notes(adapter: Adapter, layouts: list[Layout], budgets: tuple[i
     )
     return (
         f"{adapter.family} captures each encoder path on vLLM's own ladder, from one item of that path doubling up to "
-        f"the largest budget: {ladders}; the smaller budgets given ({', '.join(map(str, unused))}) do not apply to "
+        f"the largest budget: {ladders}; the smaller budgets ({', '.join(map(str, unused))}) do not apply to "
         "these paths",
     )
 

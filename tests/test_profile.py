@@ -500,7 +500,7 @@ def test_a_two_path_family_says_which_budgets_do_not_apply():
     assert setup.notes == (
         "deepseek-ocr2 captures each encoder path on vLLM's own ladder, from one item of that path doubling "
         "up to the largest budget: global 256-512 (2 graphs); local 144-512 (3 graphs); the smaller "
-        "budgets given (300) do not apply to these paths",
+        "budgets (300) do not apply to these paths",
     )
     assert (
         prepare(ProfileRequest(model="tiny-deepseek-ocr2", budgets=(256, 512))).notes == ()

@@ -107,14 +107,19 @@ def compare(
     """Profile one ladder with several strategies, side by side."""
     from .. import render
     from ..check import runs_exit_code
-    from ..ladder import resolve_budgets
+    from ..ladder import AutoLadder, resolve_budgets
     from ..request import parse_strategy_names
 
     names = parse_strategy_names(strategies)
     ladder = resolve_budgets(budgets, max_budget)
     if keep is not None:
         make_folder(keep, "--keep")
-    args = ["--model", model, "--budgets", ",".join(map(str, ladder)), "--format", "json"]
+    given = (
+        ["--max-budget", str(ladder.largest)]
+        if isinstance(ladder, AutoLadder)
+        else ["--budgets", ",".join(map(str, ladder))]
+    )
+    args = ["--model", model, *given, "--format", "json"]
     if max_items is not None:
         args += ["--max-items", str(max_items)]
     with tempfile.TemporaryDirectory() as scratch:
@@ -126,7 +131,7 @@ def compare(
             render.compare_table(
                 {name: run.report for name, run in runs.items()},
                 {name: run.total_bytes for name, run in runs.items()},
-                sorted(ladder),
+                sorted({b.budget for run in runs.values() if run.report for b in run.report.budgets}),
             )
         )
     raise typer.Exit(int(runs_exit_code([run.exit_code for run in runs.values()])))

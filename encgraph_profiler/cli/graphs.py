@@ -44,7 +44,7 @@ def graphs(
     """Count the CUDA graphs vLLM captures for these settings (no GPU needed)."""
     from .. import render
     from ..graphcounts import graph_counts
-    from ..ladder import resolve_budgets, resolve_max_items
+    from ..ladder import QWEN_SMALLEST_BUDGET, AutoLadder, resolve_budgets, resolve_max_items
 
     decoder = o.decoder_settings(
         max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens, cudagraph_mode=cudagraph_mode,
@@ -53,6 +53,8 @@ def graphs(
         blackwell=blackwell,
     )  # fmt: skip
     ladder = resolve_budgets(budgets, max_budget) if budgets is not None or max_budget is not None else None
+    if isinstance(ladder, AutoLadder):  # no model here: the Qwen-style families' ladder
+        ladder = ladder.budgets(QWEN_SMALLEST_BUDGET)
     items = resolve_max_items(ladder, max_items) if ladder else None
     counts = graph_counts(decoder, ladder)
     if output_format is o.Format.json:

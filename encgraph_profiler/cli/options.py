@@ -112,7 +112,10 @@ BudgetLadders = Annotated[list[str], _budgets(" Repeatable: one ladder each.")]
 MaxBudget = Annotated[
     int | None,
     typer.Option(
-        "--max-budget", click_type=WHOLE, help="Top of vLLM's auto ladder (powers of two from 64). Default 8192."
+        "--max-budget",
+        click_type=WHOLE,
+        help="Top of vLLM's automatic ladder: the model's smallest budget (64 for most), doubling, then this. "
+        "Default 8192.",
     ),
 ]
 MaxItems = Annotated[
