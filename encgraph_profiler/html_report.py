@@ -14,7 +14,7 @@ from html import escape
 
 from .render import POOL_TITLES
 from .schema import PoolName, Report
-from .units import listed, mib
+from .units import counted, listed, mib
 
 COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 
@@ -73,11 +73,14 @@ def _bar_chart(title: str, bars: list[Bar], series: list[str], chart_id: str) ->
 
 
 def _pool_split(report: Report, index: int) -> str:
-    """One stacked horizontal bar: the process's memory by pool."""
-    rows = [(p, p.reserved_bytes or 0) for p in report.pools]
-    total = sum(v for _, v in rows) or 1
+    """One stacked horizontal bar: the process's memory by pool. A pool not measured (a prediction's
+    default pool, memory outside the allocator) has no bar and reads n/a."""
+    rows = [(p, p.reserved_bytes) for p in report.pools]
+    total = sum(v for _, v in rows if v) or 1
     x, parts = 0.0, []
     for s, (pool, value) in enumerate(rows):
+        if value is None:
+            continue
         w = 700 * value / total
         parts.append(
             f'<rect class="pool" x="{x:.1f}" y="0" width="{w:.1f}" height="28" fill="{COLOURS[s % len(COLOURS)]}" '
@@ -86,7 +89,8 @@ def _pool_split(report: Report, index: int) -> str:
         )
         x += w
     legend = " · ".join(
-        f'<span style="color:{COLOURS[s % len(COLOURS)]}">■</span> {POOL_TITLES[p.pool]} {mib(v)} MiB'
+        f'<span style="color:{COLOURS[s % len(COLOURS)]}">■</span> {POOL_TITLES[p.pool]} '
+        + ("n/a" if v is None else f"{mib(v)} MiB")
         for s, (p, v) in enumerate(rows)
     )
     return (
@@ -154,7 +158,7 @@ def _section(report: Report, label: str, index: int) -> str:
     return (
         f'<section id="report-{index}"><h2>{escape(label)}</h2>'
         f"<p>{escape(s.model_label)} ({escape(s.family)}), {escape(s.dtype)}, {escape(s.attn)}, budgets "
-        f"{listed((f'{b:,}' for b in s.budgets), 12)}, {s.max_items} items per batch{escape(layout)}.<br>"
+        f"{listed((f'{b:,}' for b in s.budgets), 12)}, {counted(s.max_items, 'items')} per batch{escape(layout)}.<br>"
         f"{escape(', '.join(where))}.<br>"
         f"<strong>Encoder graphs {hold} {mib(pool)} MiB ({pool or 0:,} bytes)</strong>; report {status}.</p>"
         + _bar_chart(

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from encgraph_profiler.cli import app
 from encgraph_profiler.html_report import render
+from encgraph_profiler.render import POOL_TITLES
 from encgraph_profiler.report_io import PoolName, load
 
 
@@ -190,3 +191,16 @@ def test_the_header_leaves_out_what_a_report_does_not_have(recorded_report_path)
     assert "Encoder graphs would hold (predicted)" in header
     measured = render([("measured", load(recorded_report_path))])
     assert "driver 580.159.04, CUDA 13.0" in measured and "Encoder graphs hold" in measured
+
+
+def test_a_pool_a_prediction_does_not_measure_reads_n_a_and_has_no_bar(recorded_report_path):
+    predicted = load(recorded_report_path.parent / "qwen2-vl-7b.predicted.json")
+    unmeasured = [p for p in predicted.pools if p.reserved_bytes is None]
+    assert unmeasured  # the default pool and memory outside the allocator are not predicted
+    page = render([("predicted", predicted)])
+    legend = page[page.index('<div class="legend">') :].split("</div>")[0]
+    for pool in unmeasured:
+        assert f"{POOL_TITLES[pool.pool]} n/a" in legend
+        assert f'data-pool="{pool.pool.value}"' not in page
+    assert "0.0 MiB" not in legend
+    assert "128 items per batch" in page
