@@ -29,8 +29,9 @@ class ExitCode(IntEnum):
         1,
         "regression",
         (
-            "a figure grew beyond tolerance, a budget of the baseline is missing, or a figure shrank beyond "
-            "tolerance with `--fail-on-improvement`"
+            "a figure grew beyond tolerance, a figure shrank beyond tolerance with `--fail-on-improvement`, or "
+            "(with `--allow-env-mismatch`) a budget of the baseline is missing; other budgets than the baseline's "
+            "are other settings (5)"
         ),
     )
     USAGE = (
