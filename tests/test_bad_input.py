@@ -299,6 +299,23 @@ CASES = [
     (["predict", "--budgets", "\u0664\u0660\u0669\u0666"], 2, "give comma-separated whole numbers in digits 0-9"),
     (["predict", "--gpu-capability", "\u0669.0"], 2, "give MAJOR.MINOR"),
     (["sweep", "--model", "{config}", "--budgets", "64", "--gpus", "abc", "--out", "{folder}"], 2, "e.g. 0,1,2,3"),
+    (["sweep", "--predict", "--model", "{config}", "--budgets", "64", "--out", ""], 2, "'--out': is empty"),
+    (
+        ["sweep", "--predict", "--model", "{config}", "--budgets", "64", "--gpu-capability", "9.0,9.0", "--out", "x"],
+        2,
+        "--gpu-capability '9.0,9.0' names one twice",
+    ),
+    (
+        ["sweep", "--predict", "--model", "{config}", "--budgets", "64", "--gpu-capability", "", "--out", "x"],
+        2,
+        "--gpu-capability is empty",
+    ),
+    (["graphs", "--max-items", "0"], 2, "--max-items counts the encoder's images per batch: give it with --budgets"),
+    (
+        ["predict", "--model", "minicpm-llama3-v-2-5", "--as", "vllm", "--max-frames-per-batch", "4"],
+        2,
+        "vLLM captures no video layout for MiniCPM-V 2.5",
+    ),
     (["--frobnicate"], 2, "No such option: --frobnicate"),
     (["profiel"], 2, "No such command 'profiel'"),
 ]

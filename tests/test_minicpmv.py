@@ -105,13 +105,14 @@ def test_slices_are_capped_at_k_slices_of_an_image_and_at_least_one():
     assert {tokens for _, budget, _, tokens, _ in graphs if budget == 50} == {96}
 
 
-def test_frames_raise_the_cap_for_2_6_and_not_for_2_5():
-    """_mcpmv_max_slices_cap: with F frames per batch, 2.6 and 4.0 allow max(k, F) * 10 slices."""
+def test_frames_raise_the_cap_for_2_6_and_are_refused_for_2_5():
+    """_mcpmv_max_slices_cap: with F frames per batch, 2.6 and 4.0 allow max(k, F) * 10 slices; 2.5's
+    capture is of images only (get_encoder_cudagraph_config: video from 2.6 on)."""
     vllm = parse_strategy("vllm")
     _, six = _layouts("minicpm-v-2-6", (64, 8192), max_items=2, strategy=vllm, max_frames_per_batch=8)
-    _, five = _layouts("minicpm-llama3-v-2-5", (96, 8192), max_items=2, strategy=vllm, max_frames_per_batch=8)
     assert {(b, n) for _, b, n, _, _ in six} == {(8192, 80), (64, 1)}
-    assert {(b, n) for _, b, n, _, _ in five} == {(8192, 20), (96, 1)}
+    with pytest.raises(UsageError, match=r"no video layout for MiniCPM-V 2\.5"):
+        _layouts("minicpm-llama3-v-2-5", (96, 8192), max_items=2, strategy=vllm, max_frames_per_batch=8)
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import UsageError
 from . import options as o
 from .options import DECODER
 from .output import emit_json, handled, show
@@ -53,6 +54,8 @@ def graphs(
         blackwell=blackwell,
     )  # fmt: skip
     ladder = resolve_budgets(budgets, max_budget) if budgets is not None or max_budget is not None else None
+    if ladder is None and max_items is not None:
+        raise UsageError("--max-items counts the encoder's images per batch: give it with --budgets or --max-budget")
     if isinstance(ladder, AutoLadder):  # no model here: the Qwen-style families' ladder
         ladder = ladder.budgets(QWEN_SMALLEST_BUDGET)
     items = resolve_max_items(ladder, max_items) if ladder else None

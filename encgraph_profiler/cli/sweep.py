@@ -88,6 +88,12 @@ def _check_options(
         raise UsageError("--workers: a local measurement runs one cell at a time on each GPU of --gpus")
 
 
+def _each_once(option: str, text: str, values: list) -> list:
+    if len(set(values)) != len(values):
+        raise UsageError(f"{option} {text!r} names one twice; list each once")
+    return values
+
+
 def _gpu_types(text: str | None) -> list[str | None]:
     if text is None:
         return [None]  # any GPU
@@ -95,7 +101,7 @@ def _gpu_types(text: str | None) -> list[str | None]:
     bad = next((name for name in names if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name)), None)
     if bad is not None:
         raise UsageError(f"--gpu-type {bad!r}: give Ray accelerator types, comma-separated, e.g. H100,L40S,A100-80G")
-    return list(dict.fromkeys(names))
+    return _each_once("--gpu-type", text, names)
 
 
 def _cells(
@@ -108,8 +114,11 @@ def _cells(
     names = parse_strategy_names(strategies)
     ladders = [parse_budgets(text) for text in budgets]
     targets: list[tuple[int, int] | None] = [None]  # a measurement
-    if predict and capabilities:
-        targets = list(dict.fromkeys(_capability(text.strip()) for text in capabilities.split(",")))
+    if predict and capabilities is not None:
+        if not capabilities.strip():
+            raise UsageError("--gpu-capability is empty; give one such as 9.0,8.0, or leave it out (9.0)")
+        targets = [_capability(text.strip()) for text in capabilities.split(",")]
+        _each_once("--gpu-capability", capabilities, targets)
     elif predict:
         targets = [DEFAULT_CAPABILITY]
     gpu_types = _gpu_types(types)
@@ -170,7 +179,15 @@ def _merged(results: list[CellResult]) -> dict:
     }
 
 
-OutDir = Annotated[Path, typer.Option("--out", help="Folder for the cells' reports and sweep.json (made if missing).")]
+def _folder(text: str) -> Path:
+    if not text.strip():
+        raise typer.BadParameter("is empty; give a folder for the reports, e.g. sweep/")
+    return Path(text)
+
+
+OutDir = Annotated[
+    Path, typer.Option("--out", parser=_folder, help="Folder for the cells' reports and sweep.json (made if missing).")
+]
 Gpus = Annotated[
     str | None,
     typer.Option("--gpus", help="GPU indices to spread the cells over, e.g. 0,1,2,3. Default: the current GPU."),

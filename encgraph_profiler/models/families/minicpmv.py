@@ -197,7 +197,7 @@ class MiniCPMVAdapter(Adapter):
         "minicpm-o-2.6": "openbmb/MiniCPM-o-2_6",
     }
     dynamic_resolution = False  # each graph takes slices of one patch grid
-    captures_video = True  # 2.6 and 4.0 take the frames per batch into account; 2.5 ignores them, as vLLM does
+    captures_video = True  # 2.6 and 4.0; 2.5 captures images only (vllm_layout refuses frames for it)
     budget_major = True
     size_fields = (
         "hidden_size",
@@ -293,8 +293,14 @@ class MiniCPMVAdapter(Adapter):
     def vllm_layout(self, layout: Layout, config: MiniCPMVConfig, frames_per_batch: int) -> Layout:
         """With F frames per batch (2.6 and 4.0), up to max(k, F) * (max_slice_num + 1) slices: frames
         change a graph only where k * (max_slice_num + 1) held it below B // query_num."""
-        if not frames_per_batch or config.version not in WITH_VIDEO:
+        if not frames_per_batch:
             return layout
+        if config.version not in WITH_VIDEO:
+            shown = ".".join(map(str, config.version))
+            raise UsageError(
+                f"--max-frames-per-batch: vLLM captures no video layout for MiniCPM-V {shown}, only images "
+                "(from 2.6 on); drop it"
+            )
         if layout.items >= max(1, layout.budget // max(1, config.query_num)):
             return layout
         _, rows, cols = layout.grids[0]
