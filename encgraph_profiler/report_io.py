@@ -254,10 +254,15 @@ def from_dict(data: Any) -> Report:
     if not isinstance(data, dict):
         raise ReportError("this is not an encgraph report (not a JSON object)")
     version = data.get("schema_version")
+    if version is None and isinstance(data.get("cells"), list):
+        raise ReportError(
+            "this is a sweep's merged results (sweep.json), not a report: give the cells' reports beside it, "
+            "each named in its cells[].report"
+        )
     if version is None:
         raise ReportError(
             "this is not an encgraph report (it has no schema_version); give a report written by `encgraph profile "
-            "--json`"
+            "--json`, `encgraph predict --json` or `encgraph sweep`"
         )
     if version not in READABLE_VERSIONS:
         raise ReportError(
@@ -271,6 +276,19 @@ def from_dict(data: Any) -> Report:
     if version == SCHEMA_VERSION:  # what this version writes for readers of the JSON alone
         check_derived(data, report)
     return report
+
+
+def sweep_reports(path: Path) -> list[Path] | None:
+    """The cells' reports that a sweep's merged results (sweep.json) name, beside it; None for any
+    other file (``load`` then says what is wrong with it)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or "schema_version" in data or not isinstance(data.get("cells"), list):
+        return None
+    cells = [cell for cell in data["cells"] if isinstance(cell, dict)]
+    return [Path(path).parent / cell["report"] for cell in cells if isinstance(cell.get("report"), str)]
 
 
 def load(path: Path) -> Report:

@@ -112,3 +112,24 @@ def test_graphs_sit_in_tables_by_path_with_numbers_by_value_then_by_budget():
         "rows of 70:140",
         "rows of 140:70",
     ]
+
+
+def test_a_sweeps_merged_results_stand_for_its_cells_reports_in_report_and_are_named_elsewhere(tmp_path):
+    from typer.testing import CliRunner
+
+    from encgraph_profiler.cli import app
+
+    runner = CliRunner()
+    ladders = ["--budgets", "64", "--budgets", "128"]
+    swept = runner.invoke(app, ["sweep", "--predict", "--model", "tiny-siglip", *ladders, "--out", str(tmp_path)])
+    assert swept.exit_code == 0, swept.output
+    merged = tmp_path / "sweep.json"
+    cells = report_io.sweep_reports(merged)
+    assert cells == [tmp_path / "tiny-siglip.64.vllm.cc9.0.json", tmp_path / "tiny-siglip.128.vllm.cc9.0.json"]
+    assert report_io.sweep_reports(cells[0]) is None  # a report is not a sweep
+    page = tmp_path / "page.html"
+    result = runner.invoke(app, ["report", str(merged), str(cells[1]), "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    assert page.read_text().count("tiny-siglip.128.vllm.cc9.0") >= 1 and "tiny-siglip.64.vllm.cc9.0" in page.read_text()
+    checked = runner.invoke(app, ["check", str(merged), str(cells[0])])
+    assert checked.exit_code == 5 and "a sweep's merged results (sweep.json), not a report" in checked.output

@@ -24,6 +24,8 @@ Examples:
 
   encgraph report main.json pr.json --label main --label "this pull request" --html compare.html
 
+  encgraph report sweep/sweep.json --html sweep.html
+
 The page is one file that needs no network to view: bars drawn as SVG for each budget's encoder pool
 and static I/O, the memory by pool, and, for several reports, the encoder pools side by side; then
 the tables. `encgraph check --html` writes the same page for a baseline and a current report. A page
@@ -43,7 +45,11 @@ def write_page(reports: list[Report], labels: list[str], html: Path, title: str)
 @handled
 def report(
     reports: Annotated[
-        list[Path], typer.Argument(help="One or more profile reports (JSON from `encgraph profile --json`).")
+        list[Path],
+        typer.Argument(
+            help="One or more reports (from `profile --json`, `predict --json` or `sweep`); a sweep's sweep.json "
+            "stands for every report of its cells."
+        ),
     ],
     html: Annotated[Path, typer.Option("--html", help="Where to write the page.")],
     label: Annotated[
@@ -55,6 +61,7 @@ def report(
     from .. import report_io
     from ..errors import UsageError
 
+    reports = list(dict.fromkeys(cell for path in reports for cell in report_io.sweep_reports(path) or [path]))
     refuse_unwritable({"--html": html}, inputs=reports)
     labels = label or [path.stem for path in reports]
     if len(labels) != len(reports):
