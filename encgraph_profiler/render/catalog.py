@@ -33,8 +33,9 @@ def catalog_view(catalog: Catalog) -> list[RenderableType]:
         f"Where vLLM {catalog.vllm_version} captures encoder CUDA graphs", ("vLLM file", "class", "status")
     )
     for s in catalog.captures:
-        by = ", ".join(s.supported_by or s.refused_by)
-        new_row(captures, s.entry.source.file, s.entry.source.cls, f"{s.state}" + (f": {by}" if by else ""))
+        parts = [f"supported: {', '.join(s.supported_by)}"] if s.supported_by else []
+        parts += [f"refused: {', '.join(s.refused_by)}"] if s.refused_by else []
+        new_row(captures, s.entry.source.file, s.entry.source.cls, "; ".join(parts) or s.state)
     lines: list[RenderableType] = [families, bundled]
     for repo_id in sorted(set(catalog.hub_ids.values())):
         names = ", ".join(name for name, target in catalog.hub_ids.items() if target == repo_id)
