@@ -246,7 +246,19 @@ def prepare(request: ProfileRequest, capability: tuple[int, int] | None = None) 
         model_facts(spec, dtype),
         tuple(layouts),
         graph_counts_report(request.decoder, tuple(layout.budget for layout in layouts)),
-        _path_ladder_notes(adapter, layouts, budgets),
+        _path_ladder_notes(adapter, layouts, budgets) + _uncaptured_note(adapter, request.strategy),
+    )
+
+
+def _uncaptured_note(adapter: Adapter, strategy: Strategy) -> tuple[str, ...]:
+    """With --as vllm, for a family vLLM captures no encoder graphs for: what the figures then are."""
+    from .models.census import load
+
+    if strategy.capture is not Capture.VLLM or adapter.vllm is not None:
+        return ()
+    return (
+        f"vLLM {load().vllm_version} captures no encoder graphs for {adapter.family} (it runs its encoder eagerly); "
+        "these are the graphs it would hold, captured with vLLM's steps on the tower's own inputs",
     )
 
 

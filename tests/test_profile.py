@@ -12,7 +12,7 @@ from encgraph_profiler import cuda_device, report_io
 from encgraph_profiler.check import compare
 from encgraph_profiler.cli import app
 from encgraph_profiler.errors import NotGateable, Terminated
-from encgraph_profiler.request import ProfileRequest, prepare
+from encgraph_profiler.request import ProfileRequest, parse_strategy, prepare
 from encgraph_profiler.schema import BudgetStatus, PoolName
 
 MODEL, BUDGETS = "tiny-qwen2-vl", (64, 128, 256)
@@ -544,3 +544,13 @@ def test_every_kind_of_report_passes_its_own_validation(make):
     total_bytes) hold for every report profile writes: complete or not, every strategy."""
     report = make()
     assert report_io.from_dict(json.loads(report_io.to_json(report))) == report
+
+
+def test_as_vllm_on_a_family_vllm_does_not_capture_says_so():
+    vllm = parse_strategy("vllm")
+    note = "captures no encoder graphs for siglip (it runs its encoder eagerly)"
+    assert any(note in n for n in prepare(ProfileRequest("tiny-siglip", (64,), strategy=vllm)).notes)
+    assert not any("captures no encoder graphs" in n for n in prepare(ProfileRequest("tiny-siglip", (64,))).notes)
+    assert not any(
+        "captures no encoder graphs" in n for n in prepare(ProfileRequest("tiny-qwen2-vl", (64,), strategy=vllm)).notes
+    )

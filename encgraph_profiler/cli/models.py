@@ -23,8 +23,9 @@ Examples:
   encgraph models --tiny            # with the tiny configs the tests use
 
 Any model name or alias listed works as `encgraph profile --model NAME` (a family's name, only where
-it is also an alias); so does a path to a model's config.json or its directory. The last table lists every place the vLLM release whose rules encgraph
-follows captures encoder graphs, and whether encgraph supports or refuses it.""",
+it is also an alias); so does a path to a model's config.json or its directory. The last table lists
+every place the vLLM release whose rules encgraph follows captures encoder graphs, and whether
+encgraph supports or refuses it.""",
     EXIT_CODES,
 )
 
