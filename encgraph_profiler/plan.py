@@ -9,6 +9,7 @@ vLLM start-up log states about the real deployment, which wins over measurement 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 from .errors import ReportError, UsageError
@@ -56,7 +57,12 @@ def gpu_memory(preset: str | None, size: str | None, report: Report | None = Non
             raise UsageError(f"--gpu-memory {size!r} must be more than zero")
         return size, total, "user"
     if preset:
-        match = {k.lower(): k for k in GPU_PRESETS}.get(preset.lower())
+        key = preset.strip().lower()
+        # A preset by its name, or by its GPU's name alone where one preset has it (H200 for H200-141GB).
+        named = [k for k in GPU_PRESETS if key in (k.lower(), re.sub(r"-\d+gb$", "", k.lower()))]
+        if len(named) > 1:
+            raise UsageError(f"--gpu {preset!r} is {' or '.join(named)}; give one")
+        match = named[0] if named else None
         if match is None:
             raise UsageError(f"unknown --gpu {preset!r}; presets: {', '.join(GPU_PRESETS)}; or give --gpu-memory 80GiB")
         return match, GPU_PRESETS[match], "preset"

@@ -263,6 +263,7 @@ CASES = [
     (["plan", "--from", "{good}", "--gpu-memory", "80"], 2, "a unit is needed"),
     (["plan", "--from", "{good}", "--gpu-memory", "eighty"], 2, "cannot read --gpu-memory 'eighty'"),
     (["plan", "--from", "{good}", "--gpu", "H800"], 2, "unknown --gpu 'H800'"),
+    (["plan", "--from", "{good}", "--gpu", "A100"], 2, "--gpu 'A100' is A100-80GB or A100-40GB; give one"),
     (["plan", "--from", "{good}", "--gpu", "L4", "--gpu-memory", "24GiB"], 2, "either --gpu or --gpu-memory"),
     (["plan", "--from", "{good}", "--gpu-memory-utilization", "nan"], 2, "must be above 0 and at most 1"),
     (["plan", "--from", "{good}", "--gpu-memory-utilization", "1.2"], 2, "must be above 0 and at most 1"),

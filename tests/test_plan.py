@@ -98,3 +98,13 @@ def test_encoder_only_model_plans_encoder_side(recorded_report_data):
     result = plan(from_dict(data), PlanInputs("x", 80 * GiB, "user"))
     assert result.kv_tokens is None and result.fits
     assert any("encoder only" in n for n in result.notes)
+
+
+def test_a_gpu_preset_is_named_in_full_or_by_its_gpu_where_one_preset_has_it():
+    assert gpu_memory("h200", None)[:2] == ("H200-141GB", 143_156 * 1024**2)
+    assert gpu_memory("H100", None)[0] == gpu_memory("H100-80GB", None)[0] == "H100-80GB"
+    assert gpu_memory("l40s", None)[0] == "L40S"
+    with pytest.raises(UsageError, match="A100-80GB or A100-40GB"):
+        gpu_memory("A100", None)
+    with pytest.raises(UsageError, match="unknown --gpu 'RTX'"):
+        gpu_memory("RTX", None)
