@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from encgraph_profiler.errors import UsageError
+from encgraph_profiler.models.base import per_grid
 from encgraph_profiler.models.facts import model_facts
 from encgraph_profiler.models.registry import (
     adapters,
@@ -789,3 +790,23 @@ def test_deepseek_ocr2_refuses_views_its_queries_do_not_fit():
     data["vision_config"]["sam_config"]["image_size"] = 896
     with pytest.raises(UsageError, match="queries fit 1024 px views of 16 px patches only"):
         resolve("tiny-deepseek-ocr2").adapter.check_config(data, "config.json")
+
+
+def test_per_grid_builds_each_run_of_equal_grids_once_and_shifts_indices_image_by_image():
+    built = []
+
+    def build(grid):
+        built.append(grid)
+        t, h, w = grid
+        return torch.arange(t * h * w).view(-1, 1) * 10 + h  # values that tell the grids apart
+
+    grids = [(1, 2, 4)] * 3 + [(1, 4, 2)] * 2 + [(1, 2, 4)]
+    each = [build(grid) for grid in grids]
+    built.clear()
+    assert torch.equal(per_grid(grids, build, torch.device("cpu")), torch.cat(each))
+    assert built == [(1, 2, 4), (1, 4, 2), (1, 2, 4)]
+    # Indices into the packed batch: each image's shifted by the patches of those before it.
+    shifted = per_grid(grids, build, torch.device("cpu"), step=lambda grid: grid[1] * grid[2])
+    assert torch.equal(shifted, torch.cat([part + 8 * i for i, part in enumerate(each)]))
+    on_meta = per_grid(grids, build, torch.device("meta"), step=lambda grid: grid[1] * grid[2])
+    assert on_meta.is_meta and on_meta.shape == (48, 1) and on_meta.dtype == torch.long

@@ -38,7 +38,7 @@ from typing import Any
 
 from ...errors import UsageError
 from ...units import counted, is_whole_number
-from ..base import Layout, VllmSource
+from ..base import Layout, VllmSource, staging
 from .kimi import ROPE_TABLE_SIDE, KimiK25Adapter, _kimi_native
 
 # The MoonViT structure vLLM builds for Kimi-K3 (KimiK3VisionConfig's defaults, as the published config
@@ -173,7 +173,7 @@ class KimiK3Adapter(KimiK25Adapter):
         p = config.vision_config.patch_size
         with torch.no_grad():
             pos_embeds = vision.patch_embed.pos_emb(grids)
-        rope_cos, rope_sin = (t.to(device) for t in rope_angles(grids, vision.config.head_dim))
+        rope_cos, rope_sin = (t.to(device) for t in rope_angles(grids, vision.config.head_dim, staging(device)))
         return {
             "pixel_values": self.pixels(tower, layout, (layout.input_patches, 3, p, p), dtype, device, generator),
             "grid_thw": torch.tensor(grids, dtype=torch.long),

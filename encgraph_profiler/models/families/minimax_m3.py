@@ -50,7 +50,7 @@ from ...errors import UsageError
 from ...ladder import tokens_per_item
 from ...units import counted
 from .. import varlen
-from ..base import Adapter, Layout, VllmSource, random_input
+from ..base import Adapter, Layout, VllmSource, per_grid, random_input, staging
 
 MODELING = "transformers.models.minimax_m3_vl.modeling_minimax_m3_vl"
 # The vision fields transformers' MiniMaxM3VLVisionConfig shares with MiniMax's clip_vision_model form.
@@ -103,10 +103,11 @@ def _minimax_form(data: dict[str, Any], source: str) -> dict[str, Any]:
     return native
 
 
-def rotary_planes(vision_config, grid, dtype):
+def rotary_planes(vision_config, grids, dtype, where="cpu"):
     """The cos and sin of every patch's rotation, (patches, 3 * band), as vLLM's prepare_encoder_metadata
     computes them outside the graph: the first 3 * band dimensions of each head turn by the patch's t, h
-    and w positions (band = 2 * (head_dim // 3 // 2)), the rest pass through."""
+    and w positions (band = 2 * (head_dim // 3 // 2)), the rest pass through. Made on ``where``
+    (``staging``), each distinct grid's positions once."""
     import torch
     from transformers.vision_utils import get_vision_position_ids
 
@@ -114,8 +115,11 @@ def rotary_planes(vision_config, grid, dtype):
     band = 2 * ((head_dim // 3) // 2)
     base = vision_config.rope_parameters["rope_theta"]
     inv_freq = 1.0 / (base ** (torch.arange(0, band, 2, dtype=torch.float) / band))
-    positions = get_vision_position_ids(grid, vision_config.spatial_merge_size, include_temporal=True)
-    angles = positions[..., None].float() * inv_freq  # (patches, t/h/w, band / 2)
+    m = vision_config.spatial_merge_size
+    positions = per_grid(
+        grids, lambda grid: get_vision_position_ids(torch.tensor([grid]), m, include_temporal=True), where
+    )
+    angles = positions[..., None].float() * inv_freq.to(where)  # (patches, t/h/w, band / 2)
     cos, sin = (plane.flatten(1) for plane in (angles.cos(), angles.sin()))
     return torch.cat([cos, cos], dim=-1).to(dtype), torch.cat([sin, sin], dim=-1).to(dtype)
 
@@ -194,7 +198,8 @@ def _tower_module():
             are derived from ``grid_thw`` where they are not given."""
             vision = self.vision_tower
             if rotary_cos is None or rotary_sin is None:
-                rotary_cos, rotary_sin = rotary_planes(vision.config, grid_thw.cpu(), vision.pre_layrnorm.weight.dtype)
+                grids = [tuple(grid) for grid in grid_thw.tolist()]
+                rotary_cos, rotary_sin = rotary_planes(vision.config, grids, vision.pre_layrnorm.weight.dtype)
                 rotary_cos, rotary_sin = rotary_cos.to(pixel_values.device), rotary_sin.to(pixel_values.device)
             if cu_seqlens is None:
                 found = get_vision_cu_seqlens(grid_thw.cpu(), merge_temporal=True).to(torch.int32)
@@ -265,7 +270,7 @@ class MiniMaxM3Adapter(Adapter):
         vision = config.vision_config
         grid = torch.tensor(layout.grids, dtype=torch.long)
         features = vision.num_channels * vision.temporal_patch_size * vision.patch_size**2
-        cos, sin = rotary_planes(vision, grid, getattr(torch, dtype))
+        cos, sin = rotary_planes(vision, layout.grids, getattr(torch, dtype), staging(device))
         cu_seqlens = get_vision_cu_seqlens(grid, merge_temporal=True).to(torch.int32)
         return {
             "pixel_values": random_input((layout.input_patches, features), dtype, device, generator),

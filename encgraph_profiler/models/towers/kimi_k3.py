@@ -25,19 +25,21 @@ from transformers.models.kimi_k25.modeling_kimi_k25 import eager_attention_forwa
 from transformers.utils.generic import is_flash_attention_requested
 
 from .. import varlen
+from ..base import per_grid, staging
 
 
-def rope_angles(grids, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_angles(grids, head_dim: int, where="cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """The cosines and sines, (patches, head_dim // 2) float32, of vLLM's 2-D RoPE (Rope2DPosEmbRepeated):
     head_dim // 4 frequencies 10000^(-4i / head_dim), column and row angles interleaved, each frame of
-    an item at its patch's column and row."""
+    an item at its patch's column and row. Made on ``where`` (``staging``), each distinct grid's once."""
     freqs = 1.0 / (10000 ** (torch.arange(0, head_dim, 4)[: head_dim // 4].float() / head_dim))
-    parts = []
-    for t, h, w in grids:
+
+    def angles_of(grid):
+        t, h, w = grid
         rows, cols = (a.flatten().float() for a in torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"))
-        angles = torch.stack((torch.outer(cols, freqs), torch.outer(rows, freqs)), dim=-1).flatten(1)
-        parts.append(angles.repeat(t, 1))
-    angles = torch.cat(parts)
+        return torch.stack((torch.outer(cols, freqs), torch.outer(rows, freqs)), dim=-1).flatten(1).repeat(t, 1)
+
+    angles = per_grid(grids, angles_of, where)
     return angles.cos(), angles.sin()
 
 
@@ -45,12 +47,15 @@ def precomputed(vision, grids, device, longest: int = 0) -> dict:
     """The segments as the tower's attention takes them (``varlen.sequences``: the longest given, or the
     longest there is) and each output token's kh * kw patches, images packed one after another
     (build_image_merge_gather_idx), on ``device``."""
-    (kh, kw), windows, offset = vision.merge_kernel_size, [], 0
-    for _, h, w in grids:
-        windows.append(torch.arange(h * w).view(h // kh, kh, w // kw, kw).transpose(1, 2).reshape(-1, kh * kw) + offset)
-        offset += h * w
+    kh, kw = vision.merge_kernel_size
+
+    def windows_of(grid):
+        _, h, w = grid
+        return torch.arange(h * w).view(h // kh, kh, w // kw, kw).transpose(1, 2).reshape(-1, kh * kw)
+
+    windows = per_grid(grids, windows_of, staging(device), step=lambda grid: grid[1] * grid[2])
     cu_seqlens = torch.tensor([0] + [t * h * w for t, h, w in grids]).cumsum(0).to(torch.int32)
-    return {**varlen.sequences(vision, cu_seqlens, longest, device), "window_index": torch.cat(windows).to(device)}
+    return {**varlen.sequences(vision, cu_seqlens, longest, device), "window_index": windows.to(device)}
 
 
 def rotate_(qkv, cos, sin) -> None:
@@ -72,14 +77,17 @@ class PositionTable(nn.Module):
         self.mode = vision.pos_emb_interpolation_mode
 
     def forward(self, grids):
-        """Each image's table resampled to its grid, the table itself where it fits (get_pos_embeds)."""
-        parts = []
-        for _, h, w in grids:
+        """Each image's table resampled to its grid, the table itself where it fits (get_pos_embeds),
+        resampled once for each run of equal grids."""
+
+        def table_of(grid):
+            _, h, w = grid
             table = self.weight
             if (h, w) != tuple(table.shape[:2]):
                 table = F.interpolate(table.permute(2, 0, 1)[None], size=(h, w), mode=self.mode)[0].permute(1, 2, 0)
-            parts.append(table.flatten(0, 1))
-        return torch.cat(parts)
+            return table.flatten(0, 1)
+
+        return per_grid(grids, table_of, self.weight.device)
 
 
 class PatchProjection(nn.Conv2d):
