@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from encgraph_profiler.errors import UsageError
 from encgraph_profiler.models.base import per_grid
@@ -17,6 +19,7 @@ from encgraph_profiler.models.registry import (
     resolve,
     tiny_config_name,
 )
+from encgraph_profiler.request import DEFAULT_CAPABILITY, ProfileRequest, prepare
 
 PUBLISHED = Path(__file__).parent / "data" / "published"  # files as model repositories publish them
 # Each family's tiny config; the families with several encoder paths are tested on their own below.
@@ -810,3 +813,35 @@ def test_per_grid_builds_each_run_of_equal_grids_once_and_shifts_indices_image_b
     assert torch.equal(shifted, torch.cat([part + 8 * i for i, part in enumerate(each)]))
     on_meta = per_grid(grids, build, torch.device("meta"), step=lambda grid: grid[1] * grid[2])
     assert on_meta.is_meta and on_meta.shape == (48, 1) and on_meta.dtype == torch.long
+
+
+class _LargestHostTensor(TorchDispatchMode):
+    """The most elements of any host (not meta) tensor an operator returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.elements = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        sizes = [t.numel() for t in tree_leaves(out) if isinstance(t, torch.Tensor) and not t.is_meta]
+        self.elements = max([self.elements, *sizes])
+        return out
+
+
+@pytest.mark.parametrize("name", sorted(tiny_config_name(a) for a in adapters()))
+def test_predicted_inputs_hold_nothing_on_the_host_per_patch(name):
+    """Issue #28: predicting, a budget's inputs are shapes on the meta device, and what is computed on
+    the host for them is one image's (its positions) or a few values an image (segments, grids, window
+    lengths), never values for every patch of the batch: at 65,536 tokens (each path's largest batch,
+    of hundreds of images) every host tensor has fewer elements than the batch has patches. Per-patch
+    tables on the host took MiniMax M3 past 24 GB at the largest budget, 16,777,216 tokens."""
+    setup = prepare(ProfileRequest(model=name, budgets=(65536,)), DEFAULT_CAPABILITY)
+    adapter, config, dtype = setup.spec.adapter, setup.tower_config, setup.settings.dtype
+    with torch.device("meta"):
+        tower = adapter.build_tower(config, dtype, setup.settings.attn)
+    largest_per_path = {layout.path: layout for layout in sorted(setup.layouts, key=lambda layout: layout.budget)}
+    for layout in largest_per_path.values():
+        with _LargestHostTensor() as largest:
+            adapter.make_inputs(tower, config, layout, dtype, torch.device("meta"), torch.Generator())
+        assert largest.elements < layout.input_patches, layout.label

@@ -33,7 +33,7 @@ from typing import Any
 
 from ...errors import UsageError
 from ...units import counted, is_whole_number
-from ..base import Adapter, Layout, VllmSource, random_input
+from ..base import Adapter, Layout, VllmSource, random_input, staging
 
 # vLLM's DeepseekV41Config: the vision_config fields it reads, their flattened names' defaults.
 VISION_DEFAULTS = {
@@ -173,8 +173,9 @@ class DeepseekV41Adapter(Adapter):
 
         grids = tuple((rows, cols) for _, rows, cols in layout.grids)
         p = config.patch_size
-        cos, sin = rope_tables(grids, config.width // config.heads, config.rope_theta)
-        merge_index, merge_mask = merge_gather(grids, config.downsample_ratio)
+        where = staging(device)
+        cos, sin = rope_tables(grids, config.width // config.heads, config.rope_theta, where)
+        merge_index, merge_mask = merge_gather(grids, config.downsample_ratio, where)
         lengths = [rows * cols for rows, cols in grids]
         if tower.attn == "varlen":
             offsets = [0, *torch.tensor(lengths).cumsum(0).tolist()]

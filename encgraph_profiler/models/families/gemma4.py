@@ -21,7 +21,7 @@ the same shapes, and the masked path, with values that replay and eager agree on
 from __future__ import annotations
 
 from ...units import counted
-from ..base import Adapter, Layout, VllmSource, random_input
+from ..base import Adapter, Layout, VllmSource, random_input, staging
 
 DEFAULT_MAX_SOFT_TOKENS = 280  # transformers' Gemma4ImageProcessor
 
@@ -145,13 +145,14 @@ class Gemma4Adapter(Adapter):
         rows, cols = _soft_grid(width)
         rows = max(rows - 1, 1)  # a near-square image less its last row of soft tokens, then padding
         y, x = torch.meshgrid(torch.arange(rows * k), torch.arange(cols * k), indexing="ij")
-        positions = torch.full((layout.items, width * k * k, 2), -1, dtype=torch.long)  # -1: padding
+        positions = torch.full((1, width * k * k, 2), -1, dtype=torch.long)  # one image's, each alike; -1: padding
         positions[:, : rows * cols * k * k] = torch.stack([x.flatten(), y.flatten()], dim=-1)
+        where = staging(device)
         shape = (layout.items, width * k * k, 3 * p * p)
         return {
             "pixel_values": random_input(shape, dtype, device, generator, uniform=True),
-            "pixel_position_ids": positions.to(device),
-            "gather_indices": torch.zeros(layout.budget, dtype=torch.long).to(device),
+            "pixel_position_ids": positions.to(where).repeat(layout.items, 1, 1).to(device),
+            "gather_indices": torch.zeros(layout.budget, dtype=torch.long, device=where).to(device),
         }
 
     def forward(self, tower, inputs: dict):

@@ -48,7 +48,7 @@ from typing import Any
 from ...errors import UsageError
 from ...units import counted
 from .. import varlen
-from ..base import Adapter, Layout, PixelNorm, VllmSource
+from ..base import Adapter, Layout, PixelNorm, VllmSource, per_grid, staging
 
 ROPE_TABLE_SIDE = 512  # vLLM's 2-D RoPE table: items stay within 512 x 512 patches
 
@@ -169,6 +169,28 @@ def _kimi_vl(data: dict[str, Any], source: str) -> dict[str, Any]:
     )
 
 
+def _temporal_merge_index(grids, kh: int, kw: int, where, device):
+    """transformers' get_vision_temporal_merge_index, made for one image of each grid (``per_grid``): a
+    gather index of each merged token's t x kh x kw patches (transformers 5.17), or a scatter index of
+    each patch's merged token and place in its window, each frame's weight and the merged tokens' count
+    (later releases). The indices point into the packed batch, so each image's are shifted by its
+    patches (5.17) or by its merged tokens' kh * kw places (later) for every image before it."""
+    import torch
+    from transformers.models.kimi_k25.modeling_kimi_k25 import get_vision_temporal_merge_index
+
+    def of(one):
+        return get_vision_temporal_merge_index(torch.tensor([one]), kh, kw)
+
+    def windows(one) -> int:
+        return (one[1] // kh) * (one[2] // kw)
+
+    if not isinstance(of(grids[0]), tuple):
+        return per_grid(grids, of, where, step=lambda one: one[0] * one[1] * one[2]).to(device)
+    scatter = per_grid(grids, lambda one: of(one)[0], where, step=lambda one: windows(one) * kh * kw)
+    frames = per_grid(grids, lambda one: of(one)[1], where)
+    return scatter.to(device), frames.to(device), sum(windows(one) for one in grids)
+
+
 class KimiK25Adapter(Adapter):
     family = "kimi-k2.5"
     model_types = ("kimi_k25",)
@@ -226,44 +248,42 @@ class KimiK25Adapter(Adapter):
         return replace(layout, max_seqlen=layout.budget * kh * kw, spare_sequences=1)
 
     def make_inputs(self, tower, config, layout: Layout, dtype: str, device, generator) -> dict:
+        """The pixels and transformers' precomputed tensors, each made for one image of each grid
+        (``per_grid``) from transformers' own functions."""
         import torch
-        from transformers.models.kimi_k25.modeling_kimi_k25 import (
-            get_vision_frame_index,
-            get_vision_temporal_merge_index,
-        )
+        from transformers.models.kimi_k25.modeling_kimi_k25 import get_vision_frame_index
         from transformers.vision_utils import (
             get_vision_cu_seqlens,
             get_vision_interpolation_indices_and_weights,
             get_vision_position_ids,
         )
 
-        vision = tower.vision_tower
-        grid = torch.tensor(layout.grids, dtype=torch.long)
+        vision, grids, where = tower.vision_tower, layout.grids, staging(device)
+        grid = torch.tensor(grids, dtype=torch.long)
         p = config.vision_config.patch_size
         pixels = self.pixels(tower, layout, (layout.input_patches, 3, p, p), dtype, device, generator)
         embeddings = vision.patch_embed.pos_emb
-        indices, weights = get_vision_interpolation_indices_and_weights(
-            grid,
-            embeddings.num_grid_per_side,
-            mode=embeddings.interpolation_mode,
-            align_corners=embeddings.interpolation_align_corners,
-        )
-        # One gather index (transformers 5.17) or a scatter index, frame weights and a count (later).
-        merge_index = get_vision_temporal_merge_index(grid, *vision.merge_kernel_size)
-        if isinstance(merge_index, tuple):
-            merge_index = tuple(v.to(device) if isinstance(v, torch.Tensor) else v for v in merge_index)
-        else:
-            merge_index = merge_index.to(device)
+
+        def interpolation(one):
+            return get_vision_interpolation_indices_and_weights(
+                torch.tensor([one]),
+                embeddings.num_grid_per_side,
+                mode=embeddings.interpolation_mode,
+                align_corners=embeddings.interpolation_align_corners,
+            )
+
         cu_seqlens = get_vision_cu_seqlens(grid, merge_temporal=True).to(torch.int32)
         return {
             "pixel_values": pixels,
             "grid_thw": grid.to(device),
-            "position_ids": get_vision_position_ids(grid, spatial_merge_size=1).to(device),
+            "position_ids": per_grid(
+                grids, lambda one: get_vision_position_ids(torch.tensor([one]), spatial_merge_size=1), where
+            ).to(device),
             **varlen.sequences(vision.config, cu_seqlens, layout.max_seqlen, device, layout.spare_sequences),
-            "interp_indices": indices.to(device),
-            "interp_weights": weights.to(device),
-            "frame_index": get_vision_frame_index(grid).to(device),
-            "temporal_merge_index": merge_index,
+            "interp_indices": per_grid(grids, lambda one: interpolation(one)[0], where).to(device),
+            "interp_weights": per_grid(grids, lambda one: interpolation(one)[1], where).to(device),
+            "frame_index": per_grid(grids, lambda one: get_vision_frame_index(torch.tensor([one])), where).to(device),
+            "temporal_merge_index": _temporal_merge_index(grids, *vision.merge_kernel_size, where, device),
         }
 
     def forward(self, tower, inputs: dict):

@@ -20,7 +20,7 @@ from typing import Any
 
 from ...errors import UsageError
 from ...units import counted, is_whole_number
-from ..base import Adapter, Layout, VllmSource
+from ..base import Adapter, Layout, VllmSource, per_grid, staging
 
 DEFAULT_MIN_IMAGE_TOKENS = 64  # transformers' Lfm2VlImageProcessor and vLLM
 
@@ -121,7 +121,11 @@ class Lfm2VlAdapter(Adapter):
         tiles = self.tile_tokens(config, layout.budget)
         shapes = torch.tensor([[factor, t * factor] for t in tiles])
         longest = int(shapes.prod(-1).max())
-        valid = torch.arange(longest)[None] < shapes.prod(-1)[:, None]
+        # Whether transformers needs the mask depends on its contents: predicting on meta tensors, it is built on
+        # the host for one tile of each width, which decide it, and only its form, for every tile, goes to the
+        # meta device.
+        host, shown = (torch.device("cpu"), list(dict.fromkeys(tiles))) if device.type == "meta" else (device, tiles)
+        valid = torch.arange(longest)[None] < torch.tensor(shown)[:, None] * factor * factor  # not padding
         embeddings = tower.vision_tower.embeddings
         table = embeddings.position_embedding.weight.reshape(
             embeddings.position_embedding_size, embeddings.position_embedding_size, -1
@@ -140,27 +144,26 @@ class Lfm2VlAdapter(Adapter):
             pixels = (torch.randn(len(tiles), longest, patch_dim, generator=generator) * valid[..., None]).to(
                 device=device, dtype=torch_dtype
             )
-        # Whether transformers needs the mask depends on its contents: predicting on meta tensors, it is built on
-        # the host and only its form goes to the meta device.
-        host = torch.device("cpu") if device.type == "meta" else device
-        inputs_like = torch.empty(len(tiles), longest, config.vision_config.hidden_size, dtype=torch_dtype, device=host)
+        inputs_like = torch.empty(len(shown), longest, config.vision_config.hidden_size, dtype=torch_dtype, device=host)
         mask = create_bidirectional_mask(
             config=config.vision_config, inputs_embeds=inputs_like, attention_mask=valid.to(host)
         )
         if mask is not None and host != device:
-            mask = torch.empty_strided(mask.size(), mask.stride(), dtype=mask.dtype, device=device)
-        # Token t of a tile of width w gathers rows dh and columns t * factor + dw of that tile's patches;
-        # tiles sit side by side, as one grid factor patches high.
-        index = []
-        for tile, (tokens, width) in enumerate(zip(tiles, shapes[:, 1].tolist(), strict=True)):
+            mask = torch.empty_strided((len(tiles), *mask.shape[1:]), mask.stride(), dtype=mask.dtype, device=device)
+
+        def columns(tokens):
+            """Token t of a tile of width w gathers rows dh and columns t * factor + dw of that tile's patches,
+            as a (columns, factor) block; tiles sit side by side, as one grid factor patches high."""
             dh = torch.arange(factor)[:, None, None]
             column = torch.arange(tokens)[None, :, None] * factor + torch.arange(factor)[None, None, :]
-            index.append((tile * longest + dh * width + column).reshape(factor, -1))
+            return (dh * tokens * factor + column).reshape(factor, -1).T
+
+        index = per_grid(tiles, columns, staging(device), step=lambda _: longest).T.contiguous()
         return {
             "pixel_values": pixels,
             "position_embeddings": positions.to(device=device, dtype=torch_dtype),
             "attention_mask": mask,
-            "patch_index": torch.cat(index, dim=1).to(device),
+            "patch_index": index.to(device),
         }
 
     def forward(self, tower, inputs: dict):

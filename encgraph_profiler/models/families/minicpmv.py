@@ -32,7 +32,7 @@ from typing import Any
 
 from ...errors import UsageError
 from ...units import counted, is_whole_number
-from ..base import Adapter, Layout, Refusal, VllmSource, random_input
+from ..base import Adapter, Layout, Refusal, VllmSource, random_input, staging
 
 CAPTURED = ((2, 5), (2, 6), (4, 0))  # MiniCPMV2_5, MiniCPMV2_6, MiniCPMV4_0
 WITH_VIDEO = ((2, 6), (4, 0))  # the versions whose capture takes frames into account
@@ -315,9 +315,10 @@ class MiniCPMVAdapter(Adapter):
         p = config.vision_config.patch_size
         shape = (layout.items, config.vision_config.num_channels, rows * p, cols * p)
         grids = torch.tensor([rows, cols], dtype=torch.long).expand(layout.items, 2).contiguous()
+        mask = torch.ones(layout.items, rows * cols, dtype=torch.bool, device=staging(device))
         return {
             "pixel_values": random_input(shape, dtype, device, generator),
-            "patch_attention_mask": torch.ones(layout.items, rows * cols, dtype=torch.bool).to(device),
+            "patch_attention_mask": mask.to(device),
             "tgt_sizes": grids.to(device),
         }
 

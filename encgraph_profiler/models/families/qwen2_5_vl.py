@@ -10,7 +10,7 @@ supports_mm_device_do_normalize), with the same OpenAI CLIP mean and std.
 
 from __future__ import annotations
 
-from ..base import VllmSource
+from ..base import VllmSource, per_grid, staging
 from .qwen2_vl import Qwen2VLAdapter
 
 
@@ -23,18 +23,29 @@ class Qwen2_5VLAdapter(Qwen2VLAdapter):
     size_fields = ("depth", "hidden_size", "num_heads")
 
     def precompute(self, tower, layout, grid_thw, device) -> dict:
+        """Qwen2-VL's, and the windows of one image of each grid (``per_grid``): the reordering, shifted
+        by each image's merged tokens, and the windows' lengths, which give the segments of the batch."""
         import torch
+        import torch.nn.functional as F
         from transformers.vision_utils import get_vision_window_index
 
         inputs = super().precompute(tower, layout, grid_thw, device)
-        window_index, cu_window_seqlens = get_vision_window_index(
-            grid_thw,
-            spatial_merge_size=tower.spatial_merge_size,
-            window_size=tower.window_size,
-            patch_size=tower.patch_size,
+        m = tower.spatial_merge_size
+
+        def windows(one):
+            return get_vision_window_index(
+                torch.tensor([one]), spatial_merge_size=m, window_size=tower.window_size, patch_size=tower.patch_size
+            )
+
+        window_index = per_grid(
+            layout.grids,
+            lambda one: windows(one)[0],
+            staging(device),
+            step=lambda one: one[0] * (one[1] // m) * (one[2] // m),
         )
         inputs["window_index"] = window_index.to(device)
-        cu_window_seqlens = cu_window_seqlens.to(torch.int32)
+        lengths = per_grid(layout.grids, lambda one: windows(one)[1].diff(), torch.device("cpu"))
+        cu_window_seqlens = F.pad(lengths.cumsum(0), (1, 0)).to(torch.int32)
         if "max_seqlen" in inputs:  # packed attention, as for the full-attention blocks
             inputs["cu_window_seqlens"] = cu_window_seqlens.to(device)
             inputs["max_window_seqlen"] = int((cu_window_seqlens[1:] - cu_window_seqlens[:-1]).max())

@@ -25,7 +25,7 @@ from ...errors import UsageError
 from ...ladder import tokens_per_item
 from ...units import counted
 from .. import varlen
-from ..base import Adapter, Layout, PixelNorm, VllmSource
+from ..base import Adapter, Layout, PixelNorm, VllmSource, per_grid, staging
 
 CLIP_PIXELS = PixelNorm((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 
@@ -99,12 +99,16 @@ class Qwen2VLAdapter(Adapter):
         return inputs
 
     def precompute(self, tower, layout: Layout, grid_thw, device) -> dict:
+        """transformers' grid-dependent tensors (``vision_utils``), each made for one image of each grid
+        (``per_grid``); the segments for the whole batch."""
         import torch
         from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids
 
         cu_seqlens = get_vision_cu_seqlens(grid_thw).to(torch.int32)
+        m = tower.spatial_merge_size
+        positions = per_grid(layout.grids, lambda one: get_vision_position_ids(torch.tensor([one]), m), staging(device))
         return {
-            "position_ids": get_vision_position_ids(grid_thw, tower.spatial_merge_size).to(device),
+            "position_ids": positions.to(device),
             **varlen.sequences(tower.config, cu_seqlens, layout.max_seqlen, device),
         }
 

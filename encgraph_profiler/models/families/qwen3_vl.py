@@ -8,7 +8,7 @@ channel, after / 255).
 
 from __future__ import annotations
 
-from ..base import PixelNorm, VllmSource
+from ..base import PixelNorm, VllmSource, per_grid, staging
 from .qwen2_vl import Qwen2VLAdapter
 
 HALF_PIXELS = PixelNorm((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -24,18 +24,24 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
     processor_norm = HALF_PIXELS
 
     def precompute(self, tower, layout, grid_thw, device) -> dict:
+        """Qwen2-VL's, and the position table's resampling, made for one image of each grid (``per_grid``)."""
+        import torch
         from transformers.vision_utils import get_vision_interpolation_indices_and_weights
 
         inputs = super().precompute(tower, layout, grid_thw, device)
-        indices, weights = get_vision_interpolation_indices_and_weights(
-            grid_thw,
-            num_grid_per_side=tower.num_grid_per_side,
-            mode=tower.interpolation_mode,
-            align_corners=tower.interpolation_align_corners,
-            spatial_merge_size=tower.spatial_merge_size,
-        )
-        inputs["interp_indices"] = indices.to(device)
-        inputs["interp_weights"] = weights.to(device)
+
+        def interpolation(one):
+            return get_vision_interpolation_indices_and_weights(
+                torch.tensor([one]),
+                num_grid_per_side=tower.num_grid_per_side,
+                mode=tower.interpolation_mode,
+                align_corners=tower.interpolation_align_corners,
+                spatial_merge_size=tower.spatial_merge_size,
+            )
+
+        where = staging(device)
+        inputs["interp_indices"] = per_grid(layout.grids, lambda one: interpolation(one)[0], where).to(device)
+        inputs["interp_weights"] = per_grid(layout.grids, lambda one: interpolation(one)[1], where).to(device)
         return inputs
 
     @staticmethod

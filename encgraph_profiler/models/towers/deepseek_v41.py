@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..base import per_grid
+
 EPS = 1e-6  # DeepseekV4RMSNorm's
 
 
@@ -60,36 +62,46 @@ def _eager(q, k, v, segments: Segments):
 KERNELS = {"varlen": _varlen, "sdpa": _sdpa, "eager": _eager}
 
 
-def rope_tables(grids, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each image's 2-D rotary cos and sin, (patches, 1, head_dim // 2) float32 on the host, images
-    one after another: the first half of a head rotates by the row, the second by the column
-    (_compute_vision_cos_sin, vision.py)."""
+def rope_tables(grids, head_dim: int, theta: float, where="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's 2-D rotary cos and sin, (patches, 1, head_dim // 2) float32 on ``where`` (the host,
+    or the meta device: ``staging``), images one after another: the first half of a head rotates by the
+    row, the second by the column (_compute_vision_cos_sin, vision.py)."""
     dim = head_dim // 2
     inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
-    tables = []
-    for rows, cols in grids:
+
+    def freqs_of(grid):
+        rows, cols = grid
         positions = torch.stack(torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij"), dim=-1)
-        tables.append((positions.reshape(-1, 2, 1).float() * inv_freq).flatten(1))
-    freqs = torch.cat(tables)
+        return (positions.reshape(-1, 2, 1).float() * inv_freq).flatten(1)
+
+    freqs = per_grid(grids, freqs_of, where)
     return freqs.cos().unsqueeze(1), freqs.sin().unsqueeze(1)
 
 
-def merge_gather(grids, ratio: int) -> tuple[torch.Tensor, torch.Tensor]:
+def merge_gather(grids, ratio: int, where="cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """For each aligner row (reading order, image after image), the ratio x ratio patch rows of the
     packed ViT output it merges, and a mask that zeroes positions past the image's edge, where the
     eager merge pads (build_packed_merge_metadata, vision.py): int64 (rows, r^2), bool (rows, r^2, 1),
-    the mask to be given in the tower's dtype."""
-    indices, masks, offset = [], [], 0
+    the mask to be given in the tower's dtype; on ``where``, as ``rope_tables``."""
     window = torch.arange(ratio)
-    for rows, cols in grids:
+
+    def rows_and_cols(grid):
+        rows, cols = grid
         top = torch.arange(-(-rows // ratio)).repeat_interleave(-(-cols // ratio))[:, None] * ratio
         left = torch.arange(-(-cols // ratio)).repeat(-(-rows // ratio))[:, None] * ratio
-        row = top + window.repeat_interleave(ratio)[None]
-        col = left + window.repeat(ratio)[None]
-        masks.append(((row < rows) & (col < cols))[..., None])
-        indices.append(offset + row.clamp(max=rows - 1) * cols + col.clamp(max=cols - 1))
-        offset += rows * cols
-    return torch.cat(indices), torch.cat(masks)
+        return top + window.repeat_interleave(ratio)[None], left + window.repeat(ratio)[None]
+
+    def index_of(grid):
+        rows, cols = grid
+        row, col = rows_and_cols(grid)
+        return row.clamp(max=rows - 1) * cols + col.clamp(max=cols - 1)
+
+    def mask_of(grid):
+        row, col = rows_and_cols(grid)
+        return ((row < grid[0]) & (col < grid[1]))[..., None]
+
+    indices = per_grid(grids, index_of, where, step=lambda grid: grid[0] * grid[1])
+    return indices, per_grid(grids, mask_of, where)
 
 
 class RMSNorm(nn.Module):
