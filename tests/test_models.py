@@ -9,8 +9,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from encgraph_profiler.errors import UsageError
-from encgraph_profiler.models.base import per_grid
 from encgraph_profiler.models.facts import model_facts
+from encgraph_profiler.models.grids import per_grid
 from encgraph_profiler.models.registry import (
     adapters,
     bundled_names,

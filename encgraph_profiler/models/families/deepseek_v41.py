@@ -33,7 +33,8 @@ from typing import Any
 
 from ...errors import UsageError
 from ...units import counted, is_whole_number
-from ..base import Adapter, Layout, VllmSource, random_input, staging
+from ..base import Adapter, Layout, VllmSource, random_input
+from ..grids import staging
 
 # vLLM's DeepseekV41Config: the vision_config fields it reads, their flattened names' defaults.
 VISION_DEFAULTS = {

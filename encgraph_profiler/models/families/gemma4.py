@@ -21,7 +21,8 @@ the same shapes, and the masked path, with values that replay and eager agree on
 from __future__ import annotations
 
 from ...units import counted
-from ..base import Adapter, Layout, VllmSource, random_input, staging
+from ..base import Adapter, Layout, VllmSource, random_input
+from ..grids import staging
 
 DEFAULT_MAX_SOFT_TOKENS = 280  # transformers' Gemma4ImageProcessor
 

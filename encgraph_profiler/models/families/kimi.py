@@ -48,7 +48,8 @@ from typing import Any
 from ...errors import UsageError
 from ...units import counted
 from .. import varlen
-from ..base import Adapter, Layout, PixelNorm, VllmSource, per_grid, staging
+from ..base import Adapter, Layout, PixelNorm, VllmSource
+from ..grids import per_grid, staging
 
 ROPE_TABLE_SIDE = 512  # vLLM's 2-D RoPE table: items stay within 512 x 512 patches
 

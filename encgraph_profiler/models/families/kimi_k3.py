@@ -38,7 +38,8 @@ from typing import Any
 
 from ...errors import UsageError
 from ...units import counted, is_whole_number
-from ..base import Layout, VllmSource, staging
+from ..base import Layout, VllmSource
+from ..grids import staging
 from .kimi import ROPE_TABLE_SIDE, KimiK25Adapter, _kimi_native
 
 # The MoonViT structure vLLM builds for Kimi-K3 (KimiK3VisionConfig's defaults, as the published config

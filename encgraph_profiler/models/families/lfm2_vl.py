@@ -20,7 +20,8 @@ from typing import Any
 
 from ...errors import UsageError
 from ...units import counted, is_whole_number
-from ..base import Adapter, Layout, VllmSource, per_grid, staging
+from ..base import Adapter, Layout, VllmSource
+from ..grids import per_grid, staging
 
 DEFAULT_MIN_IMAGE_TOKENS = 64  # transformers' Lfm2VlImageProcessor and vLLM
 

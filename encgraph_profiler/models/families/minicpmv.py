@@ -32,7 +32,8 @@ from typing import Any
 
 from ...errors import UsageError
 from ...units import counted, is_whole_number
-from ..base import Adapter, Layout, Refusal, VllmSource, random_input, staging
+from ..base import Adapter, Layout, Refusal, VllmSource, random_input
+from ..grids import staging
 
 CAPTURED = ((2, 5), (2, 6), (4, 0))  # MiniCPMV2_5, MiniCPMV2_6, MiniCPMV4_0
 WITH_VIDEO = ((2, 6), (4, 0))  # the versions whose capture takes frames into account

@@ -50,7 +50,8 @@ from ...errors import UsageError
 from ...ladder import tokens_per_item
 from ...units import counted
 from .. import varlen
-from ..base import Adapter, Layout, VllmSource, per_grid, random_input, staging
+from ..base import Adapter, Layout, VllmSource, random_input
+from ..grids import per_grid, staging
 
 MODELING = "transformers.models.minimax_m3_vl.modeling_minimax_m3_vl"
 # The vision fields transformers' MiniMaxM3VLVisionConfig shares with MiniMax's clip_vision_model form.

@@ -10,7 +10,8 @@ supports_mm_device_do_normalize), with the same OpenAI CLIP mean and std.
 
 from __future__ import annotations
 
-from ..base import VllmSource, per_grid, staging
+from ..base import VllmSource
+from ..grids import per_grid, staging
 from .qwen2_vl import Qwen2VLAdapter
 
 

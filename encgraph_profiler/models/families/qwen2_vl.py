@@ -25,7 +25,8 @@ from ...errors import UsageError
 from ...ladder import tokens_per_item
 from ...units import counted
 from .. import varlen
-from ..base import Adapter, Layout, PixelNorm, VllmSource, per_grid, staging
+from ..base import Adapter, Layout, PixelNorm, VllmSource
+from ..grids import per_grid, staging
 
 CLIP_PIXELS = PixelNorm((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 

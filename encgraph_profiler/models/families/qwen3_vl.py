@@ -8,7 +8,8 @@ channel, after / 255).
 
 from __future__ import annotations
 
-from ..base import PixelNorm, VllmSource, per_grid, staging
+from ..base import PixelNorm, VllmSource
+from ..grids import per_grid, staging
 from .qwen2_vl import Qwen2VLAdapter
 
 HALF_PIXELS = PixelNorm((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))

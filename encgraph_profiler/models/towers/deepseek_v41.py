@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..base import per_grid
+from ..grids import per_grid
 
 EPS = 1e-6  # DeepseekV4RMSNorm's
 

@@ -25,7 +25,7 @@ from transformers.models.kimi_k25.modeling_kimi_k25 import eager_attention_forwa
 from transformers.utils.generic import is_flash_attention_requested
 
 from .. import varlen
-from ..base import per_grid, staging
+from ..grids import per_grid, staging
 
 
 def rope_angles(grids, head_dim: int, where="cpu") -> tuple[torch.Tensor, torch.Tensor]:
