@@ -3,7 +3,8 @@
 import pytest
 
 from encgraph_profiler.errors import UsageError
-from encgraph_profiler.plan import GPU_PRESETS, PlanInputs, gpu_memory, parse_utilization, plan
+from encgraph_profiler.gpus import GPU_PRESETS
+from encgraph_profiler.plan import PlanInputs, gpu_memory, parse_utilization, plan
 from encgraph_profiler.report_io import from_dict
 from encgraph_profiler.units import parse_size
 

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import ExitCode, UsageError
+from ..gpus import GPU_PRESETS
 from ..plan import (
     DEFAULT_UTILIZATION,
-    GPU_PRESETS,
     KV_DTYPE_BYTES,
     LOG,
     PlanInputs,
