@@ -44,6 +44,7 @@ from __future__ import annotations
 import bisect
 import os
 import re
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 MIN_BLOCK = 512  # kMinBlockSize
@@ -201,7 +202,7 @@ class CachingAllocator:
 
     def __init__(self, next_segment_address=None, settings: AllocatorSettings = AllocatorSettings()):
         self.settings = settings
-        self.pools: dict[object, Pool] = {}
+        self.pools: dict[object, Pool] = defaultdict(Pool)  # made on first use
         self.events: list[SegmentEvent] = []
         self._next = next_segment_address or self._counting_addresses()
 
@@ -218,7 +219,7 @@ class CachingAllocator:
         return next_address
 
     def pool(self, key) -> Pool:
-        return self.pools.setdefault(key, Pool())
+        return self.pools[key]
 
     def malloc(self, size: int, pool_key=None) -> Block:
         pool, size = self.pool(pool_key), round_size(size)
@@ -283,7 +284,7 @@ class CachingAllocator:
                 end.prev.next = last
             end.prev = last
         else:
-            pool.free[small].remove((last.size, last.address, last))
+            _unlist(pool.free[small], last)
         last.size += mapped
         end.address += mapped
         end.size -= mapped
@@ -296,7 +297,7 @@ class CachingAllocator:
         for neighbour in (block.prev, block.next):
             if neighbour is None or neighbour.allocated or not neighbour.mapped:
                 continue
-            free.remove((neighbour.size, neighbour.address, neighbour))
+            _unlist(free, neighbour)
             if neighbour is block.prev:
                 block.address, block.prev = neighbour.address, neighbour.prev
                 if neighbour.prev is not None:
@@ -318,6 +319,11 @@ class CachingAllocator:
                     pool.free[small].remove(entry)
                     size = pool.segments.pop(block.address)
                     self.events.append(SegmentEvent("segment_free", block.address, size))
+
+
+def _unlist(free: list[tuple[int, int, Block]], block: Block) -> None:
+    """Take ``block`` out of its pool's free set, found by bisection: (size, address) is unique."""
+    del free[bisect.bisect_left(free, (block.size, block.address))]
 
 
 def _mapped_after(block: Block) -> bool:

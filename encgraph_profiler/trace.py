@@ -16,38 +16,8 @@ import weakref
 from contextlib import contextmanager
 
 import torch
-from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
-
-
-class _FusedAttention(TorchFunctionMode):
-    """sdpa as it allocates on the GPU: in the captured forwards recorded on an H100 (torch 2.11,
-    half precision), each call made two 8-byte random-state tensors, its output laid out
-    (batch, tokens, heads, head size) and handed back transposed, and a 256-byte buffer, then freed
-    the 256 bytes and the random state; never the attention matrix, which sdpa's matrix-multiply
-    path (what meta tensors would take) allocates. A boolean mask (Gemma 4's padding) is first
-    turned into one of the query's type and the mask's shape, by way of two 2-byte scalars freed at
-    once, and that copy is freed last (tools/probe_masked_sdpa.py)."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is not torch.nn.functional.scaled_dot_product_attention:
-            return func(*args, **kwargs)
-        query, value = args[0], args[2]
-        mask = kwargs.get("attn_mask", args[3] if len(args) > 3 else None)
-        converted = None
-        if mask is not None and mask.dtype == torch.bool:
-            first, second = (torch.empty((), dtype=query.dtype, device=query.device) for _ in range(2))
-            converted = torch.empty(mask.shape, dtype=query.dtype, device=query.device)
-            del second, first
-        seed, offset = (torch.empty((), dtype=torch.int64, device=query.device) for _ in range(2))
-        out = torch.empty(
-            *query.shape[:-3], query.shape[-2], query.shape[-3], value.shape[-1], dtype=query.dtype, device=query.device
-        ).transpose(-3, -2)
-        scratch = torch.empty(256, dtype=torch.uint8, device=query.device)
-        del scratch, seed, offset, converted
-        return out
 
 
 def _copy_bytes(x: torch.Tensor) -> int:
@@ -146,30 +116,167 @@ def _tensors(values):
 # relative-position tables, matched to the byte in its H100 captures).
 _DECOMPOSED = {torch.ops.aten.einsum.default}
 
+# sdpa, which also reaches the trace whole under inference_mode: traced as the fused kernel runs it.
+_SDPA = torch.ops.aten.scaled_dot_product_attention.default
+
+
+_RETURNS_NEW: dict = {}  # operator -> whether its schema has it change no argument and return no view of one
+
+
+def _returns_new(func) -> bool:
+    new = _RETURNS_NEW.get(func)
+    if new is None:
+        schema = func._schema
+        new = _RETURNS_NEW[func] = not schema.is_mutable and all(r.alias_info is None for r in schema.returns)
+    return new
+
+
+class _OffMeta(Exception):
+    """A tensor argument off the meta device: an operator may read its values."""
+
+
+_UNSEEN = object()
+
+
+def _signature(values) -> tuple:
+    """What a meta kernel can read of its arguments: each meta tensor's type, shape, strides, offset
+    and dtype, each other value with its type (2 and 2.0 promote differently)."""
+    signature = []
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            if not value.is_meta:
+                raise _OffMeta
+            signature.append((type(value), value.shape, value.stride(), value.storage_offset(), value.dtype))
+        elif isinstance(value, list | tuple):
+            signature.append((type(value), _signature(value)))
+        else:
+            signature.append((type(value), value))
+    return tuple(signature)
+
+
+def _make(container: type, tensors: tuple):
+    """New meta tensors of the shapes, strides and types given, in ``container`` (a tensor: alone)."""
+    made = [torch.empty_strided(shape, stride, dtype=dtype, device="meta") for shape, stride, dtype in tensors]
+    return made[0] if container is torch.Tensor else container(made)
+
 
 class AllocationTrace(TorchDispatchMode):
-    """Records every storage an operator makes and when its last tensor dies."""
+    """Records every storage an operator makes and when it dies: when the last tensor that refers to
+    it is gone, its Python object (which lives as long as the storage does) reports its death."""
 
     def __init__(self):
         super().__init__()
         self.events: list[tuple[str, int, int]] = []
-        self._refs: dict[int, int] = {}  # storage -> tensors alive that use it
-        self._seen: dict[int, weakref.ref] = {}  # id(tensor) -> the tensor, for tensors counted
+        self._live: dict[int, weakref.ref] = {}  # storage -> the reference that reports its death
         self._temporaries = 0  # keys of kernel temporaries count down from -1: never a storage's
+        self._results: dict[tuple, tuple | None] = {}  # operator and arguments -> how to make its results
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # nothing traced is compiled: no Dynamo guard around each operator
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in _DECOMPOSED:  # seen whole under inference_mode, its inner copies hidden
-            with self:
-                return func.decompose(*args, **kwargs)
+        rule = _RULES.get(func)
+        if rule is not None:
+            return rule(self, func, args, kwargs)
+        out = self._run(func, args, kwargs)
+        self._count(out, args, kwargs)
+        return out
+
+    def _run(self, func, args, kwargs):
+        """``func``'s results: what its meta kernel returns, or, for an operator that returns new tensors
+        and has been run on meta tensors of the same shapes, strides and types with the same other
+        arguments, the same results made anew. Such an operator reads nothing else of meta tensors,
+        and its meta kernel may be Python that takes up to milliseconds (cat, clamp with tensor
+        bounds), while a tower repeats each call in every layer."""
+        if not _returns_new(func):
+            return func(*args, **kwargs)
+        try:
+            key = (func, _signature((*args, *kwargs.items())))
+            made = self._results.get(key, _UNSEEN)
+        except (_OffMeta, TypeError):  # an argument with values the operator may read, or no key
+            return func(*args, **kwargs)
+        if made is _UNSEEN:
+            out = func(*args, **kwargs)
+            self._results[key] = self._recipe(out, args, kwargs)
+            return out
+        return func(*args, **kwargs) if made is None else _make(*made)
+
+    def _recipe(self, out, args, kwargs) -> tuple | None:
+        """How to make ``out`` anew (its container, each tensor's shape, strides and type), or None
+        where it is not plain meta tensors with new storages of their own that ``_make`` makes the
+        same to the byte."""
+        if isinstance(out, torch.Tensor):
+            tensors = [out]
+        elif type(out) in (tuple, list):
+            tensors = list(out)
+        else:
+            return None
+        if not all(type(t) is torch.Tensor and t.is_meta and not t.storage_offset() for t in tensors):
+            return None
+        storages = {t.untyped_storage()._cdata: t.untyped_storage().nbytes() for t in tensors}
         given = {t.untyped_storage()._cdata for t in _tensors((*args, *kwargs.values()))}
-        before, after = _TEMPORARIES[func](args) if func in _TEMPORARIES else ((), ())
+        if len(storages) < len(tensors) or not storages.keys().isdisjoint(given | self._live.keys()):
+            return None
+        recipe = (type(out), tuple((t.shape, t.stride(), t.dtype) for t in tensors))
+        made = _make(*recipe)
+        remade = [t.untyped_storage().nbytes() for t in ([made] if isinstance(made, torch.Tensor) else made)]
+        return recipe if remade == list(storages.values()) else None
+
+    def _count(self, out, args, kwargs) -> None:
+        """Record the storages among an operator's results that no tensor had before it."""
+        given: set[int] | None = None  # the arguments' storages, found once an output may be one of them
+        for tensor in (out,) if isinstance(out, torch.Tensor) else _tensors((out,)):
+            storage = tensor.untyped_storage()
+            if storage._cdata in self._live or storage.nbytes() == 0:
+                continue  # a view of a storage counted, or none: CUDA's allocator is never asked for 0 bytes
+            if given is None:
+                given = {t.untyped_storage()._cdata for t in _tensors((*args, *kwargs.values()))}
+            if storage._cdata not in given:  # else a view or in-place result of a weight or an input
+                self._allocate(storage)
+
+    def _with_temporaries(self, func, args, kwargs):
+        before, after = _TEMPORARIES[func](args)
         made = [self._temporary(size) for size in before]
-        out = func(*args, **kwargs)
-        for tensor in _tensors((_OUTPUT_ORDER[func](out) if func in _OUTPUT_ORDER else out,)):
-            self._count(tensor, given)
+        out = self._run(func, args, kwargs)
+        self._count(out, args, kwargs)
         made += [self._temporary(size) for size in after]
         self.events += [("free", key, 0) for key in made]
+        return out
+
+    def _in_kernel_order(self, func, args, kwargs):
+        out = self._run(func, args, kwargs)
+        self._count(_OUTPUT_ORDER[func](out), args, kwargs)
+        return out
+
+    def _decomposed(self, func, args, kwargs):
+        with self:
+            return func.decompose(*args, **kwargs)
+
+    def _fused_attention(self, func, args, kwargs) -> torch.Tensor:
+        """sdpa as it allocates on the GPU: in the captured forwards recorded on an H100 (torch
+        2.11, half precision), each call made two 8-byte random-state tensors, its output laid out
+        (batch, tokens, heads, head size) and handed back transposed, and a 256-byte buffer, then
+        freed the 256 bytes and the random state; never the attention matrix, which sdpa's
+        matrix-multiply path (what meta tensors would take) allocates. A boolean mask (Gemma 4's
+        padding) is first turned into one of the query's type and the mask's shape, by way of two
+        2-byte scalars freed at once, and that copy is freed last (tools/probe_masked_sdpa.py)."""
+        query, value = args[0], args[2]
+        attn_mask = kwargs.get("attn_mask", args[3] if len(args) > 3 else None)
+        scalar, converted = query.element_size(), []
+        if attn_mask is not None and attn_mask.dtype == torch.bool:
+            first, second = self._temporary(scalar), self._temporary(scalar)
+            converted = [self._temporary(attn_mask.numel() * scalar)] if attn_mask.numel() else []
+            self.events += [("free", second, 0), ("free", first, 0)]
+        seed, offset = self._temporary(8), self._temporary(8)
+        out = torch.empty(
+            *query.shape[:-3], query.shape[-2], query.shape[-3], value.shape[-1], dtype=query.dtype, device=query.device
+        ).transpose(-3, -2)
+        if out.numel():
+            self._allocate(out.untyped_storage())
+        scratch = self._temporary(256)
+        self.events += [("free", key, 0) for key in (scratch, seed, offset, *converted)]
         return out
 
     def _temporary(self, size: int) -> int:
@@ -178,29 +285,23 @@ class AllocationTrace(TorchDispatchMode):
         self.events.append(("alloc", self._temporaries, size))
         return self._temporaries
 
-    def _count(self, tensor: torch.Tensor, given: set[int]) -> None:
-        seen = self._seen.get(id(tensor))
-        if seen is not None and seen() is tensor:
-            return  # an in-place operator handing back a tensor already counted
-        storage = tensor.untyped_storage()
-        if storage.nbytes() == 0:
-            return  # CUDA's allocator is never asked for zero bytes
+    def _allocate(self, storage: torch.UntypedStorage) -> None:
         key = storage._cdata
-        if key not in self._refs:
-            if key in given:
-                return  # a view or in-place result of a tensor made before the trace: weights, inputs
-            self._refs[key] = 0
-            self.events.append(("alloc", key, storage.nbytes()))
-        self._refs[key] += 1
-        self._seen[id(tensor)] = weakref.ref(tensor)
-        weakref.finalize(tensor, self._release, key, id(tensor))
+        self.events.append(("alloc", key, storage.nbytes()))
+        self._live[key] = weakref.ref(storage, lambda _, key=key: self._free(key))
 
-    def _release(self, key: int, ident: int) -> None:
-        self._seen.pop(ident, None)
-        self._refs[key] -= 1
-        if self._refs[key] == 0:
-            del self._refs[key]
-            self.events.append(("free", key, 0))
+    def _free(self, key: int) -> None:
+        del self._live[key]
+        self.events.append(("free", key, 0))
+
+
+# What the trace does for the operators above instead of running them and counting their results.
+_RULES = {
+    **dict.fromkeys(_TEMPORARIES, AllocationTrace._with_temporaries),
+    **dict.fromkeys(_OUTPUT_ORDER, AllocationTrace._in_kernel_order),
+    **dict.fromkeys(_DECOMPOSED, AllocationTrace._decomposed),
+    _SDPA: AllocationTrace._fused_attention,
+}
 
 
 @contextmanager
@@ -218,8 +319,9 @@ def _capturing():
 
 def trace(run) -> tuple[list[tuple[str, int, int]], dict[int, int]]:
     """The allocation events of ``run()`` (on meta tensors), and its outputs' storages (key ->
-    bytes), which stay allocated, as a captured graph keeps its outputs."""
-    with _capturing(), _FusedAttention(), AllocationTrace() as recorder:
+    bytes), which stay allocated, as a captured graph keeps its outputs. It runs under
+    inference_mode, where sdpa and einsum reach the trace whole."""
+    with _capturing(), torch.inference_mode(), AllocationTrace() as recorder:
         outputs = run()
     events = list(recorder.events)
     kept = {

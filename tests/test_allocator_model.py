@@ -2,11 +2,16 @@
 
 import gzip
 import pickle
+import random
 from pathlib import Path
 
 import pytest
 
 from encgraph_profiler.allocator_model import (
+    EXPANDABLE_ADDRESS_SPACE,
+    LARGE_BUFFER,
+    SMALL_BUFFER,
+    SMALL_SIZE,
     AllocatorSettings,
     CachingAllocator,
     allocation_size,
@@ -111,6 +116,86 @@ def test_max_split_size_keeps_oversized_blocks_whole_and_for_large_requests():
     plain = CachingAllocator()
     plain.free(plain.malloc(50 * MiB))
     assert plain.malloc(45 * MiB).size == 45 * MiB  # PyTorch's default splits it
+
+
+class _Reference:
+    """The model's rules written the plain way, for one pool: each segment a list of [address, size,
+    free] blocks in address order, the best fit found by scanning them all (``scan``)."""
+
+    def __init__(self, settings: AllocatorSettings):
+        self.settings, self.place = settings, CachingAllocator._counting_addresses()
+        self.segments: dict[bool, list[list[list]]] = {True: [], False: []}  # small? -> segments
+        self.mapped_end: dict[bool, int] = {}  # small? -> where the expandable segment's mapped part ends
+
+    def scan(self, small: bool) -> list[tuple[int, int]]:
+        """Every free block of the small or large pool as (size, address), best first."""
+        return sorted((size, address) for s in self.segments[small] for address, size, free in s if free)
+
+    def malloc(self, size: int) -> int:
+        size, limit = round_size(size), self.settings.max_split_size
+        small, expandable = size <= SMALL_SIZE, self.settings.expandable_segments
+        ends = {id(s[-1]) for s in self.segments[small] if expandable}  # the block ending a mapped part
+        fits = sorted((id(b) in ends, b[1], b[0], b) for s in self.segments[small] for b in s if b[2] and b[1] >= size)
+        block = fits[0][3] if fits else None
+        if block is not None and limit is not None:
+            taken = block[1] < limit if size < limit else block[1] < size + self.settings.max_non_split_rounding
+            block = block if taken else None
+        if block is None and expandable:  # map pages at the end, growing its free block if it has one
+            if small not in self.mapped_end:
+                self.segments[small].append([])
+                self.mapped_end[small] = self.place(EXPANDABLE_ADDRESS_SPACE, small)
+            segment, page = self.segments[small][0], SMALL_BUFFER if small else LARGE_BUFFER
+            if not segment or not segment[-1][2]:
+                segment.append([self.mapped_end[small], 0, True])
+            block = segment[-1]
+            pages = page * -(-(size - block[1]) // page)
+            block[1] += pages
+            self.mapped_end[small] += pages
+        elif block is None:
+            segment_size = allocation_size(size)
+            block = [self.place(segment_size, small), segment_size, True]
+            self.segments[small].append([block])
+        rest = block[1] - size
+        split = rest >= 512 if small or expandable else rest > SMALL_SIZE and (limit is None or size < limit)
+        segment = next(s for s in self.segments[small] if any(b is block for b in s))
+        if split:
+            segment.insert(segment.index(block) + 1, [block[0] + size, rest, True])
+            block[1] = size
+        block[2] = False
+        return block[0]
+
+    def free(self, address: int, small: bool) -> None:
+        segment = next(s for s in self.segments[small] if any(b[0] == address for b in s))
+        i = next(i for i, b in enumerate(segment) if b[0] == address)
+        segment[i][2] = True
+        if i + 1 < len(segment) and segment[i + 1][2]:
+            segment[i][1] += segment.pop(i + 1)[1]
+        if i > 0 and segment[i - 1][2]:
+            segment[i - 1][1] += segment.pop(i)[1]
+
+
+@pytest.mark.parametrize(
+    "conf", ["", "expandable_segments:True", "max_split_size_mb:40", "expandable_segments:True,max_split_size_mb:40"]
+)
+def test_best_fit_picks_the_block_a_plain_scan_picks(conf):
+    """On random requests and frees, the model's sorted free sets, found by bisection, hold exactly
+    the free blocks a plain scan of every segment finds, and each request lands where the plainly
+    written rules put it."""
+    settings = parse_allocator_conf(conf)
+    for seed in range(20):
+        rng, model, reference = random.Random(seed), CachingAllocator(settings=settings), _Reference(settings)
+        live = []
+        for _ in range(400):
+            if live and rng.random() < 0.45:
+                block = live.pop(rng.randrange(len(live)))
+                reference.free(block.address, block.small)
+                model.free(block)
+            else:
+                size = rng.choice([rng.randint(1, MiB), rng.randint(MiB, 12 * MiB), rng.randint(12 * MiB, 70 * MiB)])
+                live.append(model.malloc(size))
+                assert live[-1].address == reference.malloc(size), (seed, len(live))
+            for small in (True, False):
+                assert [entry[:2] for entry in model.pool(None).free[small]] == reference.scan(small), seed
 
 
 @pytest.mark.parametrize(

@@ -161,6 +161,38 @@ def test_einsum_is_traced_as_the_operators_it_runs_as():
     assert allocs[:2] == [196_608, 24_576] and [kind for kind, _, _ in events].count("free") >= 1
 
 
+def test_repeated_operators_get_the_results_their_kernels_give():
+    """An operator run again on meta tensors of the same shapes, strides and types has its results
+    made anew instead of by its meta kernel: the same layouts and the same requests each time. One
+    that hands back an argument (type_as to its own type) is run each time, and so is one given host
+    tensors, whose values it may read (a mask's count of True) or the forward may."""
+    x = torch.empty(8, 4, device="meta", dtype=torch.bfloat16).t()
+    bound = torch.empty((), device="meta", dtype=torch.bfloat16)
+    clamped, typed, masked, lengths = [], [], [], []
+
+    def run():
+        for _ in range(3):
+            clamped.append(torch.clamp(x, bound, bound))
+            typed.append(x.type_as(bound))
+        for mask in ([True, False, True, True], [False, False, True, False]):
+            masked.append(x[:, 0][torch.tensor(mask)].shape)
+        return (torch.cat(clamped),)
+
+    events, _ = trace(run)
+    kernel = torch.clamp(x, bound, bound)
+    assert [(c.shape, c.stride(), c.dtype) for c in clamped] == [(kernel.shape, kernel.stride(), kernel.dtype)] * 3
+    assert all(t is x for t in typed) and masked == [(3,), (1,)]
+    assert [n for kind, _, n in events if kind == "alloc"] == [64, 64, 64, 6, 2, 192]
+    host = torch.tensor([0, 3, 7])
+
+    def read_on_the_host():
+        lengths.extend((host[1:] - host[:-1]).tolist() for _ in range(3))
+        return ()
+
+    trace(read_on_the_host)
+    assert lengths == [[3, 4]] * 3
+
+
 def test_sdpa_makes_the_probed_requests():
     """Every shape probed on an H100 (tools/probe_masked_sdpa.py), with Gemma 4's boolean padding
     mask and without one: the trace's requests and frees for one sdpa call, in order, equal the
