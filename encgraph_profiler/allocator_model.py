@@ -323,7 +323,10 @@ class CachingAllocator:
 
 def _unlist(free: list[tuple[int, int, Block]], block: Block) -> None:
     """Take ``block`` out of its pool's free set, found by bisection: (size, address) is unique."""
-    del free[bisect.bisect_left(free, (block.size, block.address))]
+    at = bisect.bisect_left(free, (block.size, block.address))
+    if at == len(free) or free[at][2] is not block:
+        raise RuntimeError(f"allocator model: the block of {block.size:,} bytes at {block.address:#x} is not free")
+    del free[at]
 
 
 def _mapped_after(block: Block) -> bool:

@@ -14,6 +14,7 @@ from encgraph_profiler.allocator_model import (
     SMALL_SIZE,
     AllocatorSettings,
     CachingAllocator,
+    _unlist,
     allocation_size,
     parse_allocator_conf,
     replay_recorded_captures,
@@ -242,3 +243,14 @@ def test_recorded_captures_are_reproduced_exactly(path):
     assert replay.allocations > 500
     assert replay.misplaced == 0
     assert replay.predicted_segments == replay.recorded_segments
+
+
+def test_a_block_is_taken_out_of_the_free_set_only_if_it_is_there():
+    allocator = CachingAllocator()
+    held, freed = allocator.malloc(2 * MiB), allocator.malloc(4 * MiB)
+    allocator.free(freed)
+    free = next(entries for entries in allocator.pool(None).free.values() if entries)
+    before = list(free)
+    with pytest.raises(RuntimeError, match="is not free"):
+        _unlist(free, held)  # bisection finds a free block's place; it is not the block asked for
+    assert free == before
