@@ -18,6 +18,7 @@ from .ladder import AutoLadder, resolve_max_items
 from .models.base import Adapter, Layout, PixelNorm, canonical_dtype
 from .models.registry import ModelSpec, resolve
 from .schema import Capture, GraphCountsReport, GraphGroupReport, ModelFacts, Order, Pool, Settings
+from .units import counted
 
 ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "varlen", "eager", "flash_attention_2")
 # The GPU `predict` and `plan` assume when none is named: an H100, whose kernels the trace rules were read from.
@@ -190,6 +191,23 @@ def _check_request(request: ProfileRequest) -> None:
         raise UsageError(f"unknown --attn {request.attn!r}; choose one of {', '.join(ATTN_IMPLEMENTATIONS)}")
 
 
+# Patches one image may hold: 2048 x 2048, 64 times Qwen2-VL's largest image (16,384 tokens of 4
+# patches). Beyond it no processor makes an image, and its position tables alone take gigabytes.
+MAX_PATCHES_PER_ITEM = 2**22
+
+
+def _check_item_size(layouts: list[Layout]) -> None:
+    """Refuse, before any work, a budget whose images would each be larger than any real one."""
+    for layout in layouts:
+        per_item = -(-layout.input_patches // layout.items)
+        if per_item > MAX_PATCHES_PER_ITEM:
+            raise UsageError(
+                f"budget {layout.budget:,} over {counted(layout.items, 'items')} puts {per_item:,} patches in each, "
+                f"more than any image holds ({MAX_PATCHES_PER_ITEM:,} at most here): give --max-items "
+                f"{-(-layout.input_patches // MAX_PATCHES_PER_ITEM):,} or more, or a smaller budget"
+            )
+
+
 def prepare(request: ProfileRequest, capability: tuple[int, int] | None = None) -> Prepared:
     """Validate a request and lay out every graph. Raises UsageError on bad input. ``capability``
     is the target GPU's compute capability where it is not this host's (``predict``)."""
@@ -220,6 +238,7 @@ def prepare(request: ProfileRequest, capability: tuple[int, int] | None = None) 
     layouts = capture_order(adapter.graph_layouts(tower_config, budgets, items or 0), adapter.paths, largest_first=True)
     if request.strategy.capture is Capture.VLLM:
         layouts = [adapter.vllm_capture_layout(x, tower_config, request.max_frames_per_batch) for x in layouts]
+    _check_item_size(layouts)
     settings = Settings(
         model=spec.name,
         family=adapter.family,

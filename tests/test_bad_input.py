@@ -264,6 +264,11 @@ CASES = [
     (["plan", "--from", "{good}", "--gpu-memory", "eighty"], 2, "cannot read --gpu-memory 'eighty'"),
     (["plan", "--from", "{good}", "--gpu", "H800"], 2, "unknown --gpu 'H800'"),
     (["plan", "--from", "{good}", "--gpu", "A100"], 2, "--gpu 'A100' is A100-80GB or A100-40GB; give one"),
+    (
+        ["predict", "--model", "qwen2-vl-2b", "--budgets", "16777216", "--max-items", "1"],
+        2,
+        "budget 16,777,216 over 1 item puts 67,108,864 patches in each, more than any image holds",
+    ),
     (["plan", "--from", "{good}", "--gpu", "L4", "--gpu-memory", "24GiB"], 2, "either --gpu or --gpu-memory"),
     (["plan", "--from", "{good}", "--gpu-memory-utilization", "nan"], 2, "must be above 0 and at most 1"),
     (["plan", "--from", "{good}", "--gpu-memory-utilization", "1.2"], 2, "must be above 0 and at most 1"),
