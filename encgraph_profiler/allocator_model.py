@@ -257,9 +257,7 @@ class CachingAllocator:
         limit = self.settings.max_split_size
         if limit is None:
             return True
-        if size < limit:
-            return block.size < limit
-        return block.size < size + self.settings.max_non_split_rounding
+        return block.size < (limit if size < limit else size + self.settings.max_non_split_rounding)
 
     def _splits(self, size: int) -> bool:
         return self.settings.max_split_size is None or size < self.settings.max_split_size
