@@ -222,8 +222,13 @@ def run(
     except KeyboardInterrupt:
         _interrupt(cells, slots, running, results)
         for index in waiting:
-            results.setdefault(index, CellResult(cells[index], None, int(ExitCode.INTERRUPTED), None, NOT_RUN, 0.0))
+            results.setdefault(index, not_run(cells[index]))
     return [results[i] for i in range(len(cells))]
+
+
+def not_run(cell: Cell) -> CellResult:
+    """A cell that Ctrl-C kept from starting."""
+    return CellResult(cell, None, int(ExitCode.INTERRUPTED), None, NOT_RUN, 0.0)
 
 
 def _interrupt(cells: list[Cell], slots: list[int | None], running: dict[int, _Running], results: dict) -> None:

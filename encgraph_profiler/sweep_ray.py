@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import EnvironmentProblem, ExitCode
 from .files import write_atomic
 from .request import Prepared
-from .sweep import GRACE_S, NOT_RUN, Cell, CellResult, outcome, prepare_cells
+from .sweep import GRACE_S, Cell, CellResult, not_run, outcome, prepare_cells
 
 if TYPE_CHECKING:
     from .device import Device
@@ -227,10 +227,7 @@ class _Sweep:
         if self.running:
             self._stop_running()
         for index in self.waiting:
-            self.results.setdefault(
-                index,
-                CellResult(self.cells[index], None, int(ExitCode.INTERRUPTED), None, NOT_RUN, 0.0),
-            )
+            self.results.setdefault(index, not_run(self.cells[index]))
         self.waiting = []
 
     def _stop_running(self) -> None:

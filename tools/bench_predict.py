@@ -1,6 +1,6 @@
 """Wall time of `encgraph predict` for the bundled models with --attn auto and --attn sdpa: the median
 of fresh processes, start-up included, one line a model and attention, then the slowest. Exits 1
-when a median is over the limit (issue #28: every bundled model under 10 s) or a prediction fails.
+when a median is over the limit (default 10 s, the target for every bundled model) or a prediction fails.
 
     python tools/bench_predict.py                                  # every bundled model, 3 runs each
     python tools/bench_predict.py --runs 5 qwen2.5-vl-7b gemma-4-31b

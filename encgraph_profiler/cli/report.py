@@ -59,13 +59,21 @@ def report(
 ) -> None:
     """Write one self-contained HTML page of charts and tables for one or more reports."""
     from .. import report_io
-    from ..errors import UsageError
+    from ..errors import ReportError, UsageError
 
-    reports = list(dict.fromkeys(cell for path in reports for cell in report_io.sweep_reports(path) or [path]))
-    refuse_unwritable({"--html": html}, inputs=reports)
-    labels = label or [path.stem for path in reports]
-    if len(labels) != len(reports):
-        raise UsageError(f"give one --label per report: {len(reports)} reports, {len(labels)} labels")
-    loaded = [report_io.load(path) for path in reports]
-    write_page(loaded, labels, html, title)
+    loaded: dict[Path, Report] = {}  # each report once, a sweep's sweep.json standing for its cells' reports
+    for path in reports:
+        try:
+            loaded.setdefault(path, report_io.load(path))
+        except ReportError:
+            cells = report_io.sweep_reports(path)
+            if cells is None:
+                raise
+            for cell in cells:
+                loaded.setdefault(cell, report_io.load(cell))
+    refuse_unwritable({"--html": html}, inputs=[*reports, *loaded])
+    labels = label or [path.stem for path in loaded]
+    if len(labels) != len(loaded):
+        raise UsageError(f"give one --label per report: {len(loaded)} reports, {len(labels)} labels")
+    write_page(list(loaded.values()), labels, html, title)
     info(f"wrote {html}")

@@ -1,8 +1,8 @@
 """The grid-dependent inputs a family precomputes outside the graph (positions, rotary angles, gather
 indices), laid out image after image over a batch of many equal images: built once for each distinct
 grid and repeated, and, for ``predict``, on the meta device, where a repetition is a shape alone. So
-neither the work nor the host memory of a prediction grows with the budget's images (issue #28: a
-per-patch table of 16,777,216 tokens' patches took MiniMax M3 past 24 GB).
+neither the work nor the host memory of a prediction grows with the budget's images (a per-patch
+table of 16,777,216 tokens' patches, built on the host, took MiniMax M3 past 24 GB).
 """
 
 from __future__ import annotations

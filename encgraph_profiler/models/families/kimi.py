@@ -42,6 +42,7 @@ one vLLM bakes into its graph.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import Any
 
@@ -179,6 +180,7 @@ def _temporal_merge_index(grids, kh: int, kw: int, where, device):
     import torch
     from transformers.models.kimi_k25.modeling_kimi_k25 import get_vision_temporal_merge_index
 
+    @functools.cache  # built once a grid: its scatter and frame parts are taken apart
     def of(one):
         return get_vision_temporal_merge_index(torch.tensor([one]), kh, kw)
 
@@ -265,6 +267,7 @@ class KimiK25Adapter(Adapter):
         pixels = self.pixels(tower, layout, (layout.input_patches, 3, p, p), dtype, device, generator)
         embeddings = vision.patch_embed.pos_emb
 
+        @functools.cache  # once a grid for its indices and its weights
         def interpolation(one):
             return get_vision_interpolation_indices_and_weights(
                 torch.tensor([one]),

@@ -10,6 +10,8 @@ supports_mm_device_do_normalize), with the same OpenAI CLIP mean and std.
 
 from __future__ import annotations
 
+import functools
+
 from ..base import VllmSource
 from ..grids import per_grid, staging
 from .qwen2_vl import Qwen2VLAdapter
@@ -33,6 +35,7 @@ class Qwen2_5VLAdapter(Qwen2VLAdapter):
         inputs = super().precompute(tower, layout, grid_thw, device)
         m = tower.spatial_merge_size
 
+        @functools.cache  # once a grid for its reordering and its windows
         def windows(one):
             return get_vision_window_index(
                 torch.tensor([one]), spatial_merge_size=m, window_size=tower.window_size, patch_size=tower.patch_size

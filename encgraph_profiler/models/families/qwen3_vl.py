@@ -8,6 +8,8 @@ channel, after / 255).
 
 from __future__ import annotations
 
+import functools
+
 from ..base import PixelNorm, VllmSource
 from ..grids import per_grid, staging
 from .qwen2_vl import Qwen2VLAdapter
@@ -31,6 +33,7 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
 
         inputs = super().precompute(tower, layout, grid_thw, device)
 
+        @functools.cache  # once a grid for its indices and its weights
         def interpolation(one):
             return get_vision_interpolation_indices_and_weights(
                 torch.tensor([one]),
