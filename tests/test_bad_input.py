@@ -11,7 +11,9 @@ from helpers import MiB
 from typer.testing import CliRunner
 
 from encgraph_profiler import __version__
-from encgraph_profiler.cli import app
+from encgraph_profiler.cli import build_app
+
+app = build_app()
 
 TINY = Path(__file__).resolve().parent.parent / "configs" / "tiny" / "tiny-qwen2-vl.json"
 ENV = re.compile(r"^[A-Z_]+=")

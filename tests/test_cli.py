@@ -10,8 +10,10 @@ import torch
 from helpers import grow_largest_pool, write
 from typer.testing import CliRunner
 
-from encgraph_profiler.cli import app
+from encgraph_profiler.cli import build_app
 from encgraph_profiler.models.registry import refusals
+
+app = build_app()
 
 runner = CliRunner()
 
@@ -29,13 +31,27 @@ def test_help_lists_commands():
 
 def test_fast_commands_do_not_import_torch(recorded_report_path):
     code = (
-        "import sys; from encgraph_profiler.cli import app; from typer.testing import CliRunner;r = "
-        "CliRunner();assert r.invoke(app, ['--help']).exit_code == 0;assert r.invoke(app, ['graphs']).exit_code == "
-        "0;assert r.invoke(app, ['models']).exit_code == 0;assert r.invoke(app, ['check', "
-        f"{str(recorded_report_path)!r}, {str(recorded_report_path)!r}]).exit_code == 0;assert 'torch' not in "
-        "sys.modules and 'transformers' not in sys.modules, 'torch was imported'"
+        "import sys; from encgraph_profiler.cli import build_app; from typer.testing import CliRunner; "
+        "app, r = build_app(), CliRunner(); "
+        "assert r.invoke(app, ['--help']).exit_code == 0; "
+        "assert r.invoke(app, ['graphs']).exit_code == 0; "
+        "assert r.invoke(app, ['models']).exit_code == 0; "
+        f"report = {str(recorded_report_path)!r}; "
+        "assert r.invoke(app, ['check', report, report]).exit_code == 0; "
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_run_imports_only_the_command_it_was_given():
+    code = (
+        "import sys; sys.argv = ['encgraph', 'models', '--format', 'json']; from encgraph_profiler.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as done:\n    assert not done.code, done.code\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('encgraph_profiler.cli.'))\n"
+        "assert loaded == ['encgraph_profiler.cli.models', 'encgraph_profiler.cli.options', "
+        "'encgraph_profiler.cli.output'], loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
 def test_graphs_line_and_json():

@@ -12,10 +12,12 @@ import pytest
 from helpers import grow_largest_pool, write
 from typer.testing import CliRunner
 
-from encgraph_profiler.cli import app
+from encgraph_profiler.cli import build_app
 from encgraph_profiler.html_report import render
 from encgraph_profiler.render import POOL_TITLES
 from encgraph_profiler.report_io import PoolName, load
+
+app = build_app()
 
 
 class Elements(HTMLParser):

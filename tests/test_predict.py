@@ -13,12 +13,14 @@ from helpers import grow_largest_pool, request
 from typer.testing import CliRunner
 
 from encgraph_profiler.allocator_model import parse_allocator_conf, round_size
-from encgraph_profiler.cli import app
+from encgraph_profiler.cli import build_app
 from encgraph_profiler.models.base import Layout
 from encgraph_profiler.predict import predict
 from encgraph_profiler.request import ProfileRequest, Strategy, prepare
 from encgraph_profiler.schema import Capture, Order, Pool
 from encgraph_profiler.trace import trace
+
+app = build_app()
 
 DATA = Path(__file__).parent / "data" / "memory_snapshot"
 RUNS = json.loads((DATA / "runs.json").read_text())

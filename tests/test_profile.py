@@ -10,10 +10,12 @@ from typer.testing import CliRunner
 
 from encgraph_profiler import cuda_device, report_io
 from encgraph_profiler.check import compare
-from encgraph_profiler.cli import app
+from encgraph_profiler.cli import build_app
 from encgraph_profiler.errors import NotGateable, Terminated
 from encgraph_profiler.request import ProfileRequest, parse_strategy, prepare
 from encgraph_profiler.schema import BudgetStatus, PoolName
+
+app = build_app()
 
 MODEL, BUDGETS = "tiny-qwen2-vl", (64, 128, 256)
 

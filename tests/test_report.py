@@ -117,7 +117,9 @@ def test_graphs_sit_in_tables_by_path_with_numbers_by_value_then_by_budget():
 def test_a_sweeps_merged_results_stand_for_its_cells_reports_in_report_and_are_named_elsewhere(tmp_path):
     from typer.testing import CliRunner
 
-    from encgraph_profiler.cli import app
+    from encgraph_profiler.cli import build_app
+
+    app = build_app()
 
     runner = CliRunner()
     ladders = ["--budgets", "64", "--budgets", "128"]

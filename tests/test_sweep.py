@@ -14,8 +14,10 @@ from fake_device import FakeDevice
 from typer.testing import CliRunner
 
 from encgraph_profiler import cuda_device, report_io, sweep
-from encgraph_profiler.cli import app
+from encgraph_profiler.cli import build_app
 from encgraph_profiler.schema import PoolName
+
+app = build_app()
 
 runner = CliRunner()
 MODEL = "tiny-qwen2-vl"

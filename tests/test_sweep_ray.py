@@ -25,9 +25,11 @@ from test_sweep import comparable  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from encgraph_profiler import report_io, sweep_ray  # noqa: E402
-from encgraph_profiler.cli import app  # noqa: E402
+from encgraph_profiler.cli import build_app  # noqa: E402
 from encgraph_profiler.errors import EnvironmentProblem  # noqa: E402
 from encgraph_profiler.sweep import Cell  # noqa: E402
+
+app = build_app()
 
 runner = CliRunner()
 GPU = "fake_gpu"  # the custom resource that stands for a GPU on the test cluster

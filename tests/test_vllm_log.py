@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from encgraph_profiler.cli import app
+from encgraph_profiler.cli import build_app
 from encgraph_profiler.errors import UsageError
 from encgraph_profiler.plan import LOG, PlanInputs, plan
 from encgraph_profiler.report_io import PoolName, load
 from encgraph_profiler.vllm_log import parse, read
+
+app = build_app()
 
 LOGS = Path(__file__).parent / "data" / "vllm_logs"
 EXAMPLE = Path(__file__).parent.parent / "examples" / "qwen2-vl-7b.h100.json"

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the checkout's package, installed or not
 
-from encgraph_profiler.cli import COMMANDS  # noqa: E402 - after the path above
+from encgraph_profiler.cli import commands  # noqa: E402 - after the path above
 from encgraph_profiler.errors import ExitCode  # noqa: E402
 from encgraph_profiler.models.catalog import Catalog, catalog  # noqa: E402
 
@@ -46,10 +46,11 @@ def _replace_block(text: str, name: str, block: str, path: str) -> str:
 
 def _returned_by(code: ExitCode) -> str:
     """The commands that return ``code``, each with what it means for that command."""
-    commands = [(name, codes[code]) for name, (_, _, codes) in COMMANDS.items() if code in codes]
-    if len(commands) == len(COMMANDS) and not any(note for _, note in commands):
+    every = commands()
+    returning = [(name, codes[code]) for name, (_, _, codes) in every.items() if code in codes]
+    if len(returning) == len(every) and not any(note for _, note in returning):
         return "every command"
-    return ", ".join(f"`{name}`" + (f" ({note})" if note else "") for name, note in commands)
+    return ", ".join(f"`{name}`" + (f" ({note})" if note else "") for name, note in returning)
 
 
 def exit_codes_table() -> str:

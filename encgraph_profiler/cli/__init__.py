@@ -1,7 +1,12 @@
-"""The `encgraph` command line. Each command parses, calls one core function and renders."""
+"""The `encgraph` command line. Each command parses, calls one core function and renders.
+
+Each command lives in the module of its name here, with its function of that name, its help epilog
+(EPILOG) and the exit codes it returns (EXIT_CODES). A run imports only the module of the command it
+was given, so that quick commands (`encgraph models`) do not pay for the others' imports."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -16,7 +21,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from .. import __version__
 from ..errors import ExitCode
-from . import check, compare, graphs, models, options, plan, predict, profile, report, sweep
+from . import options
 from .output import error
 
 # Newer typer vendors click as typer._click; older ones use click itself.
@@ -26,19 +31,18 @@ if hasattr(typer.core, "_click"):
 else:  # pragma: no cover - depends on the installed typer
     from click import exceptions as click_errors
 
-# Every command: its function, its help epilog and the exit codes it returns (the docs' table lists
-# them).
-COMMANDS: dict[str, tuple[Callable[..., None], str, dict[ExitCode, str]]] = {
-    "profile": (profile.profile, profile.EPILOG, profile.EXIT_CODES),
-    "predict": (predict.predict, predict.EPILOG, predict.EXIT_CODES),
-    "graphs": (graphs.graphs, graphs.EPILOG, graphs.EXIT_CODES),
-    "check": (check.check, check.EPILOG, check.EXIT_CODES),
-    "compare": (compare.compare, compare.EPILOG, compare.EXIT_CODES),
-    "plan": (plan.plan, plan.EPILOG, plan.EXIT_CODES),
-    "models": (models.models, models.EPILOG, models.EXIT_CODES),
-    "report": (report.report, report.EPILOG, report.EXIT_CODES),
-    "sweep": (sweep.sweep, sweep.EPILOG, sweep.EXIT_CODES),
-}
+COMMAND_NAMES = ("profile", "predict", "graphs", "check", "compare", "plan", "models", "report", "sweep")
+
+
+def command(name: str) -> tuple[Callable[..., None], str, dict[ExitCode, str]]:
+    """A command's function, its help epilog and the exit codes it returns (the docs' table lists them)."""
+    module = importlib.import_module(f"{__name__}.{name}")
+    return getattr(module, name), module.EPILOG, module.EXIT_CODES
+
+
+def commands() -> dict[str, tuple[Callable[..., None], str, dict[ExitCode, str]]]:
+    return {name: command(name) for name in COMMAND_NAMES}
+
 
 EPILOG = options.epilog(
     """\
@@ -99,19 +103,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-app = typer.Typer(
-    name="encgraph",
-    cls=OneLineErrors,
-    help="How much GPU memory a vision encoder's CUDA graphs hold, budget by budget.",
-    epilog=EPILOG,
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-@app.callback()
-def _main(
+def _options(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
@@ -119,9 +111,24 @@ def _main(
     pass
 
 
-for _name, (_command, _epilog, _) in COMMANDS.items():
-    app.command(_name, epilog=_epilog)(_command)
+def build_app(names: Sequence[str] = COMMAND_NAMES) -> typer.Typer:
+    """The command line with the commands ``names`` (all of them unless told)."""
+    app = typer.Typer(
+        name="encgraph",
+        cls=OneLineErrors,
+        help="How much GPU memory a vision encoder's CUDA graphs hold, budget by budget.",
+        epilog=EPILOG,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    app.callback()(_options)
+    for name in names:
+        function, epilog, _ = command(name)
+        app.command(name, epilog=epilog)(function)
+    return app
 
 
 def main() -> None:
-    app()
+    given = sys.argv[1] if len(sys.argv) > 1 else None
+    build_app([given] if given in COMMAND_NAMES else COMMAND_NAMES)()
