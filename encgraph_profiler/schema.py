@@ -249,7 +249,9 @@ class VllmEstimate:
     pool_bytes: int  # the encoder pools' reserved bytes: what the graphs hold
     static_input_bytes: int  # every budget's input buffers, in the default pool
     output_buffer_bytes: int  # the buffers each graph copies its outputs to, in the default pool
-    cached_bytes: int  # default-pool memory reserved during the captures that nothing uses: warm-up leftovers
+    # default-pool memory reserved during the captures beyond the inputs and buffers: warm-up leftovers kept
+    # cached; negative where inputs and buffers took room the weights' segments already had
+    cached_bytes: int
     outside_allocator_bytes: int  # the rest of the drop: graph executables, library workspaces
 
 

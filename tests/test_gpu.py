@@ -270,5 +270,8 @@ def test_capture_as_vllm_keeps_outputs_out_of_the_pool_and_explains_its_estimate
     est = vllm.vllm_estimate
     assert est.pool_bytes == vllm.pool("encoder_graphs").reserved_bytes
     assert est.output_buffer_bytes == sum(b.output_bytes for b in vllm.budgets)
-    assert est.free_drop_bytes >= est.pool_bytes + est.static_input_bytes + est.output_buffer_bytes
-    assert est.cached_bytes >= 0 and est.outside_allocator_bytes >= 0
+    # The default pool never shrinks below what the built tower held (its segments stay), though inputs
+    # may take room those segments had: then the cached part is negative.
+    assert est.static_input_bytes + est.output_buffer_bytes + est.cached_bytes >= 0
+    assert est.outside_allocator_bytes >= 0
+    assert est.free_drop_bytes >= est.pool_bytes + est.outside_allocator_bytes

@@ -421,6 +421,20 @@ def test_capture_as_vllm_interleaves_copies_outputs_out_and_explains_its_estimat
         compare(plain, report)
 
 
+def test_the_estimate_line_says_where_inputs_took_room_the_weights_segments_had():
+    """On an H100, Kimi-K3's inputs fitted 12 MiB into the weights' segments: the cached part was negative."""
+    from dataclasses import replace
+
+    from encgraph_profiler.render import vllm_estimate_line
+
+    report = measured(request(MODEL, BUDGETS, capture="vllm"), FakeDevice())
+    est = report.vllm_estimate
+    taken = replace(est, cached_bytes=-12_376_064, outside_allocator_bytes=est.outside_allocator_bytes + 12_376_064)
+    line = vllm_estimate_line(replace(report, vllm_estimate=taken))
+    assert "- room the weights' segments already had 11.8 " in line and "cached warm-up blocks" not in line
+    assert "+ cached warm-up blocks" in vllm_estimate_line(report)
+
+
 def test_cli_as_vllm_prints_the_estimate_and_refuses_a_plain_capture(fake):
     fake()
     result = _cli("--as", "vllm")

@@ -172,11 +172,15 @@ def vllm_estimate_line(report: Report) -> str | None:
     est = report.vllm_estimate
     if est is None:
         return None
+    cached = (
+        f"+ cached warm-up blocks {mib(est.cached_bytes)}"
+        if est.cached_bytes >= 0
+        else f"- room the weights' segments already had {mib(-est.cached_bytes)}"
+    )
     return (
         f"vLLM's estimate (free memory dropped by {mib(est.free_drop_bytes)} MiB, {est.free_drop_bytes:,} bytes) = "
         f"graph pool {mib(est.pool_bytes)} + static inputs {mib(est.static_input_bytes)} + output buffers "
-        f"{mib(est.output_buffer_bytes)} + cached warm-up blocks {mib(est.cached_bytes)} + outside the allocator "
-        f"{mib(est.outside_allocator_bytes)} MiB"
+        f"{mib(est.output_buffer_bytes)} {cached} + outside the allocator {mib(est.outside_allocator_bytes)} MiB"
     )
 
 

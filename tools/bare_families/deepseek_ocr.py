@@ -5,7 +5,7 @@ deepencoder.py and clip.py), written with torch alone (and the Triton that ships
 Each function follows one of vLLM's forwards statement for statement, so that every tensor dies when it
 dies there: a module's argument lives until the module returns (nn.Module's call holds it), so functions
 standing for modules keep their first argument. The global SAM blocks run vLLM's fused attention (a
-Triton kernel with the relative-position bias added to each score, restated here for contiguous tensors),
+Triton kernel with the relative-position bias added to each score, restated here),
 which allocates its output and nothing else; the windowed blocks pass the bias as sdpa's mask; CLIP runs
 vLLM's TORCH_SDPA encoder attention; quick GELU is vLLM's fused kernel, one tensor made."""
 
@@ -76,41 +76,46 @@ def _kernel():
     import triton.language as tl
 
     @triton.jit
-    def kernel(q_ptr, k_ptr, v_ptr, rh_ptr, rw_ptr, o_ptr, scale, n, rows: tl.constexpr, cols: tl.constexpr,
+    def kernel(q_ptr, k_ptr, v_ptr, rh_ptr, rw_ptr, o_ptr, scale, n, heads, cols: tl.constexpr,
+               sq0, sq1, sq2, sq3, sk0, sk1, sk2, sk3, sv0, sv1, sv2, sv3,
+               sh0, sh1, sh2, sh3, sw0, sw1, sw2, sw3, so0, so1, so2, so3,
                BM: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr):  # fmt: skip
-        bh = tl.program_id(1)
+        b, h = tl.program_id(1) // heads, tl.program_id(1) % heads
         m = tl.program_id(0) * BM + tl.arange(0, BM)
         d, m_ok = tl.arange(0, BD), m < n
-        q = tl.load(q_ptr + (bh * n + m[:, None]) * BD + d[None, :], mask=m_ok[:, None], other=0.0)
+        q = tl.load(q_ptr + b * sq0 + h * sq1 + m[:, None] * sq2 + d[None, :] * sq3, mask=m_ok[:, None], other=0.0)
         best, total = tl.full([BM], -float("inf"), tl.float32), tl.zeros([BM], tl.float32)
         acc = tl.zeros([BM, BD], tl.float32)
+        rh_row, rw_row = rh_ptr + b * sh0 + h * sh1 + m[:, None] * sh2, rw_ptr + b * sw0 + h * sw1 + m[:, None] * sw2
         for start in range(0, n, BN):
             j = start + tl.arange(0, BN)
             j_ok = j < n
             ok = m_ok[:, None] & j_ok[None, :]
-            k = tl.load(k_ptr + (bh * n + j[None, :]) * BD + d[:, None], mask=j_ok[None, :], other=0.0)
-            bias = tl.load(rh_ptr + (bh * n + m[:, None]) * rows + j[None, :] // cols, mask=ok, other=0.0)
-            bias += tl.load(rw_ptr + (bh * n + m[:, None]) * cols + j[None, :] % cols, mask=ok, other=0.0)
+            k = tl.load(k_ptr + b * sk0 + h * sk1 + j[None, :] * sk2 + d[:, None] * sk3, mask=j_ok[None, :], other=0.0)
+            bias = tl.load(rh_row + (j[None, :] // cols) * sh3, mask=ok, other=0.0)
+            bias += tl.load(rw_row + (j[None, :] % cols) * sw3, mask=ok, other=0.0)
             s = tl.where(ok, (tl.dot(q, k) * scale + bias) * 1.4426950408889634, -float("inf"))
             new = tl.maximum(best, tl.max(s, axis=1))
             p, alpha = tl.math.exp2(s - new[:, None]), tl.math.exp2(best - new)
             total = total * alpha + tl.sum(p, axis=1)
-            v = tl.load(v_ptr + (bh * n + j[:, None]) * BD + d[None, :], mask=j_ok[:, None], other=0.0)
+            v = tl.load(v_ptr + b * sv0 + h * sv1 + j[:, None] * sv2 + d[None, :] * sv3, mask=j_ok[:, None], other=0.0)
             acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
             best = new
-        tl.store(o_ptr + (bh * n + m[:, None]) * BD + d[None, :], acc / total[:, None], mask=m_ok[:, None])
+        out = o_ptr + b * so0 + h * so1 + m[:, None] * so2 + d[None, :] * so3
+        tl.store(out, acc / total[:, None], mask=m_ok[:, None])
 
     return kernel
 
 
 def _fused_attention(q, k, v, rel_h, rel_w, width, scale):
-    """deepencoder_rel_pos_attention: torch.empty_like(q) filled by one Triton kernel, nothing else made."""
+    """deepencoder_rel_pos_attention: torch.empty_like(q) filled by one Triton kernel, nothing else made;
+    the tensors are read through their strides (the einsum's bias terms are not contiguous)."""
     output = torch.empty_like(q)
     if not q.is_meta:
-        assert all(t.is_contiguous() for t in (q, k, v, rel_h, rel_w))
         batch, heads, tokens, dim = q.shape
-        _kernel()[((tokens + 63) // 64, batch * heads)](q, k, v, rel_h, rel_w, output, scale, tokens,
-                                                         rel_h.shape[-1], width, BM=64, BN=64, BD=dim)  # fmt: skip
+        strides = [s for t in (q, k, v, rel_h, rel_w, output) for s in t.stride()]
+        _kernel()[((tokens + 63) // 64, batch * heads)](q, k, v, rel_h, rel_w, output, scale, tokens, heads,
+                                                         width, *strides, BM=64, BN=64, BD=dim)  # fmt: skip
     return output
 
 

@@ -7,20 +7,19 @@ model.image_newline; CLIP's patch_embedding held, unused: SAM's output is the pa
 Each forward follows vLLM's statement for statement, so that every tensor is made, copied and freed as
 there (a module's argument lives until it returns). Attention with ``sdpa`` is vLLM's on CUDA: sdpa with
 the relative-position bias as its mask in the windowed SAM blocks; in the global ones vLLM's Triton kernel
-with the bias fused (deepencoder_rel_pos_attention, restated below for contiguous tensors), which
+with the bias fused (deepencoder_rel_pos_attention, restated in deepencoder_kernel.py), which
 allocates its output and nothing else (on the CPU the same attention, the bias built in full, fills that
 output); vLLM's TORCH_SDPA encoder attention in CLIP. ``eager`` builds every score matrix.
 """
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..families.deepseek_ocr import GLOBAL_VIEW
+from .deepencoder_kernel import fused_kernel
 from .deepseek_vl2 import MlpProjector, attention
 
 SAM_LN_EPS = 1e-6
@@ -61,57 +60,17 @@ def add_decomposed_rel_pos(q, rel_pos_h, rel_pos_w, q_size, k_size):
     return rel_h, rel_w
 
 
-@functools.cache
-def _fused_kernel():
-    """vLLM's _deepencoder_rel_pos_attention_kernel restated for contiguous tensors: online softmax over
-    key blocks, the bias rel_h[query, key // width] + rel_w[query, key % width] added to each score."""
-    import triton
-    import triton.language as tl
-
-    @triton.jit
-    def kernel(q_ptr, k_ptr, v_ptr, rh_ptr, rw_ptr, o_ptr, scale, tokens, rows: tl.constexpr, cols: tl.constexpr,
-               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):  # fmt: skip
-        head = tl.program_id(1)
-        offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-        offs_n, offs_d, mask_m = tl.arange(0, BLOCK_N), tl.arange(0, BLOCK_D), offs_m < tokens
-        base = head * tokens * BLOCK_D
-        q = tl.load(q_ptr + base + offs_m[:, None] * BLOCK_D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
-        row_max, row_sum = tl.full([BLOCK_M], -float("inf"), tl.float32), tl.zeros([BLOCK_M], tl.float32)
-        acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-        for start in range(0, tokens, BLOCK_N):
-            keys = start + offs_n
-            mask_n, row = keys < tokens, head * tokens + offs_m[:, None]
-            both = mask_m[:, None] & mask_n[None, :]
-            k = tl.load(k_ptr + base + keys[None, :] * BLOCK_D + offs_d[:, None], mask=mask_n[None, :], other=0.0)
-            rh = tl.load(rh_ptr + row * rows + keys[None, :] // cols, mask=both, other=0.0)
-            rw = tl.load(rw_ptr + row * cols + keys[None, :] % cols, mask=both, other=0.0)
-            scores = (tl.dot(q, k) * scale + rh + rw) * 1.4426950408889634  # log2(e): exp2 below
-            scores = tl.where(both, scores, -float("inf"))
-            next_max = tl.maximum(row_max, tl.max(scores, axis=1))
-            p = tl.math.exp2(scores - next_max[:, None])
-            alpha = tl.math.exp2(row_max - next_max)
-            row_sum = row_sum * alpha + tl.sum(p, axis=1)
-            v = tl.load(v_ptr + base + keys[:, None] * BLOCK_D + offs_d[None, :], mask=mask_n[:, None], other=0.0)
-            acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
-            row_max = next_max
-        tl.store(
-            o_ptr + base + offs_m[:, None] * BLOCK_D + offs_d[None, :], acc / row_sum[:, None], mask=mask_m[:, None]
-        )
-
-    return kernel
-
-
 def rel_pos_attention(q, k, v, rel_h, rel_w, width: int, scale: float) -> torch.Tensor:
     """deepencoder_rel_pos_attention: attention with the bias rel_h[query, key row] + rel_w[query, key column];
     the output, made as torch.empty_like(q), is all it allocates."""
     output = torch.empty_like(q)
     batch, heads, tokens, head_dim = q.shape
     if q.is_cuda:
-        if not all(t.is_contiguous() for t in (q, k, v, rel_h, rel_w)):
-            raise ValueError("the fused relative-position attention takes contiguous tensors")
-        grid = ((tokens + 63) // 64, batch * heads)
-        _fused_kernel()[grid](q, k, v, rel_h, rel_w, output, scale, tokens, rel_h.shape[-1], width,
-                              BLOCK_M=64, BLOCK_N=64, BLOCK_D=head_dim, num_warps=4, num_stages=2)  # fmt: skip
+        strides = (s for t in (q, k, v, rel_h, rel_w, output) for s in t.stride())
+        fused_kernel()[((tokens + 63) // 64, batch * heads)](
+            q, k, v, rel_h, rel_w, output, scale, tokens, heads, width, *strides,
+            BLOCK_M=64, BLOCK_N=64, BLOCK_D=head_dim, num_warps=4, num_stages=2,
+        )  # fmt: skip
     elif not q.is_meta:
         bias = (rel_h[..., :, None] + rel_w[..., None, :]).flatten(-2)
         output.copy_(((q @ k.transpose(-2, -1)) * scale + bias).softmax(dim=-1) @ v)
