@@ -5,7 +5,9 @@ Written against torch and transformers only (no encgraph code): the builder of t
 vLLM lays them out; each is warmed up on the capture stream, then synchronize + empty_cache, and the
 whole ladder (largest first, one pool) is measured by a different method from encgraph's: the caching
 allocator's reserved-bytes delta and this process's NVML delta. Nothing from the warm-up stays
-referenced when the baseline is taken.
+referenced when the baseline is taken. The reserved delta counts the default pool too, where each
+capture's random-state tensors go; ``graph_pool_bytes`` is the graphs' own pool alone, summed from the
+allocator's segment list.
 
     python tools/bare_ladder.py configs/qwen2-vl-7b.json 1024,2048,4096,8192 > bare.json
     python tools/bare_ladder.py configs/gemma-3-27b.json 1024,2048,4096,8192 > bare.json
@@ -91,12 +93,16 @@ def main(config_path, budget_text, attn="sdpa", warmup=2):
     torch.cuda.empty_cache()
     reserved1 = torch.cuda.memory_stats()["reserved_bytes.all.current"]
     used1 = process_used(handle)
+    # the graphs' own pool, apart from what the captures added to the default pool
+    segments = torch.cuda.memory_snapshot()
+    pool_bytes = sum(s["total_size"] for s in segments if tuple(s["segment_pool_id"]) == tuple(pool))
     json.dump(
         {
             "budgets": budgets,
             "graphs": len(runs),
             "items": items,
             "reserved_delta_bytes": reserved1 - reserved0,
+            "graph_pool_bytes": pool_bytes,
             "nvml_process_delta_bytes": used1 - used0,
             "wall_s": time.perf_counter() - started,
         },
