@@ -44,9 +44,11 @@ def _encgraph(*args: str) -> float:
 
 
 def _comparable(path: Path) -> dict:
-    """A report as JSON data, less what differs between two runs of the same prediction."""
+    """A report as JSON data, less what differs between two runs of the same prediction: when and where
+    (a report that came back through Ray names its node) it was made."""
     data = report_io.to_dict(report_io.load(path))
     data["provenance"].pop("created_at")
+    data["provenance"].pop("node")
     data.pop("wall_ms")
     return data
 
