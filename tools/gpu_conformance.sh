@@ -6,8 +6,9 @@
 #   rewritten Gemma 4 31B and Kimi-K2.5, whose layouts were rewritten to vLLM 0.33.0
 #   layouts   more of them: --attn sdpa, --as vllm, Gemma 4 E4B, Kimi-VL, GLM-OCR
 #   families  MiniMax M3, Kimi-K3, DeepSeek-VL2, DeepSeek-OCR
+#   twomib    Kimi-K3 and Gemma 4 31B, whose bare reserved delta was 2 MiB above the pool
 #   standins  Cohere Compass, GLM-5.3-Flash, DeepSeek-V4.1
-#   minicpm   MiniCPM-V 2.6 (16 graphs, about 48 GiB)
+#   minicpm   MiniCPM-V 2.6 and MiniCPM-Llama3-V 2.5 (16 graphs each, about 48 and 34 GiB)
 #   normalize --as vllm where vLLM normalizes the pixels in the graph (uint8 inputs): Qwen2-VL, Qwen2.5-VL,
 #             Qwen3-VL, GLM-4.1V, Kimi-K3 (Kimi-K2.5's is in layouts)
 #     OUT=/tmp/out bash tools/gpu_conformance.sh suite rewritten families
@@ -57,6 +58,18 @@ bare() {  # bare NAME CONFIG ATTN: the independent measurement, to compare with 
   late bare.$1 && return
   python3 tools/bare_ladder.py $2 $L $3 > $OUT/bare.$1.json 2> $OUT/bare.$1.err
   echo "bare $1: $(cat $OUT/bare.$1.json) $(tail -1 $OUT/bare.$1.err)" | tee -a $R
+  python3 - "$1" <<'PY' | tee -a $R
+import json, os, sys
+out, name = os.environ["OUT"], sys.argv[1]
+try:
+    bare = json.load(open(f"{out}/bare.{name}.json"))
+    pool = next(p["reserved_bytes"] for p in json.load(open(f"{out}/{name}.json"))["pools"] if p["pool"] == "encoder_graphs")
+    print(f"  {name}: encgraph's pool {pool:,}; bare reserved delta {bare['reserved_delta_bytes']:,} "
+          f"(equal {bare['reserved_delta_bytes'] == pool}), bare graph pool {bare['graph_pool_bytes']:,} "
+          f"(equal {bare['graph_pool_bytes'] == pool})")
+except Exception as error:
+    print(f"  {name}: nothing to compare ({error})")
+PY
 }
 stand_in() {  # stand_in NAME TINY VISION_JSON: a config folder of the tiny text config and the published vision sizes
   mkdir -p /tmp/$1
@@ -104,9 +117,17 @@ standins() {
   run deepseek-v4.1-flash --model deepseek-v4.1-flash --budgets $L
   bare deepseek-v4.1-flash configs/deepseek-v4.1-flash.json varlen
 }
+twomib() {
+  run kimi-k3 --model kimi-k3 --budgets $L
+  bare kimi-k3 configs/kimi-k3.json varlen
+  run gemma-4-31b --model gemma-4-31b --budgets $L
+  bare gemma-4-31b configs/gemma-4-31b.json sdpa
+}
 minicpm() {
   run minicpm-v-2-6 --model minicpm-v-2-6 --budgets $L
   bare minicpm-v-2-6 configs/minicpm-v-2-6.json sdpa
+  run minicpm-llama3-v-2-5 --model minicpm-llama3-v-2-5 --budgets $L
+  bare minicpm-llama3-v-2-5 configs/minicpm-llama3-v-2-5.json sdpa
 }
 normalize() {
   for model in qwen2-vl-7b qwen2.5-vl-7b qwen3-vl-8b glm-4.1v-9b kimi-k3; do
