@@ -87,16 +87,21 @@ def _oom(what: str, message: str) -> DeviceOutOfMemory:
     return DeviceOutOfMemory(f"out of memory in {what}{said}", requested)
 
 
+def require_cuda() -> None:
+    """Refuse, saying what works without one, where no CUDA device is visible."""
+    if not torch.cuda.is_available():
+        raise EnvironmentProblem(
+            "no CUDA device is visible; `encgraph predict` answers without one (as do `encgraph models`, "
+            "`graphs`, `check` and `plan`)"
+        )
+
+
 class CudaDevice:
     """The current CUDA device, with NVML found by PCI bus id so that it is the same GPU that
     torch uses whatever CUDA_VISIBLE_DEVICES says."""
 
     def __init__(self) -> None:
-        if not torch.cuda.is_available():
-            raise EnvironmentProblem(
-                "no CUDA device is visible; `encgraph predict` answers without one (as do `encgraph models`, "
-                "`graphs`, `check` and `plan`)"
-            )
+        require_cuda()
         backend = torch.cuda.get_allocator_backend()
         if backend != "native":
             raise EnvironmentProblem(

@@ -203,6 +203,19 @@ def _kv_bytes(inputs: PlanInputs, report: Report, encoder_bytes: int, activation
     return terms, kv
 
 
+def _check_log_model(report: Report, log: VllmLog | None) -> None:
+    """A log that loaded more weights than the report's model holds even in float32 is another model's."""
+    parameters = report.model.total_parameters
+    if log is None or log.weights_bytes is None or parameters is None or log.weights_bytes <= parameters * 4:
+        return
+    named = f" ({log.model})" if log.model else ""
+    raise UsageError(
+        f"--vllm-log: its model{named} loaded {gib(log.weights_bytes)} GiB of weights, more than "
+        f"{report.settings.model}'s {parameters / 1e9:.2f} B parameters hold even in float32 "
+        f"({gib(parameters * 4)} GiB): it is another model's log; give the log of the model the report is of"
+    )
+
+
 def _log_notes(inputs: PlanInputs, report: Report, kv: int) -> list[str]:
     """Which terms the log did not give and what they fell back to; what the log corrects; and the
     log's own KV cache beside the plan's."""
@@ -270,6 +283,7 @@ def plan(report: Report, inputs: PlanInputs) -> CapacityPlan:
         raise UsageError("--margin cannot be negative")
     if not report.budgets:
         raise ReportError(f"the {report.settings.model} report has no measured budgets to plan with; profile again")
+    _check_log_model(report, inputs.log)
     largest = max(report.budgets, key=lambda b: b.budget)
     activation = inputs.activation_bytes if inputs.activation_bytes is not None else largest.eager_peak_bytes
     terms, kv = _kv_bytes(inputs, report, _encoder_bytes(report), activation)

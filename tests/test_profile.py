@@ -316,6 +316,7 @@ def test_compare_runs_each_strategy_apart_and_sets_them_side_by_side(monkeypatch
         return result.exit_code, "child error line"
 
     monkeypatch.setattr(compare_cli, "_run_child", child)
+    monkeypatch.setattr(cuda_device, "require_cuda", lambda: None)  # the fake device stands for a GPU
     result = runner.invoke(
         app,
         ["compare", "--model", MODEL, "--budgets", "64,128,256", "--format", "json", "--keep", str(tmp_path / "kept")],
@@ -346,6 +347,28 @@ def test_compare_runs_each_strategy_apart_and_sets_them_side_by_side(monkeypatch
 def test_compare_refuses_bad_input(args, message):
     result = runner.invoke(app, ["compare", "--model", MODEL, "--budgets", "64,128", *args])
     assert result.exit_code == 2 and message in result.output
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (("--model", "nope", "--budgets", "1024"), 2, "unknown model 'nope'"),
+        (("--model", MODEL, "--budgets", "64,128", "--max-items", "0"), 2, "--max-items"),
+        (("--model", MODEL, "--budgets", "64,128"), 3, "no CUDA device is visible"),  # this machine has none
+    ],
+)
+def test_compare_refuses_in_one_line_before_starting_any_run(monkeypatch, args, code, message):
+    """A bad input or a missing GPU is every strategy's: said once, with its own exit code, no run started."""
+    import torch
+
+    from encgraph_profiler.cli import compare as compare_cli
+
+    started = []
+    monkeypatch.setattr(compare_cli, "_run_child", lambda args: started.append(args) or (0, ""))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = runner.invoke(app, ["compare", *args])
+    assert (result.exit_code, started) == (code, []), result.output
+    assert message in result.output and result.output.count("error:") == 1
 
 
 def test_check_release_gets_every_pool_byte_back():

@@ -4,6 +4,7 @@ The fixtures in tests/data/vllm_logs are log excerpts as posted in public issue 
 naming its thread; their figures below are typed from the excerpts by hand."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,10 @@ def test_encoder_graphs_in_the_graph_line_are_noticed():
 
 
 def _plan(name, **kwargs):
+    # The logs are of other models than the report's: their arithmetic is what these tests check, so the
+    # report's model is made large enough for any of them (a log of a larger model is refused otherwise).
     report = load(EXAMPLE)
+    report = replace(report, model=replace(report.model, total_parameters=10**12))
     log = read(LOGS / name)
     total = log.total_bytes or report.provenance.gpu_total_bytes
     source = LOG if log.total_bytes else "report"
@@ -282,3 +286,15 @@ def test_aisimulate_format_reserves_every_graph_of_the_plan():
     assert block() == {"type": "default", "memory_fraction": "0.9", "cuda_graph_reserved_bytes": str(pool)}
     with_log = block("--vllm-log", str(LOGS / "2026-05-graph-pool.log"), "--gpu-memory-utilization", "0.85")
     assert with_log["cuda_graph_reserved_bytes"] == str(pool + g(0.11)) and with_log["memory_fraction"] == "0.85"
+
+
+def test_a_log_of_a_model_larger_than_the_reports_is_refused():
+    """Llama 3.1 70B loaded 67.72 GiB, more than Qwen2-VL-7B's 8.29 B parameters hold in float32."""
+    result = CliRunner().invoke(
+        app, ["plan", "--from", str(EXAMPLE), "--vllm-log", str(LOGS / "2025-01-v1-llama70b.log")]
+    )
+    assert result.exit_code == 2, result.output
+    assert "--vllm-log: its model (neuralmagic/Meta-Llama-3.1-70B-Instruct-quantized.w8a8) loaded 67.72 GiB" in (
+        result.output
+    )
+    assert "it is another model's log" in result.output and result.output.count("error:") == 1

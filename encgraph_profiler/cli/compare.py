@@ -107,13 +107,17 @@ def compare(
     """Profile one ladder with several strategies, side by side."""
     from .. import render
     from ..check import runs_exit_code
+    from ..cuda_device import require_cuda
     from ..ladder import AutoLadder, resolve_budgets
-    from ..request import parse_strategy_names
+    from ..request import ProfileRequest, parse_strategy, parse_strategy_names, prepare
 
     names = parse_strategy_names(strategies)
     ladder = resolve_budgets(budgets, max_budget)
+    for name in names:  # what a run would refuse is refused here, once, before any process starts
+        prepare(ProfileRequest(model=model, budgets=ladder, max_items=max_items, strategy=parse_strategy(name)))
     if keep is not None:
         make_folder(keep, "--keep")
+    require_cuda()
     given = (
         ["--max-budget", str(ladder.largest)]
         if isinstance(ladder, AutoLadder)
