@@ -38,10 +38,11 @@ def aisimulate(plan: CapacityPlan, report: Report, utilization: float) -> str:
     graphs = [t for t in plan.terms if "graphs" in t.name]
     reserved = sum(t.bytes for t in graphs)
     budgets = sorted(b.budget for b in report.budgets)
+    # a prediction's GPU name says what it was predicted for
+    origin = report.provenance.gpu_name if report.predicted else f"measured on {report.provenance.gpu_name}"
     lines = [
         f"# encgraph plan for {plan.model} on {plan.gpu}: {len(budgets)} encoder CUDA graphs, largest budget "
-        f"{budgets[-1] if budgets else 0} tokens ({', '.join(map(str, budgets))}), "
-        f"measured on {report.provenance.gpu_name}",
+        f"{budgets[-1] if budgets else 0} tokens ({', '.join(map(str, budgets))}), {origin}",
         "# CUDA-graph memory of one rank: " + "; ".join(f"{t.name} {t.bytes:,} B ({t.source})" for t in graphs),
         "# Place under engine.workers.<role> of an AISimulate prediction config.",
         "kv_cache:",

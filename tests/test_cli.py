@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -188,6 +189,30 @@ def test_plan_exit_codes(recorded_report_path):
     assert run("plan").exit_code == 2
     what_if = run("plan", "--from", str(recorded_report_path), "--what-if", "H100-80GB,L4,0.8", "--format", "json")
     assert [w["fits"] for w in json.loads(what_if.output)["what_if"]] == [True, False, True]
+
+
+def test_a_plan_that_does_not_fit_shows_no_negative_kv_cache():
+    """Qwen2-VL-7B on an L4: the terms take 0.26 GiB more than the request; shown as that, never as -0.26."""
+    example = Path(__file__).parent.parent / "examples" / "qwen2-vl-7b.h100.json"
+    result = run("plan", "--from", str(example), "--gpu", "L4")
+    assert result.exit_code == 6, result.output
+    assert "the terms exceed the request by" in result.output and "-0.26" not in result.output
+    what_if = run("plan", "--from", str(example), "--what-if", "L4")
+    assert "-0.26" not in what_if.output and "0.00" in what_if.output
+
+
+def test_what_if_gpus_plan_a_prediction_without_gpu(tmp_path):
+    """A prediction is for no particular GPU: GPUs named by --what-if are enough, the first one planned."""
+    predicted = tmp_path / "predicted.json"
+    assert run("predict", "--model", "tiny-qwen2-vl", "--budgets", "64,128", "--json", str(predicted)).exit_code == 0
+    result = run("plan", "--from", str(predicted), "--what-if", "H100-80GB,A100-40GB", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["gpu"].startswith("H100-80GB") and len(data["what_if"]) == 2
+    assert run("plan", "--from", str(predicted), "--what-if", "0.8,0.9").exit_code == 2  # no GPU named at all
+    aisimulate = run("plan", "--from", str(predicted), "--gpu", "H100-80GB", "--format", "aisimulate")
+    header = aisimulate.output.splitlines()[0]
+    assert header.endswith("(64, 128), predicted for compute capability 9.0"), header
 
 
 def test_predict_table_has_no_always_empty_columns_and_fits_80_columns():

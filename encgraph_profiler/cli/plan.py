@@ -225,6 +225,9 @@ def plan(
     report = _load_or_profile(
         report_path, model, revision, budgets, max_budget, max_items, dtype, gpu_given=chosen_gpu is not None
     )
+    named = [scenario_gpu for scenario_gpu, _ in what_ifs if scenario_gpu is not None]
+    if chosen_gpu is None and report.predicted and named:  # a prediction is for no GPU: the first one named
+        chosen_gpu = named[0]
     label, total, total_source = chosen_gpu or resolve_gpu(None, None, report)
     inputs = PlanInputs(
         label, total, total_source, fraction, utilization_source=fraction_source, log=log,

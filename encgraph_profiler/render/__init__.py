@@ -323,7 +323,11 @@ def plan_table(plan: CapacityPlan) -> Table:
     for i, term in enumerate(plan.terms):
         new_row(table, "" if i == 0 else "-", term.name, gib(term.bytes), f"{term.bytes:,}", term.source)
     table.add_section()
-    new_row(table, "=", "KV cache", gib(plan.kv_cache_bytes), f"{plan.kv_cache_bytes:,}", "derived")
+    if plan.kv_cache_bytes >= 0:
+        new_row(table, "=", "KV cache", gib(plan.kv_cache_bytes), f"{plan.kv_cache_bytes:,}", "derived")
+    else:  # the terms take more than was requested: no KV cache, and by how much they are over
+        over = -plan.kv_cache_bytes
+        new_row(table, "=", "KV cache: none, the terms exceed the request by", gib(over), f"{over:,}", "derived")
     if plan.kv_bytes_per_token:
         new_row(table, "/", "KV bytes per token", "", f"{plan.kv_bytes_per_token:,}", "config")
         new_row(table, "=", "KV tokens", "", f"{plan.kv_tokens:,}", "derived")
@@ -363,7 +367,7 @@ def what_if_table(scenarios: Sequence[PlanInputs], plans: Sequence[CapacityPlan]
             table,
             s.gpu,
             f"{s.utilization:g}",
-            gib(p.kv_cache_bytes),
+            gib(max(p.kv_cache_bytes, 0)),
             "" if p.kv_tokens is None else f"{p.kv_tokens:,}",
             "" if p.concurrency is None else f"{p.concurrency:.2f}",
             p.verdict,
