@@ -19,12 +19,14 @@ STATUS_MARK = {
 
 
 def percent(row: Row) -> str:
-    """The change as a percentage of the baseline; "new" where the baseline is 0."""
+    """The change as a percentage of the baseline ("from 0" where the baseline is 0); a change that
+    rounds to nothing is 0.0%, never -0.0%."""
     if row.delta is None:
         return ""
     if not row.baseline:
-        return "new" if row.delta else ""
-    return f"{row.delta_fraction:+.1%}"
+        return "from 0" if row.delta else ""
+    shown = round(row.delta_fraction, 3)
+    return f"{shown:+.1%}" if shown else "0.0%"
 
 
 def markdown(result: CheckResult) -> str:

@@ -47,7 +47,8 @@ def parse_size(text: str, what: str = "size") -> int:
     if match and not unit and float(match.group(1)) == 0:
         return 0
     if not match or unit not in _UNITS:
-        hint = " (a unit is needed: 80 alone could be bytes or GiB)" if match and not unit else ""
+        number = match.group(1) if match else ""
+        hint = f" (a unit is needed: {number} alone could be bytes or GiB)" if match and not unit else ""
         raise UsageError(
             f"cannot read {what} {text!r}{hint}: use a number with a unit such as 80GiB, 80GB, 81920MiB or 4096B"
         )
@@ -93,11 +94,12 @@ def is_whole_number(value: object, least: int | None = None) -> bool:
 
 
 def mib(n_bytes: int | None, signed: bool = False) -> str:
-    """Bytes as MiB with one decimal, for tables. None renders as n/a."""
+    """Bytes as MiB with one decimal, for tables (what rounds to nothing is 0.0, never -0.0). None
+    renders as n/a."""
     if n_bytes is None:
         return "n/a"
-    value = n_bytes / MiB
-    return f"{value:+,.1f}" if signed else f"{value:,.1f}"
+    value = round(n_bytes / MiB, 1) or 0.0
+    return f"{value:+,.1f}" if signed and value else f"{value:,.1f}"
 
 
 def gib(n_bytes: int | None) -> str:

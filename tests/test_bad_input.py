@@ -156,7 +156,7 @@ CASES = [
     (["check", "{good}", "{missing}"], 5, "no such report file"),
     (["check", "{good}", "{folder}"], 5, "is a folder"),
     (["check", "{good}", "{notjson}"], 5, "not a valid JSON report"),
-    (["check", "{good}", "{grew0}"], 1, "budget 1024 pool_growth_bytes (new)"),
+    (["check", "{good}", "{grew0}"], 1, "budget 1024 pool_growth_bytes (from 0)"),
     (["check", "{good}", "{pool1}"], 5, "pool reserves 1 bytes but budget 1024 says the pool held 2,648,702,976"),
     (["plan", "--from", "{pool1}"], 5, "the pool row contradicts the budgets"),
     (["check", "{good}", "{completefalse}"], 5, "report.complete is false, but every requested budget was measured"),

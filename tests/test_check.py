@@ -188,3 +188,17 @@ def test_a_long_ladder_is_checked_with_a_bounded_table_and_verdict(recorded_repo
     assert table.row_count == 20 + 4 + 1
     verdict = " ".join(line.plain for line in render.check_verdict(result))
     assert "and 15 more" in verdict and len(verdict) < 400
+
+
+def test_changes_that_round_to_nothing_show_no_negative_zero():
+    """512 bytes less is 0.0 MiB and 0.0%, never -0.0; growth from 0 says so."""
+    from encgraph_profiler.check import Row, RowStatus
+    from encgraph_profiler.units import mib
+
+    assert (mib(-512), mib(-512, signed=True), mib(-52_429, signed=True)) == ("0.0", "0.0", "-0.1")
+    rows = [
+        Row("budget 1024", "static_io_bytes", 38_797_312, 38_796_800, 0, RowStatus.PASS),
+        Row("budget 4096", "pool_growth_bytes", 0, 1_281_359_872, 0, RowStatus.REGRESSION),
+        Row("total", "reserved_bytes", 1_000, 1_100, 0, RowStatus.REGRESSION),
+    ]
+    assert [check_formats.percent(r) for r in rows] == ["0.0%", "from 0", "+10.0%"]

@@ -78,6 +78,8 @@ def test_sizes_and_bad_input():
     for bad in ("eighty", "-5GiB", "80 parsecs"):
         with pytest.raises(UsageError):
             parse_size(bad)
+    with pytest.raises(UsageError, match=r"\(a unit is needed: 400 alone could be bytes or GiB\)"):
+        parse_size("400", "--tolerance-abs")
     for bad in ("1.5", "0", "-0.2", "most"):
         with pytest.raises(UsageError):
             parse_utilization(bad)

@@ -88,7 +88,9 @@ def predict(
     )
     refuse_unwritable({"--json": json_path}, inputs=(model,))
     setup = prepare(request, capability)
-    info(f"predicting {len(setup.layouts)} budgets of {setup.spec.name} ({setup.settings.attn}) on meta tensors")
+    graphs = len(setup.layouts)
+    plural = "s" if graphs != 1 else ""
+    info(f"predicting {graphs} graph{plural} of {setup.spec.name} ({setup.settings.attn}) on meta tensors")
     report = predicted_report(setup, capability)
     written = keep_report(report, json_path)
     show_report(report, output_format is o.Format.json)

@@ -152,6 +152,8 @@ def adapter_for(config: dict[str, Any], source: str) -> Adapter:
         if model_type in adapter.model_types:
             return adapter
     known = ", ".join(t for a in adapters() for t in a.model_types)
+    if model_type is None:
+        raise UsageError(f"{source}: the config has no model_type; encgraph knows {known}")
     raise UsageError(f"{source}: model_type {model_type!r} is not supported; encgraph knows {known}")
 
 
