@@ -305,9 +305,11 @@ CASES = [
     (["graphs", "--max-num-seqs", "\u0661\u0662\u0668"], 2, "is not a whole number in digits 0-9"),
     (["graphs", "--budgets", "\uff11\uff10\uff12\uff14"], 2, "give comma-separated whole numbers in digits 0-9"),
     (["predict", "--budgets", "\u0664\u0660\u0669\u0666"], 2, "give comma-separated whole numbers in digits 0-9"),
+    (["predict", "--budgets", "1024", "2048"], 2, "lists take commas, with no spaces: --budgets 1024,2048,4096"),
     (["predict", "--gpu-capability", "\u0669.0"], 2, "give MAJOR.MINOR"),
     (["sweep", "--model", "{config}", "--budgets", "64", "--gpus", "abc", "--out", "{folder}"], 2, "e.g. 0,1,2,3"),
     (["sweep", "--predict", "--model", "{config}", "--budgets", "64", "--out", ""], 2, "'--out': is empty"),
+    (["sweep", "--predict", "--model", "{config}", "--budgets", "64", "--out", "{good}"], 2, "is a file, not a folder"),
     (
         ["sweep", "--predict", "--model", "{config}", "--budgets", "64", "--gpu-capability", "9.0,9.0", "--out", "x"],
         2,

@@ -28,6 +28,8 @@ def test_help_lists_commands():
     assert result.exit_code == 0
     for command in ("profile", "graphs", "check", "plan", "models"):
         assert command in result.output
+    assert run("-h").output == result.output
+    assert run("predict", "-h").output == run("predict", "--help").output
 
 
 def test_fast_commands_do_not_import_torch(recorded_report_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
@@ -85,7 +86,7 @@ class OneLineErrors(TyperGroup):
             code = ExitCode.USAGE
         except click_errors.UsageError as refused:
             command = refused.ctx.command_path if refused.ctx else "encgraph"
-            error(f"{refused.format_message()} (see `{command} --help`)")
+            error(f"{refused.format_message()}{_hint(refused)} (see `{command} --help`)")
             code = ExitCode.USAGE
         except click_errors.ClickException as refused:
             error(refused.format_message())
@@ -95,6 +96,14 @@ class OneLineErrors(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(int(code or 0))
+
+
+def _hint(refused: Exception) -> str:
+    """What a usage error most likely means, where it is a common slip: budgets given apart."""
+    message = str(refused)
+    if "unexpected extra argument" in message and re.search(r"\(\d[\d, ]*\)", message):
+        return "; lists take commas, with no spaces: --budgets 1024,2048,4096"
+    return ""
 
 
 def _version(value: bool) -> None:
@@ -120,6 +129,7 @@ def build_app(names: Sequence[str] = COMMAND_NAMES) -> typer.Typer:
         epilog=EPILOG,
         no_args_is_help=True,
         add_completion=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
         pretty_exceptions_enable=False,
     )
     app.callback()(_options)

@@ -171,6 +171,8 @@ def keep_report(report: Report, path: Path | None) -> ExitCode:
 
 def make_folder(path: Path, option: str) -> None:
     """Make an output folder (and its parents) if missing; one line if it cannot be made."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path}: that is a file, not a folder; give a folder for the reports")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as problem:

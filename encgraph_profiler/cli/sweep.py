@@ -186,7 +186,13 @@ def _folder(text: str) -> Path:
 
 
 OutDir = Annotated[
-    Path, typer.Option("--out", parser=_folder, help="Folder for the cells' reports and sweep.json (made if missing).")
+    Path,
+    typer.Option(
+        "--out",
+        parser=_folder,
+        metavar="FOLDER",
+        help="Folder for the cells' reports and sweep.json (made if missing).",
+    ),
 ]
 Gpus = Annotated[
     str | None,
