@@ -114,6 +114,13 @@ def counted(n: int, plural: str) -> str:
     return f"{n:,} {plural[:-1] if n == 1 else plural}"
 
 
+def captured(budget: int, tokens: int) -> str:
+    """A layout caption's opening: the tokens captured, and the budget where whole items make it differ."""
+    if tokens == budget:
+        return f"{tokens:,} tokens"
+    return f"{tokens:,} tokens (budget {budget:,}, in whole items)"
+
+
 def listed(items: Iterable[str], limit: int = 5) -> str:
     """Items joined with commas, the first ``limit`` of them, then how many more."""
     items = list(items)

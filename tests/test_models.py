@@ -285,7 +285,10 @@ def test_fixed_resolution_layout_is_whole_images():
     spec = resolve("siglip")
     vision = spec.adapter.tower_config(spec.config)
     assert spec.adapter.layout(vision, 4096, 0).items == 5  # 729 tokens per 384px image
-    assert spec.adapter.layout(vision, 4096, 0).meaning == "4,096 tokens = 5 images of 384x384 px, 3,645 ViT patches"
+    assert (
+        spec.adapter.layout(vision, 4096, 0).meaning
+        == "3,645 tokens (budget 4,096, in whole items) = 5 images of 384x384 px, 3,645 ViT patches"
+    )
     with pytest.raises(UsageError, match="smaller than one"):
         spec.adapter.layout(vision, 512, 0)
 
@@ -432,7 +435,8 @@ def test_llama4_layout_is_vllms():
     assert spec.adapter.tokens_per_tile(config) == 144  # (336 / 14)^2 patches x 0.5^2
     assert [spec.adapter.layout(config, b, 1).items for b in (1, 144, 145, 1024, 8192)] == [1, 1, 2, 8, 57]
     assert spec.adapter.layout(config, 1024, 1).meaning == (
-        "1,024 tokens = 8 chunks of 336x336 px, 4,608 ViT patches shuffled to 144 tokens each"
+        "1,152 tokens (budget 1,024, in whole items) = 8 chunks of 336x336 px, "
+        "4,608 ViT patches shuffled to 144 tokens each"
     )
     # Meta's configs give attn_temperature_tuning as 4; transformers 5 reads only a bool.
     assert json.loads(spec.source.read_text())["text_config"]["attn_temperature_tuning"] == 4

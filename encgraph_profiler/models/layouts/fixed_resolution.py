@@ -4,7 +4,7 @@ tokens is captured as a batch of floor(B / tokens_per_image) whole images."""
 from __future__ import annotations
 
 from ...errors import UsageError
-from ...units import counted
+from ...units import captured, counted
 from ..base import Adapter, Layout, random_input
 
 
@@ -36,7 +36,8 @@ class FixedResolutionAdapter(Adapter):
             items=images,
             tokens=images * per_image,
             input_patches=patches,
-            meaning=f"{budget:,} tokens = {counted(images, 'images')} of {size}x{size} px, {patches:,} ViT patches",
+            meaning=f"{captured(budget, images * per_image)} = {counted(images, 'images')} of {size}x{size} px, "
+            f"{patches:,} ViT patches",
         )
 
     def make_inputs(self, tower, vision_config, layout: Layout, dtype: str, device, generator) -> dict:

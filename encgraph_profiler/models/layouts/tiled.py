@@ -5,7 +5,7 @@ and how many tiles vLLM captures for a budget."""
 
 from __future__ import annotations
 
-from ...units import counted
+from ...units import captured, counted
 from ..base import Adapter, Layout, random_input
 
 
@@ -38,7 +38,7 @@ class TiledAdapter(Adapter):
             items=tiles,
             tokens=tiles * per_tile,
             input_patches=patches,
-            meaning=f"{budget:,} tokens = {counted(tiles, self.tile_noun)} of {size}x{size} px, "
+            meaning=f"{captured(budget, tiles * per_tile)} = {counted(tiles, self.tile_noun)} of {size}x{size} px, "
             f"{patches:,} ViT patches {self.merge_verb} to {per_tile} tokens each",
         )
 
