@@ -49,7 +49,7 @@ class ExitCode(IntEnum):
         (
             "no CUDA device, an allocator setting that is not supported or modelled (`cudaMallocAsync`, "
             "`roundup_power2_divisions`), `--attn flash_attention_2` without flash-attn, `--attn varlen` with torch "
-            "older than 2.9"
+            "older than 2.9, a Hugging Face id that cannot be fetched (no network or no access) and is not cached"
         ),
     )
     CAPTURE = (

@@ -14,7 +14,12 @@ from .output import handled, info, keep_report, refuse_unwritable, show_report
 
 _CAPABILITY = ".".join(map(str, DEFAULT_CAPABILITY))
 
-EXIT_CODES = o.returns({ExitCode.ENVIRONMENT: "an allocator setting it does not model", ExitCode.NOT_WRITTEN: "--json"})
+EXIT_CODES = o.returns(
+    {
+        ExitCode.ENVIRONMENT: "an allocator setting it does not model, a Hugging Face id it cannot fetch",
+        ExitCode.NOT_WRITTEN: "--json",
+    }
+)
 
 EPILOG = o.epilog(
     f"""\
