@@ -25,7 +25,7 @@ def percent(row: Row) -> str:
         return ""
     if not row.baseline:
         return "from 0" if row.delta else ""
-    shown = round(row.delta_fraction, 3)
+    shown = round(row.delta / row.baseline, 3)
     return f"{shown:+.1%}" if shown else "0.0%"
 
 
