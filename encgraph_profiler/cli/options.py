@@ -4,7 +4,6 @@ and each command's exit codes, from which its help's exit-code sentence is writt
 from __future__ import annotations
 
 import re
-import textwrap
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -282,9 +281,12 @@ def returns(notes: dict[ExitCode, str]) -> dict[ExitCode, str]:
 def exit_code_sentence(codes: dict[ExitCode, str]) -> str:
     """ "Exit codes: 0 ok, 1 regression (against --baseline), ..." from the enum's words."""
     parts = [f"{int(code)} {code.summary}" + (f" ({note})" if note else "") for code, note in codes.items()]
-    return textwrap.fill(f"Exit codes: {', '.join(parts)}.", width=100)
+    return f"Exit codes: {', '.join(parts)}."
 
 
 def epilog(text: str, codes: dict[ExitCode, str]) -> str:
-    """A command's help epilog: its examples and notes, then its exit codes."""
-    return f"{text.rstrip()}\n\n{exit_code_sentence(codes)}\n"
+    """A command's help epilog: its examples and notes, then its exit codes. A paragraph of prose is
+    made one line, which the terminal wraps to its width (wrapped here too, it would be wrapped twice);
+    an indented paragraph (examples) keeps its lines."""
+    paragraphs = [*text.strip("\n").split("\n\n"), exit_code_sentence(codes)]
+    return "\n\n".join(p if p.startswith("  ") else " ".join(p.split()) for p in paragraphs) + "\n"
