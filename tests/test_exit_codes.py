@@ -63,3 +63,11 @@ def test_every_code_has_words_and_a_command():
     for code in ExitCode:
         assert code.summary and code.description, code.name
         assert any(code in codes for _, _, codes in commands().values()), code.name
+
+
+def test_help_prose_is_wrapped_once_by_the_terminal():
+    """Prose in an epilog is one line a paragraph: at 200 columns, a sentence that the source wraps
+    reads on one line, and no line of it ends early; examples keep their own lines."""
+    output = CliRunner().invoke(app, ["predict", "--help"], env={"COLUMNS": "200"}).output
+    assert "what it allocates and frees goes through a model of PyTorch's CUDA caching allocator" in output
+    assert "\n   encgraph predict --model Qwen2-VL --budgets 1024,2048,4096,8192" in output
