@@ -94,6 +94,7 @@ class CapacityPlan:
     kv_bytes_per_token: int | None
     kv_tokens: int | None
     max_model_len: int | None
+    max_model_len_source: str  # "user", "vLLM log" or "config"
     concurrency: float | None
     tokens_per_graph_gib: int | None
     fits: bool
@@ -293,7 +294,7 @@ def plan(report: Report, inputs: PlanInputs) -> CapacityPlan:
         and inputs.activation_bytes is None
         and (inputs.log is None or inputs.log.activation_bytes is None)
     )
-    max_len = _max_len(inputs, report)
+    max_len, max_len_source = _max_len(inputs, report)
     kv_tokens = None if per_token is None else max(kv, 0) // per_token
     concurrency = None if kv_tokens is None or not max_len else kv_tokens / max_len
     needed = 0 if per_token is None else (max_len or 1) * per_token
@@ -319,6 +320,7 @@ def plan(report: Report, inputs: PlanInputs) -> CapacityPlan:
         kv_bytes_per_token=per_token,
         kv_tokens=kv_tokens,
         max_model_len=max_len,
+        max_model_len_source=max_len_source,
         concurrency=concurrency,
         tokens_per_graph_gib=None if per_token is None else GiB // per_token,
         fits=fits,
@@ -356,10 +358,15 @@ def _notes(report: Report, inputs: PlanInputs, kv: int, encoder_only: bool, uppe
     return tuple(notes)
 
 
-def _max_len(inputs: PlanInputs, report: Report) -> int | None:
-    """Tokens per request: the user's, else the logged deployment's, else the model's positions."""
+def _max_len(inputs: PlanInputs, report: Report) -> tuple[int | None, str]:
+    """Tokens per request and where they come from: the user's, else the logged deployment's, else
+    the model's positions."""
     logged = inputs.log.max_model_len if inputs.log else None
-    return inputs.max_model_len or logged or report.model.max_position_embeddings
+    if inputs.max_model_len:
+        return inputs.max_model_len, "user"
+    if logged:
+        return logged, LOG
+    return report.model.max_position_embeddings, "config"
 
 
 def _fitting_ladder(report: Report, inputs: PlanInputs, activation: int) -> tuple[int, ...] | None:
@@ -370,7 +377,7 @@ def _fitting_ladder(report: Report, inputs: PlanInputs, activation: int) -> tupl
     budgets = sorted({b.budget for b in report.budgets})
     full_pool = _encoder_bytes(report)
     per_token = _kv_per_token(report, inputs.kv_cache_dtype)
-    needed = (_max_len(inputs, report) or 1) * (per_token or 0)
+    needed = (_max_len(inputs, report)[0] or 1) * (per_token or 0)
     for cut in range(len(budgets) - 1, -1, -1):
         ladder = tuple(budgets[:cut])
         encoder = full_pool * ladder[-1] // budgets[-1] if ladder else 0

@@ -58,6 +58,8 @@ def test_fitting_ladder_drops_top_budgets(recorded_report_data):
     result = plan(report, tight)
     assert not result.fits
     assert result.fitting_ladder == (1024, 2048, 4096)
+    assert (result.max_model_len, result.max_model_len_source) == (4096, "user")
+    assert plan(report, PlanInputs("x", 80 * GiB, "user")).max_model_len_source == "config"
 
 
 def test_kv_cache_dtype_and_user_terms(recorded_report_data):

@@ -165,6 +165,7 @@ def test_the_graph_pool_log_takes_the_captured_figure_over_the_estimate():
     graphs = next(t for t in result.terms if t.name.startswith("decoder graphs vLLM captured"))
     assert graphs.bytes == g(0.11) and graphs.source == LOG
     assert result.max_model_len == 131_072  # the deployment's, from the concurrency line
+    assert result.max_model_len_source == LOG
 
 
 def test_plan_cli_with_a_vllm_log(tmp_path):

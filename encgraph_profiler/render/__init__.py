@@ -331,7 +331,7 @@ def plan_table(plan: CapacityPlan) -> Table:
     if plan.kv_bytes_per_token:
         new_row(table, "/", "KV bytes per token", "", f"{plan.kv_bytes_per_token:,}", "config")
         new_row(table, "=", "KV tokens", "", f"{plan.kv_tokens:,}", "derived")
-        new_row(table, "/", "max model len", "", f"{plan.max_model_len:,}", "user, vLLM log or config")
+        new_row(table, "/", "max model len", "", f"{plan.max_model_len:,}", plan.max_model_len_source)
         new_row(table, "=", "concurrent max-length requests", "", f"{plan.concurrency:.2f}", "derived")
     return table
 
