@@ -326,7 +326,7 @@ def plan(report: Report, inputs: PlanInputs) -> CapacityPlan:
         fits=fits,
         verdict=verdict,
         shortfall_bytes=shortfall,
-        fitting_ladder=None if fits else _fitting_ladder(report, inputs, activation),
+        fitting_ladder=None if fits else _fitting_ladder(report, inputs, activation, needed),
         notes=_notes(report, inputs, kv, per_token is None, upper_bound),
         kv_is_upper_bound=upper_bound,
     )
@@ -369,15 +369,14 @@ def _max_len(inputs: PlanInputs, report: Report) -> tuple[int | None, str]:
     return report.model.max_position_embeddings, "config"
 
 
-def _fitting_ladder(report: Report, inputs: PlanInputs, activation: int) -> tuple[int, ...] | None:
+def _fitting_ladder(report: Report, inputs: PlanInputs, activation: int, needed: int) -> tuple[int, ...] | None:
     """The largest prefix of the report's budgets that would fit, or () for no encoder graphs at
     all. Only the full ladder's pool was measured: a shorter ladder's pool is estimated in
     proportion to its largest budget (a largest-first ladder's pool is that of its largest
-    budget). The activation term stays: batches above the top budget still run eagerly."""
+    budget). The activation term stays: batches above the top budget still run eagerly. ``needed``:
+    the KV bytes of one max-length request, as the plan counts them."""
     budgets = sorted({b.budget for b in report.budgets})
     full_pool = _encoder_bytes(report)
-    per_token = _kv_per_token(report, inputs.kv_cache_dtype)
-    needed = (_max_len(inputs, report)[0] or 1) * (per_token or 0)
     for cut in range(len(budgets) - 1, -1, -1):
         ladder = tuple(budgets[:cut])
         encoder = full_pool * ladder[-1] // budgets[-1] if ladder else 0
