@@ -58,7 +58,6 @@ def build(data, budgets, items, gen, attn="sdpa"):
         proj = torch.randn(width, width, dtype=bf16) * width**-0.5
         # 70 x 70 in bf16; a wider grid makes vLLM's warm-up rebuild it in float32
         table = _sincos_2d(width, 70).to(bf16) if side <= 70 else _sincos_2d(width, side)
-        buckets = torch.arange(1 / side, 1.0, 1 / side)
     items = max(1, min(budgets[0] // queries, budgets[-1]))
     grids = [g for g in ((32, 32), (32, 64), (64, 32)) if max(g) <= side]
     grids += [] if (side, side) in grids else [(side, side)]
@@ -76,28 +75,57 @@ def build(data, budgets, items, gen, attn="sdpa"):
                 }
             )
 
-    def forward(pixel_values, mask, tgt):
-        n, length = mask.shape
-        seq = torch.arange(length, device="cuda")[None]
+    def positions(mask3, tgt):  # vLLM's get_position_ids, statement by statement: every local held to the end
+        n = mask3.shape[0]
+        boundaries = torch.arange(1 / side, 1.0, 1 / side, device="cuda")
+        flat = mask3.view(n, -1)
         if version == (2, 5):  # no grid given to the ViT: one row of the valid patches
-            h, w = mask[:, :1].sum(1, keepdim=True).clamp(min=1), mask.sum(1, keepdim=True).clamp(min=1)
+            nb_h, nb_w = mask3[:, :, 0].sum(dim=1), mask3[:, 0, :].sum(dim=1)
         else:
-            h, w = tgt[:, :1].clamp(min=1), tgt[:, 1:].clamp(min=1)
-        ids = torch.bucketize(seq // w / h, buckets, right=True) * side + torch.bucketize(
-            seq % w / w, buckets, right=True
-        )
-        emb = vit.embeddings.patch_embedding(pixel_values).flatten(2).transpose(1, 2)
-        emb += vit.embeddings.position_embedding(torch.where(mask, ids, 0))
-        bias = (~mask).to(bf16)[:, None, None, :] * torch.finfo(bf16).min
-        feats = vit.post_layernorm(vit.encoder(inputs_embeds=emb, attention_mask=bias).last_hidden_state)
-        cols_of = tgt[:, 1:].clamp(min=1)
-        padded = seq >= tgt.prod(-1, keepdim=True)
-        at = (seq // cols_of).clamp(max=table.shape[0] - 1), (seq % cols_of).clamp(max=table.shape[1] - 1)
-        pos = table[at].to(bf16)
-        pos = torch.where(padded[..., None], torch.zeros_like(pos), pos).transpose(0, 1)
-        kv = ln_kv(to_width(feats) if to_width is not None else feats).transpose(0, 1)
-        q = ln_q(query)[:, None].repeat(1, n, 1)
-        out = cross(q, kv + pos, kv, key_padding_mask=padded)[0].transpose(0, 1)
-        return (ln_post(out) @ proj).reshape(n * queries, width)
+            nb_h, nb_w = tgt[:, 0], tgt[:, 1]
+        h1, w1 = nb_h.clamp(min=1).unsqueeze(1), nb_w.clamp(min=1).unsqueeze(1)
+        i = torch.arange(flat.shape[-1], device="cuda")
+        hi, wi = i.unsqueeze(0) // w1, i.unsqueeze(0) % w1
+        fh, fw = hi / h1, wi / w1
+        bh, bw = torch.bucketize(fh, boundaries, right=True), torch.bucketize(fw, boundaries, right=True)
+        ids = bh * side + bw
+        return torch.where(flat, ids, 0)
+
+    def embed(pixel_values, mask3, tgt):  # vLLM's Idefics2VisionEmbeddings.forward
+        conv = vit.embeddings.patch_embedding(pixel_values)
+        emb = conv.flatten(2).transpose(1, 2)
+        ids = positions(mask3, tgt)
+        emb += vit.embeddings.position_embedding(ids)
+        return emb
+
+    def resample(feats, tgt):  # vLLM's Resampler2_5.forward, statement by statement
+        n, length = feats.shape[:2]
+        plen = tgt[:, 0] * tgt[:, 1]
+        seq = torch.arange(length, device="cuda").unsqueeze(0)
+        tw = tgt[:, 1].unsqueeze(1).clamp(min=1)
+        hi, wi = seq // tw, seq % tw
+        hi = hi.clamp(max=table.shape[0] - 1)
+        wi = wi.clamp(max=table.shape[1] - 1)
+        padded = seq >= plen.unsqueeze(1)
+        pos = table[hi, wi].to(bf16)
+        pos = torch.where(padded.unsqueeze(-1), torch.zeros_like(pos), pos).permute(1, 0, 2)
+        feats = to_width(feats) if to_width is not None else feats  # the argument's name reused, as vLLM's x
+        feats = ln_kv(feats).permute(1, 0, 2)
+        q = ln_q(query)
+        out = cross(q.unsqueeze(1).repeat(1, n, 1), feats + pos, feats, key_padding_mask=padded)[0]
+        feats = out.permute(1, 0, 2)
+        feats = ln_post(feats)
+        return feats @ proj
+
+    def vision(pixel_values, mask3, tgt):  # vLLM's Idefics2VisionTransformer.forward: emb and bias held to its end
+        n = mask3.shape[0]
+        emb = embed(pixel_values, mask3, tgt)
+        bias = (~mask3.view(n, -1)).to(bf16) * torch.finfo(bf16).min
+        encoded = vit.encoder(inputs_embeds=emb, attention_mask=bias[:, None, None, :]).last_hidden_state
+        return vit.post_layernorm(encoded)
+
+    def forward(pixel_values, mask, tgt):
+        feats = vision(pixel_values, mask.unsqueeze(1), None if version == (2, 5) else tgt)
+        return resample(feats, tgt).reshape(mask.shape[0] * queries, width)
 
     return forward, runs, items

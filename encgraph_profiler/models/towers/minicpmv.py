@@ -57,18 +57,34 @@ def patch_positions(mask: torch.Tensor, grids: torch.Tensor | None, side: int) -
     """Idefics2VisionEmbeddings.get_position_ids (vLLM) for a (slices, 1, patches) mask: patch i of a
     slice whose grid is h x w sits at row i // w, column i % w; each is bucketed by its fraction of
     h or w into ``side`` buckets. Without grids (MiniCPM-V 2.5) h is the mask's first column and w
-    its count of patches. Masked patches take position 0."""
+    its count of patches. Masked patches take position 0. The steps are vLLM's, in its order, and
+    each intermediate is held until the end as there: which of them are alive at once decides the
+    segments they take in the graph's pool."""
     flat = mask.view(mask.shape[0], -1)
     boundaries = torch.arange(1 / side, 1.0, 1 / side, device=mask.device)
     if grids is not None:
         rows, cols = grids[:, 0], grids[:, 1]
     else:
         rows, cols = mask[:, :, 0].sum(dim=1), mask[:, 0, :].sum(dim=1)
-    rows, cols = rows.clamp(min=1).unsqueeze(1), cols.clamp(min=1).unsqueeze(1)
-    index = torch.arange(flat.shape[-1], device=mask.device).unsqueeze(0)
-    bucket_h = torch.bucketize(index // cols / rows, boundaries, right=True)
-    bucket_w = torch.bucketize(index % cols / cols, boundaries, right=True)
-    return torch.where(flat, (bucket_h * side + bucket_w).to(torch.long), 0)
+    rows_at_least_1, cols_at_least_1 = rows.clamp(min=1).unsqueeze(1), cols.clamp(min=1).unsqueeze(1)
+    index = torch.arange(flat.shape[-1], device=mask.device)
+    row = index.unsqueeze(0) // cols_at_least_1  # the mask has one row: a slice's own width is the stride
+    col = index.unsqueeze(0) % cols_at_least_1
+    row_fraction, col_fraction = row / rows_at_least_1, col / cols_at_least_1
+    bucket_h = torch.bucketize(row_fraction, boundaries, right=True)
+    bucket_w = torch.bucketize(col_fraction, boundaries, right=True)
+    positions = bucket_h * side + bucket_w
+    return torch.where(flat, positions.to(torch.long), 0)
+
+
+def embed(embeddings: nn.Module, pixel_values, mask: torch.Tensor, grids: torch.Tensor | None, side: int):
+    """Idefics2VisionEmbeddings.forward (vLLM): the patch embedding, then the bucketed positions'
+    embedding added in place; the position ids are let go once the embeddings are made."""
+    patches = embeddings.patch_embedding(pixel_values.to(embeddings.patch_embedding.weight.dtype))
+    hidden = patches.flatten(2).transpose(1, 2)
+    positions = patch_positions(mask, grids, side)
+    hidden += embeddings.position_embedding(positions)
+    return hidden
 
 
 class Resampler(nn.Module):
@@ -85,19 +101,25 @@ class Resampler(nn.Module):
         self.register_buffer("pos_embed", table_for(grid_side, width, dtype), persistent=False)
 
     def forward(self, x: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
-        """Resampler2_5.forward: (slices, patches, kv_width) -> (slices, queries, width)."""
+        """Resampler2_5.forward: (slices, patches, kv_width) -> (slices, queries, width), step by step
+        as vLLM's, each intermediate held as long as there."""
         slices, patches = x.shape[:2]
+        patch_counts = grids[:, 0] * grids[:, 1]
         index = torch.arange(patches, device=x.device).unsqueeze(0)
         cols = grids[:, 1].unsqueeze(1).clamp(min=1)
-        rows_at = (index // cols).clamp(max=self.pos_embed.shape[0] - 1)
-        cols_at = (index % cols).clamp(max=self.pos_embed.shape[1] - 1)
-        padding = index >= (grids[:, 0] * grids[:, 1]).unsqueeze(1)
-        positions = self.pos_embed[rows_at, cols_at].to(x.dtype)
+        row, col = index // cols, index % cols
+        row = row.clamp(max=self.pos_embed.shape[0] - 1)
+        col = col.clamp(max=self.pos_embed.shape[1] - 1)
+        padding = index >= patch_counts.unsqueeze(1)
+        positions = self.pos_embed[row, col].to(x.dtype)
         positions = torch.where(padding.unsqueeze(-1), torch.zeros_like(positions), positions).permute(1, 0, 2)
-        x = self.ln_kv(self.kv_proj(x)).permute(1, 0, 2)
-        queries = self.ln_q(self.query).unsqueeze(1).repeat(1, slices, 1)
-        out = self.attn(queries, x + positions, x, key_padding_mask=padding)[0]
-        return self.ln_post(out.permute(1, 0, 2)) @ self.proj
+        x = self.kv_proj(x)
+        x = self.ln_kv(x).permute(1, 0, 2)
+        query = self.ln_q(self.query)
+        out = self.attn(query.unsqueeze(1).repeat(1, slices, 1), x + positions, x, key_padding_mask=padding)[0]
+        x = out.permute(1, 0, 2)
+        x = self.ln_post(x)
+        return x @ self.proj
 
 
 class MiniCPMVEncoder(nn.Module):
@@ -117,14 +139,11 @@ class MiniCPMVEncoder(nn.Module):
         """vLLM's Idefics2VisionTransformer.forward with a (slices, 1, patches) mask: the patch
         embedding plus the bucketed positions, added in place; the encoder with padding masked by an
         additive mask; the last layer norm."""
-        embeddings = self.vpm.embeddings
-        hidden = embeddings.patch_embedding(pixel_values.to(embeddings.patch_embedding.weight.dtype))
-        hidden = hidden.flatten(2).transpose(1, 2)
-        hidden += embeddings.position_embedding(patch_positions(mask, grids, self.grid_side))
+        hidden = embed(self.vpm.embeddings, pixel_values, mask, grids, self.grid_side)
         flat = mask.view(mask.shape[0], -1)
         additive = ((~flat).to(hidden.dtype) * torch.finfo(hidden.dtype).min)[:, None, None, :]
-        hidden = self.vpm.encoder(inputs_embeds=hidden, attention_mask=additive).last_hidden_state
-        return self.vpm.post_layernorm(hidden)
+        encoded = self.vpm.encoder(inputs_embeds=hidden, attention_mask=additive).last_hidden_state
+        return self.vpm.post_layernorm(encoded)  # the embeddings and the mask are let go after it, as in vLLM
 
     def forward(self, pixel_values, patch_attention_mask, tgt_sizes):
         """encoder_cudagraph_forward: pixel_values (slices, 3, h * p, w * p), patch_attention_mask
