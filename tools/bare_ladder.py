@@ -5,9 +5,9 @@ Written against torch and transformers only (no encgraph code): the builder of t
 vLLM lays them out; each is warmed up on the capture stream, then synchronize + empty_cache, and the
 whole ladder (largest first, one pool) is measured by a different method from encgraph's: the caching
 allocator's reserved-bytes delta and this process's NVML delta. Nothing from the warm-up stays
-referenced when the baseline is taken. The reserved delta counts the default pool too, where each
-capture's random-state tensors go; ``graph_pool_bytes`` is the graphs' own pool alone, summed from the
-allocator's segment list.
+referenced when the baseline is taken. The reserved delta counts every pool; ``graph_pool_bytes`` is the graphs'
+own pool alone, summed from the allocator's segment list, and ``segments_made_elsewhere`` lists the
+segments the captures made outside it (pool, bytes, stream, the sizes of the blocks still allocated).
 
     python tools/bare_ladder.py configs/qwen2-vl-7b.json 1024,2048,4096,8192 > bare.json
     python tools/bare_ladder.py configs/gemma-3-27b.json 1024,2048,4096,8192 > bare.json
@@ -82,6 +82,7 @@ def main(config_path, budget_text, attn="sdpa", warmup=2):
     handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
     reserved0 = torch.cuda.memory_stats()["reserved_bytes.all.current"]
     used0 = process_used(handle)
+    before = {s["address"] for s in torch.cuda.memory_snapshot()}
     pool = torch.cuda.graph_pool_handle()
     graphs = []
     for kwargs in runs:
@@ -96,6 +97,17 @@ def main(config_path, budget_text, attn="sdpa", warmup=2):
     # the graphs' own pool, apart from what the captures added to the default pool
     segments = torch.cuda.memory_snapshot()
     pool_bytes = sum(s["total_size"] for s in segments if tuple(s["segment_pool_id"]) == tuple(pool))
+    # segments the captures made anywhere else, with the blocks still allocated in them
+    elsewhere = [
+        {
+            "pool": list(s["segment_pool_id"]),
+            "bytes": s["total_size"],
+            "stream": s["stream"],
+            "allocated_blocks": [b["size"] for b in s["blocks"] if b["state"] == "active_allocated"],
+        }
+        for s in segments
+        if s["address"] not in before and tuple(s["segment_pool_id"]) != tuple(pool)
+    ]
     json.dump(
         {
             "budgets": budgets,
@@ -103,6 +115,8 @@ def main(config_path, budget_text, attn="sdpa", warmup=2):
             "items": items,
             "reserved_delta_bytes": reserved1 - reserved0,
             "graph_pool_bytes": pool_bytes,
+            "segments_made_elsewhere": elsewhere,
+            "capture_stream": stream.cuda_stream,
             "nvml_process_delta_bytes": used1 - used0,
             "wall_s": time.perf_counter() - started,
         },
