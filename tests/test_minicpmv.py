@@ -2,9 +2,7 @@
 checkpoints' parameters, vLLM 0.33.0's layouts and capture axes with numbers, and the batched graph
 against each slice computed alone. transformers has no MiniCPM-V model to compare with."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +15,6 @@ from encgraph_profiler.models.families.minicpmv import patch_grids
 from encgraph_profiler.models.registry import resolve
 from encgraph_profiler.models.towers.minicpmv import position_table
 from encgraph_profiler.request import ProfileRequest, parse_strategy, prepare
-from encgraph_profiler.trace import trace
 
 # SigLIP-400M as MiniCPM-V's vpm (27 layers, 1152 wide, 4900 positions): 417,792,240 parameters, what
 # princepride/MiniCPM-V-2_6-VPM (the vpm of openbmb/MiniCPM-V-2_6 saved alone) publishes, 836 MB of bf16
@@ -271,49 +268,3 @@ def test_padded_batch_equals_each_slice_alone(version):
         ]
     assert batched.shape == (3 * 16, 256)
     torch.testing.assert_close(batched, torch.cat(alone), atol=2e-5, rtol=1e-4)
-
-
-def _bare_builder():
-    """tools/bare_ladder.py's MiniCPM-V builder (written from vLLM's code apart from encgraph's tower),
-    made to build on meta tensors."""
-    path = Path(__file__).resolve().parent.parent / "tools" / "bare_families" / "minicpmv.py"
-    spec = importlib.util.spec_from_file_location("bare_minicpmv", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.DEVICE = "meta"
-    return module
-
-
-def _lifetimes(events) -> list[tuple[str, int, int]]:
-    """Allocation events with each block named by the order it was made in (a storage's key can be
-    reused once it is freed): what a trace of two programs must share to make the same pool."""
-    order, named, made = {}, [], 0
-    for kind, key, size in events:
-        if kind == "alloc":
-            order[key], made = made, made + 1
-        named.append((kind, order[key], size))
-    return named
-
-
-@pytest.mark.parametrize("version", ["2.6", "2.5"])
-def test_allocations_are_those_of_the_bare_ladders_builder(version):
-    """Graph after graph, the tower makes the same requests in the same order and frees each at the
-    same point as the independent builder of tools/bare_ladder.py: which intermediates are alive at
-    once decides the pool's small segments (2,097,152 bytes apart on the GPU for MiniCPM-Llama3-V 2.5
-    when the two held the patch positions' intermediates over different spans)."""
-    data = {**resolve("tiny-minicpmv").config, "version": version}
-    budgets = (1024, 512)
-    setup = prepare(ProfileRequest(model="tiny-minicpmv", budgets=budgets, attn="sdpa", dtype="bfloat16"))
-    adapter = setup.adapter
-    config = adapter.tower_config(data)
-    with torch.device("meta"):
-        tower = adapter.build_tower(config, "bfloat16", "sdpa")
-    layouts = [layout for budget in budgets for layout in adapter.graph_layouts(config, (budget,), 64)]
-    forward, runs, _ = _bare_builder().build(dict(data), list(budgets), 64, torch.Generator())
-    assert len(runs) == len(layouts) == 8
-    for layout, run in zip(layouts, runs, strict=True):
-        inputs = adapter.make_inputs(tower, config, layout, "bfloat16", torch.device("meta"), torch.Generator())
-        assert inputs["pixel_values"].shape == run["pixel_values"].shape
-        ours, _ = trace(lambda inputs=inputs: adapter.forward(tower, inputs))
-        theirs, _ = trace(lambda run=run: forward(**run))
-        assert _lifetimes(ours) == _lifetimes(theirs), layout.label

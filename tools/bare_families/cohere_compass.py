@@ -11,6 +11,7 @@ from transformers.vision_utils import (
     get_vision_position_ids,
 )
 
+from bare_families import common
 from bare_families.common import packed_flash
 
 MODEL_TYPES = ("cohere_compass",)
@@ -21,7 +22,7 @@ def build(data, budgets, items, gen, attn="sdpa"):
     every DeepStack level's concatenated, one tensor, as vLLM's tower returns them."""
     vision = CohereCompassConfig(**data).vision_config
     m = vision.spatial_merge_size
-    with torch.device("cuda"):
+    with torch.device(common.DEVICE):
         tower = CohereCompassVisionModel._from_config(vision, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
     if attn == "varlen":  # the tower passes its segments to attention only for a "flash" implementation
         AttentionInterface.register("flash_packed_bare", packed_flash)
@@ -39,15 +40,17 @@ def build(data, budgets, items, gen, attn="sdpa"):
             spatial_merge_size=m,
         )
         run = {
-            "hidden_states": torch.randn(items * m * m * per_item, features, generator=gen).to("cuda", torch.bfloat16),
-            "grid_thw": grid.cuda(),
-            "position_ids": get_vision_position_ids(grid, m).cuda(),
-            "interp_indices": indices.cuda(),
-            "interp_weights": weights.cuda(),
+            "hidden_states": torch.randn(items * m * m * per_item, features, generator=gen).to(
+                common.DEVICE, torch.bfloat16
+            ),
+            "grid_thw": grid.to(common.DEVICE),
+            "position_ids": get_vision_position_ids(grid, m).to(common.DEVICE),
+            "interp_indices": indices.to(common.DEVICE),
+            "interp_weights": weights.to(common.DEVICE),
             "cu_seqlens": get_vision_cu_seqlens(grid).to(torch.int32),
         }
         if attn == "varlen":
-            run["cu_seqlens"], run["max_seqlen"] = run["cu_seqlens"].cuda(), m * m * per_item
+            run["cu_seqlens"], run["max_seqlen"] = run["cu_seqlens"].to(common.DEVICE), m * m * per_item
         runs.append(run)
 
     def forward(**kwargs):

@@ -2,6 +2,8 @@
 
 import torch
 
+DEVICE = "cuda"  # where the builders make their towers and inputs: a CPU test sets "meta" to trace them
+
 
 def packed_flash(
     module,

@@ -15,6 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from bare_families import common
 from bare_families.common import path_ladder
 
 MODEL_TYPES = ("deepseek_ocr", "unlimited-ocr", "unlimited_ocr")
@@ -286,7 +287,7 @@ def _clip(clip, c, attn):
 
 def _weights(sam, clip, n_embed, gen):
     def weight(*shape):
-        return (torch.randn(*shape, generator=gen) * 0.02).to("cuda", torch.bfloat16)
+        return (torch.randn(*shape, generator=gen) * 0.02).to(common.DEVICE, torch.bfloat16)
 
     def ln(width):
         return (weight(width) + 1, weight(width))
@@ -305,7 +306,7 @@ def _weights(sam, clip, n_embed, gen):
                  "lin2": (weight(sw, sam["mlp"]), weight(sw))}  # fmt: skip
         s["blocks"].append(block)
     c = {"cls": weight(cw), "pos": weight(clip["grid"] ** 2 + 1, cw), "pre": ln(cw),
-         "ids": torch.arange(clip["grid"] ** 2 + 1, device="cuda").expand((1, -1))}  # fmt: skip
+         "ids": torch.arange(clip["grid"] ** 2 + 1, device=common.DEVICE).expand((1, -1))}  # fmt: skip
     c["layers"] = [
         {"ln1": ln(cw), "ln2": ln(cw), "qkv": (weight(3 * cw, cw), weight(3 * cw)), "out": (weight(cw, cw), weight(cw)),
          "fc1": (weight(clip["hidden"], cw), weight(clip["hidden"])), "fc2": (weight(cw, clip["hidden"]), weight(cw))}
@@ -342,5 +343,6 @@ def build(data, budgets, items, gen, attn="sdpa"):
         (LOCAL, [b // 100 for b in path_ladder(100, budgets[0])]),
     ):
         for count in counts:
-            runs.append({"pixel_values": torch.randn(count, 3, size, size, generator=gen).to("cuda", torch.bfloat16)})
+            pixels = torch.randn(count, 3, size, size, generator=gen)
+            runs.append({"pixel_values": pixels.to(common.DEVICE, torch.bfloat16)})
     return forward, runs, views_cap

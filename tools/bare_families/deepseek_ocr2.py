@@ -7,6 +7,7 @@ from transformers import (
 from transformers.masking_utils import create_causal_mask
 from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2VisionModel
 
+from bare_families import common
 from bare_families.common import path_ladder
 
 MODEL_TYPES = ("deepseek_ocr2",)
@@ -21,7 +22,7 @@ def build(data, budgets, items, gen):
     over the SAM tokens, causal over the queries) and its rotary embedding are made before capture."""
     config = DeepseekOcr2Config(**data)
     width = config.vision_config.encoder_config.hidden_size
-    with torch.device("cuda"):
+    with torch.device(common.DEVICE):
         vision = DeepseekOcr2VisionModel._from_config(
             config.vision_config, dtype=torch.bfloat16, attn_implementation="sdpa"
         ).eval()
@@ -48,17 +49,18 @@ def build(data, budgets, items, gen):
         with torch.inference_mode():
             pos_embed = sam.interpolate_pos_encoding(side, side)
             cos, sin = encoder.rotary_emb(
-                torch.empty(1, dtype=torch.bfloat16, device="cuda"), torch.arange(2 * tokens, device="cuda")[None]
+                torch.empty(1, dtype=torch.bfloat16, device=common.DEVICE),
+                torch.arange(2 * tokens, device=common.DEVICE)[None],
             )
         for count in counts:
-            embeds = torch.empty(count, 2 * tokens, width, dtype=torch.bfloat16, device="cuda")
-            blocks = torch.full((count, 2 * tokens), -1, dtype=torch.long, device="cuda")
+            embeds = torch.empty(count, 2 * tokens, width, dtype=torch.bfloat16, device=common.DEVICE)
+            blocks = torch.full((count, 2 * tokens), -1, dtype=torch.long, device=common.DEVICE)
             blocks[:, :tokens] = 0
             with torch.inference_mode():
                 mask = create_causal_mask(encoder.config, embeds, None, None, block_sequence_ids=blocks)
             runs.append(
                 {
-                    "pixel_values": torch.randn(count, 3, size, size, generator=gen).to("cuda", torch.bfloat16),
+                    "pixel_values": torch.randn(count, 3, size, size, generator=gen).to(common.DEVICE, torch.bfloat16),
                     "pos_embed": pos_embed,
                     "mask": mask,
                     "cos": cos,

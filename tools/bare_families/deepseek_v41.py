@@ -7,6 +7,8 @@ aligner projection until the layer after them has run), since that decides the p
 import torch
 import torch.nn.functional as F
 
+from bare_families import common
+
 MODEL_TYPES = ("deepseek_v41",)
 
 
@@ -28,7 +30,7 @@ def _weights(s):
     """Random bf16 weights on the GPU (their values do not matter), norms at one."""
 
     def weight(*shape, ones=False):
-        made = torch.empty(*shape, device="cuda", dtype=torch.bfloat16)
+        made = torch.empty(*shape, device=common.DEVICE, dtype=torch.bfloat16)
         return made.fill_(1.0) if ones else made.normal_(std=0.02)
 
     dim, inter, width = s["dim"], s["inter"], s["width"]
@@ -129,14 +131,16 @@ def _inputs(s, budget, items, gen, attn):
     varlen = attn == "varlen"
     return {
         "patches": torch.randn(items * rows * cols, 3, s["patch"], s["patch"], generator=gen).to(
-            "cuda", torch.bfloat16
+            common.DEVICE, torch.bfloat16
         ),
-        "cos": angles.cos()[:, None].cuda(),
-        "sin": angles.sin()[:, None].cuda(),
-        "gather": gather.cuda(),
-        "keep": torch.ones(gather.shape[0], r * r, 1, device="cuda", dtype=torch.bfloat16),
+        "cos": angles.cos()[:, None].to(common.DEVICE),
+        "sin": angles.sin()[:, None].to(common.DEVICE),
+        "gather": gather.to(common.DEVICE),
+        "keep": torch.ones(gather.shape[0], r * r, 1, device=common.DEVICE, dtype=torch.bfloat16),
         "lengths": () if varlen else (rows * cols,) * items,
-        "cu_seqlens": torch.arange(0, items + 1, dtype=torch.int32).mul_(rows * cols).cuda() if varlen else None,
+        "cu_seqlens": (
+            torch.arange(0, items + 1, dtype=torch.int32).mul_(rows * cols).to(common.DEVICE) if varlen else None
+        ),
         "max_seqlen": rows * cols,  # the longest image
     }
 

@@ -16,7 +16,7 @@ from itertools import pairwise
 import torch
 import torch.nn.functional as F
 
-from bare_families import deepseek_ocr
+from bare_families import common, deepseek_ocr
 
 MODEL_TYPES = ("deepseek_vl2", "deepseek_vl_v2")
 # timm's vit_so400m_patch14_siglip_384, which vLLM builds whatever the config's vision_config says.
@@ -44,7 +44,7 @@ def _weights(vision, projector, gen):
     grid = vision["size"] // patch
 
     def weight(*shape):
-        return (torch.randn(*shape, generator=gen) * 0.02).to("cuda", torch.bfloat16)
+        return (torch.randn(*shape, generator=gen) * 0.02).to(common.DEVICE, torch.bfloat16)
 
     w = {"patch": weight(width, 3, patch, patch), "patch_bias": weight(width), "pos": weight(1, grid * grid, width)}
     w["blocks"] = [
@@ -164,6 +164,8 @@ def build(data, budgets, items, gen, attn="sdpa"):
     one graph per budget, largest first."""
     if "DeepseekOCRForCausalLM" in (data.get("architectures") or ()):
         return deepseek_ocr.build(data, budgets, items, gen, attn)
+    if "DeepseekOCR2ForCausalLM" in (data.get("architectures") or ()):
+        raise SystemExit("DeepSeek-OCR 2 in DeepSeek's own form: give transformers' deepseek_ocr2 form instead")
     vision, projector_sizes = _sizes(data)
     size, grid = vision["size"], vision["size"] // vision["patch"]
     w = _weights(vision, projector_sizes, gen)
@@ -175,7 +177,7 @@ def build(data, budgets, items, gen, attn="sdpa"):
 
     per_tile = math.ceil(grid / 2) ** 2
     runs = [
-        {"pixel_values": torch.randn(-(-b // per_tile), 3, size, size, generator=gen).to("cuda", torch.bfloat16)}
+        {"pixel_values": torch.randn(-(-b // per_tile), 3, size, size, generator=gen).to(common.DEVICE, torch.bfloat16)}
         for b in budgets
     ]
     return forward, runs, max(run["pixel_values"].shape[0] for run in runs)

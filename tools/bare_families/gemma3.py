@@ -7,13 +7,15 @@ from transformers import (
 )
 from transformers.models.gemma3.modeling_gemma3 import Gemma3MultiModalProjector
 
+from bare_families import common
+
 MODEL_TYPES = ("gemma3",)
 
 
 def build(data, budgets, items, gen):
     """Gemma 3: min(B // mm_tokens_per_image, k) images of 896 x 896 through SigLIP and the projector."""
     config = Gemma3Config(**data)
-    with torch.device("cuda"):
+    with torch.device(common.DEVICE):
         vision = SiglipVisionModel._from_config(
             config.vision_config, dtype=torch.bfloat16, attn_implementation="sdpa"
         ).eval()
@@ -22,7 +24,7 @@ def build(data, budgets, items, gen):
     runs = [
         {
             "pixel_values": torch.randn(min(b // config.mm_tokens_per_image, items), 3, size, size, generator=gen).to(
-                "cuda", torch.bfloat16
+                common.DEVICE, torch.bfloat16
             )
         }
         for b in budgets

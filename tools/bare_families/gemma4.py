@@ -8,6 +8,8 @@ from transformers import (
 )
 from transformers.models.gemma4.modeling_gemma4 import Gemma4MultimodalEmbedder, Gemma4VisionModel
 
+from bare_families import common
+
 MODEL_TYPES = ("gemma4",)
 
 
@@ -17,7 +19,7 @@ def build(data, budgets, items, gen):
     t x pool^2 patches (k = min(largest // 70, smallest)); the rows pooled, B soft tokens gathered, embedded."""
     config = Gemma4Config(**data)
     v = config.vision_config
-    with torch.device("cuda"):
+    with torch.device(common.DEVICE):
         vision = Gemma4VisionModel._from_config(v, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
         embedder = Gemma4MultimodalEmbedder(v, config.text_config).to(torch.bfloat16).eval()
     pool, patch = v.pooling_kernel_size, v.patch_size
@@ -34,9 +36,9 @@ def build(data, budgets, items, gen):
             pixels = torch.rand(rows, width * pool * pool, 3 * patch * patch, generator=gen)
             runs.append(
                 {
-                    "pixel_values": pixels.to("cuda", torch.bfloat16),
-                    "pixel_position_ids": positions.cuda(),
-                    "gather_indices": torch.zeros(budget, dtype=torch.long, device="cuda"),
+                    "pixel_values": pixels.to(common.DEVICE, torch.bfloat16),
+                    "pixel_position_ids": positions.to(common.DEVICE),
+                    "gather_indices": torch.zeros(budget, dtype=torch.long, device=common.DEVICE),
                 }
             )
 

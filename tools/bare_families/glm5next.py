@@ -6,6 +6,7 @@ from transformers import AttentionInterface, Glm5NextConfig
 from transformers.models.glm5_next.modeling_glm5_next import Glm5NextVisionModel
 from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids
 
+from bare_families import common
 from bare_families.common import packed_flash
 
 MODEL_TYPES = ("glm5_next",)
@@ -16,7 +17,7 @@ def build(data, budgets, items, gen, attn="sdpa"):
     convolution and the merger."""
     vision = Glm5NextConfig(**data).vision_config
     m = vision.spatial_merge_size
-    with torch.device("cuda"):
+    with torch.device(common.DEVICE):
         tower = Glm5NextVisionModel._from_config(vision, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
     if attn == "varlen":  # the tower passes its segments to attention only for a "flash" implementation
         AttentionInterface.register("flash_packed_bare", packed_flash)
@@ -27,12 +28,14 @@ def build(data, budgets, items, gen, attn="sdpa"):
         per_item = budget // items
         grid = torch.tensor([[1, m, per_item * m]] * items)
         run = {
-            "hidden_states": torch.randn(items * m * m * per_item, features, generator=gen).to("cuda", torch.bfloat16),
-            "grid_thw": grid.cuda(),
-            "position_ids": get_vision_position_ids(grid, m).cuda(),
+            "hidden_states": torch.randn(items * m * m * per_item, features, generator=gen).to(
+                common.DEVICE, torch.bfloat16
+            ),
+            "grid_thw": grid.to(common.DEVICE),
+            "position_ids": get_vision_position_ids(grid, m).to(common.DEVICE),
             "cu_seqlens": get_vision_cu_seqlens(grid).to(torch.int32),
         }
         if attn == "varlen":
-            run["cu_seqlens"], run["max_seqlen"] = run["cu_seqlens"].cuda(), m * m * per_item
+            run["cu_seqlens"], run["max_seqlen"] = run["cu_seqlens"].to(common.DEVICE), m * m * per_item
         runs.append(run)
     return (lambda **kwargs: tower(**kwargs).pooler_output), runs, items

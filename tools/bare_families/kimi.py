@@ -13,6 +13,7 @@ from transformers.vision_utils import (
     get_vision_position_ids,
 )
 
+from bare_families import common
 from bare_families.common import packed_flash
 
 MODEL_TYPES = ("kimi_vl", "kimi_k25")
@@ -39,7 +40,7 @@ def build(data, budgets, items, gen, attn="sdpa"):
         "merge_kernel_size": v["merge_kernel_size"],
     }
     config = Kimi_K25Config(vision_config=vision, text_config={"hidden_size": text["hidden_size"]}, **projection)
-    with torch.device("cuda"):
+    with torch.device(common.DEVICE):
         tower = kimi.Kimi_K25VisionModel._from_config(
             config.vision_config, dtype=torch.bfloat16, attn_implementation="sdpa"
         ).eval()
@@ -61,21 +62,21 @@ def build(data, budgets, items, gen, attn="sdpa"):
         runs.append(
             {
                 "pixel_values": torch.randn(int(grid.prod(-1).sum()), 3, p, p, generator=gen).to(
-                    "cuda", torch.bfloat16
+                    common.DEVICE, torch.bfloat16
                 ),
-                "grid_thw": grid.cuda(),
-                "position_ids": get_vision_position_ids(grid, spatial_merge_size=1).cuda(),
+                "grid_thw": grid.to(common.DEVICE),
+                "position_ids": get_vision_position_ids(grid, spatial_merge_size=1).to(common.DEVICE),
                 **(
-                    {"cu_seqlens": cu_seqlens.cuda(), "max_seqlen": rows * kh * row * kw}
+                    {"cu_seqlens": cu_seqlens.to(common.DEVICE), "max_seqlen": rows * kh * row * kw}
                     if attn == "varlen"
                     else {"cu_seqlens": cu_seqlens}
                 ),
-                "interp_indices": indices.cuda(),
-                "interp_weights": weights.cuda(),
-                "frame_index": kimi.get_vision_frame_index(grid).cuda(),
-                "temporal_merge_index": tuple(t.cuda() if torch.is_tensor(t) else t for t in merge)
+                "interp_indices": indices.to(common.DEVICE),
+                "interp_weights": weights.to(common.DEVICE),
+                "frame_index": kimi.get_vision_frame_index(grid).to(common.DEVICE),
+                "temporal_merge_index": tuple(t.to(common.DEVICE) if torch.is_tensor(t) else t for t in merge)
                 if isinstance(merge, tuple)
-                else merge.cuda(),
+                else merge.to(common.DEVICE),
             }
         )
     return (lambda **kwargs: projector(tower(**kwargs).pooler_output)), runs, items

@@ -13,6 +13,7 @@ from torch import nn
 from transformers.activations import ACT2FN
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+from bare_families import common
 from bare_families.common import packed_flash
 
 MODEL_TYPES = ("kimi_k3",)
@@ -105,14 +106,16 @@ def _inputs(tower, v, grid, items, gen, attn):
     window = torch.arange(h * w).view(h // kh, kh, w // kw, kw).transpose(1, 2).reshape(-1, kh * kw)
     cu_seqlens = torch.arange(items + 1, dtype=torch.int32) * (h * w)
     segments = (
-        {"cu_seqlens": cu_seqlens.cuda(), "max_seqlen": h * w} if attn == "varlen" else {"cu_seqlens": cu_seqlens}
+        {"cu_seqlens": cu_seqlens.to(common.DEVICE), "max_seqlen": h * w}
+        if attn == "varlen"
+        else {"cu_seqlens": cu_seqlens}
     )
     return {
-        "pixel_values": torch.randn(items * h * w, 3, p, p, generator=gen).to("cuda", torch.bfloat16),
+        "pixel_values": torch.randn(items * h * w, 3, p, p, generator=gen).to(common.DEVICE, torch.bfloat16),
         "pos_embeds": pos,
-        "cos": angles.cos().cuda(),
-        "sin": angles.sin().cuda(),
-        "windows": torch.cat([window + i * h * w for i in range(items)]).cuda(),
+        "cos": angles.cos().to(common.DEVICE),
+        "sin": angles.sin().to(common.DEVICE),
+        "windows": torch.cat([window + i * h * w for i in range(items)]).to(common.DEVICE),
         **segments,
     }
 
@@ -124,7 +127,7 @@ def build(data, budgets, items, gen, attn="sdpa"):
     the longest image given to varlen attention (encgraph's plain capture)."""
     v = data["vision_config"]
     kh, kw = v["merge_kernel_size"]
-    with torch.device("cuda"):
+    with torch.device(common.DEVICE):
         tower = _Tower(v, data["text_config"]["hidden_size"], attn).to(torch.bfloat16).eval()
     runs = []
     for budget in budgets:

@@ -8,6 +8,8 @@ from transformers import (
 )
 from transformers.models.llama4.modeling_llama4 import Llama4MultiModalProjector, Llama4VisionModel
 
+from bare_families import common
+
 MODEL_TYPES = ("llama4",)
 
 
@@ -15,7 +17,7 @@ def build(data, budgets, items, gen):
     """Llama 4: max(1, ceil(B / 144)) chunks of 336 x 336 through the vision model and the projector."""
     data["text_config"]["attn_temperature_tuning"] = bool(data["text_config"].get("attn_temperature_tuning", True))
     config = Llama4Config(**data)
-    with torch.device("cuda"):
+    with torch.device(common.DEVICE):
         vision = Llama4VisionModel._from_config(
             config.vision_config, dtype=torch.bfloat16, attn_implementation="sdpa"
         ).eval()
@@ -26,7 +28,7 @@ def build(data, budgets, items, gen):
         {
             "pixel_values": torch.randn(
                 max(1, math.ceil(b / per_chunk)), 3, v.image_size, v.image_size, generator=gen
-            ).to("cuda", torch.bfloat16)
+            ).to(common.DEVICE, torch.bfloat16)
         }
         for b in budgets
     ]

@@ -6,8 +6,9 @@ from torch import nn
 from transformers.models.idefics2.configuration_idefics2 import Idefics2VisionConfig
 from transformers.models.idefics2.modeling_idefics2 import Idefics2VisionTransformer
 
+from bare_families import common
+
 MODEL_TYPES = ("minicpmv", "minicpmo")
-DEVICE = "cuda"  # a CPU test builds on "meta" to compare the allocations with encgraph's tower
 VISION_KEYS = (
     "hidden_size",
     "intermediate_size",
@@ -48,7 +49,7 @@ def build(data, budgets, items, gen, attn="sdpa"):
     queries, width, patch = data["query_num"], data["hidden_size"], vision.patch_size
     side = vision.image_size // patch
     bf16 = torch.bfloat16
-    with torch.device(DEVICE):
+    with torch.device(common.DEVICE):
         vit = Idefics2VisionTransformer._from_config(vision, dtype=bf16, attn_implementation=attn).eval()
         if data.get("drop_vision_last_layer", False):
             vit.encoder.layers = vit.encoder.layers[:-1]
@@ -70,22 +71,22 @@ def build(data, budgets, items, gen, attn="sdpa"):
             pixels = torch.rand(n, 3, rows * patch, cols * patch, generator=gen)
             runs.append(
                 {
-                    "pixel_values": pixels.to(DEVICE, bf16),
-                    "mask": torch.ones(n, rows * cols, dtype=torch.bool, device=DEVICE),
-                    "tgt": torch.tensor([[rows, cols]] * n, device=DEVICE),
+                    "pixel_values": pixels.to(common.DEVICE, bf16),
+                    "mask": torch.ones(n, rows * cols, dtype=torch.bool, device=common.DEVICE),
+                    "tgt": torch.tensor([[rows, cols]] * n, device=common.DEVICE),
                 }
             )
 
     def positions(mask3, tgt):  # vLLM's get_position_ids, statement by statement: every local held to the end
         n = mask3.shape[0]
-        boundaries = torch.arange(1 / side, 1.0, 1 / side, device=DEVICE)
+        boundaries = torch.arange(1 / side, 1.0, 1 / side, device=common.DEVICE)
         flat = mask3.view(n, -1)
         if version == (2, 5):  # no grid given to the ViT: one row of the valid patches
             nb_h, nb_w = mask3[:, :, 0].sum(dim=1), mask3[:, 0, :].sum(dim=1)
         else:
             nb_h, nb_w = tgt[:, 0], tgt[:, 1]
         h1, w1 = nb_h.clamp(min=1).unsqueeze(1), nb_w.clamp(min=1).unsqueeze(1)
-        i = torch.arange(flat.shape[-1], device=DEVICE)
+        i = torch.arange(flat.shape[-1], device=common.DEVICE)
         hi, wi = i.unsqueeze(0) // w1, i.unsqueeze(0) % w1
         fh, fw = hi / h1, wi / w1
         bh, bw = torch.bucketize(fh, boundaries, right=True), torch.bucketize(fw, boundaries, right=True)
@@ -102,7 +103,7 @@ def build(data, budgets, items, gen, attn="sdpa"):
     def resample(feats, tgt):  # vLLM's Resampler2_5.forward, statement by statement
         n, length = feats.shape[:2]
         plen = tgt[:, 0] * tgt[:, 1]
-        seq = torch.arange(length, device=DEVICE).unsqueeze(0)
+        seq = torch.arange(length, device=common.DEVICE).unsqueeze(0)
         tw = tgt[:, 1].unsqueeze(1).clamp(min=1)
         hi, wi = seq // tw, seq % tw
         hi = hi.clamp(max=table.shape[0] - 1)

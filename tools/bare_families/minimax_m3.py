@@ -16,6 +16,7 @@ from transformers.models.minimax_m3_vl.modeling_minimax_m3_vl import (
     MiniMaxM3VLVisionModel,
 )
 
+from bare_families import common
 from bare_families.common import packed_flash
 
 MODEL_TYPES = ("minimax_m3_vl",)
@@ -73,7 +74,7 @@ def build(data, budgets, items, gen, attn="sdpa"):
     max_seqlen_override=total_patches)."""
     config = _config(data)
     vision = config.vision_config
-    with torch.device("cuda"):
+    with torch.device(common.DEVICE):
         tower = MiniMaxM3VLVisionModel._from_config(vision, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
         projector = MiniMaxM3VLMultiModalProjector(config).to(torch.bfloat16).eval()
     heads, head = vision.num_attention_heads, vision.hidden_size // vision.num_attention_heads
@@ -117,14 +118,14 @@ def build(data, budgets, items, gen, attn="sdpa"):
         offsets = [i * per_image for i in range(items + 1)]
         run = {
             "pixel_values": torch.randn(items * per_image, vision.num_channels * t * p * p, generator=gen).to(
-                "cuda", torch.bfloat16
+                common.DEVICE, torch.bfloat16
             ),
-            "rotary_cos": cos.repeat(items, 1).cuda(),
-            "rotary_sin": sin.repeat(items, 1).cuda(),
+            "rotary_cos": cos.repeat(items, 1).to(common.DEVICE),
+            "rotary_sin": sin.repeat(items, 1).to(common.DEVICE),
             "cu_seqlens": torch.tensor(offsets, dtype=torch.int32),  # the host splits the images for sdpa
         }
         if attn == "varlen":
-            run["cu_seqlens"] = torch.tensor(offsets + offsets[-1:], dtype=torch.int32, device="cuda")
+            run["cu_seqlens"] = torch.tensor(offsets + offsets[-1:], dtype=torch.int32, device=common.DEVICE)
             run["max_seqlen"] = items * per_image
         runs.append(run)
     return forward, runs, items

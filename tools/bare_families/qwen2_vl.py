@@ -13,6 +13,7 @@ from transformers.vision_utils import (
     get_vision_position_ids,
 )
 
+from bare_families import common
 from bare_families.common import packed_flash
 
 MODEL_TYPES = ("qwen2_vl",)
@@ -22,7 +23,7 @@ def build(data, budgets, items, gen, attn="sdpa"):
     """Qwen2-VL: k images of grid [1, m, ceil(B / k) * m] per budget."""
     vision = Qwen2VLConfig(**data).vision_config
     m = vision.spatial_merge_size
-    with torch.device("cuda"):
+    with torch.device(common.DEVICE):
         tower = Qwen2VisionTransformerPretrainedModel._from_config(
             vision, dtype=torch.bfloat16, attn_implementation="sdpa"
         ).eval()
@@ -35,12 +36,14 @@ def build(data, budgets, items, gen, attn="sdpa"):
         per_item = math.ceil(budget / items)
         grid = torch.tensor([[1, m, per_item * m]] * items)
         run = {
-            "hidden_states": torch.randn(items * m * m * per_item, features, generator=gen).to("cuda", torch.bfloat16),
-            "grid_thw": grid.cuda(),
-            "position_ids": get_vision_position_ids(grid, m).cuda(),
+            "hidden_states": torch.randn(items * m * m * per_item, features, generator=gen).to(
+                common.DEVICE, torch.bfloat16
+            ),
+            "grid_thw": grid.to(common.DEVICE),
+            "position_ids": get_vision_position_ids(grid, m).to(common.DEVICE),
             "cu_seqlens": get_vision_cu_seqlens(grid).to(torch.int32),
         }
         if attn == "varlen":
-            run["cu_seqlens"], run["max_seqlen"] = run["cu_seqlens"].cuda(), m * m * per_item
+            run["cu_seqlens"], run["max_seqlen"] = run["cu_seqlens"].to(common.DEVICE), m * m * per_item
         runs.append(run)
     return (lambda **kwargs: tower(**kwargs).pooler_output), runs, items

@@ -9,6 +9,7 @@ from transformers.vision_utils import (
     get_vision_position_ids,
 )
 
+from bare_families import common
 from bare_families.common import path_ladder
 
 MODEL_TYPES = ("step3p7", "step_robotics")
@@ -20,7 +21,7 @@ def build(data, budgets, items, gen):
     B // 81 crops of 504 px, each path's budgets running from one of its items, doubling, up to the
     largest budget, plus the largest; global first, largest first."""
     v = Step3p7Config(vision_config=data["vision_config"]).vision_config
-    with torch.device("cuda"):
+    with torch.device(common.DEVICE):
         vision = Step3p7VisionModel._from_config(v, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
         projector = torch.nn.Linear(
             v.hidden_size * 4,
@@ -47,9 +48,9 @@ def build(data, budgets, items, gen):
         for count in counts:
             runs.append(
                 {
-                    "pixel_values": torch.randn(count, 3, size, size, generator=gen).to("cuda", torch.bfloat16),
-                    "cos": cos.cuda(),
-                    "sin": sin.cuda(),
+                    "pixel_values": torch.randn(count, 3, size, size, generator=gen).to(common.DEVICE, torch.bfloat16),
+                    "cos": cos.to(common.DEVICE),
+                    "sin": sin.to(common.DEVICE),
                 }
             )
 
