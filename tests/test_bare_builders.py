@@ -131,13 +131,43 @@ def _deepseek_ocr2() -> dict:
     return transformers.DeepseekOcr2Config(**{k: v for k, v in native.items() if k != "model_type"}).to_dict()
 
 
-@pytest.mark.parametrize("make", [_step3p7, _deepseek_ocr2])
-def test_builder_holds_the_predicted_pools_of_transformers_forms(builders, tmp_path, make):
-    data = make()
+def _stand_in(name: str) -> dict:
+    """The family's tiny text config with its published model's vision sizes (tests/data/stand_ins)."""
+    data = json.loads((ROOT / "configs" / "tiny" / f"tiny-{name}.json").read_text())
+    return {
+        **data,
+        "vision_config": json.loads((ROOT / "tests" / "data" / "stand_ins" / f"{name}.vision.json").read_text()),
+    }
+
+
+UNBUNDLED = {
+    "step-3.7": _step3p7,
+    "deepseek-ocr-2": _deepseek_ocr2,
+    "cohere-compass": lambda: _stand_in("cohere-compass"),
+    "glm5-next": lambda: _stand_in("glm5-next"),
+}
+
+
+@pytest.mark.parametrize("name", UNBUNDLED)
+def test_builder_holds_the_predicted_pools_of_unbundled_families(builders, tmp_path, name):
+    """Families with no bundled config a builder reads: transformers' forms and stand-ins."""
+    data = UNBUNDLED[name]()
     (tmp_path / "config.json").write_text(json.dumps(data))
-    setup = prepare(ProfileRequest(model=str(tmp_path), budgets=BUDGETS, attn="sdpa"), capability=CAPABILITY)
+    attn = resolve_attention("auto", resolve(str(tmp_path)).adapter, CAPABILITY)
+    setup = prepare(ProfileRequest(model=str(tmp_path), budgets=BUDGETS, attn=attn), capability=CAPABILITY)
     predicted = [graph.pool_reserved_bytes for graph in predict(setup)]
-    assert _bare_pools(builders[data.pop("model_type")], data, "sdpa") == predicted
+    assert _bare_pools(builders[data.pop("model_type")], data, attn) == predicted, attn
+
+
+def test_every_builder_is_traced(builders):
+    """Each builder of tools/bare_families/ meets at least one config above (DeepSeek-OCR's is reached
+    through DeepSeek-VL2's, whose model type its config shares)."""
+    model_types = {_config(name)["model_type"] for name in WITH_BUILDERS} | {
+        make()["model_type"] for make in UNBUNDLED.values()
+    }
+    traced = {build.__module__ for model_type, build in builders.items() if model_type in model_types}
+    assert traced | {"bare_families.deepseek_ocr"} == {build.__module__ for build in builders.values()}
+    assert "DeepseekOCRForCausalLM" in _config("deepseek-ocr")["architectures"]
 
 
 @pytest.mark.parametrize("version", ["2.6", "2.5"])

@@ -15,7 +15,7 @@
 # With DEADLINE=S, a check that would start S seconds or more after the script began is listed as not
 # started instead, so that a call with a time limit returns every result it finished.
 # Cohere Compass and GLM-5.3-Flash have no bundled config: their tiny text configs with the published
-# vision sizes stand in (the vision tower is all that is captured).
+# vision sizes stand in (tests/data/stand_ins; the vision tower is all that is captured).
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -71,9 +71,9 @@ except Exception as error:
     print(f"  {name}: nothing to compare ({error})")
 PY
 }
-stand_in() {  # stand_in NAME TINY VISION_JSON: a config folder of the tiny text config and the published vision sizes
+stand_in() {  # stand_in NAME: a config folder of the tiny text config and the published vision sizes
   mkdir -p /tmp/$1
-  python3 -c "import json, sys; d = json.load(open('$2')); d['vision_config'] = json.loads(sys.argv[1]); json.dump(d, open('/tmp/$1/config.json', 'w'))" "$3"
+  python3 -c "import json; d = json.load(open('configs/tiny/tiny-$1.json')); d['vision_config'] = json.load(open('tests/data/stand_ins/$1.vision.json')); json.dump(d, open('/tmp/$1/config.json', 'w'))"
 }
 
 suite() {
@@ -108,8 +108,8 @@ families() {
   bare deepseek-ocr configs/deepseek-ocr.json sdpa
 }
 standins() {
-  stand_in cohere-compass configs/tiny/tiny-cohere-compass.json '{"model_type": "cohere_compass_vision", "depth": 27, "hidden_size": 1152, "intermediate_size": 4304, "num_heads": 16, "patch_size": 16, "temporal_patch_size": 2, "spatial_merge_size": 2, "out_hidden_size": 2048, "num_position_embeddings": 2304, "deepstack_visual_indexes": [8, 16, 24]}'
-  stand_in glm5-next configs/tiny/tiny-glm5-next.json '{"model_type": "glm5_next_vision", "depth": 24, "hidden_size": 1024, "intermediate_size": 4096, "num_heads": 16, "image_size": 448, "patch_size": 14, "temporal_patch_size": 2, "spatial_merge_size": 2, "out_hidden_size": 4096, "projection_intermediate_size": 10240}'
+  stand_in cohere-compass
+  stand_in glm5-next
   run cohere-compass --model /tmp/cohere-compass --budgets $L
   bare cohere-compass /tmp/cohere-compass/config.json varlen
   run glm5-next --model /tmp/glm5-next --budgets $L
