@@ -61,7 +61,7 @@ def predict(setup: Prepared, allocator: AllocatorSettings | None = None) -> list
             if settings.capture is Capture.VLLM:
                 events += [("free", key, 0) for key in outputs]
             before = sum(p.reserved_bytes for p in model.pools.values())
-            blocks, allocations, peak = _replay(model, events, pool)
+            blocks, allocations, peak = replay_events(model, events, pool)
             after = sum(p.reserved_bytes for p in model.pools.values())
             live += sum(block.size for block in blocks.values())
             inputs_bytes = sum(
@@ -101,7 +101,7 @@ def _frozen_heap():
         gc.unfreeze()
 
 
-def _replay(model: CachingAllocator, events, pool) -> tuple[dict, int, int]:
+def replay_events(model: CachingAllocator, events, pool) -> tuple[dict, int, int]:
     """``events`` through the allocator model in ``pool``: the blocks still allocated after them (by
     key), the requests made, and the most bytes requested at once (the forward's eager peak)."""
     blocks, requested = {}, {}

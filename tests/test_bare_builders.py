@@ -5,7 +5,6 @@ each other (tools/gpu_conformance.sh); here CI sees when a tower, a layout or a 
 the other, before any GPU time is spent."""
 
 import json
-import pkgutil
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import transformers
 
 from encgraph_profiler.allocator_model import AllocatorSettings, CachingAllocator
 from encgraph_profiler.models.registry import native_config, resolve
-from encgraph_profiler.predict import predict
+from encgraph_profiler.predict import predict, replay_events
 from encgraph_profiler.request import ProfileRequest, prepare, resolve_attention
 from encgraph_profiler.trace import trace
 
@@ -44,21 +43,23 @@ WITH_BUILDERS = (
 
 
 @pytest.fixture(scope="module")
-def builders():
-    """Each model type's builder, as tools/bare_ladder.py finds them, building on meta tensors."""
+def bare():
+    """tools/bare_families, as tools/bare_ladder.py uses it, building on meta tensors."""
     sys.path.insert(0, str(ROOT / "tools"))
     try:
         import bare_families
         from bare_families import common
     finally:
         sys.path.remove(str(ROOT / "tools"))
-    found = {}
-    for info in pkgutil.iter_modules(bare_families.__path__):
-        module = __import__(f"bare_families.{info.name}", fromlist=["build"])
-        found.update(dict.fromkeys(getattr(module, "MODEL_TYPES", ()), getattr(module, "build", None)))
     common.DEVICE = "meta"
-    yield found
+    yield bare_families
     common.DEVICE = "cuda"
+
+
+@pytest.fixture(scope="module")
+def builders(bare):
+    """Each model type's builder."""
+    return bare.builders()
 
 
 def _config(name: str) -> dict:
@@ -76,26 +77,27 @@ def _lifetimes(events) -> list[tuple[str, int, int]]:
     return named
 
 
-def _bare_pools(build, data: dict, attn: str) -> list[int]:
+def _bare_pools(bare, data: dict, attn: str) -> list[int]:
     """The builder's ladder as tools/bare_ladder.py captures it (every run warmed up, then largest
     first into one pool, each graph's outputs kept), traced: the pool's bytes after each graph."""
-    budgets = sorted(BUDGETS, reverse=True)
-    items = max(1, min(budgets[0] // 64, budgets[-1]))
-    extra = {"attn": attn} if attn != "sdpa" else {}
-    forward, runs, _ = build(data, budgets, items, torch.Generator().manual_seed(0), **extra)
+    forward, runs, _ = bare.build_ladder(data, BUDGETS, attn)
     for run in runs:  # the warm-up (traced as the capture, untold), where builders make what they keep
         trace(lambda run=run: forward(**run))
     model, pools = CachingAllocator(settings=AllocatorSettings()), []
     for run in runs:
         events, _ = trace(lambda run=run: forward(**run))
-        blocks = {}
-        for kind, key, size in events:
-            if kind == "alloc":
-                blocks[key] = model.malloc(size, "graph")
-            else:
-                model.free(blocks.pop(key), "graph")
+        replay_events(model, events, "graph")
         pools.append(sum(pool.reserved_bytes for pool in model.pools.values()))
     return pools
+
+
+def _assert_pools_predicted(bare, model: str, data: dict) -> None:
+    """The builder's pools for ``data`` are those `encgraph predict --model MODEL` gives, graph by graph,
+    with the kernel `--attn auto` picks on an H100."""
+    attn = resolve_attention("auto", resolve(model).adapter, CAPABILITY)
+    setup = prepare(ProfileRequest(model=model, budgets=BUDGETS, attn=attn), capability=CAPABILITY)
+    predicted = [graph.pool_reserved_bytes for graph in predict(setup)]
+    assert _bare_pools(bare, data, attn) == predicted, attn
 
 
 def test_every_bundled_config_with_a_builder_is_here(builders):
@@ -111,13 +113,8 @@ def test_every_bundled_config_with_a_builder_is_here(builders):
 
 
 @pytest.mark.parametrize("name", WITH_BUILDERS)
-def test_builder_holds_the_predicted_pools_graph_by_graph(builders, name):
-    data = _config(name)
-    build = builders[data.pop("model_type")]
-    attn = resolve_attention("auto", resolve(name).adapter, CAPABILITY)
-    setup = prepare(ProfileRequest(model=name, budgets=BUDGETS, attn=attn), capability=CAPABILITY)
-    predicted = [graph.pool_reserved_bytes for graph in predict(setup)]
-    assert _bare_pools(build, data, attn) == predicted, attn
+def test_builder_holds_the_predicted_pools_graph_by_graph(bare, name):
+    _assert_pools_predicted(bare, name, _config(name))
 
 
 def _step3p7() -> dict:
@@ -149,14 +146,11 @@ UNBUNDLED = {
 
 
 @pytest.mark.parametrize("name", UNBUNDLED)
-def test_builder_holds_the_predicted_pools_of_unbundled_families(builders, tmp_path, name):
+def test_builder_holds_the_predicted_pools_of_unbundled_families(bare, tmp_path, name):
     """Families with no bundled config a builder reads: transformers' forms and stand-ins."""
     data = UNBUNDLED[name]()
     (tmp_path / "config.json").write_text(json.dumps(data))
-    attn = resolve_attention("auto", resolve(str(tmp_path)).adapter, CAPABILITY)
-    setup = prepare(ProfileRequest(model=str(tmp_path), budgets=BUDGETS, attn=attn), capability=CAPABILITY)
-    predicted = [graph.pool_reserved_bytes for graph in predict(setup)]
-    assert _bare_pools(builders[data.pop("model_type")], data, attn) == predicted, attn
+    _assert_pools_predicted(bare, str(tmp_path), data)
 
 
 def test_every_builder_is_traced(builders):

@@ -31,10 +31,8 @@ kernel over the packed images, called here directly, the segments on the device 
 given.
 """
 
-import importlib
 import json
 import os
-import pkgutil
 import sys
 import time
 
@@ -43,16 +41,6 @@ started = time.perf_counter()
 import bare_families  # noqa: E402  (tools/ is this script's folder, first on sys.path)
 import pynvml  # noqa: E402
 import torch  # noqa: E402
-
-
-def builders():
-    """Each model type's builder, from the modules of tools/bare_families/."""
-    found = {}
-    for info in pkgutil.iter_modules(bare_families.__path__):
-        module = importlib.import_module(f"bare_families.{info.name}")
-        for model_type in getattr(module, "MODEL_TYPES", ()):
-            found[model_type] = module.build
-    return found
 
 
 def process_used(handle):
@@ -64,12 +52,9 @@ def process_used(handle):
 
 def main(config_path, budget_text, attn="sdpa", warmup=2):
     budgets = sorted((int(b) for b in budget_text.split(",")), reverse=True)
-    items = max(1, min(budgets[0] // 64, budgets[-1]))
     with open(config_path) as file:
         data = json.load(file)
-    build = builders()[data.pop("model_type")]
-    extra = {"attn": attn} if attn != "sdpa" else {}
-    forward, runs, items = build(data, budgets, items, torch.Generator().manual_seed(0), **extra)
+    forward, runs, items = bare_families.build_ladder(data, budgets, attn)
     stream = torch.cuda.Stream()
     for kwargs in runs:
         stream.wait_stream(torch.cuda.current_stream())
